@@ -1,0 +1,8 @@
+//! One module per CLI verb. Each exposes a clap `Args` struct and an entry
+//! point returning the process exit code.
+
+pub mod diff;
+pub mod inspect;
+pub mod run;
+pub mod sign;
+pub mod wast;

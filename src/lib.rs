@@ -1,0 +1,4 @@
+//! Library side of the `wasm-patch` CLI, so that integration tests can reach
+//! the command implementations and the wast driver.
+
+pub mod commands;
