@@ -1,0 +1,4 @@
+//! Compilation of wasm functions to machine code.
+
+pub(crate) mod environ;
+pub(crate) mod translate;

@@ -1,0 +1,1 @@
+//! Operator-by-operator translation of wasm function bodies to CLIF.
