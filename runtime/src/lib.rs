@@ -1,6 +1,39 @@
 //! wasm-patch runtime: a Cranelift JIT for WebAssembly whose guest code can be
 //! patched while it runs.
+//!
+//! ```
+//! use wasm_patch_runtime::{Engine, Linker, Module, Store};
+//! let engine = Engine::default();
+//! let module = Module::new(&engine, r#"(module (func (export "add") (param i32 i32) (result i32)
+//!     local.get 0 local.get 1 i32.add))"#).unwrap();
+//! let mut store = Store::new(&engine, ());
+//! let instance = Linker::new().instantiate(&mut store, &module).unwrap();
+//! let add = instance.get_func(&store, "add").unwrap().typed::<(i32, i32), i32, _>(&store).unwrap();
+//! assert_eq!(add.call(&mut store, (2, 3)).unwrap(), 5);
+//! ```
 #![deny(missing_docs)]
 
 pub(crate) mod compile;
+mod engine;
+mod errors;
+mod func;
+mod instance;
+mod linker;
+mod module;
+mod store;
+pub mod thread;
 pub mod trap;
+mod val;
+pub mod vm;
+
+pub use engine::{Config, Engine};
+pub use errors::{Error, FrameInfo, Trap};
+pub use func::{Caller, Func, TypedFunc, WasmParams, WasmResults, WasmTy};
+pub use instance::{Extern, Instance};
+pub use linker::{Linker, THREAD_ABI_MODULE};
+pub use module::{ExportKind, ImportKind, Module, ModuleInfo};
+pub use store::Store;
+pub use thread::{RunState, ThreadId};
+pub use trap::TrapKind;
+pub use val::Val;
+pub use wasmparser::{FuncType, RefType, ValType};

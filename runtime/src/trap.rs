@@ -11,8 +11,10 @@ pub enum TrapKind {
     StackOverflow,
     /// Linear memory access out of bounds.
     MemoryOutOfBounds,
-    /// Table access out of bounds (including `call_indirect` index).
+    /// `call_indirect` index outside the table.
     TableOutOfBounds,
+    /// `table.get/set/fill/copy/init` out of bounds.
+    TableAccessOutOfBounds,
     /// Integer division or remainder by zero.
     IntegerDivisionByZero,
     /// Integer overflow (`INT_MIN / -1`).
@@ -46,12 +48,14 @@ impl TrapKind {
             TrapKind::NullReference => TrapCode::unwrap_user(4),
             TrapKind::RemovedFunction => TrapCode::unwrap_user(5),
             TrapKind::HostError => TrapCode::unwrap_user(6),
+            TrapKind::TableAccessOutOfBounds => TrapCode::unwrap_user(7),
         }
     }
 
     /// The kind a Cranelift trap code stands for.
     pub fn from_code(code: TrapCode) -> Option<TrapKind> {
-        const ALL: [TrapKind; 11] = [
+        const ALL: [TrapKind; 12] = [
+            TrapKind::TableAccessOutOfBounds,
             TrapKind::StackOverflow,
             TrapKind::MemoryOutOfBounds,
             TrapKind::TableOutOfBounds,
@@ -73,6 +77,7 @@ impl TrapKind {
             TrapKind::StackOverflow => "call stack exhausted",
             TrapKind::MemoryOutOfBounds => "out of bounds memory access",
             TrapKind::TableOutOfBounds => "undefined element",
+            TrapKind::TableAccessOutOfBounds => "out of bounds table access",
             TrapKind::IntegerDivisionByZero => "integer divide by zero",
             TrapKind::IntegerOverflow => "integer overflow",
             TrapKind::BadConversionToInteger => "invalid conversion to integer",

@@ -17,7 +17,7 @@
 //!   (`I64` on x86-64) where 0 is null;
 //! - traps use the codes of [`crate::trap::TrapKind::code`].
 
-use cranelift_codegen::ir::{self, MemFlags, Value};
+use cranelift_codegen::ir::{self, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 use wasmparser::{FuncType, ValType};
 
@@ -80,7 +80,7 @@ pub(crate) trait FuncEnvironment {
         index: Value,
         offset: u64,
         size: u32,
-    ) -> (Value, MemFlags);
+    ) -> (Value, MemFlagsData);
 
     /// `memory.size`, in pages (i32).
     fn memory_size(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value;

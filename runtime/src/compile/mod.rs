@@ -1,4 +1,219 @@
-//! Compilation of wasm functions to machine code.
+//! Compilation of wasm functions to machine code: one [`CodeUnit`] per
+//! module (version 0 of every function) or per bundle, plus a unit of
+//! trampolines per module.
+//!
+//! Each function is translated (`translate.rs`) with a [`FuncEnv`]
+//! (`func_env.rs`), compiled by Cranelift with `opt_level=speed` and frame
+//! pointers kept, then placed into executable memory (`vm/code_memory.rs`).
 
 pub(crate) mod environ;
+pub(crate) mod func_env;
+pub(crate) mod trampolines;
 pub(crate) mod translate;
+
+use crate::engine::Engine;
+use crate::errors::Error;
+use crate::module::ModuleInfo;
+use crate::trap::TrapKind;
+use crate::vm::code_memory::{self, CodeUnit, FuncArtifact, UnitKind};
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{self, ExternalName, LibCall, UserFuncName};
+use cranelift_codegen::{Context, FinalizedRelocTarget};
+use cranelift_frontend::FunctionBuilderContext;
+use func_env::FuncEnv;
+use std::sync::Arc;
+use wasmparser::FunctionBody;
+
+/// A module's compiled code.
+pub(crate) struct CompiledModule {
+    /// Defined functions, in order (placed index `i` = function
+    /// `num_imported_funcs + i`).
+    pub(crate) unit: Arc<CodeUnit>,
+    /// Entry and host trampolines, two per type index.
+    pub(crate) trampolines: Arc<CodeUnit>,
+}
+
+impl CompiledModule {
+    /// Entry address of defined function `func` (index space of the module).
+    pub(crate) fn func_entry(&self, info: &ModuleInfo, func: u32) -> *const u8 {
+        self.unit.entry((func - info.num_imported_funcs) as usize)
+    }
+
+    /// Host→wasm entry trampoline for type `ty`.
+    pub(crate) fn entry_trampoline(&self, ty: u32) -> *const u8 {
+        self.trampolines.entry(2 * ty as usize)
+    }
+
+    /// wasm→host trampoline for type `ty`.
+    pub(crate) fn host_trampoline(&self, ty: u32) -> *const u8 {
+        self.trampolines.entry(2 * ty as usize + 1)
+    }
+}
+
+/// Compile every defined function of `info` and its trampolines.
+pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<CompiledModule, Error> {
+    let unit_id = code_memory::next_unit_id();
+    let defined: Vec<u32> = (info.num_imported_funcs..info.func_types.len() as u32).collect();
+    let artifacts = compile_functions(engine, info, unit_id, &defined, |f| {
+        let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
+        FunctionBody::new(wasmparser::BinaryReader::new(&info.bytes[range.clone()], range.start as u64))
+    })?;
+    let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts).map_err(|e| Error::Compile(e.to_string()))?;
+    let trampolines = trampolines::compile_for_types(engine, &info.types)?;
+    Ok(CompiledModule { unit, trampolines })
+}
+
+/// Compile functions `funcs` of `info`, their bodies given by `body`, into
+/// artifacts for unit `unit_id`. Uses up to two OS threads.
+pub(crate) fn compile_functions<'b>(
+    engine: &Engine,
+    info: &ModuleInfo,
+    unit_id: u32,
+    funcs: &[u32],
+    body: impl Fn(u32) -> FunctionBody<'b> + Sync,
+) -> Result<Vec<FuncArtifact>, Error> {
+    let workers = if funcs.len() >= 16 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
+    } else {
+        1
+    };
+    if workers <= 1 {
+        let mut ctx = Context::new();
+        let mut fctx = FunctionBuilderContext::new();
+        return funcs
+            .iter()
+            .map(|&f| compile_one(engine, info, unit_id, f, body(f), &mut ctx, &mut fctx))
+            .collect();
+    }
+    let chunk = funcs.len().div_ceil(workers);
+    let results: Vec<Result<Vec<FuncArtifact>, Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = funcs
+            .chunks(chunk)
+            .map(|part| {
+                let body = &body;
+                s.spawn(move || {
+                    let mut ctx = Context::new();
+                    let mut fctx = FunctionBuilderContext::new();
+                    part.iter()
+                        .map(|&f| compile_one(engine, info, unit_id, f, body(f), &mut ctx, &mut fctx))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Compile("compiler thread panicked".into()))))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(funcs.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+fn compile_one(
+    engine: &Engine,
+    info: &ModuleInfo,
+    unit_id: u32,
+    func_index: u32,
+    body: FunctionBody<'_>,
+    ctx: &mut Context,
+    fctx: &mut FunctionBuilderContext,
+) -> Result<FuncArtifact, Error> {
+    let isa = engine.isa();
+    let ty = info.func_type(func_index).clone();
+    let mut env = FuncEnv::new(info, isa.default_call_conv(), unit_id, func_index);
+    ctx.clear();
+    ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
+    ctx.func.name = UserFuncName::user(0, func_index);
+    let name = || info.func_name(func_index);
+    translate::translate_function(&mut env, &ty, &body, &mut ctx.func, fctx)
+        .map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))?;
+    finish(isa, ctx, func_index).map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))
+}
+
+/// Run Cranelift on `ctx.func` and turn the result into an artifact.
+pub(crate) fn finish(
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    ctx: &mut Context,
+    func_index: u32,
+) -> Result<FuncArtifact, String> {
+    let code = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| format!("{:?}", e.inner))?;
+    let buffer = &code.buffer;
+    let traps = buffer
+        .traps()
+        .iter()
+        .filter_map(|t| TrapKind::from_code(t.code).map(|k| (t.offset, k)))
+        .collect();
+    let srclocs = buffer
+        .get_srclocs_sorted()
+        .iter()
+        .filter(|s| !s.loc.is_default())
+        .map(|s| (s.start, s.end, s.loc.bits()))
+        .collect();
+    let mut abs8_relocs = Vec::new();
+    for r in buffer.relocs() {
+        let target = match (&r.target, r.kind) {
+            (FinalizedRelocTarget::ExternalName(ExternalName::LibCall(lc)), Reloc::Abs8) => libcall_address(*lc)
+                .ok_or_else(|| format!("unsupported runtime library call {lc:?}"))?,
+            (t, k) => return Err(format!("unsupported relocation {k:?} to {t:?}")),
+        };
+        abs8_relocs.push((r.offset, (target as i64 + r.addend) as usize));
+    }
+    Ok(FuncArtifact {
+        func_index,
+        code: buffer.data().to_vec(),
+        alignment: code.buffer.alignment,
+        traps,
+        srclocs,
+        abs8_relocs,
+    })
+}
+
+extern "C" fn floor_f32(x: f32) -> f32 {
+    x.floor()
+}
+extern "C" fn floor_f64(x: f64) -> f64 {
+    x.floor()
+}
+extern "C" fn ceil_f32(x: f32) -> f32 {
+    x.ceil()
+}
+extern "C" fn ceil_f64(x: f64) -> f64 {
+    x.ceil()
+}
+extern "C" fn trunc_f32(x: f32) -> f32 {
+    x.trunc()
+}
+extern "C" fn trunc_f64(x: f64) -> f64 {
+    x.trunc()
+}
+extern "C" fn nearest_f32(x: f32) -> f32 {
+    x.round_ties_even()
+}
+extern "C" fn nearest_f64(x: f64) -> f64 {
+    x.round_ties_even()
+}
+
+/// Addresses of the library calls Cranelift may emit on hosts without
+/// SSE4.1; anything else is refused.
+fn libcall_address(lc: LibCall) -> Option<usize> {
+    Some(match lc {
+        LibCall::FloorF32 => floor_f32 as *const () as usize,
+        LibCall::FloorF64 => floor_f64 as *const () as usize,
+        LibCall::CeilF32 => ceil_f32 as *const () as usize,
+        LibCall::CeilF64 => ceil_f64 as *const () as usize,
+        LibCall::TruncF32 => trunc_f32 as *const () as usize,
+        LibCall::TruncF64 => trunc_f64 as *const () as usize,
+        LibCall::NearestF32 => nearest_f32 as *const () as usize,
+        LibCall::NearestF64 => nearest_f64 as *const () as usize,
+        _ => return None,
+    })
+}
+
+#[allow(dead_code)]
+fn _assert_ir_used(_: ir::Type) {}

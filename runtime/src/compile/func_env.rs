@@ -1,0 +1,407 @@
+//! The layout-aware half of the compiler: slot calls, polls, memory bases,
+//! tables, globals and runtime calls, for one function being compiled.
+//!
+//! Every sequence here follows `vm/offsets.rs`. The two that matter most:
+//!
+//! ```text
+//! slot call:  world = load [vmthread + WORLD]          ; 0 or 8
+//!             table = load [callee_vmctx + world]      ; this thread's world
+//!             code  = load [table + 16*slot]
+//!             ctx   = load [table + 16*slot + 8]
+//!             call_indirect code(ctx, vmthread, args...)
+//! poll:       w = load [vmthread + POLL]; brif w, slow, cont
+//!             slow: exit record; call builtin poll; trapnz on error
+//! ```
+//!
+//! None of these loads is `readonly`: the world selector and the slot tables
+//! change under a running thread, and Cranelift must not reuse a stale value
+//! across a call or hoist it out of a loop (ENGINEERING-NOTES, "Slot calls").
+//! Memory bases never move (each memory reserves its whole range), so those
+//! loads are `readonly` and may be hoisted.
+
+use super::environ::FuncEnvironment;
+use crate::module::ModuleInfo;
+use crate::trap::TrapKind;
+use crate::vm::libcalls::Builtin;
+use crate::vm::offsets::*;
+use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::FunctionBuilder;
+use std::collections::HashMap;
+use wasmparser::{FuncType, ValType};
+
+/// Cranelift type of a wasm value type (references are pointer-sized).
+pub(crate) fn clif_type(ty: ValType) -> ir::Type {
+    match ty {
+        ValType::I32 => types::I32,
+        ValType::I64 => types::I64,
+        ValType::F32 => types::F32,
+        ValType::F64 => types::F64,
+        ValType::V128 => types::I8X16,
+        ValType::Ref(_) => types::I64,
+    }
+}
+
+/// CLIF signature of a wasm function type with the two hidden parameters.
+pub(crate) fn wasm_signature(ty: &FuncType, call_conv: CallConv) -> ir::Signature {
+    let mut sig = ir::Signature::new(call_conv);
+    sig.params.push(ir::AbiParam::new(types::I64));
+    // The thread block is Cranelift's "vmctx" global-value base: the stack
+    // limit is loaded from it.
+    sig.params.push(ir::AbiParam::special(types::I64, ir::ArgumentPurpose::VMContext));
+    for p in ty.params() {
+        sig.params.push(ir::AbiParam::new(clif_type(*p)));
+    }
+    for r in ty.results() {
+        sig.returns.push(ir::AbiParam::new(clif_type(*r)));
+    }
+    sig
+}
+
+fn mutable() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+fn readonly() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly().with_can_move()
+}
+
+/// Environment for one function of one module.
+pub(crate) struct FuncEnv<'a> {
+    info: &'a ModuleInfo,
+    call_conv: CallConv,
+    unit: u32,
+    func_index: u32,
+    vmctx: Option<Value>,
+    vmthread: Option<Value>,
+    sigs: HashMap<u32, ir::SigRef>,
+    builtin_sigs: HashMap<Builtin, ir::SigRef>,
+}
+
+impl<'a> FuncEnv<'a> {
+    /// Environment for compiling `func_index` of `info` into code unit `unit`.
+    pub(crate) fn new(info: &'a ModuleInfo, call_conv: CallConv, unit: u32, func_index: u32) -> Self {
+        FuncEnv {
+            info,
+            call_conv,
+            unit,
+            func_index,
+            vmctx: None,
+            vmthread: None,
+            sigs: HashMap::new(),
+            builtin_sigs: HashMap::new(),
+        }
+    }
+
+    fn vmctx(&self) -> Value {
+        self.vmctx.expect("prologue sets vmctx")
+    }
+
+    fn vmthread(&self) -> Value {
+        self.vmthread.expect("prologue sets vmthread")
+    }
+
+    fn sig_for_type(&mut self, builder: &mut FunctionBuilder, type_index: u32) -> ir::SigRef {
+        if let Some(s) = self.sigs.get(&type_index) {
+            return *s;
+        }
+        let sig = wasm_signature(&self.info.types[type_index as usize], self.call_conv);
+        let r = builder.import_signature(sig);
+        self.sigs.insert(type_index, r);
+        r
+    }
+
+    /// Call a runtime builtin through the vmctx builtin table.
+    fn call_builtin(&mut self, builder: &mut FunctionBuilder, b: Builtin, args: &[Value]) -> Option<Value> {
+        let sig = match self.builtin_sigs.get(&b) {
+            Some(s) => *s,
+            None => {
+                let mut sig = ir::Signature::new(self.call_conv);
+                sig.params.push(ir::AbiParam::new(types::I64));
+                sig.params.push(ir::AbiParam::new(types::I64));
+                for t in b.params() {
+                    sig.params.push(ir::AbiParam::new(*t));
+                }
+                if let Some(r) = b.result() {
+                    sig.returns.push(ir::AbiParam::new(r));
+                }
+                let s = builder.import_signature(sig);
+                self.builtin_sigs.insert(b, s);
+                s
+            }
+        };
+        let vmctx = self.vmctx();
+        let vmthread = self.vmthread();
+        let table = builder.ins().load(types::I64, readonly(), vmctx, VMCTX_BUILTINS);
+        let f = builder.ins().load(types::I64, readonly(), table, (b as i32) * 8);
+        let mut all = vec![vmctx, vmthread];
+        all.extend_from_slice(args);
+        let call = builder.ins().call_indirect(sig, f, &all);
+        builder.inst_results(call).first().copied()
+    }
+
+    /// Trap with `kind` when `status` is nonzero.
+    fn trap_if_nonzero(&mut self, builder: &mut FunctionBuilder, status: Value, kind: TrapKind) {
+        builder.ins().trapnz(status, kind.code());
+    }
+
+    /// Load (code, ctx) from `instance_vmctx`'s slot table of this thread's
+    /// world, at `slot` (a value or a constant).
+    fn slot_lookup(&mut self, builder: &mut FunctionBuilder, instance_vmctx: Value, slot: SlotIndex) -> (Value, Value) {
+        let world = builder.ins().load(types::I64, mutable(), self.vmthread(), THREAD_WORLD);
+        let at = builder.ins().iadd(instance_vmctx, world);
+        let table = builder.ins().load(types::I64, mutable(), at, VMCTX_SLOT_TABLES);
+        let (entry, off) = match slot {
+            SlotIndex::Const(i) => (table, (i as i64 * SLOT_SIZE) as i32),
+            SlotIndex::Dynamic(v) => {
+                let v64 = builder.ins().uextend(types::I64, v);
+                let scaled = builder.ins().imul_imm(v64, SLOT_SIZE);
+                (builder.ins().iadd(table, scaled), 0)
+            }
+        };
+        let code = builder.ins().load(types::I64, mutable(), entry, off + SLOT_CODE);
+        let ctx = builder.ins().load(types::I64, mutable(), entry, off + SLOT_VMCTX);
+        (code, ctx)
+    }
+
+    fn global_cell(&mut self, builder: &mut FunctionBuilder, global: u32) -> Value {
+        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_GLOBALS);
+        builder.ins().load(types::I64, readonly(), arr, (global as i32) * 8)
+    }
+
+    fn memory_def(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
+        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_MEMORIES);
+        builder.ins().load(types::I64, readonly(), arr, (memory as i32) * 8)
+    }
+
+    fn table_def(&mut self, builder: &mut FunctionBuilder, table: u32) -> Value {
+        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_TABLES);
+        builder.ins().load(types::I64, readonly(), arr, (table as i32) * 8)
+    }
+
+    /// Address of element `index` of `table`, trapping when out of bounds.
+    fn table_elem_addr(&mut self, builder: &mut FunctionBuilder, table: u32, index: Value, kind: TrapKind) -> Value {
+        let def = self.table_def(builder, table);
+        let len = builder.ins().load(types::I32, mutable(), def, TABLE_LENGTH);
+        let oob = builder.ins().icmp(ir::condcodes::IntCC::UnsignedGreaterThanOrEqual, index, len);
+        builder.ins().trapnz(oob, kind.code());
+        let base = builder.ins().load(types::I64, mutable(), def, TABLE_BASE);
+        let idx = builder.ins().uextend(types::I64, index);
+        let scaled = builder.ins().ishl_imm(idx, 3);
+        builder.ins().iadd(base, scaled)
+    }
+
+    fn call_through(&mut self, builder: &mut FunctionBuilder, sig: ir::SigRef, code: Value, ctx: Value, args: &[Value]) -> Vec<Value> {
+        let mut all = Vec::with_capacity(args.len() + 2);
+        all.push(ctx);
+        all.push(self.vmthread());
+        all.extend_from_slice(args);
+        let call = builder.ins().call_indirect(sig, code, &all);
+        builder.inst_results(call).to_vec()
+    }
+}
+
+enum SlotIndex {
+    Const(u32),
+    Dynamic(Value),
+}
+
+impl FuncEnvironment for FuncEnv<'_> {
+    fn pointer_type(&self) -> ir::Type {
+        types::I64
+    }
+
+    fn signature(&self, ty: &FuncType) -> ir::Signature {
+        wasm_signature(ty, self.call_conv)
+    }
+
+    fn func_type(&self, func: u32) -> &FuncType {
+        &self.info.types[self.info.func_types[func as usize] as usize]
+    }
+
+    fn type_at(&self, type_index: u32) -> &FuncType {
+        &self.info.types[type_index as usize]
+    }
+
+    fn global_type(&self, global: u32) -> ValType {
+        self.info.globals[global as usize].ty
+    }
+
+    fn prologue(&mut self, builder: &mut FunctionBuilder, vmctx: Value, vmthread: Value) {
+        self.vmctx = Some(vmctx);
+        self.vmthread = Some(vmthread);
+        // Stack limit: Cranelift adds the frame size and traps with
+        // STACK_OVERFLOW before the frame is used.
+        let thread_gv = builder.create_global_value(ir::GlobalValueData::VMContext);
+        let flags = builder.func.dfg.mem_flags.insert_unchecked(MemFlagsData::trusted());
+        let limit = builder.create_global_value(ir::GlobalValueData::Load {
+            base: thread_gv,
+            offset: THREAD_STACK_LIMIT.into(),
+            global_type: types::I64,
+            flags,
+        });
+        builder.func.stack_limit = Some(limit);
+        self.poll(builder);
+    }
+
+    fn poll(&mut self, builder: &mut FunctionBuilder) {
+        let vmthread = self.vmthread();
+        // Relaxed-equivalent plain load: the scheduler's `fetch_or` (Release
+        // in thread/poll.rs) pairs with the Acquire re-load in the slow path.
+        let word = builder.ins().load(types::I64, mutable(), vmthread, THREAD_POLL);
+        let slow = builder.create_block();
+        let cont = builder.create_block();
+        builder.ins().brif(word, slow, &[], cont, &[]);
+        builder.set_cold_block(slow);
+        builder.switch_to_block(slow);
+        builder.seal_block(slow);
+        let fp = builder.ins().get_frame_pointer(types::I64);
+        builder.ins().store(mutable(), fp, vmthread, THREAD_EXIT_FP);
+        let id = builder.ins().iconst(types::I64, ((self.unit as u64) << 32 | self.func_index as u64) as i64);
+        builder.ins().store(mutable(), id, vmthread, THREAD_EXIT_FUNC);
+        let status = self.call_builtin(builder, Builtin::Poll, &[]).expect("poll returns a status");
+        self.trap_if_nonzero(builder, status, TrapKind::HostError);
+        builder.ins().jump(cont, &[]);
+        builder.switch_to_block(cont);
+        builder.seal_block(cont);
+    }
+
+    fn call(&mut self, builder: &mut FunctionBuilder, func: u32, args: &[Value]) -> Vec<Value> {
+        let type_index = self.info.func_types[func as usize];
+        let sig = self.sig_for_type(builder, type_index);
+        let vmctx = self.vmctx();
+        let (code, ctx) = self.slot_lookup(builder, vmctx, SlotIndex::Const(func));
+        self.call_through(builder, sig, code, ctx, args)
+    }
+
+    fn call_indirect(&mut self, builder: &mut FunctionBuilder, table: u32, type_index: u32, callee: Value, args: &[Value]) -> Vec<Value> {
+        let addr = self.table_elem_addr(builder, table, callee, TrapKind::TableOutOfBounds);
+        let funcref = builder.ins().load(types::I64, mutable(), addr, 0);
+        builder.ins().trapz(funcref, TrapKind::NullReference.code());
+        let actual = builder.ins().load(types::I32, mutable(), funcref, FUNCREF_TYPE_ID);
+        let ids = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_TYPE_IDS);
+        let expected = builder.ins().load(types::I32, readonly(), ids, (type_index as i32) * 4);
+        let bad = builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
+        builder.ins().trapnz(bad, TrapKind::IndirectCallTypeMismatch.code());
+        let slot = builder.ins().load(types::I32, mutable(), funcref, FUNCREF_SLOT);
+        let inst = builder.ins().load(types::I64, mutable(), funcref, FUNCREF_VMCTX);
+        let (code, ctx) = self.slot_lookup(builder, inst, SlotIndex::Dynamic(slot));
+        let sig = self.sig_for_type(builder, type_index);
+        self.call_through(builder, sig, code, ctx, args)
+    }
+
+    fn memory_address(&mut self, builder: &mut FunctionBuilder, memory: u32, index: Value, offset: u64, _size: u32) -> (Value, MemFlagsData) {
+        // Guard-page mode: the memory reserves 8 GiB, more than any i32 index
+        // plus u32 offset plus access size, so no explicit check is needed;
+        // a fault is attributed to this access by its trap code.
+        let def = self.memory_def(builder, memory);
+        let base = builder.ins().load(types::I64, readonly(), def, MEMORY_BASE);
+        let idx = builder.ins().uextend(types::I64, index);
+        let mut addr = builder.ins().iadd(base, idx);
+        if offset != 0 {
+            addr = builder.ins().iadd_imm_s(addr, offset as i64);
+        }
+        let flags = MemFlagsData::new().with_trap_code(Some(TrapKind::MemoryOutOfBounds.code()));
+        (addr, flags)
+    }
+
+    fn memory_size(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
+        let def = self.memory_def(builder, memory);
+        let len = builder.ins().load(types::I64, mutable(), def, MEMORY_LENGTH);
+        let pages = builder.ins().ushr_imm(len, 16);
+        builder.ins().ireduce(types::I32, pages)
+    }
+
+    fn memory_grow(&mut self, builder: &mut FunctionBuilder, memory: u32, delta: Value) -> Value {
+        let m = builder.ins().iconst(types::I32, memory as i64);
+        self.call_builtin(builder, Builtin::MemoryGrow, &[m, delta]).expect("result")
+    }
+
+    fn memory_copy(&mut self, builder: &mut FunctionBuilder, dst_memory: u32, src_memory: u32, dst: Value, src: Value, len: Value) {
+        let dm = builder.ins().iconst(types::I32, dst_memory as i64);
+        let sm = builder.ins().iconst(types::I32, src_memory as i64);
+        let s = self.call_builtin(builder, Builtin::MemoryCopy, &[dm, sm, dst, src, len]).expect("status");
+        self.trap_if_nonzero(builder, s, TrapKind::MemoryOutOfBounds);
+    }
+
+    fn memory_fill(&mut self, builder: &mut FunctionBuilder, memory: u32, dst: Value, val: Value, len: Value) {
+        let m = builder.ins().iconst(types::I32, memory as i64);
+        let s = self.call_builtin(builder, Builtin::MemoryFill, &[m, dst, val, len]).expect("status");
+        self.trap_if_nonzero(builder, s, TrapKind::MemoryOutOfBounds);
+    }
+
+    fn memory_init(&mut self, builder: &mut FunctionBuilder, memory: u32, data: u32, dst: Value, src: Value, len: Value) {
+        let m = builder.ins().iconst(types::I32, memory as i64);
+        let d = builder.ins().iconst(types::I32, data as i64);
+        let s = self.call_builtin(builder, Builtin::MemoryInit, &[m, d, dst, src, len]).expect("status");
+        self.trap_if_nonzero(builder, s, TrapKind::MemoryOutOfBounds);
+    }
+
+    fn data_drop(&mut self, builder: &mut FunctionBuilder, data: u32) {
+        let d = builder.ins().iconst(types::I32, data as i64);
+        self.call_builtin(builder, Builtin::DataDrop, &[d]);
+    }
+
+    fn global_get(&mut self, builder: &mut FunctionBuilder, global: u32) -> Value {
+        let g = &self.info.globals[global as usize];
+        let (ty, is_mut) = (clif_type(g.ty), g.mutable);
+        let cell = self.global_cell(builder, global);
+        let flags = if is_mut { mutable() } else { readonly() };
+        builder.ins().load(ty, flags, cell, 0)
+    }
+
+    fn global_set(&mut self, builder: &mut FunctionBuilder, global: u32, value: Value) {
+        let cell = self.global_cell(builder, global);
+        builder.ins().store(mutable(), value, cell, 0);
+    }
+
+    fn table_get(&mut self, builder: &mut FunctionBuilder, table: u32, index: Value) -> Value {
+        let addr = self.table_elem_addr(builder, table, index, TrapKind::TableAccessOutOfBounds);
+        builder.ins().load(types::I64, mutable(), addr, 0)
+    }
+
+    fn table_set(&mut self, builder: &mut FunctionBuilder, table: u32, index: Value, value: Value) {
+        let addr = self.table_elem_addr(builder, table, index, TrapKind::TableAccessOutOfBounds);
+        builder.ins().store(mutable(), value, addr, 0);
+    }
+
+    fn table_size(&mut self, builder: &mut FunctionBuilder, table: u32) -> Value {
+        let def = self.table_def(builder, table);
+        builder.ins().load(types::I32, mutable(), def, TABLE_LENGTH)
+    }
+
+    fn table_grow(&mut self, builder: &mut FunctionBuilder, table: u32, init: Value, delta: Value) -> Value {
+        let t = builder.ins().iconst(types::I32, table as i64);
+        self.call_builtin(builder, Builtin::TableGrow, &[t, init, delta]).expect("result")
+    }
+
+    fn table_fill(&mut self, builder: &mut FunctionBuilder, table: u32, dst: Value, value: Value, len: Value) {
+        let t = builder.ins().iconst(types::I32, table as i64);
+        let s = self.call_builtin(builder, Builtin::TableFill, &[t, dst, value, len]).expect("status");
+        self.trap_if_nonzero(builder, s, TrapKind::TableAccessOutOfBounds);
+    }
+
+    fn table_copy(&mut self, builder: &mut FunctionBuilder, dst_table: u32, src_table: u32, dst: Value, src: Value, len: Value) {
+        let dt = builder.ins().iconst(types::I32, dst_table as i64);
+        let st = builder.ins().iconst(types::I32, src_table as i64);
+        let s = self.call_builtin(builder, Builtin::TableCopy, &[dt, st, dst, src, len]).expect("status");
+        self.trap_if_nonzero(builder, s, TrapKind::TableAccessOutOfBounds);
+    }
+
+    fn table_init(&mut self, builder: &mut FunctionBuilder, table: u32, elem: u32, dst: Value, src: Value, len: Value) {
+        let t = builder.ins().iconst(types::I32, table as i64);
+        let e = builder.ins().iconst(types::I32, elem as i64);
+        let s = self.call_builtin(builder, Builtin::TableInit, &[t, e, dst, src, len]).expect("status");
+        self.trap_if_nonzero(builder, s, TrapKind::TableAccessOutOfBounds);
+    }
+
+    fn elem_drop(&mut self, builder: &mut FunctionBuilder, elem: u32) {
+        let e = builder.ins().iconst(types::I32, elem as i64);
+        self.call_builtin(builder, Builtin::ElemDrop, &[e]);
+    }
+
+    fn ref_func(&mut self, builder: &mut FunctionBuilder, func: u32) -> Value {
+        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_FUNCREFS);
+        builder.ins().load(types::I64, readonly(), arr, (func as i32) * 8)
+    }
+}

@@ -1,0 +1,132 @@
+//! Trampolines between the host and JIT code, two per function type:
+//!
+//! - **entry** `(funcref, vmthread, values, _)` — called (through
+//!   `vm::traps::enter`) by the host to run a wasm function: reads the
+//!   arguments from `values` (16 bytes each), calls the function through the
+//!   funcref's slot in the *calling thread's world* (so host calls into
+//!   exports follow the thread's world, CONSISTENCY.md rule 5), and writes
+//!   the results back to `values`.
+//! - **host** `(hostctx, vmthread, args...)` — has the wasm signature and
+//!   sits in the slot of an imported host function: records its own frame
+//!   pointer as the thread's exit record (so the stack of a thread parked in
+//!   a host call can be walked), spills the arguments, calls the dispatcher
+//!   stored in the host context, traps if it reports failure, and returns the
+//!   results.
+
+use super::func_env::{clif_type, wasm_signature};
+use crate::engine::Engine;
+use crate::errors::Error;
+use crate::trap::TrapKind;
+use crate::vm::code_memory::{self, CodeUnit, UnitKind};
+use crate::vm::offsets::*;
+use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName};
+use cranelift_codegen::isa::TargetFrontendConfig;
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use std::sync::Arc;
+use wasmparser::FuncType;
+
+fn flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// Compile the entry and host trampolines of every type, in one unit:
+/// placed index `2*t` is the entry trampoline of type `t`, `2*t + 1` its
+/// host trampoline.
+pub(crate) fn compile_for_types(engine: &Engine, types_: &[FuncType]) -> Result<Arc<CodeUnit>, Error> {
+    let isa = engine.isa();
+    let mut ctx = Context::new();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut artifacts = Vec::with_capacity(types_.len() * 2);
+    for (i, ty) in types_.iter().enumerate() {
+        for host in [false, true] {
+            ctx.clear();
+            ctx.func.name = UserFuncName::user(1, i as u32);
+            if host {
+                build_host(&mut ctx.func, &mut fctx, ty, isa.frontend_config());
+            } else {
+                build_entry(&mut ctx.func, &mut fctx, ty, isa.frontend_config());
+            }
+            let a = super::finish(isa, &mut ctx, i as u32).map_err(|e| Error::Compile(format!("trampoline: {e}")))?;
+            artifacts.push(a);
+        }
+    }
+    CodeUnit::publish(code_memory::next_unit_id(), UnitKind::Trampolines, artifacts)
+        .map_err(|e| Error::Compile(e.to_string()))
+}
+
+fn build_entry(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &FuncType, fc: TargetFrontendConfig) {
+    let cc = fc.default_call_conv;
+    let mut sig = ir::Signature::new(cc);
+    for _ in 0..4 {
+        sig.params.push(ir::AbiParam::new(types::I64));
+    }
+    func.signature = sig;
+    let mut b = FunctionBuilder::new(func, fctx);
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    b.seal_block(block);
+    let p = b.block_params(block).to_vec();
+    let (funcref, vmthread, values) = (p[0], p[1], p[2]);
+    let slot = b.ins().load(types::I32, flags(), funcref, FUNCREF_SLOT);
+    let inst = b.ins().load(types::I64, flags(), funcref, FUNCREF_VMCTX);
+    let world = b.ins().load(types::I64, flags(), vmthread, THREAD_WORLD);
+    let at = b.ins().iadd(inst, world);
+    let table = b.ins().load(types::I64, flags(), at, VMCTX_SLOT_TABLES);
+    let slot64 = b.ins().uextend(types::I64, slot);
+    let scaled = b.ins().imul_imm(slot64, SLOT_SIZE);
+    let entry = b.ins().iadd(table, scaled);
+    let code = b.ins().load(types::I64, flags(), entry, SLOT_CODE);
+    let ctx = b.ins().load(types::I64, flags(), entry, SLOT_VMCTX);
+    let mut args = vec![ctx, vmthread];
+    for (i, t) in ty.params().iter().enumerate() {
+        args.push(b.ins().load(clif_type(*t), flags(), values, i as i32 * VALUE_SIZE));
+    }
+    let wsig = b.import_signature(wasm_signature(ty, cc));
+    let call = b.ins().call_indirect(wsig, code, &args);
+    let results = b.inst_results(call).to_vec();
+    for (i, r) in results.into_iter().enumerate() {
+        b.ins().store(flags(), r, values, i as i32 * VALUE_SIZE);
+    }
+    b.ins().return_(&[]);
+    b.finalize(fc);
+}
+
+fn build_host(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &FuncType, fc: TargetFrontendConfig) {
+    let cc = fc.default_call_conv;
+    func.signature = wasm_signature(ty, cc);
+    let n = ty.params().len().max(ty.results().len()).max(1) as u32;
+    let mut b = FunctionBuilder::new(func, fctx);
+    let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, n * VALUE_SIZE as u32, 4));
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    b.seal_block(block);
+    let p = b.block_params(block).to_vec();
+    let (hostctx, vmthread) = (p[0], p[1]);
+    let fp = b.ins().get_frame_pointer(types::I64);
+    b.ins().store(flags(), fp, vmthread, THREAD_EXIT_FP);
+    let marker = b.ins().iconst(types::I64, EXIT_VIA_TRAMPOLINE as i64);
+    b.ins().store(flags(), marker, vmthread, THREAD_EXIT_FUNC);
+    for (i, v) in p[2..].iter().enumerate() {
+        b.ins().stack_store(types::I64, *v, slot,  i as i32 * VALUE_SIZE);
+    }
+    let values = b.ins().stack_addr(types::I64, slot, 0);
+    let dispatch = b.ins().load(types::I64, flags(), hostctx, HOSTCTX_DISPATCH);
+    let mut dsig = ir::Signature::new(cc);
+    for _ in 0..3 {
+        dsig.params.push(ir::AbiParam::new(types::I64));
+    }
+    dsig.returns.push(ir::AbiParam::new(types::I32));
+    let dsig = b.import_signature(dsig);
+    let call = b.ins().call_indirect(dsig, dispatch, &[hostctx, vmthread, values]);
+    let status = b.inst_results(call)[0];
+    b.ins().trapnz(status, TrapKind::HostError.code());
+    let mut results = Vec::new();
+    for (i, t) in ty.results().iter().enumerate() {
+        results.push(b.ins().stack_load(types::I64, clif_type(*t), slot, i as i32 * VALUE_SIZE));
+    }
+    b.ins().return_(&results);
+    b.finalize(fc);
+}

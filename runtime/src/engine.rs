@@ -1,0 +1,89 @@
+//! `Engine` and `Config`: the compiler settings shared by modules and stores.
+
+use crate::errors::Error;
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmparser::FuncType;
+
+/// Runtime configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Guest thread stack size in bytes.
+    pub stack_size: usize,
+    /// Time slice after which a busy thread is preempted at its next poll.
+    pub time_slice: Duration,
+    /// Run Cranelift's IR verifier on every function (slower compiles).
+    pub verify: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { stack_size: 2 << 20, time_slice: Duration::from_millis(5), verify: false }
+    }
+}
+
+pub(crate) struct EngineInner {
+    isa: OwnedTargetIsa,
+    config: Config,
+    signatures: Mutex<HashMap<FuncType, u32>>,
+}
+
+/// Compiler and runtime settings; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl Engine {
+    /// An engine for the host CPU.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the host CPU is not supported by Cranelift.
+    pub fn new(config: Config) -> Result<Engine, Error> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| Error::Unsupported(format!("cranelift flag {k}={v}: {e}")))
+        };
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "preserve_frame_pointers", "true")?;
+        set(&mut flags, "enable_probestack", "true")?;
+        set(&mut flags, "probestack_strategy", "inline")?;
+        set(&mut flags, "enable_verifier", if config.verify { "true" } else { "false" })?;
+        let isa_builder = cranelift_native::builder().map_err(|e| Error::Unsupported(e.to_string()))?;
+        let isa = isa_builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| Error::Unsupported(e.to_string()))?;
+        Ok(Engine { inner: Arc::new(EngineInner { isa, config, signatures: Mutex::new(HashMap::new()) }) })
+    }
+
+    /// The target ISA.
+    pub(crate) fn isa(&self) -> &dyn TargetIsa {
+        &*self.inner.isa
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Engine-wide id of a function signature (equal types, equal ids).
+    pub(crate) fn signature_id(&self, ty: &FuncType) -> u32 {
+        let mut sigs = self.inner.signatures.lock().unwrap_or_else(|e| e.into_inner());
+        let next = sigs.len() as u32 + 1;
+        *sigs.entry(ty.clone()).or_insert(next)
+    }
+
+    /// Whether two engines are the same.
+    pub fn same(a: &Engine, b: &Engine) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(Config::default()).expect("host CPU supported by Cranelift")
+    }
+}

@@ -1,0 +1,154 @@
+//! `Linker<T>`: names → definitions, used to satisfy a module's imports.
+//! It also provides the guest thread ABI under the module name `wasm-patch`:
+//! `spawn(entry: i32, arg: i32) -> i32`, `yield()`, `sleep(nanos: i64)`,
+//! `thread_id() -> i32`.
+
+use crate::errors::Error;
+use crate::func::{Caller, Func, HostFn, HostFuncCtx};
+use crate::instance::{self, Extern, Instance};
+use crate::module::{ImportKind, Module};
+use crate::store::Store;
+use crate::val::Val;
+use std::collections::HashMap;
+use std::sync::Arc;
+use wasmparser::{FuncType, ValType};
+
+/// The module name of the guest thread ABI.
+pub const THREAD_ABI_MODULE: &str = "wasm-patch";
+
+enum Definition<T> {
+    Extern(Extern),
+    Host(FuncType, Arc<HostFn<T>>),
+}
+
+impl<T> Clone for Definition<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Definition::Extern(e) => Definition::Extern(*e),
+            Definition::Host(t, f) => Definition::Host(t.clone(), f.clone()),
+        }
+    }
+}
+
+/// Definitions by (module, name).
+pub struct Linker<T> {
+    defs: HashMap<(String, String), Definition<T>>,
+}
+
+impl<T: 'static> Default for Linker<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: 'static> Linker<T> {
+    /// An empty linker.
+    pub fn new() -> Self {
+        Linker { defs: HashMap::new() }
+    }
+
+    /// Define a host function.
+    pub fn func_new(
+        &mut self,
+        module: &str,
+        name: &str,
+        ty: FuncType,
+        f: impl Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + 'static,
+    ) -> &mut Self {
+        self.defs.insert((module.into(), name.into()), Definition::Host(ty, Arc::new(f)));
+        self
+    }
+
+    /// Define an item.
+    pub fn define(&mut self, module: &str, name: &str, item: Extern) -> &mut Self {
+        self.defs.insert((module.into(), name.into()), Definition::Extern(item));
+        self
+    }
+
+    /// Define every export of `instance` under `module`.
+    pub fn instance(&mut self, store: &Store<T>, module: &str, instance: Instance) -> &mut Self {
+        for (name, e) in instance.exports(store) {
+            self.define(module, &name, e);
+        }
+        self
+    }
+
+    /// Add the guest thread ABI (`wasm-patch` module).
+    pub fn add_thread_abi(&mut self) -> &mut Self {
+        use ValType::*;
+        self.func_new(THREAD_ABI_MODULE, "spawn", FuncType::new([I32, I32], [I32]), |c, a, r| {
+            let (entry, arg) = (a[0].i32().unwrap_or(0), a[1].i32().unwrap_or(0));
+            r[0] = Val::I32(match c.table_func(0, entry as u32) {
+                None => -1,
+                Some(f) => match c.spawn(f, &[Val::I32(arg)]) {
+                    Ok(id) => id.0 as i32,
+                    Err(_) => -2,
+                },
+            });
+            Ok(())
+        });
+        self.func_new(THREAD_ABI_MODULE, "yield", FuncType::new([], []), |c, _, _| c.yield_now());
+        self.func_new(THREAD_ABI_MODULE, "sleep", FuncType::new([I64], []), |c, a, _| {
+            let ns = a[0].i64().unwrap_or(0).max(0) as u64;
+            c.sleep(std::time::Duration::from_nanos(ns))
+        });
+        self.func_new(THREAD_ABI_MODULE, "thread_id", FuncType::new([], [I32]), |c, _, r| {
+            r[0] = Val::I32(c.thread_id().0 as i32);
+            Ok(())
+        });
+        self
+    }
+
+    /// Look up a definition as an `Extern` (host functions are not externs
+    /// until instantiated).
+    pub fn get(&self, module: &str, name: &str) -> Option<Extern> {
+        match self.defs.get(&(module.to_string(), name.to_string()))? {
+            Definition::Extern(e) => Some(*e),
+            Definition::Host(..) => None,
+        }
+    }
+
+    /// Instantiate `module`, run its start function, and return the instance.
+    ///
+    /// # Errors
+    /// [`Error::Link`] for unknown or mistyped imports,
+    /// [`Error::Instantiate`] for out-of-bounds segments, or the start
+    /// function's trap.
+    pub fn instantiate(&self, store: &mut Store<T>, module: &Module) -> Result<Instance, Error> {
+        let info = module.info();
+        let mut externs = Vec::with_capacity(info.imports.len());
+        let mut host = Vec::new();
+        for (i, imp) in info.imports.iter().enumerate() {
+            let def = self
+                .defs
+                .get(&(imp.module.clone(), imp.name.clone()))
+                .ok_or_else(|| Error::Link(format!("unknown import: `{}`.`{}` has not been defined", imp.module, imp.name)))?;
+            match def {
+                Definition::Extern(e) => externs.push(*e),
+                Definition::Host(ty, f) => {
+                    let ImportKind::Func(t) = imp.kind else {
+                        return Err(Error::Link(format!(
+                            "incompatible import type: `{}`.`{}` is a function",
+                            imp.module, imp.name
+                        )));
+                    };
+                    if &info.types[t as usize] != ty {
+                        return Err(Error::Link(format!(
+                            "incompatible import type for `{}`.`{}`: expected {:?}, host defines {ty:?}",
+                            imp.module, imp.name, info.types[t as usize]
+                        )));
+                    }
+                    // Placeholder; replaced by the host slot below.
+                    externs.push(Extern::Func(Func { store_id: u64::MAX, instance: 0, index: i as u32 }));
+                    host.push((i, t, ty.clone(), f.clone()));
+                }
+            }
+        }
+        let inst = instance::instantiate_with_host(store, module, &externs, host)?;
+        if let Some(start) = info.start {
+            let f = Func { store_id: inst.store_id, instance: inst.index, index: start };
+            f.call(store, &[])?;
+        }
+        Ok(inst)
+    }
+}

@@ -1,0 +1,545 @@
+//! `Store<T>`: owns instances, memories, tables, globals, guest threads and
+//! the scheduler that runs them, plus the embedder's data `T`.
+//!
+//! Everything in a store is used from one OS thread. Guest threads are
+//! fibers scheduled cooperatively; a busy thread is preempted at its next
+//! poll once the ticker marks its time slice over.
+
+use crate::engine::Engine;
+use crate::errors::{Error, FrameInfo, Trap};
+use crate::func::Func;
+use crate::instance::InstanceData;
+use crate::module::{Module, ModuleInfo};
+use crate::thread::fiber::{self, Resume, Yield};
+use crate::thread::poll::{self, PreemptTarget};
+use crate::thread::shadow_stack::RawFrame;
+use crate::thread::{RunState, ThreadId, ThreadState};
+use crate::trap::TrapKind;
+use crate::val::Val;
+use crate::vm::memory::LinearMemory;
+use crate::vm::offsets::{POLL_CANCEL, POLL_PREEMPT};
+use crate::vm::table::Table;
+use crate::vm::traps::{self, TrapRecord};
+use crate::vm::vmctx::{VMGlobal, VMThread};
+use std::cell::UnsafeCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmparser::{RefType, ValType};
+
+/// A global's storage.
+pub(crate) struct GlobalCell {
+    cell: Box<UnsafeCell<VMGlobal>>,
+    pub(crate) ty: ValType,
+    pub(crate) mutable: bool,
+}
+
+impl GlobalCell {
+    pub(crate) fn vm_ptr(&self) -> *mut VMGlobal {
+        self.cell.get()
+    }
+    pub(crate) fn get_raw(&self) -> u128 {
+        // SAFETY: globals are used from the store's OS thread only, and no
+        // JIT code runs while the host reads them.
+        unsafe { (*self.cell.get()).bits }
+    }
+    pub(crate) fn set_raw(&self, v: u128) {
+        // SAFETY: see `get_raw`.
+        unsafe { (*self.cell.get()).bits = v }
+    }
+}
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct StoreInner<T> {
+    pub(crate) id: u64,
+    pub(crate) engine: Engine,
+    pub(crate) data: T,
+    pub(crate) instances: Vec<Box<InstanceData>>,
+    pub(crate) memories: Vec<Box<LinearMemory>>,
+    pub(crate) tables: Vec<Box<Table>>,
+    pub(crate) table_types: Vec<RefType>,
+    pub(crate) globals: Vec<Box<GlobalCell>>,
+    pub(crate) threads: HashMap<u32, Box<ThreadState>>,
+    next_thread: u32,
+    ready: VecDeque<u32>,
+    sleepers: BinaryHeap<Reverse<(Instant, u32)>>,
+    stack_pool: Vec<wasmtime_fiber::FiberStack>,
+    vm_pool: Vec<Box<VMThread>>,
+    preempt: Arc<PreemptTarget>,
+    /// Module info per code unit, to name backtrace frames.
+    pub(crate) units: HashMap<u32, Arc<ModuleInfo>>,
+    /// The thread whose fiber is running now (0 = none).
+    pub(crate) running: u32,
+}
+
+/// A store: all guest state of one embedding.
+pub struct Store<T> {
+    pub(crate) inner: Box<StoreInner<T>>,
+}
+
+impl<T: 'static> Store<T> {
+    /// A new store with `data` for host functions.
+    pub fn new(engine: &Engine, data: T) -> Store<T> {
+        traps::init();
+        Store {
+            inner: Box::new(StoreInner {
+                id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+                engine: engine.clone(),
+                data,
+                instances: Vec::new(),
+                memories: Vec::new(),
+                tables: Vec::new(),
+                table_types: Vec::new(),
+                globals: Vec::new(),
+                threads: HashMap::new(),
+                next_thread: 1,
+                ready: VecDeque::new(),
+                sleepers: BinaryHeap::new(),
+                stack_pool: Vec::new(),
+                vm_pool: Vec::new(),
+                preempt: poll::register(engine.config().time_slice),
+                units: HashMap::new(),
+                running: 0,
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The embedder's data.
+    pub fn data(&self) -> &T {
+        &self.inner.data
+    }
+
+    /// The embedder's data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.inner.data
+    }
+
+    /// Spawn a guest thread that calls `func` with `args`. It runs when the
+    /// scheduler runs ([`Store::run`] or any call).
+    ///
+    /// # Errors
+    /// [`Error::BadCall`] when the arguments do not match the type.
+    pub fn spawn(&mut self, func: Func, args: &[Val]) -> Result<ThreadId, Error> {
+        let inner: *mut StoreInner<T> = &mut *self.inner;
+        // SAFETY: `inner` is the live boxed store.
+        unsafe { spawn_raw(inner, func, args.to_vec()) }
+    }
+
+    /// Run every thread until all have finished or are parked.
+    ///
+    /// # Errors
+    /// Only scheduler failures; a thread's trap is its own result.
+    pub fn run(&mut self) -> Result<(), Error> {
+        let inner: *mut StoreInner<T> = &mut *self.inner;
+        // SAFETY: `inner` is the live boxed store; we hold `&mut self`.
+        unsafe { run_until(inner, None) }
+    }
+
+    /// Run until thread `id` finishes; returns its result.
+    ///
+    /// # Errors
+    /// The thread's trap or error, or [`Error::Deadlock`].
+    pub fn join(&mut self, id: ThreadId) -> Result<Vec<Val>, Error> {
+        let inner: *mut StoreInner<T> = &mut *self.inner;
+        // SAFETY: as in `run`.
+        unsafe { run_until(inner, Some(id.0))? };
+        self.take_result(id)
+    }
+
+    /// Take a finished thread's result (and forget the thread).
+    ///
+    /// # Errors
+    /// The thread's own trap, or `BadCall` when it is unknown or unfinished.
+    pub fn take_result(&mut self, id: ThreadId) -> Result<Vec<Val>, Error> {
+        let t = self.inner.threads.get_mut(&id.0).ok_or_else(|| Error::BadCall(format!("no {id}")))?;
+        if t.state != RunState::Done {
+            return Err(Error::BadCall(format!("{id} has not finished")));
+        }
+        let r = t.result.take().unwrap_or_else(|| Err(Error::BadCall(format!("{id}: result already taken"))));
+        let t = self.inner.threads.remove(&id.0).expect("present");
+        self.inner.recycle(t);
+        r
+    }
+
+    /// Wake a parked thread (or make its next park return at once).
+    pub fn unpark(&mut self, id: ThreadId) {
+        self.inner.unpark(id.0);
+    }
+
+    /// Ids of all live (unfinished) threads.
+    pub fn threads(&self) -> Vec<ThreadId> {
+        let mut v: Vec<ThreadId> =
+            self.inner.threads.values().filter(|t| t.state != RunState::Done).map(|t| t.id).collect();
+        v.sort();
+        v
+    }
+
+    /// A thread's run state.
+    pub fn thread_state(&self, id: ThreadId) -> Option<RunState> {
+        self.inner.threads.get(&id.0).map(|t| t.state)
+    }
+
+    /// The exact wasm backtrace of a thread that is not running, innermost
+    /// frame first.
+    pub fn backtrace(&self, id: ThreadId) -> Option<Vec<FrameInfo>> {
+        let t = self.inner.threads.get(&id.0)?;
+        Some(t.frames().iter().map(|f| self.inner.frame_info(f)).collect())
+    }
+}
+
+impl<T> StoreInner<T> {
+    pub(crate) fn new_memory(&mut self, minimum: u64, maximum: Option<u64>) -> Result<usize, Error> {
+        let m = LinearMemory::new(minimum, maximum).map_err(|e| Error::Instantiate(e.to_string()))?;
+        self.memories.push(Box::new(m));
+        Ok(self.memories.len() - 1)
+    }
+
+    pub(crate) fn new_table(&mut self, ty: RefType, minimum: u32, maximum: Option<u32>, init: usize) -> usize {
+        self.tables.push(Box::new(Table::new(minimum, maximum, init)));
+        self.table_types.push(ty);
+        self.tables.len() - 1
+    }
+
+    pub(crate) fn new_global(&mut self, ty: ValType, mutable: bool, bits: u128) -> usize {
+        let g = GlobalCell { cell: Box::new(UnsafeCell::new(VMGlobal { bits })), ty, mutable };
+        self.globals.push(Box::new(g));
+        self.globals.len() - 1
+    }
+
+    pub(crate) fn register_unit(&mut self, module: &Module) {
+        let info = module.inner.info.clone();
+        self.units.insert(module.inner.compiled.unit.id(), info);
+    }
+
+    pub(crate) fn frame_info(&self, f: &RawFrame) -> FrameInfo {
+        let name = match self.units.get(&f.unit) {
+            Some(info) => info.func_name(f.func),
+            None => format!("func[{}]", f.func),
+        };
+        FrameInfo { func_index: f.func, name, unit: f.unit, offset: f.offset }
+    }
+
+    pub(crate) fn trap_error(&self, rec: TrapRecord, host_error: Option<Error>) -> Error {
+        if let (TrapKind::HostError, Some(e)) = (rec.kind, &host_error) {
+            if matches!(e, Error::Trap(_)) {
+                return host_error.expect("checked");
+            }
+        }
+        Error::Trap(Trap {
+            kind: rec.kind,
+            frames: rec.frames.iter().map(|f| self.frame_info(f)).collect(),
+            depth: rec.depth,
+            message: host_error.map(|e| e.to_string()),
+        })
+    }
+
+    pub(crate) fn unpark(&mut self, id: u32) {
+        if let Some(t) = self.threads.get_mut(&id) {
+            match t.state {
+                RunState::Parked => {
+                    t.state = RunState::Ready;
+                    self.ready.push_back(id);
+                }
+                RunState::Done => {}
+                _ => t.unpark_pending = true,
+            }
+        }
+    }
+
+    fn recycle(&mut self, mut t: Box<ThreadState>) {
+        if let Some(f) = t.fiber.take() {
+            if f.done() {
+                self.stack_pool.push(f.into_stack());
+            }
+        }
+        let mut vm = std::mem::take(&mut t.vm);
+        vm.poll.store(0, Ordering::Relaxed);
+        vm.world = 0;
+        vm.exit_fp = 0;
+        self.vm_pool.push(vm);
+    }
+
+    pub(crate) fn current_thread(&mut self) -> Option<&mut ThreadState> {
+        let id = self.running;
+        self.threads.get_mut(&id).map(|b| &mut **b)
+    }
+}
+
+/// The entry trampoline and funcref pointer for calling `func`.
+pub(crate) fn call_target<T>(inner: &StoreInner<T>, func: Func) -> Result<(usize, *const u8, wasmparser::FuncType), Error> {
+    if func.store_id != inner.id {
+        return Err(Error::WrongStore);
+    }
+    let inst = &inner.instances[func.instance];
+    let info = inst.module.info();
+    let ty_index = info.func_types[func.index as usize];
+    let funcref = inst.funcref_ptrs[func.index as usize] as usize;
+    // The trampoline must be the one of the module that owns the funcref's
+    // type; entry trampolines only depend on the signature, so this one is
+    // right whatever instance the funcref belongs to.
+    let tramp = inst.module.inner.compiled.entry_trampoline(ty_index);
+    Ok((funcref, tramp, info.types[ty_index as usize].clone()))
+}
+
+fn check_args(ty: &wasmparser::FuncType, args: &[Val]) -> Result<(), Error> {
+    if args.len() != ty.params().len() || !args.iter().zip(ty.params()).all(|(a, t)| a.matches(*t)) {
+        return Err(Error::BadCall(format!("arguments {args:?} do not match parameters {:?}", ty.params())));
+    }
+    Ok(())
+}
+
+/// Call into wasm on the current fiber, for thread `ts`.
+///
+/// # Safety
+/// Must run on `ts`'s fiber; `inner` is the live store.
+pub(crate) unsafe fn call_on_fiber<T>(
+    inner: *mut StoreInner<T>,
+    ts: *mut ThreadState,
+    func: Func,
+    args: &[Val],
+) -> Result<Vec<Val>, Error> {
+    // SAFETY: the caller guarantees `inner` is live; no other reference is
+    // used across this call except through raw pointers.
+    let (funcref, tramp, ty) = call_target(unsafe { &*inner }, func)?;
+    check_args(&ty, args)?;
+    let n = ty.params().len().max(ty.results().len()).max(1);
+    let mut values: Vec<u128> = vec![0; n];
+    for (v, a) in values.iter_mut().zip(args) {
+        *v = a.to_raw();
+    }
+    // SAFETY: `ts` is the running thread; we save its exit record for the
+    // outer segment (if any) and restore it afterwards.
+    let r = unsafe {
+        let t = &mut *ts;
+        let nested = t.in_wasm;
+        if nested {
+            t.outer_exits.push((t.vm.exit_fp, t.vm.exit_func));
+        }
+        t.in_wasm = true;
+        let vmthread: *mut VMThread = &mut *t.vm;
+        let r = traps::enter(tramp, [funcref, vmthread as usize, values.as_mut_ptr() as usize, 0], vmthread);
+        let t = &mut *ts;
+        if nested {
+            let (fp, func) = t.outer_exits.pop().expect("pushed above");
+            t.vm.exit_fp = fp;
+            t.vm.exit_func = func;
+        } else {
+            t.in_wasm = false;
+        }
+        r
+    };
+    match r {
+        Ok(()) => Ok(ty.results().iter().zip(&values).map(|(t, v)| Val::from_raw(*v, *t)).collect()),
+        Err(rec) => {
+            // SAFETY: as above.
+            let host_error = unsafe { (*ts).host_error.take() };
+            // SAFETY: as above.
+            Err(unsafe { &*inner }.trap_error(rec, host_error))
+        }
+    }
+}
+
+/// Create a thread that will call `func(args)`.
+///
+/// # Safety
+/// `inner` is the live store, not borrowed elsewhere.
+pub(crate) unsafe fn spawn_raw<T: 'static>(inner: *mut StoreInner<T>, func: Func, args: Vec<Val>) -> Result<ThreadId, Error> {
+    // SAFETY: forwarded from the caller.
+    let s = unsafe { &mut *inner };
+    let (_, _, ty) = call_target(s, func)?;
+    check_args(&ty, &args)?;
+    let stack = match s.stack_pool.pop() {
+        Some(st) => st,
+        None => fiber::new_stack(s.engine.config().stack_size).map_err(|e| Error::Host(format!("fiber stack: {e}")))?,
+    };
+    let range = fiber::stack_range(&stack).ok_or_else(|| Error::Host("fiber stack has no range".into()))?;
+    let id = s.next_thread;
+    s.next_thread += 1;
+    let mut vm = s.vm_pool.pop().unwrap_or_default();
+    // Leave room below the limit for host functions and the signal frame.
+    vm.stack_limit = range.start + STACK_SLACK.min((range.end - range.start) / 2);
+    vm.poll.store(0, Ordering::Relaxed);
+    let mut ts = Box::new(ThreadState {
+        id: ThreadId(id),
+        vm,
+        fiber: None,
+        suspend: std::ptr::null_mut(),
+        state: RunState::Ready,
+        result: None,
+        host_error: None,
+        outer_exits: Vec::new(),
+        unpark_pending: false,
+        cancelled: false,
+        in_wasm: false,
+    });
+    let ts_ptr: *mut ThreadState = &mut *ts;
+    ts.vm.host = ts_ptr as *mut u8;
+    let body = move |first: Resume, suspend: &mut fiber::ThreadSuspend| {
+        // SAFETY: the thread box outlives its fiber (the fiber is stored in
+        // it and finished before it is dropped); the store outlives both.
+        unsafe {
+            (*ts_ptr).suspend = suspend;
+            let r = if first == Resume::Cancel {
+                Err(Error::Host("thread cancelled before it started".into()))
+            } else {
+                call_on_fiber(inner, ts_ptr, func, &args)
+            };
+            (*ts_ptr).result = Some(r);
+        }
+    };
+    ts.fiber = Some(fiber::new_fiber(stack, body).map_err(|e| Error::Host(format!("fiber: {e}")))?);
+    s.threads.insert(id, ts);
+    s.ready.push_back(id);
+    Ok(ThreadId(id))
+}
+
+const STACK_SLACK: usize = 128 * 1024;
+
+/// Resume thread `id` once; update its state from why it stopped.
+unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
+    // SAFETY: the caller guarantees `inner` is live.
+    let s = unsafe { &mut *inner };
+    let Some(t) = s.threads.get_mut(&id) else { return };
+    let tp: *mut ThreadState = &mut **t;
+    let how = if t.cancelled { Resume::Cancel } else { Resume::Go };
+    t.state = RunState::Running;
+    // Relaxed: the bit is only a hint; the slow path re-reads with Acquire.
+    t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
+    s.preempt.set(&t.vm.poll);
+    let prev_running = s.running;
+    s.running = id;
+    // SAFETY: the fiber lives in the boxed thread state; nothing else touches
+    // it while it runs, and the store is only reached through `inner`.
+    let r = unsafe { (*tp).fiber.as_ref().expect("unfinished thread has a fiber").resume(how) };
+    // SAFETY: as above.
+    let s = unsafe { &mut *inner };
+    s.running = prev_running;
+    s.preempt.set(std::ptr::null());
+    // SAFETY: the thread box is still in the map (only removed when Done).
+    let t = unsafe { &mut *tp };
+    match r {
+        Ok(()) => t.state = RunState::Done,
+        Err(Yield::Yield) => {
+            t.state = RunState::Ready;
+            s.ready.push_back(id);
+        }
+        Err(Yield::Sleep(at)) => {
+            t.state = RunState::Sleeping;
+            s.sleepers.push(Reverse((at, id)));
+        }
+        Err(Yield::Park) => {
+            if t.unpark_pending || t.cancelled {
+                t.unpark_pending = false;
+                t.state = RunState::Ready;
+                s.ready.push_back(id);
+            } else {
+                t.state = RunState::Parked;
+            }
+        }
+    }
+}
+
+/// Run the scheduler until `target` is done (or, with `None`, until nothing
+/// can run).
+///
+/// # Safety
+/// `inner` is the live store and must not be running a fiber already
+/// (nested schedulers are refused).
+pub(crate) unsafe fn run_until<T>(inner: *mut StoreInner<T>, target: Option<u32>) -> Result<(), Error> {
+    // SAFETY: forwarded.
+    if unsafe { (*inner).running } != 0 {
+        return Err(Error::BadCall("the scheduler cannot be entered from a guest thread".into()));
+    }
+    loop {
+        // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
+        let s = unsafe { &mut *inner };
+        if let Some(t) = target {
+            match s.threads.get(&t) {
+                None => return Err(Error::BadCall(format!("no thread {t}"))),
+                Some(ts) if ts.state == RunState::Done => return Ok(()),
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
+            if at > now {
+                break;
+            }
+            s.sleepers.pop();
+            if let Some(t) = s.threads.get_mut(&id) {
+                if t.state == RunState::Sleeping {
+                    t.state = RunState::Ready;
+                    s.ready.push_back(id);
+                }
+            }
+        }
+        if let Some(id) = s.ready.pop_front() {
+            // SAFETY: forwarded.
+            unsafe { resume(inner, id) };
+            continue;
+        }
+        if let Some(Reverse((at, _))) = s.sleepers.peek() {
+            std::thread::sleep(at.saturating_duration_since(now));
+            continue;
+        }
+        return match target {
+            Some(t) => Err(Error::Deadlock(t)),
+            None => Ok(()),
+        };
+    }
+}
+
+impl<T> Drop for Store<T> {
+    fn drop(&mut self) {
+        poll::unregister(&self.inner.preempt);
+        // Finish every unfinished fiber by cancelling it: its pending host
+        // call or next poll fails, the guest traps, and the fiber completes
+        // normally (dropping an unfinished fiber would skip destructors).
+        let ids: Vec<u32> = self.inner.threads.keys().copied().collect();
+        for id in ids {
+            for _ in 0..1000 {
+                let Some(t) = self.inner.threads.get_mut(&id) else { break };
+                if t.state == RunState::Done || t.fiber.is_none() {
+                    break;
+                }
+                t.cancelled = true;
+                t.vm.poll.fetch_or(POLL_CANCEL, Ordering::Relaxed);
+                let inner: *mut StoreInner<T> = &mut *self.inner;
+                // SAFETY: the store is live until this function returns.
+                unsafe { resume(inner, id) };
+            }
+        }
+        let ids: Vec<u32> = self.inner.threads.keys().copied().collect();
+        for id in ids {
+            if let Some(mut t) = self.inner.threads.remove(&id) {
+                if t.fiber.as_ref().is_some_and(|f| !f.done()) {
+                    // A fiber that refused to finish: leak it rather than
+                    // drop it unfinished (see ENGINEERING-NOTES, Fibers).
+                    std::mem::forget(t.fiber.take());
+                }
+            }
+        }
+    }
+}
+
+/// The `Func` a raw funcref names, if it belongs to this store.
+pub(crate) fn func_from_ref<T>(inner: &StoreInner<T>, raw: usize) -> Option<Func> {
+    if raw == 0 {
+        return None;
+    }
+    // SAFETY: nonzero funcref values are pointers to `VMFuncRef` records of
+    // live instances of this store (tables only ever hold those).
+    let r = unsafe { &*(raw as *const crate::vm::vmctx::VMFuncRef) };
+    // SAFETY: `vmctx` of a record is its instance's live `VMContext`, whose
+    // `instance` field points at the boxed `InstanceData`.
+    let inst = unsafe { &*((*r.vmctx).instance as *const InstanceData) };
+    (inst.store_id == inner.id).then_some(Func { store_id: inner.id, instance: inst.index, index: r.slot })
+}

@@ -1,0 +1,87 @@
+//! The per-thread poll word and the process-wide preemption ticker.
+//!
+//! JIT code loads `VMThread.poll` at every function entry and loop back-edge
+//! and takes the slow path (`vm::libcalls::poll`) when it is nonzero. Bits:
+//! `POLL_PREEMPT` (time slice over), `POLL_SWITCH` (a transition wants this
+//! thread to check its stack), `POLL_CANCEL`.
+//!
+//! The ticker is one OS thread for the whole process. Each store registers a
+//! [`PreemptTarget`] whose `current` points at the poll word of the thread it
+//! is running (null between threads); every tick sets `POLL_PREEMPT` there.
+//! Poll words live in `VMThread` boxes that a store frees only after it has
+//! unregistered its target under the registry lock that the ticker holds
+//! while it writes, so the ticker never writes freed memory.
+
+use crate::vm::offsets::POLL_PREEMPT;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// The word a store's scheduler is currently running, for the ticker.
+#[derive(Debug, Default)]
+pub struct PreemptTarget {
+    current: AtomicPtr<AtomicU64>,
+}
+
+impl PreemptTarget {
+    /// Point the ticker at `word` (or null).
+    pub fn set(&self, word: *const AtomicU64) {
+        // Release pairs with the Acquire load in `tick`: the word is fully
+        // initialised before the ticker may touch it.
+        self.current.store(word as *mut AtomicU64, Ordering::Release);
+    }
+}
+
+struct Registry {
+    targets: Mutex<Vec<Weak<PreemptTarget>>>,
+}
+
+fn registry(slice: Duration) -> &'static Registry {
+    static REG: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    REG.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("wasm-patch-ticker".into())
+            .spawn(move || loop {
+                std::thread::sleep(slice);
+                tick();
+            })
+            .expect("spawn the preemption ticker");
+        Registry { targets: Mutex::new(Vec::new()) }
+    })
+}
+
+fn tick() {
+    let Some(reg) = REGISTRY_REF.get() else { return };
+    let mut targets = reg.targets.lock().unwrap_or_else(|e| e.into_inner());
+    targets.retain(|w| w.strong_count() > 0);
+    for t in targets.iter().filter_map(|w| w.upgrade()) {
+        // Acquire pairs with the Release store in `PreemptTarget::set`.
+        let p = t.current.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: the store keeps the word alive until it unregisters,
+            // which needs this lock (see `unregister`).
+            // Release pairs with the Acquire swap in the poll slow path.
+            unsafe { (*p).fetch_or(POLL_PREEMPT, Ordering::Release) };
+        }
+    }
+}
+
+static REGISTRY_REF: std::sync::OnceLock<&'static Registry> = std::sync::OnceLock::new();
+
+/// Register a store's target with the ticker.
+pub fn register(slice: Duration) -> Arc<PreemptTarget> {
+    let reg = *REGISTRY_REF.get_or_init(|| registry(slice));
+    let t = Arc::new(PreemptTarget::default());
+    reg.targets.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&t));
+    t
+}
+
+/// Unregister: after this returns the ticker will never touch the target's
+/// words again.
+pub fn unregister(t: &Arc<PreemptTarget>) {
+    t.set(std::ptr::null());
+    if let Some(reg) = REGISTRY_REF.get() {
+        let mut targets = reg.targets.lock().unwrap_or_else(|e| e.into_inner());
+        targets.retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(t)));
+    }
+}

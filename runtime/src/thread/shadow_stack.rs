@@ -1,0 +1,131 @@
+//! Exact wasm frames of a thread, read from its machine stack.
+//!
+//! Every compiled function keeps a frame pointer (`preserve_frame_pointers`),
+//! so the frames form a chain `[fp] = caller's fp`, `[fp + 8] = return
+//! address`. A thread leaves JIT code only through a host trampoline or the
+//! poll slow path, and both record where they left in `VMThread.exit_fp` /
+//! `exit_func`; a trap records the faulting pc and fp. From there the walk
+//! follows the chain while return addresses fall in wasm code units, and
+//! stops at the first one that does not (the entry trampoline). Each frame is
+//! resolved through the code registry to (unit, function, wasm offset): the
+//! unit says which compiled version of the function the frame executes.
+//!
+//! This is the "reliable stack trace" of the consistency model: exact, never
+//! guessed, and read without the thread's cooperation while it is parked.
+
+use crate::vm::code_memory::{self, CodeUnit, UnitKind};
+use crate::vm::offsets::EXIT_VIA_TRAMPOLINE;
+use std::sync::Arc;
+
+/// One wasm frame: which function, which compiled version (unit), where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawFrame {
+    /// Code unit (compiled version) the frame executes.
+    pub unit: u32,
+    /// Function index in the module's index space.
+    pub func: u32,
+    /// Wasm byte offset of the current instruction or call.
+    pub offset: u32,
+}
+
+impl RawFrame {
+    /// Placeholder for fixed-size buffers.
+    pub const EMPTY: RawFrame = RawFrame { unit: 0, func: 0, offset: 0 };
+}
+
+/// Frames beyond this depth are not walked (a runaway recursion stops at the
+/// stack limit long before).
+const MAX_WALK: usize = 1 << 20;
+
+fn find(pc: usize, in_signal: bool) -> Option<Arc<CodeUnit>> {
+    if in_signal {
+        code_memory::try_lookup(pc)
+    } else {
+        code_memory::lookup(pc)
+    }
+}
+
+fn frame_at(unit: &CodeUnit, pc: usize, is_return_address: bool) -> Option<RawFrame> {
+    let at = if is_return_address { pc - 1 } else { pc };
+    let f = unit.func_at(at)?;
+    Some(RawFrame {
+        unit: unit.id(),
+        func: f.func_index,
+        offset: unit.wasm_offset(at).unwrap_or(0),
+    })
+}
+
+/// Walk wasm frames innermost first, starting at `pc` (if it is in wasm
+/// code) and the frame-pointer chain at `fp`. `visit` returns `false` to
+/// stop early.
+///
+/// # Safety
+/// `fp` must be the frame pointer of a live frame on a stack that is not
+/// being modified (the current thread's own, in a signal handler, or a
+/// suspended fiber's), whose chain of JIT frames is intact.
+pub unsafe fn walk_raw(
+    pc: Option<usize>,
+    mut fp: usize,
+    in_signal: bool,
+    visit: &mut dyn FnMut(RawFrame) -> bool,
+) {
+    if let Some(pc) = pc {
+        if let Some(unit) = find(pc, in_signal) {
+            if unit.kind() == UnitKind::Wasm {
+                if let Some(f) = frame_at(&unit, pc, false) {
+                    if !visit(f) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    for _ in 0..MAX_WALK {
+        if fp == 0 || fp % 8 != 0 {
+            return;
+        }
+        // SAFETY: the caller guarantees `fp` heads an intact chain of frames
+        // created by JIT code, each storing (saved fp, return address).
+        let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+        let Some(unit) = find(ra, in_signal) else { return };
+        if unit.kind() != UnitKind::Wasm {
+            return;
+        }
+        let Some(f) = frame_at(&unit, ra, true) else { return };
+        if !visit(f) {
+            return;
+        }
+        if next_fp <= fp {
+            return;
+        }
+        fp = next_fp;
+    }
+}
+
+/// The wasm frames of one segment of a parked thread, from the exit record
+/// written when it left JIT code (`exit_fp`, `exit_func`).
+///
+/// # Safety
+/// The thread must be parked (not running) and the exit record must be the
+/// one written by its latest exit from JIT code.
+pub unsafe fn walk_exit(exit_fp: usize, exit_func: u64, frames: &mut Vec<RawFrame>) {
+    if exit_fp == 0 {
+        return;
+    }
+    if exit_func != EXIT_VIA_TRAMPOLINE {
+        // The poll slow path records its own frame and identity: the frame at
+        // `exit_fp` is the function `exit_func` itself.
+        frames.push(RawFrame {
+            unit: (exit_func >> 32) as u32,
+            func: exit_func as u32,
+            offset: 0,
+        });
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        walk_raw(None, exit_fp, false, &mut |f| {
+            frames.push(f);
+            true
+        })
+    };
+}

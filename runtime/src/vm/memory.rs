@@ -1,0 +1,132 @@
+//! Linear memories: each reserves 8 GiB of address space (more than any
+//! 32-bit index plus 32-bit offset can reach) with no access, and commits
+//! pages read+write as the memory grows. Out-of-bounds accesses hit the
+//! reservation and fault; the trap handler reports them. The base never
+//! moves, so JIT code may hoist its load.
+
+use super::code_memory::page_size;
+use super::vmctx::VMMemory;
+use std::cell::UnsafeCell;
+
+/// Wasm page size.
+pub const WASM_PAGE: u64 = 65536;
+/// Bytes reserved per memory.
+const RESERVATION: usize = 8 << 30;
+/// Largest number of pages of a 32-bit memory.
+pub const MAX_PAGES: u64 = 65536;
+
+/// A linear memory.
+#[derive(Debug)]
+pub struct LinearMemory {
+    def: Box<UnsafeCell<VMMemory>>,
+    maximum: Option<u64>,
+}
+
+/// Memory errors.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// The address space could not be reserved.
+    #[error("cannot reserve linear memory: {0}")]
+    Reserve(std::io::Error),
+}
+
+impl LinearMemory {
+    /// A memory of `minimum` pages, growable to `maximum` pages.
+    pub fn new(minimum: u64, maximum: Option<u64>) -> Result<LinearMemory, MemoryError> {
+        // SAFETY: an anonymous PROT_NONE reservation with no address hint.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                RESERVATION,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(MemoryError::Reserve(std::io::Error::last_os_error()));
+        }
+        let mem = LinearMemory {
+            def: Box::new(UnsafeCell::new(VMMemory { base: base as *mut u8, length: 0 })),
+            maximum,
+        };
+        if minimum > 0 && mem.grow(minimum).is_none() {
+            return Err(MemoryError::Reserve(std::io::Error::other("initial size too large")));
+        }
+        Ok(mem)
+    }
+
+    /// Pointer handed to JIT code.
+    pub fn vm_ptr(&self) -> *mut VMMemory {
+        self.def.get()
+    }
+
+    fn def(&self) -> &VMMemory {
+        // SAFETY: JIT code writes the definition only through `grow`, which
+        // runs on this OS thread; no `&mut` to it exists concurrently.
+        unsafe { &*self.def.get() }
+    }
+
+    /// Current size in bytes.
+    pub fn byte_len(&self) -> u64 {
+        self.def().length
+    }
+
+    /// Current size in pages.
+    pub fn pages(&self) -> u64 {
+        self.byte_len() / WASM_PAGE
+    }
+
+    /// The maximum in pages, if declared.
+    pub fn maximum(&self) -> Option<u64> {
+        self.maximum
+    }
+
+    /// Grow by `delta` pages; the old size in pages, or `None` if refused.
+    pub fn grow(&self, delta: u64) -> Option<u64> {
+        let old = self.pages();
+        let new = old.checked_add(delta)?;
+        if new > self.maximum.unwrap_or(MAX_PAGES).min(MAX_PAGES) {
+            return None;
+        }
+        if delta == 0 {
+            return Some(old);
+        }
+        let start = (old * WASM_PAGE) as usize;
+        let len = (delta * WASM_PAGE) as usize;
+        let base = self.def().base;
+        debug_assert!(start.is_multiple_of(page_size()));
+        // SAFETY: `[start, start + len)` lies in our reservation (new size is
+        // at most 4 GiB < 8 GiB); making it accessible affects nothing else.
+        let rc = unsafe {
+            libc::mprotect(base.add(start) as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE)
+        };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: see `def`; no reference to the definition is live.
+        unsafe { (*self.def.get()).length = new * WASM_PAGE };
+        Some(old)
+    }
+
+    /// The memory's bytes.
+    ///
+    /// # Safety
+    /// No JIT code may run while the slice is alive (it may write or grow
+    /// the memory).
+    pub unsafe fn bytes_mut(&self) -> &mut [u8] {
+        let d = self.def();
+        // SAFETY: `[base, base + length)` is committed read+write; the caller
+        // excludes concurrent access.
+        unsafe { std::slice::from_raw_parts_mut(d.base, d.length as usize) }
+    }
+}
+
+impl Drop for LinearMemory {
+    fn drop(&mut self) {
+        let base = self.def().base;
+        // SAFETY: the reservation is ours and no instance uses it any more.
+        unsafe { libc::munmap(base as *mut libc::c_void, RESERVATION) };
+    }
+}

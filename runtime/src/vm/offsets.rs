@@ -1,0 +1,94 @@
+//! Offsets of every field the JIT reads: the instance vmctx, the slot table,
+//! funcrefs, tables, memories and the per-thread `VMThread` word block.
+//!
+//! Pure arithmetic, defined once. `compile/func_env.rs` and
+//! `compile/trampolines.rs` are the only users on the compiler side;
+//! `vm/vmctx.rs` holds the `#[repr(C)]` structs, and the test at the bottom of
+//! that file checks each constant here against `offset_of!`.
+//!
+//! ```text
+//! VMContext (one per instance)         VMThread (one per guest thread)
+//! +0  slot_tables[0] ─┐                +0  poll      (u64, atomic)
+//! +8  slot_tables[1] ─┤ world tables   +8  world     (byte offset 0 or 8 into vmctx)
+//! +16 memories  → [*VMMemory]           +16 stack_limit
+//! +24 globals   → [*VMGlobal]           +24 exit_fp
+//! +32 tables    → [*VMTable]            +32 exit_func ((unit << 32) | func, or NONE)
+//! +40 funcrefs  → [*VMFuncRef]
+//! +48 type_ids  → [u32]                 VMSlot (16 bytes): code, vmctx
+//! +56 builtins  → [fn ptr]              VMFuncRef (16 bytes): slot u32, type_id u32, vmctx
+//! ```
+//!
+//! A call reads `world` from the thread, the slot table for that world from
+//! the callee instance's vmctx, then `code` and `vmctx` from the slot: the
+//! per-thread world selector is what lets two worlds coexist.
+
+/// `VMContext.slot_tables`: two pointers, indexed by `VMThread.world`.
+pub const VMCTX_SLOT_TABLES: i32 = 0;
+/// `VMContext.memories`.
+pub const VMCTX_MEMORIES: i32 = 16;
+/// `VMContext.globals`.
+pub const VMCTX_GLOBALS: i32 = 24;
+/// `VMContext.tables`.
+pub const VMCTX_TABLES: i32 = 32;
+/// `VMContext.funcrefs`.
+pub const VMCTX_FUNCREFS: i32 = 40;
+/// `VMContext.type_ids`.
+pub const VMCTX_TYPE_IDS: i32 = 48;
+/// `VMContext.builtins`.
+pub const VMCTX_BUILTINS: i32 = 56;
+/// Size of `VMContext`.
+pub const VMCTX_SIZE: usize = 72;
+
+/// `VMThread.poll`: nonzero means "take the slow path".
+pub const THREAD_POLL: i32 = 0;
+/// `VMThread.world`: byte offset of this thread's world in `VMContext.slot_tables`.
+pub const THREAD_WORLD: i32 = 8;
+/// `VMThread.stack_limit`: lowest stack address JIT code may use.
+pub const THREAD_STACK_LIMIT: i32 = 16;
+/// `VMThread.exit_fp`: frame pointer recorded at the last exit to the host.
+pub const THREAD_EXIT_FP: i32 = 24;
+/// `VMThread.exit_func`: `(unit << 32) | func` of the exiting frame, or
+/// [`EXIT_VIA_TRAMPOLINE`] when `exit_fp` is a host trampoline's own frame.
+pub const THREAD_EXIT_FUNC: i32 = 32;
+/// Marker for `VMThread.exit_func`.
+pub const EXIT_VIA_TRAMPOLINE: u64 = u64::MAX;
+
+/// Size of one slot.
+pub const SLOT_SIZE: i64 = 16;
+/// `VMSlot.code`.
+pub const SLOT_CODE: i32 = 0;
+/// `VMSlot.vmctx`.
+pub const SLOT_VMCTX: i32 = 8;
+
+/// `VMFuncRef.slot` (u32).
+pub const FUNCREF_SLOT: i32 = 0;
+/// `VMFuncRef.type_id` (u32).
+pub const FUNCREF_TYPE_ID: i32 = 4;
+/// `VMFuncRef.vmctx`.
+pub const FUNCREF_VMCTX: i32 = 8;
+
+/// `VMMemory.base`.
+pub const MEMORY_BASE: i32 = 0;
+/// `VMMemory.length` (bytes, u64).
+pub const MEMORY_LENGTH: i32 = 8;
+
+/// `VMTable.base`: pointer to the element array (pointer-sized refs).
+pub const TABLE_BASE: i32 = 0;
+/// `VMTable.length` (elements, u32).
+pub const TABLE_LENGTH: i32 = 8;
+
+/// Pointer size on the host.
+pub const POINTER_SIZE: i64 = 8;
+
+/// Poll word bit: the scheduler asks the thread to yield (time slice over).
+pub const POLL_PREEMPT: u64 = 1;
+/// Poll word bit: a transition asks the thread to check its stack and switch.
+pub const POLL_SWITCH: u64 = 2;
+/// Poll word bit: the thread is being cancelled.
+pub const POLL_CANCEL: u64 = 4;
+
+/// `HostFuncCtx.dispatch`: the `extern "C"` function a host trampoline calls
+/// with `(hostctx, vmthread, values)`; it returns 0 or a failure status.
+pub const HOSTCTX_DISPATCH: i32 = 0;
+/// Bytes per value in the arrays trampolines exchange with the host.
+pub const VALUE_SIZE: i32 = 16;

@@ -1,0 +1,162 @@
+//! The `#[repr(C)]` structures that JIT code reads and writes. Their offsets
+//! are mirrored in `offsets.rs`; the test at the bottom keeps the two equal.
+
+use std::sync::atomic::AtomicU64;
+
+/// One patchable call slot: where a call to a function goes in one world.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VMSlot {
+    /// Entry address of the code version this slot selects.
+    pub code: *const u8,
+    /// The callee's context: its instance's `VMContext`, or a host
+    /// function's context for imported host functions.
+    pub vmctx: *mut u8,
+}
+
+impl VMSlot {
+    /// A slot that calls nothing (never published to JIT code).
+    pub const NULL: VMSlot = VMSlot { code: std::ptr::null(), vmctx: std::ptr::null_mut() };
+}
+
+/// What a `funcref` points to: the identity of one function of one instance.
+/// A funcref names a function, not a code address, so calls through it
+/// resolve in the caller's world (CONSISTENCY.md rule 5).
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMFuncRef {
+    /// Slot index in the owning instance's slot tables.
+    pub slot: u32,
+    /// Engine-wide signature id.
+    pub type_id: u32,
+    /// The owning instance's `VMContext`.
+    pub vmctx: *mut VMContext,
+}
+
+/// A linear memory as JIT code sees it. The base never moves: each 32-bit
+/// memory reserves its whole addressable range plus a guard up front.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMMemory {
+    /// Start of the memory.
+    pub base: *mut u8,
+    /// Current accessible length in bytes.
+    pub length: u64,
+}
+
+/// A table as JIT code sees it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMTable {
+    /// Element array: pointer-sized references, 0 = null.
+    pub base: *mut usize,
+    /// Number of elements.
+    pub length: u32,
+}
+
+/// A global's storage cell; the value sits in the low bytes.
+#[repr(C, align(16))]
+#[derive(Debug, Default)]
+pub struct VMGlobal {
+    /// Raw bits of the value (i32/f32 in the low 4 bytes).
+    pub bits: u128,
+}
+
+/// The per-instance context passed as the first hidden argument of every
+/// compiled function.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMContext {
+    /// Slot tables of the two worlds, selected by `VMThread.world`.
+    pub slot_tables: [*const VMSlot; 2],
+    /// One pointer per memory index.
+    pub memories: *const *mut VMMemory,
+    /// One pointer per global index.
+    pub globals: *const *mut VMGlobal,
+    /// One pointer per table index.
+    pub tables: *const *mut VMTable,
+    /// One funcref record pointer per function index.
+    pub funcrefs: *const *const VMFuncRef,
+    /// Engine-wide signature id per type index.
+    pub type_ids: *const u32,
+    /// Runtime functions callable from JIT code (see `libcalls.rs`).
+    pub builtins: *const usize,
+    /// Back pointer to the host-side instance data.
+    pub instance: *mut u8,
+}
+
+/// The per-thread block passed as the second hidden argument of every
+/// compiled function.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VMThread {
+    /// Poll word: bits `POLL_*` of `offsets.rs`.
+    pub poll: AtomicU64,
+    /// Byte offset of this thread's world in `VMContext.slot_tables` (0 or 8).
+    pub world: u64,
+    /// Lowest stack address JIT code may use (Cranelift `stack_limit`).
+    pub stack_limit: usize,
+    /// Frame pointer recorded at the last exit to the host.
+    pub exit_fp: usize,
+    /// `(unit << 32) | func` of the exiting frame, or `EXIT_VIA_TRAMPOLINE`.
+    pub exit_func: u64,
+    /// Host-side thread state (`thread::ThreadState`).
+    pub host: *mut u8,
+}
+
+impl VMThread {
+    /// A fresh block in world 0 with no stack limit yet.
+    pub fn new() -> VMThread {
+        VMThread {
+            poll: AtomicU64::new(0),
+            world: 0,
+            stack_limit: 0,
+            exit_fp: 0,
+            exit_func: 0,
+            host: std::ptr::null_mut(),
+        }
+    }
+}
+
+impl Default for VMThread {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::offsets::*;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn layouts_match_offsets() {
+        assert_eq!(offset_of!(VMContext, slot_tables) as i32, VMCTX_SLOT_TABLES);
+        assert_eq!(offset_of!(VMContext, memories) as i32, VMCTX_MEMORIES);
+        assert_eq!(offset_of!(VMContext, globals) as i32, VMCTX_GLOBALS);
+        assert_eq!(offset_of!(VMContext, tables) as i32, VMCTX_TABLES);
+        assert_eq!(offset_of!(VMContext, funcrefs) as i32, VMCTX_FUNCREFS);
+        assert_eq!(offset_of!(VMContext, type_ids) as i32, VMCTX_TYPE_IDS);
+        assert_eq!(offset_of!(VMContext, builtins) as i32, VMCTX_BUILTINS);
+        assert_eq!(size_of::<VMContext>(), VMCTX_SIZE);
+
+        assert_eq!(offset_of!(VMThread, poll) as i32, THREAD_POLL);
+        assert_eq!(offset_of!(VMThread, world) as i32, THREAD_WORLD);
+        assert_eq!(offset_of!(VMThread, stack_limit) as i32, THREAD_STACK_LIMIT);
+        assert_eq!(offset_of!(VMThread, exit_fp) as i32, THREAD_EXIT_FP);
+        assert_eq!(offset_of!(VMThread, exit_func) as i32, THREAD_EXIT_FUNC);
+
+        assert_eq!(size_of::<VMSlot>() as i64, SLOT_SIZE);
+        assert_eq!(offset_of!(VMSlot, code) as i32, SLOT_CODE);
+        assert_eq!(offset_of!(VMSlot, vmctx) as i32, SLOT_VMCTX);
+        assert_eq!(offset_of!(VMFuncRef, slot) as i32, FUNCREF_SLOT);
+        assert_eq!(offset_of!(VMFuncRef, type_id) as i32, FUNCREF_TYPE_ID);
+        assert_eq!(offset_of!(VMFuncRef, vmctx) as i32, FUNCREF_VMCTX);
+        assert_eq!(offset_of!(VMMemory, base) as i32, MEMORY_BASE);
+        assert_eq!(offset_of!(VMMemory, length) as i32, MEMORY_LENGTH);
+        assert_eq!(offset_of!(VMTable, base) as i32, TABLE_BASE);
+        assert_eq!(offset_of!(VMTable, length) as i32, TABLE_LENGTH);
+        assert_eq!(size_of::<usize>() as i64, POINTER_SIZE);
+    }
+}
