@@ -4,7 +4,7 @@
 //! `thread_id() -> i32`.
 
 use crate::errors::Error;
-use crate::func::{Caller, Func, HostFn, HostFuncCtx};
+use crate::func::{Caller, Func, HostFn};
 use crate::instance::{self, Extern, Instance};
 use crate::module::{ImportKind, Module};
 use crate::store::Store;

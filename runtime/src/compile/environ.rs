@@ -18,6 +18,7 @@
 //! - traps use the codes of [`crate::trap::TrapKind::code`].
 
 use cranelift_codegen::ir::{self, MemFlagsData, Value};
+use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::FunctionBuilder;
 use wasmparser::{FuncType, ValType};
 
@@ -30,6 +31,12 @@ pub(crate) const HIDDEN_PARAMS: usize = 2;
 pub(crate) trait FuncEnvironment {
     /// Pointer type of the target (I64 on x86-64); also the type of references.
     fn pointer_type(&self) -> ir::Type;
+
+    /// The target's frontend configuration (default calling convention,
+    /// pointer width), which `FunctionBuilder::finalize` needs. Taken from
+    /// the ISA (`TargetIsa::frontend_config`); the translator cannot name
+    /// the pointer-width type itself without depending on `target-lexicon`.
+    fn target_config(&self) -> TargetFrontendConfig;
 
     /// The CLIF signature of a wasm function of type `ty`, hidden parameters
     /// included.

@@ -70,6 +70,7 @@ fn readonly() -> MemFlagsData {
 pub(crate) struct FuncEnv<'a> {
     info: &'a ModuleInfo,
     call_conv: CallConv,
+    frontend: cranelift_codegen::isa::TargetFrontendConfig,
     unit: u32,
     func_index: u32,
     vmctx: Option<Value>,
@@ -80,10 +81,16 @@ pub(crate) struct FuncEnv<'a> {
 
 impl<'a> FuncEnv<'a> {
     /// Environment for compiling `func_index` of `info` into code unit `unit`.
-    pub(crate) fn new(info: &'a ModuleInfo, call_conv: CallConv, unit: u32, func_index: u32) -> Self {
+    pub(crate) fn new(
+        info: &'a ModuleInfo,
+        frontend: cranelift_codegen::isa::TargetFrontendConfig,
+        unit: u32,
+        func_index: u32,
+    ) -> Self {
         FuncEnv {
             info,
-            call_conv,
+            call_conv: frontend.default_call_conv,
+            frontend,
             unit,
             func_index,
             vmctx: None,
@@ -155,7 +162,7 @@ impl<'a> FuncEnv<'a> {
             SlotIndex::Const(i) => (table, (i as i64 * SLOT_SIZE) as i32),
             SlotIndex::Dynamic(v) => {
                 let v64 = builder.ins().uextend(types::I64, v);
-                let scaled = builder.ins().imul_imm(v64, SLOT_SIZE);
+                let scaled = builder.ins().imul_imm_s(v64, SLOT_SIZE);
                 (builder.ins().iadd(table, scaled), 0)
             }
         };
@@ -187,7 +194,7 @@ impl<'a> FuncEnv<'a> {
         builder.ins().trapnz(oob, kind.code());
         let base = builder.ins().load(types::I64, mutable(), def, TABLE_BASE);
         let idx = builder.ins().uextend(types::I64, index);
-        let scaled = builder.ins().ishl_imm(idx, 3);
+        let scaled = builder.ins().ishl_imm_u(idx, 3);
         builder.ins().iadd(base, scaled)
     }
 
@@ -209,6 +216,10 @@ enum SlotIndex {
 impl FuncEnvironment for FuncEnv<'_> {
     fn pointer_type(&self) -> ir::Type {
         types::I64
+    }
+
+    fn target_config(&self) -> cranelift_codegen::isa::TargetFrontendConfig {
+        self.frontend
     }
 
     fn signature(&self, ty: &FuncType) -> ir::Signature {
@@ -308,7 +319,7 @@ impl FuncEnvironment for FuncEnv<'_> {
     fn memory_size(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
         let def = self.memory_def(builder, memory);
         let len = builder.ins().load(types::I64, mutable(), def, MEMORY_LENGTH);
-        let pages = builder.ins().ushr_imm(len, 16);
+        let pages = builder.ins().ushr_imm_u(len, 16);
         builder.ins().ireduce(types::I32, pages)
     }
 

@@ -8,6 +8,7 @@
 
 pub(crate) mod environ;
 pub(crate) mod func_env;
+pub(crate) mod stack;
 pub(crate) mod trampolines;
 pub(crate) mod translate;
 
@@ -124,7 +125,7 @@ fn compile_one(
 ) -> Result<FuncArtifact, Error> {
     let isa = engine.isa();
     let ty = info.func_type(func_index).clone();
-    let mut env = FuncEnv::new(info, isa.default_call_conv(), unit_id, func_index);
+    let mut env = FuncEnv::new(info, isa.frontend_config(), unit_id, func_index);
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
     ctx.func.name = UserFuncName::user(0, func_index);

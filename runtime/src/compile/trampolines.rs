@@ -75,7 +75,7 @@ fn build_entry(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &
     let at = b.ins().iadd(inst, world);
     let table = b.ins().load(types::I64, flags(), at, VMCTX_SLOT_TABLES);
     let slot64 = b.ins().uextend(types::I64, slot);
-    let scaled = b.ins().imul_imm(slot64, SLOT_SIZE);
+    let scaled = b.ins().imul_imm_s(slot64, SLOT_SIZE);
     let entry = b.ins().iadd(table, scaled);
     let code = b.ins().load(types::I64, flags(), entry, SLOT_CODE);
     let ctx = b.ins().load(types::I64, flags(), entry, SLOT_VMCTX);
