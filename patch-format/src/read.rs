@@ -702,3 +702,57 @@ fn assemble(c: Collected<'_>, m: Manifest) -> Result<BundleParts, FormatError> {
     }
     Ok(parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(data: &[u8]) -> Cursor<'_> {
+        Cursor {
+            data,
+            pos: 0,
+            base: 100,
+        }
+    }
+
+    #[test]
+    fn leb_limits() {
+        assert_eq!(cursor(&[0x7f]).u32("x").unwrap(), 127);
+        assert_eq!(
+            cursor(&[0xff, 0xff, 0xff, 0xff, 0x0f]).u32("x").unwrap(),
+            u32::MAX
+        );
+        // Value too large for 32 bits, too long, truncated.
+        for bad in [&[0xff, 0xff, 0xff, 0xff, 0x1f][..], &[0x80; 6], &[0x80]] {
+            let e = cursor(bad).u32("field").unwrap_err();
+            assert!(
+                matches!(e, FormatError::Manifest { offset: 100, ref field, .. } if field == "field"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            cursor(&[0xff; 9].iter().chain(&[0x01]).copied().collect::<Vec<_>>())
+                .leb("t", 64)
+                .unwrap(),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn counts_are_capped_by_the_bytes_left() {
+        let mut c = cursor(&[0x05, 1, 2, 3]);
+        let e = c.count("items", 1).unwrap_err().to_string();
+        assert!(e.contains("count 5") && e.contains("only 3 left"), "{e}");
+        assert_eq!(cursor(&[0x03, 1, 2, 3]).count("items", 1).unwrap(), 3);
+    }
+
+    #[test]
+    fn strings_are_checked_before_allocation() {
+        let e = cursor(&[0xff, 0xff, 0xff, 0xff, 0x0f])
+            .string("name")
+            .unwrap_err();
+        assert!(e.to_string().contains("longer than the limit"), "{e}");
+        let e = cursor(&[0x05, b'a']).string("name").unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+    }
+}

@@ -110,7 +110,7 @@ pub fn with_manifest(bundle: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     f(&mut payload);
     let mut out = bundle[..last].to_vec();
     let mut content = Vec::new();
-    put_leb(name_len as u64, &mut content);
+    put_leb(name_len, &mut content);
     content.extend_from_slice(b"wasm-patch.manifest");
     content.extend_from_slice(&payload);
     out.push(0);
