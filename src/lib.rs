@@ -2,3 +2,4 @@
 //! the command implementations and the wast driver.
 
 pub mod commands;
+pub mod wast;

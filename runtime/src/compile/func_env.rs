@@ -43,8 +43,12 @@ pub(crate) fn clif_type(ty: ValType) -> ir::Type {
 }
 
 /// CLIF signature of a wasm function type with the two hidden parameters.
-pub(crate) fn wasm_signature(ty: &FuncType, call_conv: CallConv) -> ir::Signature {
-    let mut sig = ir::Signature::new(call_conv);
+///
+/// Wasm functions use Cranelift's `tail` convention whatever the host's:
+/// it returns any number of results (multi-value), where System V refuses
+/// more than fit in registers.
+pub(crate) fn wasm_signature(ty: &FuncType, _host: CallConv) -> ir::Signature {
+    let mut sig = ir::Signature::new(CallConv::Tail);
     sig.params.push(ir::AbiParam::new(types::I64));
     // The thread block is Cranelift's "vmctx" global-value base: the stack
     // limit is loaded from it.
