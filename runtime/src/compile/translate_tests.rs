@@ -659,6 +659,21 @@ fn loops_poll_and_carry_params() {
 }
 
 #[test]
+fn blocks_without_branches_emit_no_jumps() {
+    let (f, _) = compile_one(
+        r#"(module (func (param i32) (result i32)
+             (block (result i32)
+               (block (result i32) (local.get 0))
+               (block (param i32) (result i32) (i32.const 1) (i32.add)))
+             (loop (param i32) (result i32) (i32.const 2) (i32.mul))))"#,
+    );
+    // Only the loop entry and the two poll slow paths (entry and loop)
+    // jump; blocks: entry, header, and a slow path + continuation per poll.
+    assert_eq!(count_opcode(&f, ir::Opcode::Jump), 3);
+    assert_eq!(f.layout.blocks().count(), 6);
+}
+
+#[test]
 fn div_rem_and_conversions_use_trapping_clif() {
     let (f, _) = compile_one(
         r#"(module (func (param i32 i32 f64) (result i32)
