@@ -32,9 +32,12 @@ impl ValueStack {
         self.values.extend_from_slice(vs);
     }
 
-    /// Number of values on the stack.
-    pub(crate) fn len(&self) -> usize {
-        self.values.len()
+    /// The stack height below the top `n` values.
+    pub(crate) fn height_below(&self, n: usize, offset: usize) -> Result<usize, TranslateError> {
+        self.values
+            .len()
+            .checked_sub(n)
+            .ok_or_else(|| underflow(offset))
     }
 
     /// Pop the top value.
@@ -64,21 +67,13 @@ impl ValueStack {
 
     /// The top `n` values, in push order, without popping them.
     pub(crate) fn peek_n(&self, n: usize, offset: usize) -> Result<&[Value], TranslateError> {
-        let start = self
-            .values
-            .len()
-            .checked_sub(n)
-            .ok_or_else(|| underflow(offset))?;
+        let start = self.height_below(n, offset)?;
         Ok(&self.values[start..])
     }
 
     /// Pop the top `n` values, returned in push order.
     pub(crate) fn pop_n(&mut self, n: usize, offset: usize) -> Result<Vec<Value>, TranslateError> {
-        let start = self
-            .values
-            .len()
-            .checked_sub(n)
-            .ok_or_else(|| underflow(offset))?;
+        let start = self.height_below(n, offset)?;
         Ok(self.values.split_off(start))
     }
 
@@ -96,8 +91,7 @@ impl ValueStack {
         keep: usize,
         offset: usize,
     ) -> Result<(), TranslateError> {
-        let len = self.values.len();
-        let start = len.checked_sub(keep).ok_or_else(|| underflow(offset))?;
+        let start = self.height_below(keep, offset)?;
         if start < height {
             return Err(underflow(offset));
         }
@@ -108,10 +102,7 @@ impl ValueStack {
 
 /// The error for popping more values than the stack holds.
 fn underflow(offset: usize) -> TranslateError {
-    TranslateError::Malformed {
-        reason: "operand stack underflow",
-        offset,
-    }
+    TranslateError::malformed("operand stack underflow", offset)
 }
 
 /// What kind of construct a control frame stands for, with the blocks that

@@ -58,6 +58,13 @@ pub(crate) enum TranslateError {
     },
 }
 
+impl TranslateError {
+    /// A [`TranslateError::Malformed`] at `offset`.
+    pub(crate) fn malformed(reason: &'static str, offset: usize) -> Self {
+        TranslateError::Malformed { reason, offset }
+    }
+}
+
 /// Translate one wasm function body into `func`.
 ///
 /// `func.signature` must already be `env.signature(ty)`. On success the
@@ -232,10 +239,10 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         self.b.seal_block(entry);
         let params = self.b.block_params(entry).to_vec();
         if params.len() != HIDDEN_PARAMS + ty.params().len() {
-            return Err(TranslateError::Malformed {
-                reason: "CLIF signature does not match the function type",
-                offset: start,
-            });
+            return Err(TranslateError::malformed(
+                "CLIF signature does not match the function type",
+                start,
+            ));
         }
         for (&vt, &val) in ty.params().iter().zip(&params[HIDDEN_PARAMS..]) {
             let var = self.b.declare_var(clif_type(vt, self.ptr, start)?);
@@ -334,10 +341,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         self.locals
             .get(index as usize)
             .copied()
-            .ok_or(TranslateError::Malformed {
-                reason: "local index out of range",
-                offset,
-            })
+            .ok_or_else(|| TranslateError::malformed("local index out of range", offset))
     }
 
     /// Number of parameters and results of a block type.
@@ -381,26 +385,14 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         Ok(block)
     }
 
-    /// Value-stack height below the top `n` values.
-    fn height_below(&self, n: usize, offset: usize) -> Result<usize, TranslateError> {
-        self.stack
-            .len()
-            .checked_sub(n)
-            .ok_or(TranslateError::Malformed {
-                reason: "operand stack underflow",
-                offset,
-            })
-    }
-
     /// The target block and arity of a branch to label `depth`, noting that
     /// the label's exit block now has a predecessor.
     fn br_target(&mut self, depth: u32, offset: usize) -> Result<(Block, usize), TranslateError> {
-        let idx = self.control.len().checked_sub(1 + depth as usize).ok_or(
-            TranslateError::Malformed {
-                reason: "branch depth out of range",
-                offset,
-            },
-        )?;
+        let idx = self
+            .control
+            .len()
+            .checked_sub(1 + depth as usize)
+            .ok_or_else(|| TranslateError::malformed("branch depth out of range", offset))?;
         let frame = &mut self.control[idx];
         if frame.branches_to_exit() {
             frame.exit_reached = true;
@@ -425,7 +417,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
     fn block(&mut self, bt: BlockType, offset: usize) -> Result<(), TranslateError> {
         let (num_params, num_results) = self.arity(bt);
         let exit = self.block_with_params(bt, false, offset)?;
-        let height = self.height_below(num_params, offset)?;
+        let height = self.stack.height_below(num_params, offset)?;
         self.control.push(ControlFrame {
             kind: FrameKind::Block { exit },
             num_params,
@@ -442,7 +434,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         let (num_params, num_results) = self.arity(bt);
         let header = self.block_with_params(bt, true, offset)?;
         self.jump_with_top(header, num_params, offset)?;
-        let height = self.height_below(num_params, offset)?;
+        let height = self.stack.height_below(num_params, offset)?;
         self.stack.truncate(height);
         self.b.switch_to_block(header);
         self.stack.extend(self.b.block_params(header));
@@ -466,7 +458,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         let exit = self.block_with_params(bt, false, offset)?;
         let then_block = self.b.create_block();
         let else_params = self.stack.peek_n(num_params, offset)?.to_vec();
-        let height = self.height_below(num_params, offset)?;
+        let height = self.stack.height_below(num_params, offset)?;
         let (else_block, branch) = if num_params == 0 && num_results == 0 {
             (None, self.b.ins().brif(cond, then_block, &[], exit, &[]))
         } else {
@@ -495,11 +487,8 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
     /// `else`: close the `then` arm and start the `else` arm with the
     /// parameters the `if` received.
     fn else_(&mut self, offset: usize) -> Result<(), TranslateError> {
-        let malformed = TranslateError::Malformed {
-            reason: "`else` outside `if`",
-            offset,
-        };
-        let frame = self.control.last_mut().ok_or(malformed)?;
+        let outside = || TranslateError::malformed("`else` outside `if`", offset);
+        let frame = self.control.last_mut().ok_or_else(outside)?;
         let FrameKind::If {
             exit,
             else_block,
@@ -508,16 +497,13 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             then_reachable,
         } = &mut frame.kind
         else {
-            return Err(TranslateError::Malformed {
-                reason: "`else` outside `if`",
-                offset,
-            });
+            return Err(outside());
         };
         if then_reachable.is_some() {
-            return Err(TranslateError::Malformed {
-                reason: "second `else` in one `if`",
+            return Err(TranslateError::malformed(
+                "second `else` in one `if`",
                 offset,
-            });
+            ));
         }
         if self.reachable {
             let args = block_args(self.stack.peek_n(frame.num_results, offset)?);
@@ -544,10 +530,10 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
 
     /// `end`: close the innermost frame; after the function frame, return.
     fn end(&mut self, offset: usize) -> Result<(), TranslateError> {
-        let frame = self.control.pop().ok_or(TranslateError::Malformed {
-            reason: "unbalanced `end`",
-            offset,
-        })?;
+        let frame = self
+            .control
+            .pop()
+            .ok_or_else(|| TranslateError::malformed("unbalanced `end`", offset))?;
         match frame.kind {
             FrameKind::Loop { header } => {
                 // Every back edge is now known. A loop's end is reached only
@@ -662,10 +648,10 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             for (d, e) in edges {
                 let (target, arity) = self.br_target(d, offset)?;
                 if arity != n {
-                    return Err(TranslateError::Malformed {
-                        reason: "br_table targets differ in arity",
+                    return Err(TranslateError::malformed(
+                        "br_table targets differ in arity",
                         offset,
-                    });
+                    ));
                 }
                 self.b.switch_to_block(e);
                 self.b.seal_block(e);

@@ -659,6 +659,21 @@ fn loops_poll_and_carry_params() {
 }
 
 #[test]
+fn blocks_without_branches_emit_no_jumps() {
+    let (f, _) = compile_one(
+        r#"(module (func (param i32) (result i32)
+             (block (result i32)
+               (block (result i32) (local.get 0))
+               (block (param i32) (result i32) (i32.const 1) (i32.add)))
+             (loop (param i32) (result i32) (i32.const 2) (i32.mul))))"#,
+    );
+    // Only the loop entry and the two poll slow paths (entry and loop)
+    // jump; blocks: entry, header, and a slow path + continuation per poll.
+    assert_eq!(count_opcode(&f, ir::Opcode::Jump), 3);
+    assert_eq!(f.layout.blocks().count(), 6);
+}
+
+#[test]
 fn div_rem_and_conversions_use_trapping_clif() {
     let (f, _) = compile_one(
         r#"(module (func (param i32 i32 f64) (result i32)
@@ -693,6 +708,51 @@ fn simd_is_refused_and_context_is_reusable() {
         other => panic!("expected unsupported, got {other:?}"),
     }
     assert!(matches!(outcomes[1], Outcome::Compiled(_)));
+}
+
+#[test]
+fn invalid_bodies_are_errors_not_panics() {
+    let isa = host_isa();
+    for (wat, reason) in [
+        ("(func (result i32) (i32.add))", "operand stack underflow"),
+        ("(func (result i32) (br 5))", "branch depth out of range"),
+        (
+            "(func (result i32) (local.get 3))",
+            "local index out of range",
+        ),
+        (
+            "(func (result i32) (block (result i32) (drop)))",
+            "operand stack underflow",
+        ),
+    ] {
+        // Encoded without validation, as if the validator had been skipped.
+        let bytes = wat::parse_str(format!("(module {wat})")).expect("wat");
+        let body = wasmparser::Parser::new(0)
+            .parse_all(&bytes)
+            .find_map(|p| match p {
+                Ok(Payload::CodeSectionEntry(body)) => Some(body),
+                _ => None,
+            })
+            .expect("one body");
+        let ty = FuncType::new([], [ValType::I32]);
+        let mut env = MockEnv {
+            ptr: isa.pointer_type(),
+            config: isa.frontend_config(),
+            funcs: vec![ty.clone()],
+            types: vec![ty.clone()],
+            globals: Vec::new(),
+            vmctx: None,
+            vmthread: None,
+            polls: 0,
+        };
+        let mut func =
+            ir::Function::with_name_signature(UserFuncName::user(0, 0), env.signature(&ty));
+        let mut fctx = FunctionBuilderContext::new();
+        match translate_function(&mut env, &ty, &body, &mut func, &mut fctx) {
+            Err(TranslateError::Malformed { reason: r, .. }) => assert_eq!(r, reason, "{wat}"),
+            other => panic!("{wat}: expected a malformed-body error, got {other:?}"),
+        }
+    }
 }
 
 /// Where the spec test suite lives, if present.
