@@ -109,7 +109,7 @@ pub fn main(args: DiffArgs) -> anyhow::Result<i32> {
     }
     let b = &outcome.bundle;
     write_atomically(&args.output, &b.to_bytes())?;
-    print!("{}", summary(&args.output, b));
+    super::inspect::print_stdout(&summary(&args.output, b))?;
     Ok(0)
 }
 

@@ -29,12 +29,22 @@ pub fn main(args: InspectArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("reading {}", args.bundle.display()))?;
     let b = Bundle::parse(&bytes)
         .with_context(|| format!("{} is not a valid patch bundle", args.bundle.display()))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&render_json(&b))?);
+    let out = if args.json {
+        serde_json::to_string_pretty(&render_json(&b))? + "\n"
     } else {
-        print!("{}", render_text(&b));
-    }
+        render_text(&b)
+    };
+    print_stdout(&out)?;
     Ok(0)
+}
+
+/// Writes to stdout; a closed pipe (`inspect ... | head`) is not an error.
+pub(crate) fn print_stdout(s: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(s.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `(i32, i32) -> i64`.
