@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use wasm_patch_runtime::{
-    Engine, Error, Extern, FuncType, Instance, Linker, Module, RefType, Store, TrapKind, Val, ValType,
+    Engine, Error, Extern, FuncType, Instance, Linker, Module, RefType, Store, TrapKind, Val,
+    ValType,
 };
 use wast::core::{NanPattern, WastArgCore, WastRetCore};
 use wast::lexer::Lexer;
@@ -54,7 +55,12 @@ fn spectest(store: &mut Store<()>, linker: &mut Linker<()>, engine: &Engine) -> 
         ("print_i32_f32", vec![I32, F32]),
         ("print_f64_f64", vec![F64, F64]),
     ] {
-        linker.func_new("spectest", name, FuncType::new(params, []), |_, _, _| Ok(()));
+        linker.func_new(
+            "spectest",
+            name,
+            FuncType::new(params, []),
+            |_, _, _| Ok(()),
+        );
     }
     // Memories, tables and globals come from a tiny module, so that they are
     // ordinary store objects.
@@ -86,7 +92,10 @@ impl Runner<'_> {
         };
         let bytes = wat.encode().map_err(|e| format!("encode: {e}"))?;
         let module = Module::new(self.engine, bytes).map_err(|e| e.to_string())?;
-        let inst = self.linker.instantiate(&mut self.store, &module).map_err(|e| e.to_string())?;
+        let inst = self
+            .linker
+            .instantiate(&mut self.store, &module)
+            .map_err(|e| e.to_string())?;
         if let Some(id) = id {
             self.named.insert(id, inst);
         }
@@ -96,21 +105,28 @@ impl Runner<'_> {
 
     fn instance(&self, id: Option<wast::token::Id<'_>>) -> Result<Instance, String> {
         match id {
-            Some(id) => self.named.get(id.name()).copied().ok_or_else(|| format!("unknown module ${}", id.name())),
+            Some(id) => self
+                .named
+                .get(id.name())
+                .copied()
+                .ok_or_else(|| format!("unknown module ${}", id.name())),
             None => self.current.ok_or_else(|| "no module".to_string()),
         }
     }
 
     fn arg(&self, a: &WastArg<'_>) -> Result<Val, String> {
-        let WastArg::Core(a) = a else { return Err("component argument".into()) };
+        let WastArg::Core(a) = a else {
+            return Err("component argument".into());
+        };
         Ok(match a {
             WastArgCore::I32(v) => Val::I32(*v),
             WastArgCore::I64(v) => Val::I64(*v),
             WastArgCore::F32(v) => Val::F32(v.bits),
             WastArgCore::F64(v) => Val::F64(v.bits),
-            WastArgCore::RefNull(wast::core::HeapType::Abstract { ty: wast::core::AbstractHeapType::Func, .. }) => {
-                Val::FuncRef(0)
-            }
+            WastArgCore::RefNull(wast::core::HeapType::Abstract {
+                ty: wast::core::AbstractHeapType::Func,
+                ..
+            }) => Val::FuncRef(0),
             WastArgCore::RefNull(_) => Val::ExternRef(None),
             WastArgCore::RefExtern(n) => Val::ExternRef(Some(*n as u64)),
             other => return Err(format!("unsupported argument {other:?}")),
@@ -121,8 +137,14 @@ impl Runner<'_> {
         match exec {
             WastExecute::Invoke(inv) => {
                 let inst = self.instance(inv.module)?;
-                let func = inst.get_func(&self.store, inv.name).ok_or_else(|| format!("no export {}", inv.name))?;
-                let args = inv.args.iter().map(|a| self.arg(a)).collect::<Result<Vec<_>, _>>()?;
+                let func = inst
+                    .get_func(&self.store, inv.name)
+                    .ok_or_else(|| format!("no export {}", inv.name))?;
+                let args = inv
+                    .args
+                    .iter()
+                    .map(|a| self.arg(a))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(func.call(&mut self.store, &args))
             }
             WastExecute::Get { module, global, .. } => {
@@ -138,7 +160,10 @@ impl Runner<'_> {
                     Ok(m) => m,
                     Err(e) => return Ok(Err(e)),
                 };
-                Ok(self.linker.instantiate(&mut self.store, &module).map(|_| vec![]))
+                Ok(self
+                    .linker
+                    .instantiate(&mut self.store, &module)
+                    .map(|_| vec![]))
             }
         }
     }
@@ -185,31 +210,54 @@ pub fn run_script(engine: &Engine, name: &str, text: &str) -> ScriptReport {
     let buf = match ParseBuffer::new_with_lexer(lexer) {
         Ok(b) => b,
         Err(e) => {
-            report.failures.push(Failure { script: name.into(), line: 0, reason: format!("lex: {e}") });
+            report.failures.push(Failure {
+                script: name.into(),
+                line: 0,
+                reason: format!("lex: {e}"),
+            });
             return report;
         }
     };
     let wast: Wast<'_> = match parser::parse(&buf) {
         Ok(w) => w,
         Err(e) => {
-            report.failures.push(Failure { script: name.into(), line: 0, reason: format!("parse: {e}") });
+            report.failures.push(Failure {
+                script: name.into(),
+                line: 0,
+                reason: format!("parse: {e}"),
+            });
             return report;
         }
     };
     let mut store = Store::new(engine, ());
     let mut linker = Linker::new();
     if let Err(e) = spectest(&mut store, &mut linker, engine) {
-        report.failures.push(Failure { script: name.into(), line: 0, reason: format!("spectest: {e}") });
+        report.failures.push(Failure {
+            script: name.into(),
+            line: 0,
+            reason: format!("spectest: {e}"),
+        });
         return report;
     }
-    let mut r = Runner { engine, store, linker, named: HashMap::new(), current: None, script: name.into() };
+    let mut r = Runner {
+        engine,
+        store,
+        linker,
+        named: HashMap::new(),
+        current: None,
+        script: name.into(),
+    };
     for d in wast.directives {
         let line = line_of(text, d.span());
         let outcome: Option<Result<(), String>> = run_directive(&mut r, d);
         match outcome {
             None => {}
             Some(Ok(())) => report.passed += 1,
-            Some(Err(reason)) => report.failures.push(Failure { script: r.script.clone(), line, reason }),
+            Some(Err(reason)) => report.failures.push(Failure {
+                script: r.script.clone(),
+                line,
+                reason,
+            }),
         }
     }
     report
@@ -246,7 +294,10 @@ fn run_directive(r: &mut Runner<'_>, d: WastDirective<'_>) -> Option<Result<(), 
             Ok(Err(e)) => Err(format!("expected return, got error: {e}")),
             Ok(Ok(vals)) => {
                 let ok = vals.len() == results.len()
-                    && vals.iter().zip(&results).all(|(v, want)| matches!(want, WastRet::Core(w) if ret_matches(w, v)));
+                    && vals
+                        .iter()
+                        .zip(&results)
+                        .all(|(v, want)| matches!(want, WastRet::Core(w) if ret_matches(w, v)));
                 if ok {
                     Ok(())
                 } else {
@@ -268,17 +319,24 @@ fn run_directive(r: &mut Runner<'_>, d: WastDirective<'_>) -> Option<Result<(), 
                 Ok(other) => Err(format!("expected `{message}`, got {other:?}")),
             })
         }
-        WastDirective::AssertInvalid { module, message, .. }
-        | WastDirective::AssertMalformed { module, message, .. } => Some(expect_invalid(r, module, message)),
-        WastDirective::AssertUnlinkable { module, message, .. } => {
-            Some(match r.execute(WastExecute::Wat(module)) {
-                Err(e) => Err(e),
-                Ok(Ok(_)) => Err(format!("expected unlinkable `{message}`, but it linked")),
-                Ok(Err(Error::Link(_))) => Ok(()),
-                Ok(Err(e)) => Err(format!("expected link error `{message}`, got {e}")),
-            })
+        WastDirective::AssertInvalid {
+            module, message, ..
         }
-        other => Some(Err(format!("unsupported directive {other:?}").chars().take(200).collect())),
+        | WastDirective::AssertMalformed {
+            module, message, ..
+        } => Some(expect_invalid(r, module, message)),
+        WastDirective::AssertUnlinkable {
+            module, message, ..
+        } => Some(match r.execute(WastExecute::Wat(module)) {
+            Err(e) => Err(e),
+            Ok(Ok(_)) => Err(format!("expected unlinkable `{message}`, but it linked")),
+            Ok(Err(Error::Link(_))) => Ok(()),
+            Ok(Err(e)) => Err(format!("expected link error `{message}`, got {e}")),
+        }),
+        other => Some(Err(format!("unsupported directive {other:?}")
+            .chars()
+            .take(200)
+            .collect())),
     }
 }
 
@@ -288,13 +346,19 @@ fn trap_message_matches(expected: &str, actual: &str) -> bool {
     expected.starts_with(actual) || actual.starts_with(expected)
 }
 
-fn expect_invalid(r: &mut Runner<'_>, mut module: QuoteWat<'_>, message: &str) -> Result<(), String> {
+fn expect_invalid(
+    r: &mut Runner<'_>,
+    mut module: QuoteWat<'_>,
+    message: &str,
+) -> Result<(), String> {
     let bytes = match module.encode() {
         Ok(b) => b,
         Err(_) => return Ok(()), // malformed text
     };
     match Module::new(r.engine, bytes) {
-        Ok(_) => Err(format!("expected invalid/malformed `{message}`, but it compiled")),
+        Ok(_) => Err(format!(
+            "expected invalid/malformed `{message}`, but it compiled"
+        )),
         Err(Error::Invalid(_)) => Ok(()),
         Err(e) => Err(format!("expected invalid `{message}`, got {e}")),
     }

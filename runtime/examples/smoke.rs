@@ -20,18 +20,61 @@ fn main() {
     let mut store = Store::new(&engine, 0i32);
     let mut linker = Linker::new();
     linker.add_thread_abi();
-    linker.func_new("env", "log", FuncType::new([ValType::I32], []), |c, a, _| { *c.data_mut() += a[0].i32().unwrap(); c.yield_now() });
+    linker.func_new(
+        "env",
+        "log",
+        FuncType::new([ValType::I32], []),
+        |c, a, _| {
+            *c.data_mut() += a[0].i32().unwrap();
+            c.yield_now()
+        },
+    );
     let inst = linker.instantiate(&mut store, &module).unwrap();
     let fac = inst.get_func(&store, "fac").unwrap();
     println!("fac(20) = {:?}", fac.call(&mut store, &[Val::I64(20)]));
-    println!("boom = {}", inst.get_func(&store, "boom").unwrap().call(&mut store, &[Val::I64(1)]).unwrap_err());
-    println!("rec = {}", inst.get_func(&store, "rec").unwrap().call(&mut store, &[Val::I32(1)]).unwrap_err());
-    println!("oob = {}", inst.get_func(&store, "oob").unwrap().call(&mut store, &[]).unwrap_err());
-    println!("div = {}", inst.get_func(&store, "div").unwrap().call(&mut store, &[Val::I32(1), Val::I32(0)]).unwrap_err());
-    println!("div = {}", inst.get_func(&store, "div").unwrap().call(&mut store, &[Val::I32(i32::MIN), Val::I32(-1)]).unwrap_err());
+    println!(
+        "boom = {}",
+        inst.get_func(&store, "boom")
+            .unwrap()
+            .call(&mut store, &[Val::I64(1)])
+            .unwrap_err()
+    );
+    println!(
+        "rec = {}",
+        inst.get_func(&store, "rec")
+            .unwrap()
+            .call(&mut store, &[Val::I32(1)])
+            .unwrap_err()
+    );
+    println!(
+        "oob = {}",
+        inst.get_func(&store, "oob")
+            .unwrap()
+            .call(&mut store, &[])
+            .unwrap_err()
+    );
+    println!(
+        "div = {}",
+        inst.get_func(&store, "div")
+            .unwrap()
+            .call(&mut store, &[Val::I32(1), Val::I32(0)])
+            .unwrap_err()
+    );
+    println!(
+        "div = {}",
+        inst.get_func(&store, "div")
+            .unwrap()
+            .call(&mut store, &[Val::I32(i32::MIN), Val::I32(-1)])
+            .unwrap_err()
+    );
     let lp = inst.get_func(&store, "loop").unwrap();
     let a = store.spawn(lp, &[Val::I32(5)]).unwrap();
     let b = store.spawn(lp, &[Val::I32(7)]).unwrap();
     store.run().unwrap();
-    println!("threads {:?} {:?} data {}", store.take_result(a), store.take_result(b), store.data());
+    println!(
+        "threads {:?} {:?} data {}",
+        store.take_result(a),
+        store.take_result(b),
+        store.data()
+    );
 }

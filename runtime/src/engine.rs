@@ -21,7 +21,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { stack_size: 2 << 20, time_slice: Duration::from_millis(5), verify: false }
+        Config {
+            stack_size: 2 << 20,
+            time_slice: Duration::from_millis(5),
+            verify: false,
+        }
     }
 }
 
@@ -45,18 +49,30 @@ impl Engine {
     pub fn new(config: Config) -> Result<Engine, Error> {
         let mut flags = settings::builder();
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
-            f.set(k, v).map_err(|e| Error::Unsupported(format!("cranelift flag {k}={v}: {e}")))
+            f.set(k, v)
+                .map_err(|e| Error::Unsupported(format!("cranelift flag {k}={v}: {e}")))
         };
         set(&mut flags, "opt_level", "speed")?;
         set(&mut flags, "preserve_frame_pointers", "true")?;
         set(&mut flags, "enable_probestack", "true")?;
         set(&mut flags, "probestack_strategy", "inline")?;
-        set(&mut flags, "enable_verifier", if config.verify { "true" } else { "false" })?;
-        let isa_builder = cranelift_native::builder().map_err(|e| Error::Unsupported(e.to_string()))?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if config.verify { "true" } else { "false" },
+        )?;
+        let isa_builder =
+            cranelift_native::builder().map_err(|e| Error::Unsupported(e.to_string()))?;
         let isa = isa_builder
             .finish(settings::Flags::new(flags))
             .map_err(|e| Error::Unsupported(e.to_string()))?;
-        Ok(Engine { inner: Arc::new(EngineInner { isa, config, signatures: Mutex::new(HashMap::new()) }) })
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                isa,
+                config,
+                signatures: Mutex::new(HashMap::new()),
+            }),
+        })
     }
 
     /// The target ISA.
@@ -71,7 +87,11 @@ impl Engine {
 
     /// Engine-wide id of a function signature (equal types, equal ids).
     pub(crate) fn signature_id(&self, ty: &FuncType) -> u32 {
-        let mut sigs = self.inner.signatures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sigs = self
+            .inner
+            .signatures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let next = sigs.len() as u32 + 1;
         *sigs.entry(ty.clone()).or_insert(next)
     }

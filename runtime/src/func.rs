@@ -43,17 +43,25 @@ impl Func {
     ///
     /// # Errors
     /// [`Error::BadCall`] when the types differ.
-    pub fn typed<P: WasmParams, R: WasmResults, T>(&self, store: &Store<T>) -> Result<TypedFunc<P, R>, Error> {
+    pub fn typed<P: WasmParams, R: WasmResults, T>(
+        &self,
+        store: &Store<T>,
+    ) -> Result<TypedFunc<P, R>, Error> {
         let ty = self.ty(store);
         if ty.params() != P::types().as_slice() || ty.results() != R::types().as_slice() {
             return Err(Error::BadCall(format!("function type is {ty:?}")));
         }
-        Ok(TypedFunc { func: *self, _m: PhantomData })
+        Ok(TypedFunc {
+            func: *self,
+            _m: PhantomData,
+        })
     }
 
     /// The funcref value naming this function.
     pub fn to_val<T>(&self, store: &Store<T>) -> Val {
-        Val::FuncRef(store.inner.instances[self.instance].funcref_ptrs[self.index as usize] as usize)
+        Val::FuncRef(
+            store.inner.instances[self.instance].funcref_ptrs[self.index as usize] as usize,
+        )
     }
 }
 
@@ -170,7 +178,9 @@ impl<A: WasmTy> WasmResults for A {
         vec![A::ty()]
     }
     fn from_vals(v: &[Val]) -> Result<Self, Error> {
-        v.first().and_then(A::from_val).ok_or_else(|| Error::BadCall("result type mismatch".into()))
+        v.first()
+            .and_then(A::from_val)
+            .ok_or_else(|| Error::BadCall("result type mismatch".into()))
     }
 }
 
@@ -197,16 +207,29 @@ impl HostFuncCtx {
         f: std::sync::Arc<HostFn<T>>,
     ) -> Box<HostFuncCtx> {
         let call = move |ts: *mut ThreadState, args: &[Val], results: &mut [Val]| {
-            let mut caller = Caller { store, thread: ts, instance, _m: PhantomData };
+            let mut caller = Caller {
+                store,
+                thread: ts,
+                instance,
+                _m: PhantomData,
+            };
             f(&mut caller, args, results)
         };
-        Box::new(HostFuncCtx { dispatch: host_dispatch as *const () as usize, ty, call: Box::new(call) })
+        Box::new(HostFuncCtx {
+            dispatch: host_dispatch as *const () as usize,
+            ty,
+            call: Box::new(call),
+        })
     }
 }
 
 /// Called by host trampolines: `values` holds the arguments and receives
 /// the results. Returns 0, or 1 after storing the error in the thread.
-unsafe extern "C" fn host_dispatch(ctx: *mut HostFuncCtx, vmthread: *mut VMThread, values: *mut u128) -> i32 {
+unsafe extern "C" fn host_dispatch(
+    ctx: *mut HostFuncCtx,
+    vmthread: *mut VMThread,
+    values: *mut u128,
+) -> i32 {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: the trampoline passes the context stored in the slot (kept
         // alive by the instance) and the running thread's VMThread, whose
@@ -216,18 +239,26 @@ unsafe extern "C" fn host_dispatch(ctx: *mut HostFuncCtx, vmthread: *mut VMThrea
             let ctx = &*ctx;
             let ts = (*vmthread).host as *mut ThreadState;
             let np = ctx.ty.params().len();
-            let nr = ctx.ty.results().len();
-            let args: Vec<Val> = (0..np).map(|i| Val::from_raw(*values.add(i), ctx.ty.params()[i])).collect();
-            let mut results: Vec<Val> = ctx.ty.results().iter().map(|t| Val::default_for(*t)).collect();
+            let args: Vec<Val> = (0..np)
+                .map(|i| Val::from_raw(*values.add(i), ctx.ty.params()[i]))
+                .collect();
+            let mut results: Vec<Val> = ctx
+                .ty
+                .results()
+                .iter()
+                .map(|t| Val::default_for(*t))
+                .collect();
             let r = (ctx.call)(ts, &args, &mut results);
             match r {
                 Ok(()) => {
-                    for i in 0..nr {
-                        if !results[i].matches(ctx.ty.results()[i]) {
-                            (*ts).host_error = Some(Error::Host("host function returned a mistyped result".into()));
+                    for (i, (r, t)) in results.iter().zip(ctx.ty.results()).enumerate() {
+                        if !r.matches(*t) {
+                            (*ts).host_error = Some(Error::Host(
+                                "host function returned a mistyped result".into(),
+                            ));
                             return 1;
                         }
-                        *values.add(i) = results[i].to_raw();
+                        *values.add(i) = r.to_raw();
                     }
                     0
                 }

@@ -22,6 +22,7 @@ pub enum Extern {
 }
 
 /// Host-side data of one instance. Boxed in the store; never moves.
+#[allow(clippy::vec_box)] // stable addresses: slots point into these boxes
 pub(crate) struct InstanceData {
     pub(crate) module: Module,
     pub(crate) vmctx: Box<VMContext>,
@@ -67,7 +68,12 @@ pub struct Instance {
     pub(crate) index: usize,
 }
 
-fn eval(expr: &ConstExpr, globals: &[usize], store_globals: &[Box<GlobalCell>], funcrefs: &[*const VMFuncRef]) -> u128 {
+fn eval(
+    expr: &ConstExpr,
+    globals: &[usize],
+    store_globals: &[Box<GlobalCell>],
+    funcrefs: &[*const VMFuncRef],
+) -> u128 {
     match expr {
         ConstExpr::I32(v) => *v as u32 as u128,
         ConstExpr::I64(v) => *v as u64 as u128,
@@ -86,21 +92,37 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     store: &mut crate::store::Store<T>,
     module: &Module,
     imports: &[Extern],
-    host: Vec<(usize, u32, wasmparser::FuncType, std::sync::Arc<crate::func::HostFn<T>>)>,
+    host: Vec<(
+        usize,
+        u32,
+        wasmparser::FuncType,
+        std::sync::Arc<crate::func::HostFn<T>>,
+    )>,
 ) -> Result<Instance, Error> {
     let store_ptr: *mut StoreInner<T> = &mut *store.inner;
     let store = &mut *store.inner;
     let mut host_ctxs: std::collections::HashMap<usize, Box<crate::func::HostFuncCtx>> = host
         .into_iter()
-        .map(|(i, _t, ty, f)| (i, crate::func::HostFuncCtx::new(store_ptr, store.instances.len(), ty, f)))
+        .map(|(i, _t, ty, f)| {
+            (
+                i,
+                crate::func::HostFuncCtx::new(store_ptr, store.instances.len(), ty, f),
+            )
+        })
         .collect();
     let info = module.inner.info.clone();
     let engine = &module.inner.engine;
     if !crate::engine::Engine::same(engine, &store.engine) {
-        return Err(Error::Link("module and store come from different engines".into()));
+        return Err(Error::Link(
+            "module and store come from different engines".into(),
+        ));
     }
     if imports.len() != info.imports.len() {
-        return Err(Error::Link(format!("expected {} imports, got {}", info.imports.len(), imports.len())));
+        return Err(Error::Link(format!(
+            "expected {} imports, got {}",
+            info.imports.len(),
+            imports.len()
+        )));
     }
     let nfuncs = info.func_types.len();
     let type_ids: Box<[u32]> = info.types.iter().map(|t| engine.signature_id(t)).collect();
@@ -117,7 +139,10 @@ pub(crate) fn instantiate_with_host<T: 'static>(
             builtins: libcalls::builtins_ptr(),
             instance: std::ptr::null_mut(),
         }),
-        slots: [vec![VMSlot::NULL; nfuncs].into_boxed_slice(), vec![VMSlot::NULL; nfuncs].into_boxed_slice()],
+        slots: [
+            vec![VMSlot::NULL; nfuncs].into_boxed_slice(),
+            vec![VMSlot::NULL; nfuncs].into_boxed_slice(),
+        ],
         funcref_records: Vec::new().into_boxed_slice(),
         funcref_ptrs: vec![std::ptr::null(); nfuncs].into_boxed_slice(),
         memory_ptrs: Box::new([]),
@@ -141,9 +166,17 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     // Own funcref records, one per function (imports included: an imported
     // function is called through this instance's slot, which forwards).
     data.funcref_records = (0..nfuncs as u32)
-        .map(|f| VMFuncRef { slot: f, type_id: data.type_ids[info.func_types[f as usize] as usize], vmctx: vmctx_ptr })
+        .map(|f| VMFuncRef {
+            slot: f,
+            type_id: data.type_ids[info.func_types[f as usize] as usize],
+            vmctx: vmctx_ptr,
+        })
         .collect();
-    let mut funcref_ptrs: Vec<*const VMFuncRef> = data.funcref_records.iter().map(|r| r as *const VMFuncRef).collect();
+    let mut funcref_ptrs: Vec<*const VMFuncRef> = data
+        .funcref_records
+        .iter()
+        .map(|r| r as *const VMFuncRef)
+        .collect();
 
     // Imports.
     let mut fi = 0u32;
@@ -174,7 +207,10 @@ pub(crate) fn instantiate_with_host<T: 'static>(
                 let slot = src.slots[0][func.index as usize];
                 let funcref = Some(src.funcref_ptrs[func.index as usize]);
                 if &ty != want {
-                    return Err(Error::Link(format!("{}: incompatible import type: expected {want:?}, found {ty:?}", what())));
+                    return Err(Error::Link(format!(
+                        "{}: incompatible import type: expected {want:?}, found {ty:?}",
+                        what()
+                    )));
                 }
                 data.slots[0][fi as usize] = slot;
                 data.slots[1][fi as usize] = slot;
@@ -191,7 +227,10 @@ pub(crate) fn instantiate_with_host<T: 'static>(
                         Some(max) => mem.maximum().is_some_and(|have| have <= max),
                     };
                 if !ok {
-                    return Err(Error::Link(format!("{}: incompatible import type (memory limits)", what())));
+                    return Err(Error::Link(format!(
+                        "{}: incompatible import type (memory limits)",
+                        what()
+                    )));
                 }
                 memories.push(*m);
             }
@@ -204,25 +243,39 @@ pub(crate) fn instantiate_with_host<T: 'static>(
                         Some(max) => tab.maximum().is_some_and(|have| have <= max),
                     };
                 if !ok {
-                    return Err(Error::Link(format!("{}: incompatible import type (table)", what())));
+                    return Err(Error::Link(format!(
+                        "{}: incompatible import type (table)",
+                        what()
+                    )));
                 }
                 tables.push(*t);
             }
             (ImportKind::Global(d), Extern::Global(g)) => {
                 let cell = &store.globals[*g];
                 if cell.ty != d.ty || cell.mutable != d.mutable {
-                    return Err(Error::Link(format!("{}: incompatible import type (global)", what())));
+                    return Err(Error::Link(format!(
+                        "{}: incompatible import type (global)",
+                        what()
+                    )));
                 }
                 globals.push(*g);
             }
-            _ => return Err(Error::Link(format!("{}: incompatible import type (wrong kind)", what()))),
+            _ => {
+                return Err(Error::Link(format!(
+                    "{}: incompatible import type (wrong kind)",
+                    what()
+                )))
+            }
         }
     }
 
     // Defined functions: both worlds start at version 0.
     let compiled = &module.inner.compiled;
     for f in info.num_imported_funcs..nfuncs as u32 {
-        let s = VMSlot { code: compiled.func_entry(&info, f), vmctx: vmctx_ptr as *mut u8 };
+        let s = VMSlot {
+            code: compiled.func_entry(&info, f),
+            vmctx: vmctx_ptr as *mut u8,
+        };
         data.slots[0][f as usize] = s;
         data.slots[1][f as usize] = s;
     }
@@ -240,14 +293,27 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     }
     // Tables.
     for t in &info.tables[info.num_imported_tables as usize..] {
-        let init = t.init.as_ref().map(|e| eval(e, &globals, &store.globals, &data.funcref_ptrs)).unwrap_or(0);
+        let init = t
+            .init
+            .as_ref()
+            .map(|e| eval(e, &globals, &store.globals, &data.funcref_ptrs))
+            .unwrap_or(0);
         tables.push(store.new_table(t.ty, t.minimum, t.maximum, init as usize));
     }
-    data.memory_ptrs = memories.iter().map(|&m| store.memories[m].vm_ptr()).collect();
+    data.memory_ptrs = memories
+        .iter()
+        .map(|&m| store.memories[m].vm_ptr())
+        .collect();
     data.table_ptrs = tables.iter().map(|&t| store.tables[t].vm_ptr()).collect();
     data.global_ptrs = globals.iter().map(|&g| store.globals[g].vm_ptr()).collect();
-    data.memory_objs = memories.iter().map(|&m| &*store.memories[m] as *const _).collect();
-    data.table_objs = tables.iter().map(|&t| &*store.tables[t] as *const _).collect();
+    data.memory_objs = memories
+        .iter()
+        .map(|&m| &*store.memories[m] as *const _)
+        .collect();
+    data.table_objs = tables
+        .iter()
+        .map(|&t| &*store.tables[t] as *const _)
+        .collect();
     data.memories = memories;
     data.tables = tables;
     data.globals = globals;
@@ -268,7 +334,9 @@ pub(crate) fn instantiate_with_host<T: 'static>(
             .iter()
             .map(|it| match it {
                 ElemItem::Func(f) => data.funcref_ptrs[*f as usize] as usize,
-                ElemItem::Expr(e) => eval(e, &data.globals, &store.globals, &data.funcref_ptrs) as usize,
+                ElemItem::Expr(e) => {
+                    eval(e, &data.globals, &store.globals, &data.funcref_ptrs) as usize
+                }
             })
             .collect();
         match &seg.mode {
@@ -290,11 +358,15 @@ pub(crate) fn instantiate_with_host<T: 'static>(
         for (i, seg) in info.datas.iter().enumerate() {
             if let SegmentMode::Active { index: m, offset } = &seg.mode {
                 data.data_dropped[i] = true;
-                let off = eval(offset, &data.globals, &store.globals, &data.funcref_ptrs) as u32 as usize;
+                let off =
+                    eval(offset, &data.globals, &store.globals, &data.funcref_ptrs) as u32 as usize;
                 let mem = &store.memories[data.memories[*m as usize]];
                 // SAFETY: no JIT code runs during instantiation.
                 let bytes = unsafe { mem.bytes_mut() };
-                match off.checked_add(seg.bytes.len()).filter(|&end| end <= bytes.len()) {
+                match off
+                    .checked_add(seg.bytes.len())
+                    .filter(|&end| end <= bytes.len())
+                {
                     Some(end) => bytes[off..end].copy_from_slice(&seg.bytes),
                     None => {
                         failure = Some(Error::Instantiate("out of bounds memory access".into()));
@@ -309,7 +381,10 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(Instance { store_id: store.id, index })
+    Ok(Instance {
+        store_id: store.id,
+        index,
+    })
 }
 
 impl Instance {
@@ -318,7 +393,11 @@ impl Instance {
         let inst = store.inner.instances.get(self.index)?;
         let (kind, idx) = inst.module.info().export(name)?;
         Some(match kind {
-            ExportKind::Func => Extern::Func(crate::func::Func { store_id: self.store_id, instance: self.index, index: idx }),
+            ExportKind::Func => Extern::Func(crate::func::Func {
+                store_id: self.store_id,
+                instance: self.index,
+                index: idx,
+            }),
             ExportKind::Memory => Extern::Memory(inst.memory(idx)),
             ExportKind::Table => Extern::Table(inst.table(idx)),
             ExportKind::Global => Extern::Global(inst.globals[idx as usize]),
@@ -326,7 +405,11 @@ impl Instance {
     }
 
     /// The exported function `name`.
-    pub fn get_func<T>(&self, store: &crate::store::Store<T>, name: &str) -> Option<crate::func::Func> {
+    pub fn get_func<T>(
+        &self,
+        store: &crate::store::Store<T>,
+        name: &str,
+    ) -> Option<crate::func::Func> {
         match self.get_export(store, name)? {
             Extern::Func(f) => Some(f),
             _ => None,
@@ -355,4 +438,3 @@ impl Instance {
         Val::from_raw(cell.get_raw(), cell.ty)
     }
 }
-

@@ -44,7 +44,9 @@ impl<T: 'static> Default for Linker<T> {
 impl<T: 'static> Linker<T> {
     /// An empty linker.
     pub fn new() -> Self {
-        Linker { defs: HashMap::new() }
+        Linker {
+            defs: HashMap::new(),
+        }
     }
 
     /// Define a host function.
@@ -55,13 +57,17 @@ impl<T: 'static> Linker<T> {
         ty: FuncType,
         f: impl Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + 'static,
     ) -> &mut Self {
-        self.defs.insert((module.into(), name.into()), Definition::Host(ty, Arc::new(f)));
+        self.defs.insert(
+            (module.into(), name.into()),
+            Definition::Host(ty, Arc::new(f)),
+        );
         self
     }
 
     /// Define an item.
     pub fn define(&mut self, module: &str, name: &str, item: Extern) -> &mut Self {
-        self.defs.insert((module.into(), name.into()), Definition::Extern(item));
+        self.defs
+            .insert((module.into(), name.into()), Definition::Extern(item));
         self
     }
 
@@ -76,26 +82,46 @@ impl<T: 'static> Linker<T> {
     /// Add the guest thread ABI (`wasm-patch` module).
     pub fn add_thread_abi(&mut self) -> &mut Self {
         use ValType::*;
-        self.func_new(THREAD_ABI_MODULE, "spawn", FuncType::new([I32, I32], [I32]), |c, a, r| {
-            let (entry, arg) = (a[0].i32().unwrap_or(0), a[1].i32().unwrap_or(0));
-            r[0] = Val::I32(match c.table_func(0, entry as u32) {
-                None => -1,
-                Some(f) => match c.spawn(f, &[Val::I32(arg)]) {
-                    Ok(id) => id.0 as i32,
-                    Err(_) => -2,
-                },
-            });
-            Ok(())
-        });
-        self.func_new(THREAD_ABI_MODULE, "yield", FuncType::new([], []), |c, _, _| c.yield_now());
-        self.func_new(THREAD_ABI_MODULE, "sleep", FuncType::new([I64], []), |c, a, _| {
-            let ns = a[0].i64().unwrap_or(0).max(0) as u64;
-            c.sleep(std::time::Duration::from_nanos(ns))
-        });
-        self.func_new(THREAD_ABI_MODULE, "thread_id", FuncType::new([], [I32]), |c, _, r| {
-            r[0] = Val::I32(c.thread_id().0 as i32);
-            Ok(())
-        });
+        self.func_new(
+            THREAD_ABI_MODULE,
+            "spawn",
+            FuncType::new([I32, I32], [I32]),
+            |c, a, r| {
+                let (entry, arg) = (a[0].i32().unwrap_or(0), a[1].i32().unwrap_or(0));
+                r[0] = Val::I32(match c.table_func(0, entry as u32) {
+                    None => -1,
+                    Some(f) => match c.spawn(f, &[Val::I32(arg)]) {
+                        Ok(id) => id.0 as i32,
+                        Err(_) => -2,
+                    },
+                });
+                Ok(())
+            },
+        );
+        self.func_new(
+            THREAD_ABI_MODULE,
+            "yield",
+            FuncType::new([], []),
+            |c, _, _| c.yield_now(),
+        );
+        self.func_new(
+            THREAD_ABI_MODULE,
+            "sleep",
+            FuncType::new([I64], []),
+            |c, a, _| {
+                let ns = a[0].i64().unwrap_or(0).max(0) as u64;
+                c.sleep(std::time::Duration::from_nanos(ns))
+            },
+        );
+        self.func_new(
+            THREAD_ABI_MODULE,
+            "thread_id",
+            FuncType::new([], [I32]),
+            |c, _, r| {
+                r[0] = Val::I32(c.thread_id().0 as i32);
+                Ok(())
+            },
+        );
         self
     }
 
@@ -122,7 +148,12 @@ impl<T: 'static> Linker<T> {
             let def = self
                 .defs
                 .get(&(imp.module.clone(), imp.name.clone()))
-                .ok_or_else(|| Error::Link(format!("unknown import: `{}`.`{}` has not been defined", imp.module, imp.name)))?;
+                .ok_or_else(|| {
+                    Error::Link(format!(
+                        "unknown import: `{}`.`{}` has not been defined",
+                        imp.module, imp.name
+                    ))
+                })?;
             match def {
                 Definition::Extern(e) => externs.push(*e),
                 Definition::Host(ty, f) => {
@@ -139,14 +170,22 @@ impl<T: 'static> Linker<T> {
                         )));
                     }
                     // Placeholder; replaced by the host slot below.
-                    externs.push(Extern::Func(Func { store_id: u64::MAX, instance: 0, index: i as u32 }));
+                    externs.push(Extern::Func(Func {
+                        store_id: u64::MAX,
+                        instance: 0,
+                        index: i as u32,
+                    }));
                     host.push((i, t, ty.clone(), f.clone()));
                 }
             }
         }
         let inst = instance::instantiate_with_host(store, module, &externs, host)?;
         if let Some(start) = info.start {
-            let f = Func { store_id: inst.store_id, instance: inst.index, index: start };
+            let f = Func {
+                store_id: inst.store_id,
+                instance: inst.index,
+                index: start,
+            };
             f.call(store, &[])?;
         }
         Ok(inst)

@@ -7,8 +7,8 @@ use crate::errors::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmparser::{
-    ElementItems, ElementKind, ExternalKind, FuncType, Operator, Parser, Payload, RefType, TypeRef, ValType, Validator,
-    WasmFeatures,
+    ElementItems, ElementKind, ExternalKind, FuncType, Operator, Parser, Payload, RefType, TypeRef,
+    ValType, Validator, WasmFeatures,
 };
 
 /// A constant expression, as found in global initialisers and segment offsets.
@@ -190,7 +190,11 @@ impl ModuleInfo {
         if let Some(n) = self.func_names.get(&f) {
             return n.clone();
         }
-        if let Some((n, _, _)) = self.exports.iter().find(|(_, k, i)| *k == ExportKind::Func && *i == f) {
+        if let Some((n, _, _)) = self
+            .exports
+            .iter()
+            .find(|(_, k, i)| *k == ExportKind::Func && *i == f)
+        {
             return n.clone();
         }
         format!("func[{f}]")
@@ -203,7 +207,10 @@ impl ModuleInfo {
 
     /// The exported item named `name`.
     pub fn export(&self, name: &str) -> Option<(ExportKind, u32)> {
-        self.exports.iter().find(|(n, _, _)| n == name).map(|(_, k, i)| (*k, *i))
+        self.exports
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, k, i)| (*k, *i))
     }
 }
 
@@ -223,14 +230,20 @@ fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, Error> {
         Operator::RefNull { .. } => ConstExpr::RefNull,
         Operator::RefFunc { function_index } => ConstExpr::RefFunc(function_index),
         Operator::GlobalGet { global_index } => ConstExpr::GlobalGet(global_index),
-        other => return Err(Error::Compile(format!("unsupported constant expression {other:?}"))),
+        other => {
+            return Err(Error::Compile(format!(
+                "unsupported constant expression {other:?}"
+            )))
+        }
     })
 }
 
 /// Parse (after validation) a module's bytes into [`ModuleInfo`].
 pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
     let mut validator = Validator::new_with_features(wasm_features());
-    validator.validate_all(&bytes).map_err(|e| Error::Invalid(e.to_string()))?;
+    validator
+        .validate_all(&bytes)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     let mut info = ModuleInfo::default();
     let err = |e: wasmparser::BinaryReaderError| Error::Invalid(e.to_string());
     for payload in Parser::new(0).parse_all(&bytes) {
@@ -261,20 +274,31 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
                             ImportKind::Table(d)
                         }
                         TypeRef::Memory(m) => {
-                            let d = MemoryDesc { minimum: m.initial, maximum: m.maximum };
+                            let d = MemoryDesc {
+                                minimum: m.initial,
+                                maximum: m.maximum,
+                            };
                             info.memories.push(d);
                             info.num_imported_memories += 1;
                             ImportKind::Memory(d)
                         }
                         TypeRef::Global(g) => {
-                            let d = GlobalDesc { ty: g.content_type, mutable: g.mutable, init: None };
+                            let d = GlobalDesc {
+                                ty: g.content_type,
+                                mutable: g.mutable,
+                                init: None,
+                            };
                             info.globals.push(d.clone());
                             info.num_imported_globals += 1;
                             ImportKind::Global(d)
                         }
                         other => return Err(Error::Unsupported(format!("import kind {other:?}"))),
                     };
-                    info.imports.push(ImportDesc { module: imp.module.to_string(), name: imp.name.to_string(), kind });
+                    info.imports.push(ImportDesc {
+                        module: imp.module.to_string(),
+                        name: imp.name.to_string(),
+                        kind,
+                    });
                 }
             }
             Payload::FunctionSection(r) => {
@@ -300,7 +324,10 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
             Payload::MemorySection(r) => {
                 for m in r {
                     let m = m.map_err(err)?;
-                    info.memories.push(MemoryDesc { minimum: m.initial, maximum: m.maximum });
+                    info.memories.push(MemoryDesc {
+                        minimum: m.initial,
+                        maximum: m.maximum,
+                    });
                 }
             }
             Payload::GlobalSection(r) => {
@@ -333,7 +360,10 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
                     let mode = match e.kind {
                         ElementKind::Passive => SegmentMode::Passive,
                         ElementKind::Declared => SegmentMode::Declared,
-                        ElementKind::Active { table_index, offset_expr } => SegmentMode::Active {
+                        ElementKind::Active {
+                            table_index,
+                            offset_expr,
+                        } => SegmentMode::Active {
                             index: table_index.unwrap_or(0),
                             offset: const_expr(&offset_expr)?,
                         },
@@ -359,11 +389,18 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
                     let d = d.map_err(err)?;
                     let mode = match d.kind {
                         wasmparser::DataKind::Passive => SegmentMode::Passive,
-                        wasmparser::DataKind::Active { memory_index, offset_expr } => {
-                            SegmentMode::Active { index: memory_index, offset: const_expr(&offset_expr)? }
-                        }
+                        wasmparser::DataKind::Active {
+                            memory_index,
+                            offset_expr,
+                        } => SegmentMode::Active {
+                            index: memory_index,
+                            offset: const_expr(&offset_expr)?,
+                        },
                     };
-                    info.datas.push(DataSegment { mode, bytes: d.data.to_vec() });
+                    info.datas.push(DataSegment {
+                        mode,
+                        bytes: d.data.to_vec(),
+                    });
                 }
             }
             Payload::CodeSectionEntry(body) => {
@@ -375,7 +412,8 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
                     for n in names {
                         if let Ok(wasmparser::Name::Function(map)) = n {
                             for naming in map.into_iter().flatten() {
-                                info.func_names.insert(naming.index, naming.name.to_string());
+                                info.func_names
+                                    .insert(naming.index, naming.name.to_string());
                             }
                         }
                     }
@@ -407,10 +445,18 @@ impl Module {
     /// [`Error::Invalid`] for malformed or invalid modules, [`Error::Compile`]
     /// when code generation fails.
     pub fn new(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module, Error> {
-        let bytes = wat::parse_bytes(bytes.as_ref()).map_err(|e| Error::Invalid(e.to_string()))?.into_owned();
+        let bytes = wat::parse_bytes(bytes.as_ref())
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .into_owned();
         let info = Arc::new(parse(bytes)?);
         let compiled = compile::compile_module(engine, &info)?;
-        Ok(Module { inner: Arc::new(ModuleInner { engine: engine.clone(), info, compiled }) })
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                engine: engine.clone(),
+                info,
+                compiled,
+            }),
+        })
     }
 
     /// Read and compile a module file.
@@ -419,7 +465,8 @@ impl Module {
     /// I/O errors and those of [`Module::new`].
     pub fn from_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Module, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
         Module::new(engine, bytes)
     }
 

@@ -45,14 +45,13 @@ impl GlobalCell {
         // JIT code runs while the host reads them.
         unsafe { (*self.cell.get()).bits }
     }
-    pub(crate) fn set_raw(&self, v: u128) {
-        // SAFETY: see `get_raw`.
-        unsafe { (*self.cell.get()).bits = v }
-    }
 }
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
+// Boxes give every object a stable address: JIT code and raw pointers in
+// instances refer to them while the vectors grow.
+#[allow(clippy::vec_box)]
 pub(crate) struct StoreInner<T> {
     pub(crate) id: u64,
     pub(crate) engine: Engine,
@@ -159,11 +158,18 @@ impl<T: 'static> Store<T> {
     /// # Errors
     /// The thread's own trap, or `BadCall` when it is unknown or unfinished.
     pub fn take_result(&mut self, id: ThreadId) -> Result<Vec<Val>, Error> {
-        let t = self.inner.threads.get_mut(&id.0).ok_or_else(|| Error::BadCall(format!("no {id}")))?;
+        let t = self
+            .inner
+            .threads
+            .get_mut(&id.0)
+            .ok_or_else(|| Error::BadCall(format!("no {id}")))?;
         if t.state != RunState::Done {
             return Err(Error::BadCall(format!("{id} has not finished")));
         }
-        let r = t.result.take().unwrap_or_else(|| Err(Error::BadCall(format!("{id}: result already taken"))));
+        let r = t
+            .result
+            .take()
+            .unwrap_or_else(|| Err(Error::BadCall(format!("{id}: result already taken"))));
         let t = self.inner.threads.remove(&id.0).expect("present");
         self.inner.recycle(t);
         r
@@ -176,8 +182,13 @@ impl<T: 'static> Store<T> {
 
     /// Ids of all live (unfinished) threads.
     pub fn threads(&self) -> Vec<ThreadId> {
-        let mut v: Vec<ThreadId> =
-            self.inner.threads.values().filter(|t| t.state != RunState::Done).map(|t| t.id).collect();
+        let mut v: Vec<ThreadId> = self
+            .inner
+            .threads
+            .values()
+            .filter(|t| t.state != RunState::Done)
+            .map(|t| t.id)
+            .collect();
         v.sort();
         v
     }
@@ -191,25 +202,46 @@ impl<T: 'static> Store<T> {
     /// frame first.
     pub fn backtrace(&self, id: ThreadId) -> Option<Vec<FrameInfo>> {
         let t = self.inner.threads.get(&id.0)?;
-        Some(t.frames().iter().map(|f| self.inner.frame_info(f)).collect())
+        Some(
+            t.frames()
+                .iter()
+                .map(|f| self.inner.frame_info(f))
+                .collect(),
+        )
     }
 }
 
 impl<T> StoreInner<T> {
-    pub(crate) fn new_memory(&mut self, minimum: u64, maximum: Option<u64>) -> Result<usize, Error> {
-        let m = LinearMemory::new(minimum, maximum).map_err(|e| Error::Instantiate(e.to_string()))?;
+    pub(crate) fn new_memory(
+        &mut self,
+        minimum: u64,
+        maximum: Option<u64>,
+    ) -> Result<usize, Error> {
+        let m =
+            LinearMemory::new(minimum, maximum).map_err(|e| Error::Instantiate(e.to_string()))?;
         self.memories.push(Box::new(m));
         Ok(self.memories.len() - 1)
     }
 
-    pub(crate) fn new_table(&mut self, ty: RefType, minimum: u32, maximum: Option<u32>, init: usize) -> usize {
-        self.tables.push(Box::new(Table::new(minimum, maximum, init)));
+    pub(crate) fn new_table(
+        &mut self,
+        ty: RefType,
+        minimum: u32,
+        maximum: Option<u32>,
+        init: usize,
+    ) -> usize {
+        self.tables
+            .push(Box::new(Table::new(minimum, maximum, init)));
         self.table_types.push(ty);
         self.tables.len() - 1
     }
 
     pub(crate) fn new_global(&mut self, ty: ValType, mutable: bool, bits: u128) -> usize {
-        let g = GlobalCell { cell: Box::new(UnsafeCell::new(VMGlobal { bits })), ty, mutable };
+        let g = GlobalCell {
+            cell: Box::new(UnsafeCell::new(VMGlobal { bits })),
+            ty,
+            mutable,
+        };
         self.globals.push(Box::new(g));
         self.globals.len() - 1
     }
@@ -224,7 +256,12 @@ impl<T> StoreInner<T> {
             Some(info) => info.func_name(f.func),
             None => format!("func[{}]", f.func),
         };
-        FrameInfo { func_index: f.func, name, unit: f.unit, offset: f.offset }
+        FrameInfo {
+            func_index: f.func,
+            name,
+            unit: f.unit,
+            offset: f.offset,
+        }
     }
 
     pub(crate) fn trap_error(&self, rec: TrapRecord, host_error: Option<Error>) -> Error {
@@ -267,14 +304,13 @@ impl<T> StoreInner<T> {
         self.vm_pool.push(vm);
     }
 
-    pub(crate) fn current_thread(&mut self) -> Option<&mut ThreadState> {
-        let id = self.running;
-        self.threads.get_mut(&id).map(|b| &mut **b)
-    }
 }
 
 /// The entry trampoline and funcref pointer for calling `func`.
-pub(crate) fn call_target<T>(inner: &StoreInner<T>, func: Func) -> Result<(usize, *const u8, wasmparser::FuncType), Error> {
+pub(crate) fn call_target<T>(
+    inner: &StoreInner<T>,
+    func: Func,
+) -> Result<(usize, *const u8, wasmparser::FuncType), Error> {
     if func.store_id != inner.id {
         return Err(Error::WrongStore);
     }
@@ -290,8 +326,12 @@ pub(crate) fn call_target<T>(inner: &StoreInner<T>, func: Func) -> Result<(usize
 }
 
 fn check_args(ty: &wasmparser::FuncType, args: &[Val]) -> Result<(), Error> {
-    if args.len() != ty.params().len() || !args.iter().zip(ty.params()).all(|(a, t)| a.matches(*t)) {
-        return Err(Error::BadCall(format!("arguments {args:?} do not match parameters {:?}", ty.params())));
+    if args.len() != ty.params().len() || !args.iter().zip(ty.params()).all(|(a, t)| a.matches(*t))
+    {
+        return Err(Error::BadCall(format!(
+            "arguments {args:?} do not match parameters {:?}",
+            ty.params()
+        )));
     }
     Ok(())
 }
@@ -325,7 +365,11 @@ pub(crate) unsafe fn call_on_fiber<T>(
         }
         t.in_wasm = true;
         let vmthread: *mut VMThread = &mut *t.vm;
-        let r = traps::enter(tramp, [funcref, vmthread as usize, values.as_mut_ptr() as usize, 0], vmthread);
+        let r = traps::enter(
+            tramp,
+            [funcref, vmthread as usize, values.as_mut_ptr() as usize, 0],
+            vmthread,
+        );
         let t = &mut *ts;
         if nested {
             let (fp, func) = t.outer_exits.pop().expect("pushed above");
@@ -337,7 +381,12 @@ pub(crate) unsafe fn call_on_fiber<T>(
         r
     };
     match r {
-        Ok(()) => Ok(ty.results().iter().zip(&values).map(|(t, v)| Val::from_raw(*v, *t)).collect()),
+        Ok(()) => Ok(ty
+            .results()
+            .iter()
+            .zip(&values)
+            .map(|(t, v)| Val::from_raw(*v, *t))
+            .collect()),
         Err(rec) => {
             // SAFETY: as above.
             let host_error = unsafe { (*ts).host_error.take() };
@@ -351,16 +400,22 @@ pub(crate) unsafe fn call_on_fiber<T>(
 ///
 /// # Safety
 /// `inner` is the live store, not borrowed elsewhere.
-pub(crate) unsafe fn spawn_raw<T: 'static>(inner: *mut StoreInner<T>, func: Func, args: Vec<Val>) -> Result<ThreadId, Error> {
+pub(crate) unsafe fn spawn_raw<T: 'static>(
+    inner: *mut StoreInner<T>,
+    func: Func,
+    args: Vec<Val>,
+) -> Result<ThreadId, Error> {
     // SAFETY: forwarded from the caller.
     let s = unsafe { &mut *inner };
     let (_, _, ty) = call_target(s, func)?;
     check_args(&ty, &args)?;
     let stack = match s.stack_pool.pop() {
         Some(st) => st,
-        None => fiber::new_stack(s.engine.config().stack_size).map_err(|e| Error::Host(format!("fiber stack: {e}")))?,
+        None => fiber::new_stack(s.engine.config().stack_size)
+            .map_err(|e| Error::Host(format!("fiber stack: {e}")))?,
     };
-    let range = fiber::stack_range(&stack).ok_or_else(|| Error::Host("fiber stack has no range".into()))?;
+    let range =
+        fiber::stack_range(&stack).ok_or_else(|| Error::Host("fiber stack has no range".into()))?;
     let id = s.next_thread;
     s.next_thread += 1;
     let mut vm = s.vm_pool.pop().unwrap_or_default();
@@ -407,9 +462,15 @@ const STACK_SLACK: usize = 128 * 1024;
 unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
     // SAFETY: the caller guarantees `inner` is live.
     let s = unsafe { &mut *inner };
-    let Some(t) = s.threads.get_mut(&id) else { return };
+    let Some(t) = s.threads.get_mut(&id) else {
+        return;
+    };
     let tp: *mut ThreadState = &mut **t;
-    let how = if t.cancelled { Resume::Cancel } else { Resume::Go };
+    let how = if t.cancelled {
+        Resume::Cancel
+    } else {
+        Resume::Go
+    };
     t.state = RunState::Running;
     // Relaxed: the bit is only a hint; the slow path re-reads with Acquire.
     t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
@@ -418,7 +479,13 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
     s.running = id;
     // SAFETY: the fiber lives in the boxed thread state; nothing else touches
     // it while it runs, and the store is only reached through `inner`.
-    let r = unsafe { (*tp).fiber.as_ref().expect("unfinished thread has a fiber").resume(how) };
+    let r = unsafe {
+        (*tp)
+            .fiber
+            .as_ref()
+            .expect("unfinished thread has a fiber")
+            .resume(how)
+    };
     // SAFETY: as above.
     let s = unsafe { &mut *inner };
     s.running = prev_running;
@@ -453,10 +520,15 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
 /// # Safety
 /// `inner` is the live store and must not be running a fiber already
 /// (nested schedulers are refused).
-pub(crate) unsafe fn run_until<T>(inner: *mut StoreInner<T>, target: Option<u32>) -> Result<(), Error> {
+pub(crate) unsafe fn run_until<T>(
+    inner: *mut StoreInner<T>,
+    target: Option<u32>,
+) -> Result<(), Error> {
     // SAFETY: forwarded.
     if unsafe { (*inner).running } != 0 {
-        return Err(Error::BadCall("the scheduler cannot be entered from a guest thread".into()));
+        return Err(Error::BadCall(
+            "the scheduler cannot be entered from a guest thread".into(),
+        ));
     }
     loop {
         // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
@@ -506,7 +578,9 @@ impl<T> Drop for Store<T> {
         let ids: Vec<u32> = self.inner.threads.keys().copied().collect();
         for id in ids {
             for _ in 0..1000 {
-                let Some(t) = self.inner.threads.get_mut(&id) else { break };
+                let Some(t) = self.inner.threads.get_mut(&id) else {
+                    break;
+                };
                 if t.state == RunState::Done || t.fiber.is_none() {
                     break;
                 }
@@ -541,5 +615,9 @@ pub(crate) fn func_from_ref<T>(inner: &StoreInner<T>, raw: usize) -> Option<Func
     // SAFETY: `vmctx` of a record is its instance's live `VMContext`, whose
     // `instance` field points at the boxed `InstanceData`.
     let inst = unsafe { &*((*r.vmctx).instance as *const InstanceData) };
-    (inst.store_id == inner.id).then_some(Func { store_id: inner.id, instance: inst.index, index: r.slot })
+    (inst.store_id == inner.id).then_some(Func {
+        store_id: inner.id,
+        instance: inst.index,
+        index: r.slot,
+    })
 }

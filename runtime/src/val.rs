@@ -36,7 +36,10 @@ impl Val {
     pub fn matches(&self, ty: ValType) -> bool {
         matches!(
             (self, ty),
-            (Val::I32(_), ValType::I32) | (Val::I64(_), ValType::I64) | (Val::F32(_), ValType::F32) | (Val::F64(_), ValType::F64)
+            (Val::I32(_), ValType::I32)
+                | (Val::I64(_), ValType::I64)
+                | (Val::F32(_), ValType::F32)
+                | (Val::F64(_), ValType::F64)
         ) || matches!((self, ty), (Val::FuncRef(_), ValType::Ref(r)) if r.is_func_ref())
             || matches!((self, ty), (Val::ExternRef(_), ValType::Ref(r)) if r.is_extern_ref())
     }
@@ -69,10 +72,6 @@ impl Val {
         }
     }
 
-    /// Raw pointer-sized reference bits (for table elements).
-    pub(crate) fn ref_bits(self) -> usize {
-        self.to_raw() as u64 as usize
-    }
 
     /// i32 value, if it is one.
     pub fn i32(&self) -> Option<i32> {

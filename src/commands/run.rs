@@ -26,10 +26,24 @@ pub const TRAP_EXIT: i32 = 134;
 
 fn parse_arg(s: &str, ty: ValType) -> anyhow::Result<Val> {
     Ok(match ty {
-        ValType::I32 => Val::I32(s.parse::<i64>().with_context(|| format!("`{s}` is not an i32"))? as i32),
-        ValType::I64 => Val::I64(s.parse::<i64>().with_context(|| format!("`{s}` is not an i64"))?),
-        ValType::F32 => Val::F32(s.parse::<f32>().with_context(|| format!("`{s}` is not an f32"))?.to_bits()),
-        ValType::F64 => Val::F64(s.parse::<f64>().with_context(|| format!("`{s}` is not an f64"))?.to_bits()),
+        ValType::I32 => Val::I32(
+            s.parse::<i64>()
+                .with_context(|| format!("`{s}` is not an i32"))? as i32,
+        ),
+        ValType::I64 => Val::I64(
+            s.parse::<i64>()
+                .with_context(|| format!("`{s}` is not an i64"))?,
+        ),
+        ValType::F32 => Val::F32(
+            s.parse::<f32>()
+                .with_context(|| format!("`{s}` is not an f32"))?
+                .to_bits(),
+        ),
+        ValType::F64 => Val::F64(
+            s.parse::<f64>()
+                .with_context(|| format!("`{s}` is not an f64"))?
+                .to_bits(),
+        ),
         other => bail!("cannot pass a {other:?} argument from the command line"),
     })
 }
@@ -55,9 +69,18 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("{} has no exported function `{name}`", args.file.display()))?;
     let ty = func.ty(&store);
     if ty.params().len() != args.args.len() {
-        bail!("`{name}` takes {} argument(s), {} given", ty.params().len(), args.args.len());
+        bail!(
+            "`{name}` takes {} argument(s), {} given",
+            ty.params().len(),
+            args.args.len()
+        );
     }
-    let vals = args.args.iter().zip(ty.params()).map(|(s, t)| parse_arg(s, *t)).collect::<anyhow::Result<Vec<_>>>()?;
+    let vals = args
+        .args
+        .iter()
+        .zip(ty.params())
+        .map(|(s, t)| parse_arg(s, *t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     match func.call(&mut store, &vals) {
         Ok(results) => {
             for r in results {
@@ -66,7 +89,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         Err(Error::Trap(t)) => {
-            eprintln!("error: failed to run `{name}` in {}\n{t}", args.file.display());
+            eprintln!(
+                "error: failed to run `{name}` in {}\n{t}",
+                args.file.display()
+            );
             Ok(TRAP_EXIT)
         }
         Err(e) => Err(e.into()),

@@ -19,8 +19,12 @@ pub fn main(args: WastArgs) -> anyhow::Result<i32> {
     let engine = Engine::default();
     let (mut passed, mut failed) = (0, 0);
     for f in &args.files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let report = crate::wast::run_script(&engine, &name, &text);
         passed += report.passed;
         failed += report.failures.len();

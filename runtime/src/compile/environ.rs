@@ -20,7 +20,7 @@
 use cranelift_codegen::ir::{self, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::FunctionBuilder;
-use wasmparser::{FuncType, ValType};
+use wasmparser::FuncType;
 
 /// The hidden parameters every compiled function receives, in this order,
 /// before its wasm parameters.
@@ -38,9 +38,6 @@ pub(crate) trait FuncEnvironment {
     /// the pointer-width type itself without depending on `target-lexicon`.
     fn target_config(&self) -> TargetFrontendConfig;
 
-    /// The CLIF signature of a wasm function of type `ty`, hidden parameters
-    /// included.
-    fn signature(&self, ty: &FuncType) -> ir::Signature;
 
     /// The type of defined-or-imported function `func`.
     fn func_type(&self, func: u32) -> &FuncType;
@@ -48,8 +45,6 @@ pub(crate) trait FuncEnvironment {
     /// The function type at index `type_index` of the type section.
     fn type_at(&self, type_index: u32) -> &FuncType;
 
-    /// The value type of global `global`.
-    fn global_type(&self, global: u32) -> ValType;
 
     /// Called once, in the entry block, after the block parameters are
     /// appended and before any operator is translated. `vmctx` and

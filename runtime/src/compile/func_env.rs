@@ -52,7 +52,10 @@ pub(crate) fn wasm_signature(ty: &FuncType, _host: CallConv) -> ir::Signature {
     sig.params.push(ir::AbiParam::new(types::I64));
     // The thread block is Cranelift's "vmctx" global-value base: the stack
     // limit is loaded from it.
-    sig.params.push(ir::AbiParam::special(types::I64, ir::ArgumentPurpose::VMContext));
+    sig.params.push(ir::AbiParam::special(
+        types::I64,
+        ir::ArgumentPurpose::VMContext,
+    ));
     for p in ty.params() {
         sig.params.push(ir::AbiParam::new(clif_type(*p)));
     }
@@ -123,7 +126,12 @@ impl<'a> FuncEnv<'a> {
     }
 
     /// Call a runtime builtin through the vmctx builtin table.
-    fn call_builtin(&mut self, builder: &mut FunctionBuilder, b: Builtin, args: &[Value]) -> Option<Value> {
+    fn call_builtin(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        b: Builtin,
+        args: &[Value],
+    ) -> Option<Value> {
         let sig = match self.builtin_sigs.get(&b) {
             Some(s) => *s,
             None => {
@@ -143,8 +151,12 @@ impl<'a> FuncEnv<'a> {
         };
         let vmctx = self.vmctx();
         let vmthread = self.vmthread();
-        let table = builder.ins().load(types::I64, readonly(), vmctx, VMCTX_BUILTINS);
-        let f = builder.ins().load(types::I64, readonly(), table, (b as i32) * 8);
+        let table = builder
+            .ins()
+            .load(types::I64, readonly(), vmctx, VMCTX_BUILTINS);
+        let f = builder
+            .ins()
+            .load(types::I64, readonly(), table, (b as i32) * 8);
         let mut all = vec![vmctx, vmthread];
         all.extend_from_slice(args);
         let call = builder.ins().call_indirect(sig, f, &all);
@@ -158,10 +170,19 @@ impl<'a> FuncEnv<'a> {
 
     /// Load (code, ctx) from `instance_vmctx`'s slot table of this thread's
     /// world, at `slot` (a value or a constant).
-    fn slot_lookup(&mut self, builder: &mut FunctionBuilder, instance_vmctx: Value, slot: SlotIndex) -> (Value, Value) {
-        let world = builder.ins().load(types::I64, mutable(), self.vmthread(), THREAD_WORLD);
+    fn slot_lookup(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        instance_vmctx: Value,
+        slot: SlotIndex,
+    ) -> (Value, Value) {
+        let world = builder
+            .ins()
+            .load(types::I64, mutable(), self.vmthread(), THREAD_WORLD);
         let at = builder.ins().iadd(instance_vmctx, world);
-        let table = builder.ins().load(types::I64, mutable(), at, VMCTX_SLOT_TABLES);
+        let table = builder
+            .ins()
+            .load(types::I64, mutable(), at, VMCTX_SLOT_TABLES);
         let (entry, off) = match slot {
             SlotIndex::Const(i) => (table, (i as i64 * SLOT_SIZE) as i32),
             SlotIndex::Dynamic(v) => {
@@ -170,31 +191,55 @@ impl<'a> FuncEnv<'a> {
                 (builder.ins().iadd(table, scaled), 0)
             }
         };
-        let code = builder.ins().load(types::I64, mutable(), entry, off + SLOT_CODE);
-        let ctx = builder.ins().load(types::I64, mutable(), entry, off + SLOT_VMCTX);
+        let code = builder
+            .ins()
+            .load(types::I64, mutable(), entry, off + SLOT_CODE);
+        let ctx = builder
+            .ins()
+            .load(types::I64, mutable(), entry, off + SLOT_VMCTX);
         (code, ctx)
     }
 
     fn global_cell(&mut self, builder: &mut FunctionBuilder, global: u32) -> Value {
-        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_GLOBALS);
-        builder.ins().load(types::I64, readonly(), arr, (global as i32) * 8)
+        let arr = builder
+            .ins()
+            .load(types::I64, readonly(), self.vmctx(), VMCTX_GLOBALS);
+        builder
+            .ins()
+            .load(types::I64, readonly(), arr, (global as i32) * 8)
     }
 
     fn memory_def(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
-        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_MEMORIES);
-        builder.ins().load(types::I64, readonly(), arr, (memory as i32) * 8)
+        let arr = builder
+            .ins()
+            .load(types::I64, readonly(), self.vmctx(), VMCTX_MEMORIES);
+        builder
+            .ins()
+            .load(types::I64, readonly(), arr, (memory as i32) * 8)
     }
 
     fn table_def(&mut self, builder: &mut FunctionBuilder, table: u32) -> Value {
-        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_TABLES);
-        builder.ins().load(types::I64, readonly(), arr, (table as i32) * 8)
+        let arr = builder
+            .ins()
+            .load(types::I64, readonly(), self.vmctx(), VMCTX_TABLES);
+        builder
+            .ins()
+            .load(types::I64, readonly(), arr, (table as i32) * 8)
     }
 
     /// Address of element `index` of `table`, trapping when out of bounds.
-    fn table_elem_addr(&mut self, builder: &mut FunctionBuilder, table: u32, index: Value, kind: TrapKind) -> Value {
+    fn table_elem_addr(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table: u32,
+        index: Value,
+        kind: TrapKind,
+    ) -> Value {
         let def = self.table_def(builder, table);
         let len = builder.ins().load(types::I32, mutable(), def, TABLE_LENGTH);
-        let oob = builder.ins().icmp(ir::condcodes::IntCC::UnsignedGreaterThanOrEqual, index, len);
+        let oob = builder
+            .ins()
+            .icmp(ir::condcodes::IntCC::UnsignedGreaterThanOrEqual, index, len);
         builder.ins().trapnz(oob, kind.code());
         let base = builder.ins().load(types::I64, mutable(), def, TABLE_BASE);
         let idx = builder.ins().uextend(types::I64, index);
@@ -202,7 +247,14 @@ impl<'a> FuncEnv<'a> {
         builder.ins().iadd(base, scaled)
     }
 
-    fn call_through(&mut self, builder: &mut FunctionBuilder, sig: ir::SigRef, code: Value, ctx: Value, args: &[Value]) -> Vec<Value> {
+    fn call_through(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        sig: ir::SigRef,
+        code: Value,
+        ctx: Value,
+        args: &[Value],
+    ) -> Vec<Value> {
         let mut all = Vec::with_capacity(args.len() + 2);
         all.push(ctx);
         all.push(self.vmthread());
@@ -226,9 +278,6 @@ impl FuncEnvironment for FuncEnv<'_> {
         self.frontend
     }
 
-    fn signature(&self, ty: &FuncType) -> ir::Signature {
-        wasm_signature(ty, self.call_conv)
-    }
 
     fn func_type(&self, func: u32) -> &FuncType {
         &self.info.types[self.info.func_types[func as usize] as usize]
@@ -238,9 +287,6 @@ impl FuncEnvironment for FuncEnv<'_> {
         &self.info.types[type_index as usize]
     }
 
-    fn global_type(&self, global: u32) -> ValType {
-        self.info.globals[global as usize].ty
-    }
 
     fn prologue(&mut self, builder: &mut FunctionBuilder, vmctx: Value, vmthread: Value) {
         self.vmctx = Some(vmctx);
@@ -248,7 +294,11 @@ impl FuncEnvironment for FuncEnv<'_> {
         // Stack limit: Cranelift adds the frame size and traps with
         // STACK_OVERFLOW before the frame is used.
         let thread_gv = builder.create_global_value(ir::GlobalValueData::VMContext);
-        let flags = builder.func.dfg.mem_flags.insert_unchecked(MemFlagsData::trusted());
+        let flags = builder
+            .func
+            .dfg
+            .mem_flags
+            .insert_unchecked(MemFlagsData::trusted());
         let limit = builder.create_global_value(ir::GlobalValueData::Load {
             base: thread_gv,
             offset: THREAD_STACK_LIMIT.into(),
@@ -263,7 +313,9 @@ impl FuncEnvironment for FuncEnv<'_> {
         let vmthread = self.vmthread();
         // Relaxed-equivalent plain load: the scheduler's `fetch_or` (Release
         // in thread/poll.rs) pairs with the Acquire re-load in the slow path.
-        let word = builder.ins().load(types::I64, mutable(), vmthread, THREAD_POLL);
+        let word = builder
+            .ins()
+            .load(types::I64, mutable(), vmthread, THREAD_POLL);
         let slow = builder.create_block();
         let cont = builder.create_block();
         builder.ins().brif(word, slow, &[], cont, &[]);
@@ -272,9 +324,16 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder.seal_block(slow);
         let fp = builder.ins().get_frame_pointer(types::I64);
         builder.ins().store(mutable(), fp, vmthread, THREAD_EXIT_FP);
-        let id = builder.ins().iconst(types::I64, ((self.unit as u64) << 32 | self.func_index as u64) as i64);
-        builder.ins().store(mutable(), id, vmthread, THREAD_EXIT_FUNC);
-        let status = self.call_builtin(builder, Builtin::Poll, &[]).expect("poll returns a status");
+        let id = builder.ins().iconst(
+            types::I64,
+            ((self.unit as u64) << 32 | self.func_index as u64) as i64,
+        );
+        builder
+            .ins()
+            .store(mutable(), id, vmthread, THREAD_EXIT_FUNC);
+        let status = self
+            .call_builtin(builder, Builtin::Poll, &[])
+            .expect("poll returns a status");
         self.trap_if_nonzero(builder, status, TrapKind::HostError);
         builder.ins().jump(cont, &[]);
         builder.switch_to_block(cont);
@@ -289,23 +348,51 @@ impl FuncEnvironment for FuncEnv<'_> {
         self.call_through(builder, sig, code, ctx, args)
     }
 
-    fn call_indirect(&mut self, builder: &mut FunctionBuilder, table: u32, type_index: u32, callee: Value, args: &[Value]) -> Vec<Value> {
+    fn call_indirect(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table: u32,
+        type_index: u32,
+        callee: Value,
+        args: &[Value],
+    ) -> Vec<Value> {
         let addr = self.table_elem_addr(builder, table, callee, TrapKind::TableOutOfBounds);
         let funcref = builder.ins().load(types::I64, mutable(), addr, 0);
         builder.ins().trapz(funcref, TrapKind::NullReference.code());
-        let actual = builder.ins().load(types::I32, mutable(), funcref, FUNCREF_TYPE_ID);
-        let ids = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_TYPE_IDS);
-        let expected = builder.ins().load(types::I32, readonly(), ids, (type_index as i32) * 4);
-        let bad = builder.ins().icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
-        builder.ins().trapnz(bad, TrapKind::IndirectCallTypeMismatch.code());
-        let slot = builder.ins().load(types::I32, mutable(), funcref, FUNCREF_SLOT);
-        let inst = builder.ins().load(types::I64, mutable(), funcref, FUNCREF_VMCTX);
+        let actual = builder
+            .ins()
+            .load(types::I32, mutable(), funcref, FUNCREF_TYPE_ID);
+        let ids = builder
+            .ins()
+            .load(types::I64, readonly(), self.vmctx(), VMCTX_TYPE_IDS);
+        let expected = builder
+            .ins()
+            .load(types::I32, readonly(), ids, (type_index as i32) * 4);
+        let bad = builder
+            .ins()
+            .icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
+        builder
+            .ins()
+            .trapnz(bad, TrapKind::IndirectCallTypeMismatch.code());
+        let slot = builder
+            .ins()
+            .load(types::I32, mutable(), funcref, FUNCREF_SLOT);
+        let inst = builder
+            .ins()
+            .load(types::I64, mutable(), funcref, FUNCREF_VMCTX);
         let (code, ctx) = self.slot_lookup(builder, inst, SlotIndex::Dynamic(slot));
         let sig = self.sig_for_type(builder, type_index);
         self.call_through(builder, sig, code, ctx, args)
     }
 
-    fn memory_address(&mut self, builder: &mut FunctionBuilder, memory: u32, index: Value, offset: u64, _size: u32) -> (Value, MemFlagsData) {
+    fn memory_address(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        memory: u32,
+        index: Value,
+        offset: u64,
+        _size: u32,
+    ) -> (Value, MemFlagsData) {
         // Guard-page mode: the memory reserves 8 GiB, more than any i32 index
         // plus u32 offset plus access size, so no explicit check is needed;
         // a fault is attributed to this access by its trap code.
@@ -322,33 +409,65 @@ impl FuncEnvironment for FuncEnv<'_> {
 
     fn memory_size(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
         let def = self.memory_def(builder, memory);
-        let len = builder.ins().load(types::I64, mutable(), def, MEMORY_LENGTH);
+        let len = builder
+            .ins()
+            .load(types::I64, mutable(), def, MEMORY_LENGTH);
         let pages = builder.ins().ushr_imm_u(len, 16);
         builder.ins().ireduce(types::I32, pages)
     }
 
     fn memory_grow(&mut self, builder: &mut FunctionBuilder, memory: u32, delta: Value) -> Value {
         let m = builder.ins().iconst(types::I32, memory as i64);
-        self.call_builtin(builder, Builtin::MemoryGrow, &[m, delta]).expect("result")
+        self.call_builtin(builder, Builtin::MemoryGrow, &[m, delta])
+            .expect("result")
     }
 
-    fn memory_copy(&mut self, builder: &mut FunctionBuilder, dst_memory: u32, src_memory: u32, dst: Value, src: Value, len: Value) {
+    fn memory_copy(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        dst_memory: u32,
+        src_memory: u32,
+        dst: Value,
+        src: Value,
+        len: Value,
+    ) {
         let dm = builder.ins().iconst(types::I32, dst_memory as i64);
         let sm = builder.ins().iconst(types::I32, src_memory as i64);
-        let s = self.call_builtin(builder, Builtin::MemoryCopy, &[dm, sm, dst, src, len]).expect("status");
+        let s = self
+            .call_builtin(builder, Builtin::MemoryCopy, &[dm, sm, dst, src, len])
+            .expect("status");
         self.trap_if_nonzero(builder, s, TrapKind::MemoryOutOfBounds);
     }
 
-    fn memory_fill(&mut self, builder: &mut FunctionBuilder, memory: u32, dst: Value, val: Value, len: Value) {
+    fn memory_fill(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        memory: u32,
+        dst: Value,
+        val: Value,
+        len: Value,
+    ) {
         let m = builder.ins().iconst(types::I32, memory as i64);
-        let s = self.call_builtin(builder, Builtin::MemoryFill, &[m, dst, val, len]).expect("status");
+        let s = self
+            .call_builtin(builder, Builtin::MemoryFill, &[m, dst, val, len])
+            .expect("status");
         self.trap_if_nonzero(builder, s, TrapKind::MemoryOutOfBounds);
     }
 
-    fn memory_init(&mut self, builder: &mut FunctionBuilder, memory: u32, data: u32, dst: Value, src: Value, len: Value) {
+    fn memory_init(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        memory: u32,
+        data: u32,
+        dst: Value,
+        src: Value,
+        len: Value,
+    ) {
         let m = builder.ins().iconst(types::I32, memory as i64);
         let d = builder.ins().iconst(types::I32, data as i64);
-        let s = self.call_builtin(builder, Builtin::MemoryInit, &[m, d, dst, src, len]).expect("status");
+        let s = self
+            .call_builtin(builder, Builtin::MemoryInit, &[m, d, dst, src, len])
+            .expect("status");
         self.trap_if_nonzero(builder, s, TrapKind::MemoryOutOfBounds);
     }
 
@@ -385,28 +504,64 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder.ins().load(types::I32, mutable(), def, TABLE_LENGTH)
     }
 
-    fn table_grow(&mut self, builder: &mut FunctionBuilder, table: u32, init: Value, delta: Value) -> Value {
+    fn table_grow(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table: u32,
+        init: Value,
+        delta: Value,
+    ) -> Value {
         let t = builder.ins().iconst(types::I32, table as i64);
-        self.call_builtin(builder, Builtin::TableGrow, &[t, init, delta]).expect("result")
+        self.call_builtin(builder, Builtin::TableGrow, &[t, init, delta])
+            .expect("result")
     }
 
-    fn table_fill(&mut self, builder: &mut FunctionBuilder, table: u32, dst: Value, value: Value, len: Value) {
+    fn table_fill(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table: u32,
+        dst: Value,
+        value: Value,
+        len: Value,
+    ) {
         let t = builder.ins().iconst(types::I32, table as i64);
-        let s = self.call_builtin(builder, Builtin::TableFill, &[t, dst, value, len]).expect("status");
+        let s = self
+            .call_builtin(builder, Builtin::TableFill, &[t, dst, value, len])
+            .expect("status");
         self.trap_if_nonzero(builder, s, TrapKind::TableAccessOutOfBounds);
     }
 
-    fn table_copy(&mut self, builder: &mut FunctionBuilder, dst_table: u32, src_table: u32, dst: Value, src: Value, len: Value) {
+    fn table_copy(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        dst_table: u32,
+        src_table: u32,
+        dst: Value,
+        src: Value,
+        len: Value,
+    ) {
         let dt = builder.ins().iconst(types::I32, dst_table as i64);
         let st = builder.ins().iconst(types::I32, src_table as i64);
-        let s = self.call_builtin(builder, Builtin::TableCopy, &[dt, st, dst, src, len]).expect("status");
+        let s = self
+            .call_builtin(builder, Builtin::TableCopy, &[dt, st, dst, src, len])
+            .expect("status");
         self.trap_if_nonzero(builder, s, TrapKind::TableAccessOutOfBounds);
     }
 
-    fn table_init(&mut self, builder: &mut FunctionBuilder, table: u32, elem: u32, dst: Value, src: Value, len: Value) {
+    fn table_init(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        table: u32,
+        elem: u32,
+        dst: Value,
+        src: Value,
+        len: Value,
+    ) {
         let t = builder.ins().iconst(types::I32, table as i64);
         let e = builder.ins().iconst(types::I32, elem as i64);
-        let s = self.call_builtin(builder, Builtin::TableInit, &[t, e, dst, src, len]).expect("status");
+        let s = self
+            .call_builtin(builder, Builtin::TableInit, &[t, e, dst, src, len])
+            .expect("status");
         self.trap_if_nonzero(builder, s, TrapKind::TableAccessOutOfBounds);
     }
 
@@ -416,7 +571,11 @@ impl FuncEnvironment for FuncEnv<'_> {
     }
 
     fn ref_func(&mut self, builder: &mut FunctionBuilder, func: u32) -> Value {
-        let arr = builder.ins().load(types::I64, readonly(), self.vmctx(), VMCTX_FUNCREFS);
-        builder.ins().load(types::I64, readonly(), arr, (func as i32) * 8)
+        let arr = builder
+            .ins()
+            .load(types::I64, readonly(), self.vmctx(), VMCTX_FUNCREFS);
+        builder
+            .ins()
+            .load(types::I64, readonly(), arr, (func as i32) * 8)
     }
 }

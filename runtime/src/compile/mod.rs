@@ -58,9 +58,13 @@ pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<Compi
     let defined: Vec<u32> = (info.num_imported_funcs..info.func_types.len() as u32).collect();
     let artifacts = compile_functions(engine, info, unit_id, &defined, |f| {
         let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
-        FunctionBody::new(wasmparser::BinaryReader::new(&info.bytes[range.clone()], range.start as u64))
+        FunctionBody::new(wasmparser::BinaryReader::new(
+            &info.bytes[range.clone()],
+            range.start as u64,
+        ))
     })?;
-    let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts).map_err(|e| Error::Compile(e.to_string()))?;
+    let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)
+        .map_err(|e| Error::Compile(e.to_string()))?;
     let trampolines = trampolines::compile_for_types(engine, &info.types)?;
     Ok(CompiledModule { unit, trampolines })
 }
@@ -75,7 +79,10 @@ pub(crate) fn compile_functions<'b>(
     body: impl Fn(u32) -> FunctionBody<'b> + Sync,
 ) -> Result<Vec<FuncArtifact>, Error> {
     let workers = if funcs.len() >= 16 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4)
     } else {
         1
     };
@@ -97,14 +104,19 @@ pub(crate) fn compile_functions<'b>(
                     let mut ctx = Context::new();
                     let mut fctx = FunctionBuilderContext::new();
                     part.iter()
-                        .map(|&f| compile_one(engine, info, unit_id, f, body(f), &mut ctx, &mut fctx))
+                        .map(|&f| {
+                            compile_one(engine, info, unit_id, f, body(f), &mut ctx, &mut fctx)
+                        })
                         .collect()
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Compile("compiler thread panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Compile("compiler thread panicked".into())))
+            })
             .collect()
     });
     let mut out = Vec::with_capacity(funcs.len());
@@ -132,7 +144,8 @@ fn compile_one(
     let name = || info.func_name(func_index);
     translate::translate_function(&mut env, &ty, &body, &mut ctx.func, fctx)
         .map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))?;
-    finish(isa, ctx, func_index).map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))
+    finish(isa, ctx, func_index)
+        .map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))
 }
 
 /// Run Cranelift on `ctx.func` and turn the result into an artifact.
@@ -159,8 +172,10 @@ pub(crate) fn finish(
     let mut abs8_relocs = Vec::new();
     for r in buffer.relocs() {
         let target = match (&r.target, r.kind) {
-            (FinalizedRelocTarget::ExternalName(ExternalName::LibCall(lc)), Reloc::Abs8) => libcall_address(*lc)
-                .ok_or_else(|| format!("unsupported runtime library call {lc:?}"))?,
+            (FinalizedRelocTarget::ExternalName(ExternalName::LibCall(lc)), Reloc::Abs8) => {
+                libcall_address(*lc)
+                    .ok_or_else(|| format!("unsupported runtime library call {lc:?}"))?
+            }
             (t, k) => return Err(format!("unsupported relocation {k:?} to {t:?}")),
         };
         abs8_relocs.push((r.offset, (target as i64 + r.addend) as usize));

@@ -19,7 +19,9 @@ use crate::errors::Error;
 use crate::trap::TrapKind;
 use crate::vm::code_memory::{self, CodeUnit, UnitKind};
 use crate::vm::offsets::*;
-use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName};
+use cranelift_codegen::ir::{
+    self, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName,
+};
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -33,7 +35,10 @@ fn flags() -> MemFlagsData {
 /// Compile the entry and host trampolines of every type, in one unit:
 /// placed index `2*t` is the entry trampoline of type `t`, `2*t + 1` its
 /// host trampoline.
-pub(crate) fn compile_for_types(engine: &Engine, types_: &[FuncType]) -> Result<Arc<CodeUnit>, Error> {
+pub(crate) fn compile_for_types(
+    engine: &Engine,
+    types_: &[FuncType],
+) -> Result<Arc<CodeUnit>, Error> {
     let isa = engine.isa();
     let mut ctx = Context::new();
     let mut fctx = FunctionBuilderContext::new();
@@ -47,15 +52,25 @@ pub(crate) fn compile_for_types(engine: &Engine, types_: &[FuncType]) -> Result<
             } else {
                 build_entry(&mut ctx.func, &mut fctx, ty, isa.frontend_config());
             }
-            let a = super::finish(isa, &mut ctx, i as u32).map_err(|e| Error::Compile(format!("trampoline: {e}")))?;
+            let a = super::finish(isa, &mut ctx, i as u32)
+                .map_err(|e| Error::Compile(format!("trampoline: {e}")))?;
             artifacts.push(a);
         }
     }
-    CodeUnit::publish(code_memory::next_unit_id(), UnitKind::Trampolines, artifacts)
-        .map_err(|e| Error::Compile(e.to_string()))
+    CodeUnit::publish(
+        code_memory::next_unit_id(),
+        UnitKind::Trampolines,
+        artifacts,
+    )
+    .map_err(|e| Error::Compile(e.to_string()))
 }
 
-fn build_entry(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &FuncType, fc: TargetFrontendConfig) {
+fn build_entry(
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    ty: &FuncType,
+    fc: TargetFrontendConfig,
+) {
     let cc = fc.default_call_conv;
     let mut sig = ir::Signature::new(cc);
     for _ in 0..4 {
@@ -81,7 +96,10 @@ fn build_entry(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &
     let ctx = b.ins().load(types::I64, flags(), entry, SLOT_VMCTX);
     let mut args = vec![ctx, vmthread];
     for (i, t) in ty.params().iter().enumerate() {
-        args.push(b.ins().load(clif_type(*t), flags(), values, i as i32 * VALUE_SIZE));
+        args.push(
+            b.ins()
+                .load(clif_type(*t), flags(), values, i as i32 * VALUE_SIZE),
+        );
     }
     let wsig = b.import_signature(wasm_signature(ty, cc));
     let call = b.ins().call_indirect(wsig, code, &args);
@@ -93,12 +111,21 @@ fn build_entry(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &
     b.finalize(fc);
 }
 
-fn build_host(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &FuncType, fc: TargetFrontendConfig) {
+fn build_host(
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    ty: &FuncType,
+    fc: TargetFrontendConfig,
+) {
     let cc = fc.default_call_conv;
     func.signature = wasm_signature(ty, cc);
     let n = ty.params().len().max(ty.results().len()).max(1) as u32;
     let mut b = FunctionBuilder::new(func, fctx);
-    let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, n * VALUE_SIZE as u32, 4));
+    let slot = b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        n * VALUE_SIZE as u32,
+        4,
+    ));
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
     b.switch_to_block(block);
@@ -110,7 +137,8 @@ fn build_host(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &F
     let marker = b.ins().iconst(types::I64, EXIT_VIA_TRAMPOLINE as i64);
     b.ins().store(flags(), marker, vmthread, THREAD_EXIT_FUNC);
     for (i, v) in p[2..].iter().enumerate() {
-        b.ins().stack_store(types::I64, *v, slot,  i as i32 * VALUE_SIZE);
+        b.ins()
+            .stack_store(types::I64, *v, slot, i as i32 * VALUE_SIZE);
     }
     let values = b.ins().stack_addr(types::I64, slot, 0);
     let dispatch = b.ins().load(types::I64, flags(), hostctx, HOSTCTX_DISPATCH);
@@ -120,12 +148,17 @@ fn build_host(func: &mut ir::Function, fctx: &mut FunctionBuilderContext, ty: &F
     }
     dsig.returns.push(ir::AbiParam::new(types::I32));
     let dsig = b.import_signature(dsig);
-    let call = b.ins().call_indirect(dsig, dispatch, &[hostctx, vmthread, values]);
+    let call = b
+        .ins()
+        .call_indirect(dsig, dispatch, &[hostctx, vmthread, values]);
     let status = b.inst_results(call)[0];
     b.ins().trapnz(status, TrapKind::HostError.code());
     let mut results = Vec::new();
     for (i, t) in ty.results().iter().enumerate() {
-        results.push(b.ins().stack_load(types::I64, clif_type(*t), slot, i as i32 * VALUE_SIZE));
+        results.push(
+            b.ins()
+                .stack_load(types::I64, clif_type(*t), slot, i as i32 * VALUE_SIZE),
+        );
     }
     b.ins().return_(&results);
     b.finalize(fc);

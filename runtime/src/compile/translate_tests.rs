@@ -179,6 +179,17 @@ impl MockEnv {
         b.seal_block(cont);
     }
 
+    fn signature(&self, ty: &FuncType) -> Signature {
+        let mut sig = Signature::new(self.config.default_call_conv);
+        sig.params.push(AbiParam::new(self.ptr));
+        sig.params.push(AbiParam::new(self.ptr));
+        sig.params
+            .extend(ty.params().iter().map(|&t| AbiParam::new(self.clif(t))));
+        sig.returns
+            .extend(ty.results().iter().map(|&t| AbiParam::new(self.clif(t))));
+        sig
+    }
+
     /// A wasm-level call through a function pointer.
     fn call_wasm(
         &self,
@@ -204,27 +215,12 @@ impl FuncEnvironment for MockEnv {
         self.config
     }
 
-    fn signature(&self, ty: &FuncType) -> Signature {
-        let mut sig = Signature::new(self.config.default_call_conv);
-        sig.params.push(AbiParam::new(self.ptr));
-        sig.params.push(AbiParam::new(self.ptr));
-        sig.params
-            .extend(ty.params().iter().map(|&t| AbiParam::new(self.clif(t))));
-        sig.returns
-            .extend(ty.results().iter().map(|&t| AbiParam::new(self.clif(t))));
-        sig
-    }
-
     fn func_type(&self, func: u32) -> &FuncType {
         &self.funcs[func as usize]
     }
 
     fn type_at(&self, type_index: u32) -> &FuncType {
         &self.types[type_index as usize]
-    }
-
-    fn global_type(&self, global: u32) -> ValType {
-        self.globals[global as usize]
     }
 
     fn prologue(&mut self, b: &mut FunctionBuilder, vmctx: Value, vmthread: Value) {

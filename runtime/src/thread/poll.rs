@@ -28,7 +28,8 @@ impl PreemptTarget {
     pub fn set(&self, word: *const AtomicU64) {
         // Release pairs with the Acquire load in `tick`: the word is fully
         // initialised before the ticker may touch it.
-        self.current.store(word as *mut AtomicU64, Ordering::Release);
+        self.current
+            .store(word as *mut AtomicU64, Ordering::Release);
     }
 }
 
@@ -46,12 +47,16 @@ fn registry(slice: Duration) -> &'static Registry {
                 tick();
             })
             .expect("spawn the preemption ticker");
-        Registry { targets: Mutex::new(Vec::new()) }
+        Registry {
+            targets: Mutex::new(Vec::new()),
+        }
     })
 }
 
 fn tick() {
-    let Some(reg) = REGISTRY_REF.get() else { return };
+    let Some(reg) = REGISTRY_REF.get() else {
+        return;
+    };
     let mut targets = reg.targets.lock().unwrap_or_else(|e| e.into_inner());
     targets.retain(|w| w.strong_count() > 0);
     for t in targets.iter().filter_map(|w| w.upgrade()) {
@@ -72,7 +77,10 @@ static REGISTRY_REF: std::sync::OnceLock<&'static Registry> = std::sync::OnceLoc
 pub fn register(slice: Duration) -> Arc<PreemptTarget> {
     let reg = *REGISTRY_REF.get_or_init(|| registry(slice));
     let t = Arc::new(PreemptTarget::default());
-    reg.targets.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&t));
+    reg.targets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::downgrade(&t));
     t
 }
 

@@ -30,7 +30,11 @@ pub struct RawFrame {
 
 impl RawFrame {
     /// Placeholder for fixed-size buffers.
-    pub const EMPTY: RawFrame = RawFrame { unit: 0, func: 0, offset: 0 };
+    pub const EMPTY: RawFrame = RawFrame {
+        unit: 0,
+        func: 0,
+        offset: 0,
+    };
 }
 
 /// Frames beyond this depth are not walked (a runaway recursion stops at the
@@ -81,17 +85,21 @@ pub unsafe fn walk_raw(
         }
     }
     for _ in 0..MAX_WALK {
-        if fp == 0 || fp % 8 != 0 {
+        if fp == 0 || !fp.is_multiple_of(8) {
             return;
         }
         // SAFETY: the caller guarantees `fp` heads an intact chain of frames
         // created by JIT code, each storing (saved fp, return address).
         let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-        let Some(unit) = find(ra, in_signal) else { return };
+        let Some(unit) = find(ra, in_signal) else {
+            return;
+        };
         if unit.kind() != UnitKind::Wasm {
             return;
         }
-        let Some(f) = frame_at(&unit, ra, true) else { return };
+        let Some(f) = frame_at(&unit, ra, true) else {
+            return;
+        };
         if !visit(f) {
             return;
         }

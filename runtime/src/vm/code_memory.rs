@@ -137,13 +137,21 @@ impl CodeUnit {
                 start: s,
                 len: a.code.len() as u32,
                 traps: a.traps.iter().map(|&(o, k)| (o + s, k)).collect(),
-                srclocs: a.srclocs.iter().map(|&(b, e, l)| (b + s, e + s, l)).collect(),
+                srclocs: a
+                    .srclocs
+                    .iter()
+                    .map(|&(b, e, l)| (b + s, e + s, l))
+                    .collect(),
             });
         }
         // SAFETY: the range is exactly our mapping; x86-64 needs no
         // instruction-cache flush after writing code.
         let rc = unsafe {
-            libc::mprotect(base as *mut libc::c_void, mapped_len, libc::PROT_READ | libc::PROT_EXEC)
+            libc::mprotect(
+                base as *mut libc::c_void,
+                mapped_len,
+                libc::PROT_READ | libc::PROT_EXEC,
+            )
         };
         if rc != 0 {
             let err = std::io::Error::last_os_error();
@@ -151,7 +159,13 @@ impl CodeUnit {
             unsafe { libc::munmap(base as *mut libc::c_void, mapped_len) };
             return Err(CodeMemoryError::Os(err));
         }
-        let unit = Arc::new(CodeUnit { id, kind, base, mapped_len, funcs });
+        let unit = Arc::new(CodeUnit {
+            id,
+            kind,
+            base,
+            mapped_len,
+            funcs,
+        });
         registry()
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -102,7 +102,9 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
     let (vm, ts) = unsafe { (&*vmthread, (*vmthread).host as *mut ThreadState) };
     // Acquire pairs with the Release `fetch_or` of the ticker (poll.rs) and
     // of transitions: what they published before setting a bit is visible.
-    let bits = vm.poll.fetch_and(!(POLL_PREEMPT | POLL_SWITCH), Ordering::Acquire);
+    let bits = vm
+        .poll
+        .fetch_and(!(POLL_PREEMPT | POLL_SWITCH), Ordering::Acquire);
     if bits & POLL_CANCEL != 0 {
         return 1;
     }
@@ -116,18 +118,34 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
     0
 }
 
-unsafe extern "C" fn memory_grow(vmctx: *mut VMContext, _t: *mut VMThread, mem: u32, delta: u32) -> i32 {
+unsafe extern "C" fn memory_grow(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    mem: u32,
+    delta: u32,
+) -> i32 {
     // SAFETY: live instance; memory objects are boxed in the store.
     let m = unsafe { &*instance(vmctx).memory_objs[mem as usize] };
     m.grow(delta as u64).map(|old| old as i32).unwrap_or(-1)
 }
 
-unsafe extern "C" fn memory_copy(vmctx: *mut VMContext, _t: *mut VMThread, dm: u32, sm: u32, dst: u32, src: u32, len: u32) -> i32 {
+unsafe extern "C" fn memory_copy(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    dm: u32,
+    sm: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> i32 {
     // SAFETY: live instance; the guest is inside this call, so no other
     // access to the memories happens meanwhile.
     unsafe {
         let inst = instance(vmctx);
-        let (d, s) = (&*inst.memory_objs[dm as usize], &*inst.memory_objs[sm as usize]);
+        let (d, s) = (
+            &*inst.memory_objs[dm as usize],
+            &*inst.memory_objs[sm as usize],
+        );
         let (dl, sl) = (d.byte_len(), s.byte_len());
         if dst as u64 + len as u64 > dl || src as u64 + len as u64 > sl {
             return 1;
@@ -139,29 +157,55 @@ unsafe extern "C" fn memory_copy(vmctx: *mut VMContext, _t: *mut VMThread, dm: u
     0
 }
 
-unsafe extern "C" fn memory_fill(vmctx: *mut VMContext, _t: *mut VMThread, mem: u32, dst: u32, val: u32, len: u32) -> i32 {
+unsafe extern "C" fn memory_fill(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    mem: u32,
+    dst: u32,
+    val: u32,
+    len: u32,
+) -> i32 {
     // SAFETY: as in `memory_copy`.
     unsafe {
         let m = &*instance(vmctx).memory_objs[mem as usize];
         if dst as u64 + len as u64 > m.byte_len() {
             return 1;
         }
-        std::ptr::write_bytes((*m.vm_ptr()).base.add(dst as usize), val as u8, len as usize);
+        std::ptr::write_bytes(
+            (*m.vm_ptr()).base.add(dst as usize),
+            val as u8,
+            len as usize,
+        );
     }
     0
 }
 
-unsafe extern "C" fn memory_init(vmctx: *mut VMContext, _t: *mut VMThread, mem: u32, data: u32, dst: u32, src: u32, len: u32) -> i32 {
+unsafe extern "C" fn memory_init(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    mem: u32,
+    data: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> i32 {
     // SAFETY: as in `memory_copy`.
     unsafe {
         let inst = instance(vmctx);
         let m = &*inst.memory_objs[mem as usize];
-        let seg: &[u8] =
-            if inst.data_dropped[data as usize] { &[] } else { &inst.module.info().datas[data as usize].bytes };
+        let seg: &[u8] = if inst.data_dropped[data as usize] {
+            &[]
+        } else {
+            &inst.module.info().datas[data as usize].bytes
+        };
         if src as u64 + len as u64 > seg.len() as u64 || dst as u64 + len as u64 > m.byte_len() {
             return 1;
         }
-        std::ptr::copy_nonoverlapping(seg.as_ptr().add(src as usize), (*m.vm_ptr()).base.add(dst as usize), len as usize);
+        std::ptr::copy_nonoverlapping(
+            seg.as_ptr().add(src as usize),
+            (*m.vm_ptr()).base.add(dst as usize),
+            len as usize,
+        );
     }
     0
 }
@@ -171,34 +215,71 @@ unsafe extern "C" fn data_drop(vmctx: *mut VMContext, _t: *mut VMThread, data: u
     unsafe { instance(vmctx).data_dropped[data as usize] = true };
 }
 
-unsafe extern "C" fn table_grow(vmctx: *mut VMContext, _t: *mut VMThread, table: u32, init: u64, delta: u32) -> i32 {
+unsafe extern "C" fn table_grow(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    table: u32,
+    init: u64,
+    delta: u32,
+) -> i32 {
     // SAFETY: live instance; table objects are boxed in the store.
     let t = unsafe { &*instance(vmctx).table_objs[table as usize] };
-    t.grow(delta, init as usize).map(|old| old as i32).unwrap_or(-1)
+    t.grow(delta, init as usize)
+        .map(|old| old as i32)
+        .unwrap_or(-1)
 }
 
-unsafe extern "C" fn table_fill(vmctx: *mut VMContext, _t: *mut VMThread, table: u32, dst: u32, val: u64, len: u32) -> i32 {
+unsafe extern "C" fn table_fill(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    table: u32,
+    dst: u32,
+    val: u64,
+    len: u32,
+) -> i32 {
     // SAFETY: as in `table_grow`.
     let t = unsafe { &*instance(vmctx).table_objs[table as usize] };
     i32::from(!t.fill(dst, val as usize, len))
 }
 
-unsafe extern "C" fn table_copy(vmctx: *mut VMContext, _t: *mut VMThread, dt: u32, st: u32, dst: u32, src: u32, len: u32) -> i32 {
+unsafe extern "C" fn table_copy(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    dt: u32,
+    st: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> i32 {
     // SAFETY: as in `table_grow`.
     let (d, s) = unsafe {
         let inst = instance(vmctx);
-        (&*inst.table_objs[dt as usize], &*inst.table_objs[st as usize])
+        (
+            &*inst.table_objs[dt as usize],
+            &*inst.table_objs[st as usize],
+        )
     };
     i32::from(!crate::vm::table::Table::copy(d, s, dst, src, len))
 }
 
-unsafe extern "C" fn table_init(vmctx: *mut VMContext, _t: *mut VMThread, table: u32, elem: u32, dst: u32, src: u32, len: u32) -> i32 {
+unsafe extern "C" fn table_init(
+    vmctx: *mut VMContext,
+    _t: *mut VMThread,
+    table: u32,
+    elem: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) -> i32 {
     // SAFETY: as in `table_grow`.
     let inst = unsafe { instance(vmctx) };
     // SAFETY: as in `table_grow`.
     let t = unsafe { &*inst.table_objs[table as usize] };
     let seg: &[usize] = inst.elems[elem as usize].as_deref().unwrap_or(&[]);
-    let Some(items) = (src as usize).checked_add(len as usize).and_then(|end| seg.get(src as usize..end)) else {
+    let Some(items) = (src as usize)
+        .checked_add(len as usize)
+        .and_then(|end| seg.get(src as usize..end))
+    else {
         return 1;
     };
     i32::from(!t.init(dst, items))

@@ -48,11 +48,16 @@ impl LinearMemory {
             return Err(MemoryError::Reserve(std::io::Error::last_os_error()));
         }
         let mem = LinearMemory {
-            def: Box::new(UnsafeCell::new(VMMemory { base: base as *mut u8, length: 0 })),
+            def: Box::new(UnsafeCell::new(VMMemory {
+                base: base as *mut u8,
+                length: 0,
+            })),
             maximum,
         };
         if minimum > 0 && mem.grow(minimum).is_none() {
-            return Err(MemoryError::Reserve(std::io::Error::other("initial size too large")));
+            return Err(MemoryError::Reserve(std::io::Error::other(
+                "initial size too large",
+            )));
         }
         Ok(mem)
     }
@@ -100,7 +105,11 @@ impl LinearMemory {
         // SAFETY: `[start, start + len)` lies in our reservation (new size is
         // at most 4 GiB < 8 GiB); making it accessible affects nothing else.
         let rc = unsafe {
-            libc::mprotect(base.add(start) as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE)
+            libc::mprotect(
+                base.add(start) as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
         };
         if rc != 0 {
             return None;
@@ -115,6 +124,7 @@ impl LinearMemory {
     /// # Safety
     /// No JIT code may run while the slice is alive (it may write or grow
     /// the memory).
+    #[allow(clippy::mut_from_ref)] // interior mutability through the raw mapping
     pub unsafe fn bytes_mut(&self) -> &mut [u8] {
         let d = self.def();
         // SAFETY: `[base, base + length)` is committed read+write; the caller

@@ -16,8 +16,15 @@ impl Table {
     /// A table of `minimum` elements set to `init`.
     pub fn new(minimum: u32, maximum: Option<u32>, init: usize) -> Table {
         let mut elems = vec![init; minimum as usize];
-        let def = VMTable { base: elems.as_mut_ptr(), length: minimum };
-        Table { def: Box::new(UnsafeCell::new(def)), elems: UnsafeCell::new(elems), maximum }
+        let def = VMTable {
+            base: elems.as_mut_ptr(),
+            length: minimum,
+        };
+        Table {
+            def: Box::new(UnsafeCell::new(def)),
+            elems: UnsafeCell::new(elems),
+            maximum,
+        }
     }
 
     /// Pointer handed to JIT code.
@@ -109,7 +116,10 @@ impl Table {
     /// Write `items` at `dst`; false when out of bounds.
     pub fn init(&self, dst: u32, items: &[usize]) -> bool {
         let e = self.elems();
-        let Some(end) = (dst as usize).checked_add(items.len()).filter(|&end| end <= e.len()) else {
+        let Some(end) = (dst as usize)
+            .checked_add(items.len())
+            .filter(|&end| end <= e.len())
+        else {
             return false;
         };
         e[dst as usize..end].copy_from_slice(items);

@@ -109,7 +109,14 @@ std::arch::global_asm!(
 );
 
 unsafe extern "C" {
-    fn wasm_patch_enter(tramp: usize, a0: usize, a1: usize, a2: usize, a3: usize, act: *mut Activation) -> u32;
+    fn wasm_patch_enter(
+        tramp: usize,
+        a0: usize,
+        a1: usize,
+        a2: usize,
+        a3: usize,
+        act: *mut u8,
+    ) -> u32;
     fn wasm_patch_trap_landing();
 }
 
@@ -139,7 +146,8 @@ pub unsafe fn enter(
     set_current_activation(&mut act);
     // SAFETY: the caller guarantees `tramp` and its arguments; `act` outlives
     // the call and the routine only writes `saved_sp` through the pointer.
-    let trapped = unsafe { wasm_patch_enter(tramp as usize, args[0], args[1], args[2], args[3], &mut act) };
+    let trapped =
+        unsafe { wasm_patch_enter(tramp as usize, args[0], args[1], args[2], args[3], &mut act as *mut Activation as *mut u8) };
     set_current_activation(act.prev);
     if trapped == 0 {
         return Ok(());
@@ -211,20 +219,33 @@ fn install_alt_stack() {
     if ptr == libc::MAP_FAILED {
         return;
     }
-    let st = libc::stack_t { ss_sp: ptr, ss_flags: 0, ss_size: ALT_STACK_SIZE };
+    let st = libc::stack_t {
+        ss_sp: ptr,
+        ss_flags: 0,
+        ss_size: ALT_STACK_SIZE,
+    };
     // SAFETY: `st` describes the mapping above.
     unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) };
 }
 
-unsafe extern "C" fn trap_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+unsafe extern "C" fn trap_handler(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
     // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
     let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
     let gregs = &mut uc.uc_mcontext.gregs;
     let pc = gregs[libc::REG_RIP as usize] as usize;
     let fp = gregs[libc::REG_RBP as usize] as usize;
     let act = current_activation();
-    let unit = if act.is_null() { None } else { code_memory::try_lookup(pc) };
-    let Some(unit) = unit.filter(|u| u.kind() == code_memory::UnitKind::Wasm || u.contains(pc)) else {
+    let unit = if act.is_null() {
+        None
+    } else {
+        code_memory::try_lookup(pc)
+    };
+    let Some(unit) = unit.filter(|u| u.kind() == code_memory::UnitKind::Wasm || u.contains(pc))
+    else {
         // Not a fault of JIT code: hand it to whoever was there before us.
         // SAFETY: chaining with the kernel-provided arguments.
         unsafe { chain(sig, info, ctx) };
@@ -281,7 +302,8 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_
                 unsafe { f(sig, info, ctx) };
             } else {
                 // SAFETY: the previous handler was installed with this signature.
-                let f: unsafe extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(p.sa_sigaction) };
+                let f: unsafe extern "C" fn(libc::c_int) =
+                    unsafe { std::mem::transmute(p.sa_sigaction) };
                 // SAFETY: forwarding the signal number.
                 unsafe { f(sig) };
             }

@@ -16,7 +16,10 @@ pub struct VMSlot {
 
 impl VMSlot {
     /// A slot that calls nothing (never published to JIT code).
-    pub const NULL: VMSlot = VMSlot { code: std::ptr::null(), vmctx: std::ptr::null_mut() };
+    pub const NULL: VMSlot = VMSlot {
+        code: std::ptr::null(),
+        vmctx: std::ptr::null_mut(),
+    };
 }
 
 /// What a `funcref` points to: the identity of one function of one instance.
