@@ -1,0 +1,535 @@
+//! The embedding API: typed functions, bad calls, link errors, host
+//! functions with memory access and store data, globals, start functions.
+
+use crate::{i32_of, trap_of};
+use wasm_patch_runtime::{
+    Engine, Error, Extern, FuncType, Instance, Linker, Module, Store, TrapKind, Val, ValType,
+};
+
+const MATH: &str = r#"(module
+  (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+  (func (export "mul64") (param i64 i64) (result i64) local.get 0 local.get 1 i64.mul)
+  (func (export "hyp") (param f64 f64) (result f64)
+    local.get 0 local.get 0 f64.mul local.get 1 local.get 1 f64.mul f64.add f64.sqrt)
+  (func (export "half") (param f32) (result f32) local.get 0 f32.const 0.5 f32.mul)
+  (func (export "swap") (param i32 i64 f64) (result f64 i64 i32) local.get 2 local.get 1 local.get 0)
+  (func (export "nothing"))
+)"#;
+
+fn math() -> (Store<()>, Instance) {
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new()
+        .instantiate(&mut store, &Module::new(&engine, MATH).unwrap())
+        .unwrap();
+    (store, inst)
+}
+
+#[test]
+fn typed_functions_round_trip_every_value_type() {
+    let (mut store, inst) = math();
+    let add = inst
+        .get_func(&store, "add")
+        .unwrap()
+        .typed::<(i32, i32), i32, _>(&store)
+        .unwrap();
+    assert_eq!(add.call(&mut store, (i32::MAX, 1)).unwrap(), i32::MIN);
+    let mul = inst
+        .get_func(&store, "mul64")
+        .unwrap()
+        .typed::<(i64, i64), i64, _>(&store)
+        .unwrap();
+    assert_eq!(mul.call(&mut store, (1 << 40, 3)).unwrap(), 3 << 40);
+    let hyp = inst
+        .get_func(&store, "hyp")
+        .unwrap()
+        .typed::<(f64, f64), f64, _>(&store)
+        .unwrap();
+    assert_eq!(hyp.call(&mut store, (3.0, 4.0)).unwrap(), 5.0);
+    let half = inst
+        .get_func(&store, "half")
+        .unwrap()
+        .typed::<f32, f32, _>(&store)
+        .unwrap();
+    assert_eq!(half.call(&mut store, 3.0).unwrap(), 1.5);
+    let swap = inst
+        .get_func(&store, "swap")
+        .unwrap()
+        .typed::<(i32, i64, f64), (f64, i64, i32), _>(&store)
+        .unwrap();
+    assert_eq!(
+        swap.call(&mut store, (-7, -8, 2.25)).unwrap(),
+        (2.25, -8, -7)
+    );
+    let nothing = inst
+        .get_func(&store, "nothing")
+        .unwrap()
+        .typed::<(), (), _>(&store)
+        .unwrap();
+    nothing.call(&mut store, ()).unwrap();
+    // Untyped: NaN payloads survive the boundary bit for bit.
+    let half_f = inst.get_func(&store, "half").unwrap();
+    let nan = 0x7fc0_1234u32;
+    match half_f.call(&mut store, &[Val::F32(nan)]).unwrap()[..] {
+        [Val::F32(bits)] => assert!(f32::from_bits(bits).is_nan(), "{bits:#x}"),
+        ref other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        inst.get_func(&store, "swap").unwrap().ty(&store),
+        FuncType::new(
+            [ValType::I32, ValType::I64, ValType::F64],
+            [ValType::F64, ValType::I64, ValType::I32]
+        )
+    );
+}
+
+#[test]
+fn wrong_signatures_and_arguments_are_bad_calls() {
+    let (mut store, inst) = math();
+    let add = inst.get_func(&store, "add").unwrap();
+    assert!(matches!(
+        add.typed::<(i32, i64), i32, _>(&store),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.typed::<(i32, i32), i64, _>(&store),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.typed::<(i32, i32), (), _>(&store),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.typed::<i32, i32, _>(&store),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.call(&mut store, &[Val::I32(1)]),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.call(&mut store, &[Val::I32(1), Val::I32(2), Val::I32(3)]),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.call(&mut store, &[Val::I32(1), Val::I64(2)]),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.call(&mut store, &[Val::I32(1), Val::F32(0)]),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(
+        add.call(&mut store, &[Val::I32(1), Val::FuncRef(0)]),
+        Err(Error::BadCall(_))
+    ));
+    assert!(matches!(store.spawn(add, &[]), Err(Error::BadCall(_))));
+    // A bad call leaves no thread behind, and good calls still work.
+    assert!(store.threads().is_empty());
+    assert_eq!(
+        add.call(&mut store, &[Val::I32(1), Val::I32(2)]).unwrap(),
+        vec![Val::I32(3)]
+    );
+    // Unknown exports are None, not functions of another kind.
+    assert!(inst.get_func(&store, "missing").is_none());
+    // A thread id that does not exist.
+    assert!(matches!(
+        store.take_result(wasm_patch_runtime::ThreadId(12345)),
+        Err(Error::BadCall(_))
+    ));
+}
+
+#[test]
+fn handles_from_another_store_are_refused() {
+    let (mut store_a, inst_a) = math();
+    let (mut store_b, _inst_b) = math();
+    let add_a = inst_a.get_func(&store_a, "add").unwrap();
+    assert!(matches!(
+        add_a.call(&mut store_b, &[Val::I32(1), Val::I32(2)]),
+        Err(Error::WrongStore)
+    ));
+    assert!(matches!(
+        store_b.spawn(add_a, &[Val::I32(1), Val::I32(2)]),
+        Err(Error::WrongStore)
+    ));
+    assert_eq!(
+        add_a
+            .call(&mut store_a, &[Val::I32(1), Val::I32(2)])
+            .unwrap(),
+        vec![Val::I32(3)]
+    );
+}
+
+#[test]
+fn missing_and_mistyped_imports_are_link_errors() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "present" (func (param i32)))
+                   (import "env" "absent_fn" (func (result i32))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let mut linker = Linker::new();
+    linker.func_new(
+        "env",
+        "present",
+        FuncType::new([ValType::I32], []),
+        |_, _, _| Ok(()),
+    );
+    match linker.instantiate(&mut store, &module) {
+        Err(Error::Link(m)) => assert!(m.contains("env") && m.contains("absent_fn"), "{m}"),
+        other => panic!("expected a link error, got {other:?}"),
+    }
+    // Mistyped host function.
+    linker.func_new(
+        "env",
+        "absent_fn",
+        FuncType::new([], [ValType::I64]),
+        |_, _, _| Ok(()),
+    );
+    match linker.instantiate(&mut store, &module) {
+        Err(Error::Link(m)) => assert!(m.contains("absent_fn"), "{m}"),
+        other => panic!("expected a link error, got {other:?}"),
+    }
+    linker.func_new(
+        "env",
+        "absent_fn",
+        FuncType::new([], [ValType::I32]),
+        |_, _, r| {
+            r[0] = Val::I32(1);
+            Ok(())
+        },
+    );
+    linker.instantiate(&mut store, &module).unwrap();
+
+    // Mistyped wasm function, global and memory imports.
+    let (mut s2, math_inst) = math();
+    let engine = s2.engine().clone();
+    let mut l2 = Linker::new();
+    l2.instance(&s2, "m", math_inst);
+    let wrong_fn = Module::new(
+        &engine,
+        r#"(module (import "m" "add" (func (param i64 i64) (result i64))))"#,
+    )
+    .unwrap();
+    match l2.instantiate(&mut s2, &wrong_fn) {
+        Err(Error::Link(m)) => assert!(m.contains("add"), "{m}"),
+        other => panic!("expected a link error, got {other:?}"),
+    }
+    let wrong_kind = Module::new(&engine, r#"(module (import "m" "add" (global i32)))"#).unwrap();
+    assert!(matches!(
+        l2.instantiate(&mut s2, &wrong_kind),
+        Err(Error::Link(_))
+    ));
+    let missing_mem = Module::new(&engine, r#"(module (import "m" "memory" (memory 1)))"#).unwrap();
+    match l2.instantiate(&mut s2, &missing_mem) {
+        Err(Error::Link(m)) => assert!(m.contains("memory"), "{m}"),
+        other => panic!("expected a link error, got {other:?}"),
+    }
+    // Modules from another engine are refused.
+    let other_engine = Engine::default();
+    let foreign = Module::new(&other_engine, "(module)").unwrap();
+    assert!(matches!(
+        Linker::<()>::new().instantiate(&mut s2, &foreign),
+        Err(Error::Link(_))
+    ));
+}
+
+#[test]
+fn invalid_modules_are_rejected() {
+    let engine = Engine::default();
+    assert!(matches!(
+        Module::new(&engine, b"\0asm\x01\0\0\0\x99"),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        Module::new(&engine, "(module (func (result i32) i64.const 1))"),
+        Err(Error::Invalid(_))
+    ));
+}
+
+#[test]
+fn host_functions_read_and_write_guest_memory() {
+    let engine = Engine::default();
+    let mut linker = Linker::<Vec<String>>::new();
+    // upcase(ptr, len) -> number of bytes changed; also records the string.
+    linker.func_new(
+        "env",
+        "upcase",
+        FuncType::new([ValType::I32, ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            let (ptr, len) = (a[0].i32().unwrap() as usize, a[1].i32().unwrap() as usize);
+            let mem = c.memory(0).ok_or_else(|| Error::Host("no memory".into()))?;
+            let bytes = mem
+                .get_mut(ptr..ptr + len)
+                .ok_or_else(|| Error::Host("out of bounds".into()))?;
+            let before = String::from_utf8_lossy(bytes).into_owned();
+            let mut changed = 0;
+            for b in bytes.iter_mut() {
+                if b.is_ascii_lowercase() {
+                    b.make_ascii_uppercase();
+                    changed += 1;
+                }
+            }
+            c.data_mut().push(before);
+            r[0] = Val::I32(changed);
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "upcase" (func $up (param i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 64) "hello, World!")
+          (func (export "go") (result i32) i32.const 64 i32.const 13 call $up)
+          (func (export "go_oob") (result i32) i32.const 65530 i32.const 13 call $up)
+          (func (export "byte") (param i32) (result i32) local.get 0 i32.load8_u)
+          (func (export "grow") (result i32) i32.const 1 memory.grow))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, Vec::<String>::new());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    assert_eq!(
+        i32_of(inst.get_func(&store, "go").unwrap().call(&mut store, &[])),
+        9
+    );
+    assert_eq!(store.data(), &["hello, World!".to_string()]);
+    let byte = inst.get_func(&store, "byte").unwrap();
+    let text: Vec<u8> = (64..77)
+        .map(|i| i32_of(byte.call(&mut store, &[Val::I32(i)])) as u8)
+        .collect();
+    assert_eq!(text, b"HELLO, WORLD!");
+    // The host sees an out-of-range request as such and fails the call.
+    let t = trap_of(
+        inst.get_func(&store, "go_oob")
+            .unwrap()
+            .call(&mut store, &[]),
+    );
+    assert_eq!(t.kind, TrapKind::HostError);
+    assert!(t.message.unwrap().contains("out of bounds"));
+    // After memory.grow, the host sees the larger memory.
+    assert_eq!(
+        i32_of(inst.get_func(&store, "grow").unwrap().call(&mut store, &[])),
+        1
+    );
+    assert_eq!(
+        i32_of(
+            inst.get_func(&store, "go_oob")
+                .unwrap()
+                .call(&mut store, &[])
+        ),
+        0
+    );
+}
+
+#[test]
+fn host_function_with_a_mistyped_result_traps() {
+    let engine = Engine::default();
+    let mut linker = Linker::new();
+    linker.func_new(
+        "env",
+        "liar",
+        FuncType::new([], [ValType::I32]),
+        |_, _, r| {
+            r[0] = Val::I64(5);
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "liar" (func $l (result i32))) (func (export "f") (result i32) call $l))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let t = trap_of(inst.get_func(&store, "f").unwrap().call(&mut store, &[]));
+    assert_eq!(t.kind, TrapKind::HostError);
+}
+
+#[test]
+fn globals_are_readable_from_the_host() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+          (global $c (export "const") i64 (i64.const -5))
+          (global $m (export "mut") (mut i32) (i32.const 1))
+          (global $f (export "float") (mut f64) (f64.const 1.5))
+          (global $started (export "started") (mut i32) (i32.const 0))
+          (func $start global.get $started i32.const 1 i32.add global.set $started)
+          (start $start)
+          (func (export "bump") (param i32)
+            global.get $m local.get 0 i32.add global.set $m
+            global.get $f f64.const 2 f64.mul global.set $f))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let g = |name: &str| match inst.get_export(&store, name) {
+        Some(Extern::Global(g)) => g,
+        other => panic!("{name}: {other:?}"),
+    };
+    let (c, m, f, started) = (g("const"), g("mut"), g("float"), g("started"));
+    assert_eq!(Instance::global_value(&store, c), Val::I64(-5));
+    assert_eq!(Instance::global_value(&store, m), Val::I32(1));
+    assert_eq!(
+        Instance::global_value(&store, started),
+        Val::I32(1),
+        "the start function ran once"
+    );
+    let bump = inst.get_func(&store, "bump").unwrap();
+    bump.call(&mut store, &[Val::I32(41)]).unwrap();
+    bump.call(&mut store, &[Val::I32(-2)]).unwrap();
+    assert_eq!(Instance::global_value(&store, m), Val::I32(40));
+    assert_eq!(
+        Instance::global_value(&store, f),
+        Val::F64(6.0f64.to_bits())
+    );
+    // A second instance of the same module has its own globals.
+    let inst2 = Linker::new().instantiate(&mut store, &module).unwrap();
+    let Some(Extern::Global(m2)) = inst2.get_export(&store, "mut") else {
+        panic!("mut")
+    };
+    assert_ne!(m2, m);
+    assert_eq!(Instance::global_value(&store, m2), Val::I32(1));
+    assert_eq!(Instance::global_value(&store, m), Val::I32(40));
+    // Exports are listed in order.
+    let names: Vec<String> = inst.exports(&store).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["const", "mut", "float", "started", "bump"]);
+}
+
+#[test]
+fn start_function_trap_fails_instantiation() {
+    let engine = Engine::default();
+    let module = Module::new(&engine, r#"(module (func $s unreachable) (start $s))"#).unwrap();
+    let mut store = Store::new(&engine, ());
+    let t = trap_of(Linker::new().instantiate(&mut store, &module));
+    assert_eq!(t.kind, TrapKind::Unreachable);
+    assert_eq!(t.frames[0].name, "s");
+}
+
+#[test]
+fn host_functions_see_store_data_and_the_calling_thread() {
+    struct Counter {
+        total: i64,
+        callers: Vec<u32>,
+    }
+    let engine = Engine::default();
+    let mut linker = Linker::<Counter>::new();
+    linker.func_new(
+        "env",
+        "add",
+        FuncType::new([ValType::I64], [ValType::I64]),
+        |c, a, r| {
+            let me = c.thread_id().0;
+            let d = c.data_mut();
+            d.total += a[0].i64().unwrap();
+            d.callers.push(me);
+            r[0] = Val::I64(d.total);
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "add" (func $add (param i64) (result i64)))
+          (func (export "f") (param i64) (result i64) local.get 0 call $add drop local.get 0 call $add))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(
+        &engine,
+        Counter {
+            total: 0,
+            callers: vec![],
+        },
+    );
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let f = inst
+        .get_func(&store, "f")
+        .unwrap()
+        .typed::<i64, i64, _>(&store)
+        .unwrap();
+    assert_eq!(f.call(&mut store, 5).unwrap(), 10);
+    let id = store.spawn(f.func(), &[Val::I64(1)]).unwrap();
+    assert_eq!(store.join(id).unwrap(), vec![Val::I64(12)]);
+    store.data_mut().total = 100;
+    assert_eq!(f.call(&mut store, 1).unwrap(), 102);
+    let callers = &store.data().callers;
+    assert_eq!(callers.len(), 6);
+    assert_eq!(callers[2], id.0);
+    assert_eq!(callers[3], id.0);
+    assert_ne!(callers[0], callers[2], "each call has its own thread");
+}
+
+#[test]
+fn host_functions_with_several_values_and_floats() {
+    let engine = Engine::default();
+    let mut linker = Linker::<()>::new();
+    linker.func_new(
+        "env",
+        "divmod",
+        FuncType::new([ValType::I32, ValType::I32], [ValType::I32, ValType::I32]),
+        |_, a, r| {
+            let (x, y) = (a[0].i32().unwrap(), a[1].i32().unwrap());
+            if y == 0 {
+                return Err(Error::Host("division by zero in the host".into()));
+            }
+            r[0] = Val::I32(x / y);
+            r[1] = Val::I32(x % y);
+            Ok(())
+        },
+    );
+    linker.func_new(
+        "env",
+        "scale",
+        FuncType::new([ValType::F32, ValType::F64, ValType::I64], [ValType::F64]),
+        |_, a, r| {
+            let (Val::F32(x), Val::F64(y), Val::I64(z)) = (a[0], a[1], a[2]) else {
+                panic!("{a:?}")
+            };
+            r[0] = Val::F64((f32::from_bits(x) as f64 * f64::from_bits(y) + z as f64).to_bits());
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module
+          (import "env" "divmod" (func $divmod (param i32 i32) (result i32 i32)))
+          (import "env" "scale" (func $scale (param f32 f64 i64) (result f64)))
+          (type $dm (func (param i32 i32) (result i32 i32)))
+          (table 2 funcref) (elem (i32.const 0) $divmod $wasm_divmod)
+          (func $wasm_divmod (param i32 i32) (result i32 i32)
+            local.get 0 local.get 1 i32.div_s local.get 0 local.get 1 i32.rem_s)
+          (func (export "combine") (param i32 i32 i32) (result i32)
+            local.get 0 local.get 1 local.get 2 call_indirect (type $dm) i32.const 1000 i32.mul i32.add)
+          (func (export "scale") (param f32 f64 i64) (result f64) local.get 0 local.get 1 local.get 2 call $scale))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let combine = inst
+        .get_func(&store, "combine")
+        .unwrap()
+        .typed::<(i32, i32, i32), i32, _>(&store)
+        .unwrap();
+    // quotient + 1000 * remainder, through the host and through wasm.
+    assert_eq!(combine.call(&mut store, (47, 5, 0)).unwrap(), 9 + 2000);
+    assert_eq!(combine.call(&mut store, (47, 5, 1)).unwrap(), 9 + 2000);
+    assert_eq!(combine.call(&mut store, (-47, 5, 0)).unwrap(), -9 - 2000);
+    let t = trap_of(combine.call(&mut store, (1, 0, 0)));
+    assert_eq!(t.kind, TrapKind::HostError);
+    assert!(t.message.unwrap().contains("division by zero in the host"));
+    assert_eq!(
+        trap_of(combine.call(&mut store, (1, 0, 1))).kind,
+        TrapKind::IntegerDivisionByZero
+    );
+    let scale = inst
+        .get_func(&store, "scale")
+        .unwrap()
+        .typed::<(f32, f64, i64), f64, _>(&store)
+        .unwrap();
+    assert_eq!(
+        scale.call(&mut store, (1.5, -4.0, 1 << 40)).unwrap(),
+        (1u64 << 40) as f64 - 6.0
+    );
+}

@@ -1,0 +1,549 @@
+//! Guest threads: many fibers on one OS thread, the guest thread ABI,
+//! sleeping, parking, preemption and deadlock detection.
+
+use crate::{i32_of, with_timeout};
+use std::time::{Duration, Instant};
+use wasm_patch_runtime::{
+    Engine, Error, Func, FuncType, Instance, Linker, Module, RunState, Store, ThreadId, Val,
+    ValType,
+};
+
+const WORKERS: &str = r#"(module
+  (import "wasm-patch" "yield" (func $yield))
+  (import "wasm-patch" "thread_id" (func $tid (result i32)))
+  (import "wasm-patch" "sleep" (func $sleep (param i64)))
+  (import "wasm-patch" "spawn" (func $spawn (param i32 i32) (result i32)))
+  (memory 1)
+  (global $log_len (mut i32) (i32.const 0))
+  (global $flag (mut i32) (i32.const 0))
+  (table 3 funcref)
+  (elem (i32.const 0) $child $setter)
+  ;; Yield `n` times; the result mixes the argument, the count and the id.
+  (func (export "work") (param $x i32) (param $n i32) (result i32) (local $i i32) (local $acc i32)
+    (local.set $acc (local.get $x))
+    (block $done (loop $l
+      (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+      (call $yield)
+      (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 3)) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.add (i32.mul (local.get $acc) (i32.const 1000)) (call $tid)))
+  (func (export "tid") (result i32) call $tid)
+  ;; Append a tag to the log at 0x1000.
+  (func $log (param i32)
+    (i32.store (i32.add (i32.const 0x1000) (i32.mul (global.get $log_len) (i32.const 4))) (local.get 0))
+    (global.set $log_len (i32.add (global.get $log_len) (i32.const 1))))
+  (func (export "log_len") (result i32) global.get $log_len)
+  (func (export "log_at") (param i32) (result i32) (i32.load (i32.add (i32.const 0x1000) (i32.mul (local.get 0) (i32.const 4)))))
+  (func (export "sleeper") (param $ns i64) (param $tag i32) (local.get $ns) (call $sleep) (call $log (local.get $tag)))
+  (func (export "yielder") (param $tag i32) (param $n i32)
+    (loop $l (call $log (local.get $tag)) (call $yield)
+      (local.tee $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l)))
+  ;; Entry for guest-spawned threads: record (arg, own id) at 0x100 + 8*arg.
+  (func $child (param $arg i32)
+    (i32.store (i32.add (i32.const 0x100) (i32.mul (local.get $arg) (i32.const 8))) (local.get $arg))
+    (call $yield)
+    (i32.store (i32.add (i32.const 0x104) (i32.mul (local.get $arg) (i32.const 8))) (call $tid)))
+  (func $setter (param i32) (global.set $flag (local.get 0)))
+  ;; Spawn `n` children; store the ids spawn returned at 0x800 + 4*i.
+  (func (export "spawner") (param $n i32) (result i32) (local $i i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+      (i32.store (i32.add (i32.const 0x800) (i32.mul (local.get $i) (i32.const 4)))
+        (call $spawn (i32.const 0) (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (local.get $n))
+  (func (export "spawn_entry") (param i32) (result i32) (call $spawn (local.get 0) (i32.const 0)))
+  (func (export "load") (param i32) (result i32) local.get 0 i32.load)
+  ;; Spin until the flag is set, with no calls in the loop: only the poll at
+  ;; the back-edge can give the other thread a turn.
+  (func (export "spin") (result i32) (local $n i32)
+    (loop $l
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $l (i32.eqz (global.get $flag))))
+    (local.get $n))
+  (func (export "spawn_setter_then_spin") (result i32) (local $n i32)
+    (drop (call $spawn (i32.const 1) (i32.const 1)))
+    (loop $l
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $l (i32.eqz (global.get $flag))))
+    (local.get $n))
+  (func (export "set_flag") (param i32) (global.set $flag (local.get 0)))
+)"#;
+
+fn workers<T: 'static>(data: T, setup: impl FnOnce(&mut Linker<T>)) -> (Store<T>, Instance) {
+    let engine = Engine::default();
+    let mut linker = Linker::new();
+    linker.add_thread_abi();
+    setup(&mut linker);
+    let mut store = Store::new(&engine, data);
+    let inst = linker
+        .instantiate(&mut store, &Module::new(&engine, WORKERS).unwrap())
+        .unwrap();
+    (store, inst)
+}
+
+fn func<T: 'static>(store: &Store<T>, inst: Instance, name: &str) -> Func {
+    inst.get_func(store, name)
+        .unwrap_or_else(|| panic!("no export {name}"))
+}
+
+fn expected_work(x: i32, n: i32, tid: u32) -> i32 {
+    let mut acc = x;
+    for i in 0..n {
+        acc = acc.wrapping_mul(3).wrapping_add(i);
+    }
+    acc.wrapping_mul(1000).wrapping_add(tid as i32)
+}
+
+#[test]
+fn ten_thousand_host_spawned_threads_finish_on_one_os_thread() {
+    let (mut store, inst) = workers((), |_| {});
+    let work = func(&store, inst, "work");
+    let start = Instant::now();
+    let ids: Vec<ThreadId> = (0..10_000)
+        .map(|i| {
+            store
+                .spawn(work, &[Val::I32(i % 7), Val::I32(3 + i % 3)])
+                .unwrap()
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    assert!(
+        ids.iter().all(|id| id.0 > 0 && seen.insert(*id)),
+        "ids are positive and distinct"
+    );
+    assert_eq!(store.threads().len(), 10_000);
+    store.run().unwrap();
+    assert!(store.threads().is_empty(), "all finished");
+    for (i, id) in ids.iter().enumerate() {
+        let i = i as i32;
+        let r = store.take_result(*id).unwrap();
+        assert_eq!(
+            r,
+            vec![Val::I32(expected_work(i % 7, 3 + i % 3, id.0))],
+            "thread {i}"
+        );
+    }
+    // Generous bound: this is about not doing something quadratic.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn yielding_threads_interleave() {
+    let (mut store, inst) = workers((), |_| {});
+    let y = func(&store, inst, "yielder");
+    store.spawn(y, &[Val::I32(1), Val::I32(3)]).unwrap();
+    store.spawn(y, &[Val::I32(2), Val::I32(3)]).unwrap();
+    store.run().unwrap();
+    let len = i32_of(func(&store, inst, "log_len").call(&mut store, &[]));
+    let log: Vec<i32> = (0..len)
+        .map(|i| i32_of(func(&store, inst, "log_at").call(&mut store, &[Val::I32(i)])))
+        .collect();
+    // Round robin gives 1 2 1 2 1 2; a preemption at a poll may shift one
+    // turn, but neither thread may run to its end before the other starts.
+    assert_eq!(log.iter().filter(|&&t| t == 1).count(), 3, "{log:?}");
+    assert_eq!(log.iter().filter(|&&t| t == 2).count(), 3, "{log:?}");
+    let first_2 = log.iter().position(|&t| t == 2).unwrap();
+    let last_1 = log.iter().rposition(|&t| t == 1).unwrap();
+    assert!(first_2 < last_1, "{log:?}");
+}
+
+#[test]
+fn thread_id_matches_the_spawned_id() {
+    let (mut store, inst) = workers((), |_| {});
+    let tid = func(&store, inst, "tid");
+    let ids: Vec<ThreadId> = (0..5).map(|_| store.spawn(tid, &[]).unwrap()).collect();
+    // Joined out of order.
+    for id in ids.iter().rev() {
+        assert_eq!(store.join(*id).unwrap(), vec![Val::I32(id.0 as i32)]);
+    }
+    // `Func::call` runs on a fresh thread too.
+    let r = i32_of(tid.call(&mut store, &[]));
+    assert!(r > ids.last().unwrap().0 as i32, "{r}");
+}
+
+#[test]
+fn guest_spawned_threads_run_and_report_their_ids() {
+    let (mut store, inst) = workers((), |_| {});
+    assert_eq!(
+        i32_of(func(&store, inst, "spawner").call(&mut store, &[Val::I32(6)])),
+        6
+    );
+    // The children may still be running: run them to the end.
+    store.run().unwrap();
+    assert!(store.threads().is_empty());
+    let load = func(&store, inst, "load");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let spawned = i32_of(load.call(&mut store, &[Val::I32(0x800 + 4 * i)]));
+        assert!(spawned > 0, "spawn returned {spawned}");
+        assert_eq!(
+            i32_of(load.call(&mut store, &[Val::I32(0x100 + 8 * i)])),
+            i,
+            "child {i} ran with its argument"
+        );
+        assert_eq!(
+            i32_of(load.call(&mut store, &[Val::I32(0x104 + 8 * i)])),
+            spawned,
+            "child {i}'s thread_id"
+        );
+        ids.push(spawned);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "distinct ids");
+    // Entry 2 is null, entry 3 is outside the table: both negative.
+    let spawn_entry = func(&store, inst, "spawn_entry");
+    assert!(i32_of(spawn_entry.call(&mut store, &[Val::I32(2)])) < 0);
+    assert!(i32_of(spawn_entry.call(&mut store, &[Val::I32(3)])) < 0);
+    assert!(i32_of(spawn_entry.call(&mut store, &[Val::I32(-1)])) < 0);
+    assert!(
+        store.threads().is_empty(),
+        "failed spawns leave no thread behind"
+    );
+}
+
+#[test]
+fn sleep_orders_wake_ups() {
+    let (mut store, inst) = workers((), |_| {});
+    let sleeper = func(&store, inst, "sleeper");
+    let start = Instant::now();
+    let long = store
+        .spawn(sleeper, &[Val::I64(40_000_000), Val::I32(3)])
+        .unwrap();
+    store
+        .spawn(sleeper, &[Val::I64(20_000_000), Val::I32(2)])
+        .unwrap();
+    store
+        .spawn(sleeper, &[Val::I64(8_000_000), Val::I32(1)])
+        .unwrap();
+    store.spawn(sleeper, &[Val::I64(0), Val::I32(0)]).unwrap();
+    // A sleeping thread is `Sleeping`, not busy.
+    let probe = store.spawn(func(&store, inst, "tid"), &[]).unwrap();
+    store.join(probe).unwrap();
+    assert_eq!(store.thread_state(long), Some(RunState::Sleeping));
+    store.run().unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(40),
+        "woke too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "slept too long: {elapsed:?}"
+    );
+    let log: Vec<i32> = (0..4)
+        .map(|i| i32_of(func(&store, inst, "log_at").call(&mut store, &[Val::I32(i)])))
+        .collect();
+    assert_eq!(log, [0, 1, 2, 3]);
+}
+
+#[derive(Default)]
+struct Parking {
+    parked: Vec<ThreadId>,
+    wake_value: i32,
+}
+
+#[test]
+fn host_park_and_store_unpark() {
+    let engine = Engine::default();
+    let mut linker = Linker::<Parking>::new();
+    linker.func_new(
+        "env",
+        "wait",
+        FuncType::new([ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            let me = c.thread_id();
+            c.data_mut().parked.push(me);
+            c.park()?;
+            r[0] = Val::I32(a[0].i32().unwrap() + c.data().wake_value);
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "wait" (func $wait (param i32) (result i32)))
+          (func (export "f") (param i32) (result i32) local.get 0 call $wait i32.const 1 i32.add))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, Parking::default());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let f = inst.get_func(&store, "f").unwrap();
+    let a = store.spawn(f, &[Val::I32(10)]).unwrap();
+    let b = store.spawn(f, &[Val::I32(20)]).unwrap();
+    store.run().unwrap();
+    assert_eq!(store.data().parked, [a, b]);
+    assert_eq!(store.thread_state(a), Some(RunState::Parked));
+    assert_eq!(store.thread_state(b), Some(RunState::Parked));
+    assert_eq!(store.threads(), [a, b]);
+    // Running again does nothing: both stay parked.
+    store.run().unwrap();
+    assert_eq!(store.thread_state(a), Some(RunState::Parked));
+    store.data_mut().wake_value = 100;
+    store.unpark(b);
+    assert_eq!(store.join(b).unwrap(), vec![Val::I32(121)]);
+    assert_eq!(
+        store.thread_state(a),
+        Some(RunState::Parked),
+        "unpark names one thread"
+    );
+    store.data_mut().wake_value = 1000;
+    store.unpark(a);
+    store.run().unwrap();
+    assert_eq!(store.take_result(a).unwrap(), vec![Val::I32(1011)]);
+    // Unpark before the park: the park returns at once.
+    store.data_mut().wake_value = 0;
+    let c = store.spawn(f, &[Val::I32(5)]).unwrap();
+    store.unpark(c);
+    assert_eq!(store.join(c).unwrap(), vec![Val::I32(6)]);
+}
+
+#[test]
+fn join_of_a_thread_parked_forever_is_a_deadlock() {
+    let engine = Engine::default();
+    let mut linker = Linker::new();
+    linker.func_new("env", "park", FuncType::new([], []), |c, _, _| c.park());
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "park" (func $park)) (func (export "f") (result i32) call $park i32.const 7))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let f = inst.get_func(&store, "f").unwrap();
+    let id = store.spawn(f, &[]).unwrap();
+    match store.join(id) {
+        Err(Error::Deadlock(n)) => assert_eq!(n, id.0),
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+    // Still parked, and still able to finish once woken.
+    assert_eq!(store.thread_state(id), Some(RunState::Parked));
+    store.unpark(id);
+    assert_eq!(store.join(id).unwrap(), vec![Val::I32(7)]);
+    // `Func::call` of a function that parks forever reports it too.
+    assert!(matches!(f.call(&mut store, &[]), Err(Error::Deadlock(_))));
+    // Dropping a store with a parked thread is clean.
+    drop(store);
+}
+
+#[test]
+fn busy_loop_is_preempted_for_another_host_spawned_thread() {
+    let n = with_timeout(Duration::from_secs(20), || {
+        let (mut store, inst) = workers((), |_| {});
+        let spin = store.spawn(func(&store, inst, "spin"), &[]).unwrap();
+        let setter = store
+            .spawn(func(&store, inst, "set_flag"), &[Val::I32(1)])
+            .unwrap();
+        store.run().unwrap();
+        store.take_result(setter).unwrap();
+        i32_of(store.take_result(spin))
+    });
+    assert!(n >= 1, "{n}");
+}
+
+#[test]
+fn busy_loop_is_preempted_for_a_guest_spawned_thread() {
+    let n = with_timeout(Duration::from_secs(20), || {
+        let (mut store, inst) = workers((), |_| {});
+        i32_of(func(&store, inst, "spawn_setter_then_spin").call(&mut store, &[]))
+    });
+    assert!(n > 1, "the spinner ran until preempted: {n} iterations");
+}
+
+#[test]
+fn two_busy_threads_share_the_cpu() {
+    // Two spinners wait for a flag a third thread sets only after sleeping:
+    // the sleeper must wake on time even though the CPU is never idle.
+    let elapsed = with_timeout(Duration::from_secs(20), || {
+        let engine = Engine::default();
+        let mut linker = Linker::new();
+        linker.add_thread_abi();
+        let mut store = Store::new(&engine, ());
+        let inst = linker
+            .instantiate(&mut store, &Module::new(&engine, WORKERS).unwrap())
+            .unwrap();
+        let module = Module::new(
+            &engine,
+            r#"(module (import "wasm-patch" "sleep" (func $sleep (param i64)))
+              (import "w" "set_flag" (func $set (param i32)))
+              (func (export "late_set") (call $sleep (i64.const 20000000)) (call $set (i32.const 1))))"#,
+        )
+        .unwrap();
+        let mut l2 = Linker::new();
+        l2.add_thread_abi();
+        l2.instance(&store, "w", inst);
+        let late = l2.instantiate(&mut store, &module).unwrap();
+        let start = Instant::now();
+        let s1 = store.spawn(func(&store, inst, "spin"), &[]).unwrap();
+        let s2 = store.spawn(func(&store, inst, "spin"), &[]).unwrap();
+        store.spawn(func(&store, late, "late_set"), &[]).unwrap();
+        store.run().unwrap();
+        assert!(i32_of(store.take_result(s1)) > 0);
+        assert!(i32_of(store.take_result(s2)) > 0);
+        start.elapsed()
+    });
+    assert!(elapsed >= Duration::from_millis(20), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "the sleeper woke late: {elapsed:?}"
+    );
+}
+
+#[test]
+fn host_spawn_from_a_host_function() {
+    // `Caller::spawn` starts a thread that runs after the caller yields.
+    let (mut store, inst) = workers(None::<Func>, |_| {});
+    let engine = store.engine().clone();
+    let work = func(&store, inst, "work");
+    *store.data_mut() = Some(work);
+    let mut linker = Linker::<Option<Func>>::new();
+    linker.func_new(
+        "env",
+        "spawn_work",
+        FuncType::new([ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            let f = c.data().expect("set");
+            let id = c.spawn(f, &[a[0], Val::I32(2)])?;
+            r[0] = Val::I32(id.0 as i32);
+            Ok(())
+        },
+    );
+    let m = Module::new(
+        &engine,
+        r#"(module (import "env" "spawn_work" (func $s (param i32) (result i32)))
+          (func (export "go") (param i32) (result i32) local.get 0 call $s))"#,
+    )
+    .unwrap();
+    let i2 = linker.instantiate(&mut store, &m).unwrap();
+    let id = ThreadId(i32_of(
+        i2.get_func(&store, "go")
+            .unwrap()
+            .call(&mut store, &[Val::I32(4)]),
+    ) as u32);
+    assert_eq!(
+        store.join(id).unwrap(),
+        vec![Val::I32(expected_work(4, 2, id.0))]
+    );
+}
+
+#[test]
+fn dropping_a_store_with_unfinished_threads_is_clean() {
+    with_timeout(Duration::from_secs(20), || {
+        for _ in 0..3 {
+            let (mut store, inst) = workers(Vec::<ThreadId>::new(), |l| {
+                l.func_new("env", "never", FuncType::new([], []), |c, _, _| c.park());
+            });
+            let engine = store.engine().clone();
+            let mut linker = Linker::<Vec<ThreadId>>::new();
+            linker.func_new("env", "park", FuncType::new([], []), |c, _, _| {
+                let me = c.thread_id();
+                c.data_mut().push(me);
+                c.park()
+            });
+            let m = Module::new(
+                &engine,
+                r#"(module (import "env" "park" (func $park)) (func (export "p") (param i32) (result i32)
+                  local.get 0 if (result i32) local.get 0 i32.const 1 i32.sub call 1 else call $park i32.const 0 end))"#,
+            )
+            .unwrap();
+            let pi = linker.instantiate(&mut store, &m).unwrap();
+            for d in 0..5 {
+                store.spawn(func(&store, pi, "p"), &[Val::I32(d)]).unwrap();
+            }
+            store.spawn(func(&store, inst, "spin"), &[]).unwrap();
+            store
+                .spawn(
+                    func(&store, inst, "sleeper"),
+                    &[Val::I64(10_000_000_000), Val::I32(1)],
+                )
+                .unwrap();
+            store
+                .spawn(
+                    func(&store, inst, "work"),
+                    &[Val::I32(1), Val::I32(1_000_000)],
+                )
+                .unwrap();
+            let napper = store
+                .spawn(
+                    func(&store, inst, "sleeper"),
+                    &[Val::I64(10_000_000), Val::I32(2)],
+                )
+                .unwrap();
+            store.join(napper).unwrap();
+            assert_eq!(store.data().len(), 5);
+            drop(store);
+        }
+    });
+}
+
+#[test]
+fn many_parked_threads_are_all_woken() {
+    let engine = Engine::default();
+    let mut linker = Linker::<Vec<ThreadId>>::new();
+    linker.func_new(
+        "env",
+        "park",
+        FuncType::new([ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            let me = c.thread_id();
+            c.data_mut().push(me);
+            c.park()?;
+            r[0] = Val::I32(a[0].i32().unwrap() * 2);
+            Ok(())
+        },
+    );
+    let m = Module::new(
+        &engine,
+        r#"(module (import "env" "park" (func $park (param i32) (result i32)))
+          (func (export "f") (param i32) (result i32) local.get 0 call $park))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, Vec::new());
+    let inst = linker.instantiate(&mut store, &m).unwrap();
+    let f = inst.get_func(&store, "f").unwrap();
+    let ids: Vec<ThreadId> = (0..2000)
+        .map(|i| store.spawn(f, &[Val::I32(i)]).unwrap())
+        .collect();
+    store.run().unwrap();
+    // Every thread parked once (not necessarily in spawn order: a thread
+    // can be preempted at its function entry).
+    let mut parked = store.data().clone();
+    parked.sort();
+    assert!(
+        parked == ids,
+        "{} parks for {} threads",
+        parked.len(),
+        ids.len()
+    );
+    assert!(ids
+        .iter()
+        .all(|id| store.thread_state(*id) == Some(RunState::Parked)));
+    // Unpark the even ones, then the odd ones.
+    for id in ids.iter().step_by(2) {
+        store.unpark(*id);
+    }
+    store.run().unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            RunState::Done
+        } else {
+            RunState::Parked
+        };
+        assert_eq!(store.thread_state(*id), Some(want), "thread {i}");
+    }
+    for id in ids.iter().skip(1).step_by(2) {
+        store.unpark(*id);
+    }
+    store.run().unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            store.take_result(*id).unwrap(),
+            vec![Val::I32(2 * i as i32)]
+        );
+    }
+}
