@@ -17,6 +17,11 @@ pub struct Config {
     pub time_slice: Duration,
     /// Run Cranelift's IR verifier on every function (slower compiles).
     pub verify: bool,
+    /// Compile patchable code (the default): calls through slots, polls at
+    /// function entries and loop headers. `false` gives the baseline build
+    /// used by benchmarks to show what patchability costs: direct calls
+    /// within a module and no polls (no preemption, no patching).
+    pub patchable: bool,
 }
 
 impl Default for Config {
@@ -25,6 +30,7 @@ impl Default for Config {
             stack_size: 2 << 20,
             time_slice: Duration::from_millis(5),
             verify: false,
+            patchable: true,
         }
     }
 }

@@ -80,6 +80,8 @@ pub(crate) struct FuncEnv<'a> {
     frontend: cranelift_codegen::isa::TargetFrontendConfig,
     unit: u32,
     func_index: u32,
+    /// False only for the baseline build: direct calls, no polls.
+    patchable: bool,
     vmctx: Option<Value>,
     vmthread: Option<Value>,
     sigs: HashMap<u32, ir::SigRef>,
@@ -93,6 +95,7 @@ impl<'a> FuncEnv<'a> {
         frontend: cranelift_codegen::isa::TargetFrontendConfig,
         unit: u32,
         func_index: u32,
+        patchable: bool,
     ) -> Self {
         FuncEnv {
             info,
@@ -100,6 +103,7 @@ impl<'a> FuncEnv<'a> {
             frontend,
             unit,
             func_index,
+            patchable,
             vmctx: None,
             vmthread: None,
             sigs: HashMap::new(),
@@ -310,6 +314,9 @@ impl FuncEnvironment for FuncEnv<'_> {
     }
 
     fn poll(&mut self, builder: &mut FunctionBuilder) {
+        if !self.patchable {
+            return;
+        }
         let vmthread = self.vmthread();
         // Relaxed-equivalent plain load: the scheduler's `fetch_or` (Release
         // in thread/poll.rs) pairs with the Acquire re-load in the slow path.
@@ -344,6 +351,23 @@ impl FuncEnvironment for FuncEnv<'_> {
         let type_index = self.info.func_types[func as usize];
         let sig = self.sig_for_type(builder, type_index);
         let vmctx = self.vmctx();
+        if !self.patchable && func >= self.info.num_imported_funcs {
+            // Baseline build: a direct `call rel32` to the callee in the same
+            // code unit, resolved when the unit is placed.
+            let name = builder.func.declare_imported_user_function(ir::UserExternalName::new(0, func));
+            let fref = builder.import_function(ir::ExtFuncData {
+                name: ir::ExternalName::user(name),
+                signature: sig,
+                colocated: true,
+                patchable: false,
+            });
+            let mut all = Vec::with_capacity(args.len() + 2);
+            all.push(vmctx);
+            all.push(self.vmthread());
+            all.extend_from_slice(args);
+            let call = builder.ins().call(fref, &all);
+            return builder.inst_results(call).to_vec();
+        }
         let (code, ctx) = self.slot_lookup(builder, vmctx, SlotIndex::Const(func));
         self.call_through(builder, sig, code, ctx, args)
     }

@@ -53,6 +53,9 @@ pub struct FuncArtifact {
     pub srclocs: Vec<(u32, u32, u32)>,
     /// Absolute 8-byte relocations: (offset in function, target address).
     pub abs8_relocs: Vec<(u32, usize)>,
+    /// Direct calls to functions of the same unit (baseline build only):
+    /// (offset of the rel32 in function, callee function index, addend).
+    pub call_relocs: Vec<(u32, u32, i64)>,
 }
 
 /// Errors from mapping code memory.
@@ -120,6 +123,8 @@ impl CodeUnit {
             return Err(CodeMemoryError::Os(std::io::Error::last_os_error()));
         }
         let base = base as *mut u8;
+        let placed: std::collections::HashMap<u32, usize> =
+            artifacts.iter().zip(&layout).map(|(a, &off)| (a.func_index, off)).collect();
         let mut funcs = Vec::with_capacity(artifacts.len());
         for (a, &start) in artifacts.into_iter().zip(&layout) {
             // SAFETY: `start + len <= offset <= mapped_len`, inside the fresh
@@ -129,6 +134,12 @@ impl CodeUnit {
                 for &(at, target) in &a.abs8_relocs {
                     let p = base.add(start + at as usize) as *mut u64;
                     p.write_unaligned(target as u64);
+                }
+                for &(at, callee, addend) in &a.call_relocs {
+                    let site = start + at as usize;
+                    let target = placed.get(&callee).copied().unwrap_or(start);
+                    let rel = target as i64 + addend - site as i64;
+                    (base.add(site) as *mut i32).write_unaligned(rel as i32);
                 }
             }
             let s = start as u32;
