@@ -25,7 +25,10 @@ fn scripts() -> Vec<PathBuf> {
     let mut out = Vec::new();
     match suite_dir() {
         Some(dir) => {
-            for e in std::fs::read_dir(&dir).expect("read the spec suite").flatten() {
+            for e in std::fs::read_dir(&dir)
+                .expect("read the spec suite")
+                .flatten()
+            {
                 let p = e.path();
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
                 if name.ends_with(".wast") && !name.starts_with("simd") {
@@ -39,7 +42,11 @@ fn scripts() -> Vec<PathBuf> {
         ),
     }
     if let Ok(rd) = std::fs::read_dir(root.join("tests/misc_testsuite")) {
-        out.extend(rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wast")));
+        out.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "wast")),
+        );
     }
     out.sort();
     out
@@ -63,16 +70,25 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let scripts: Vec<PathBuf> = scripts()
         .into_iter()
-        .filter(|p| filter.as_ref().is_none_or(|f| p.to_string_lossy().contains(f.as_str())))
+        .filter(|p| {
+            filter
+                .as_ref()
+                .is_none_or(|f| p.to_string_lossy().contains(f.as_str()))
+        })
         .collect();
     let engine = Engine::default();
     let queue = Mutex::new(scripts.clone());
     let results: Mutex<Vec<(String, usize, Vec<Failure>)>> = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(4);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
-                let Some(path) = queue.lock().unwrap().pop() else { break };
+                let Some(path) = queue.lock().unwrap().pop() else {
+                    break;
+                };
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
                 let text = std::fs::read_to_string(&path).expect("read script");
                 let r = run_script(&engine, &name, &text);
@@ -90,8 +106,18 @@ fn main() {
     for (name, p, fails) in &results {
         passed += p;
         failed += fails.len();
-        let status = if fails.iter().all(|f| expected.contains(&(f.script.clone(), f.line))) { "ok" } else { "FAILED" };
-        println!("test spec::{name} ... {status} ({p} passed, {} failed)", fails.len());
+        let status = if fails
+            .iter()
+            .all(|f| expected.contains(&(f.script.clone(), f.line)))
+        {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        println!(
+            "test spec::{name} ... {status} ({p} passed, {} failed)",
+            fails.len()
+        );
         for f in fails {
             seen.insert((f.script.clone(), f.line));
             if !expected.contains(&(f.script.clone(), f.line)) {
@@ -100,14 +126,20 @@ fn main() {
         }
     }
     let ran: BTreeSet<String> = results.iter().map(|r| r.0.clone()).collect();
-    let now_passing: Vec<_> = expected.iter().filter(|e| ran.contains(&e.0) && !seen.contains(*e)).collect();
+    let now_passing: Vec<_> = expected
+        .iter()
+        .filter(|e| ran.contains(&e.0) && !seen.contains(*e))
+        .collect();
     for f in &unexpected {
         println!("UNEXPECTED FAILURE {}:{}: {}", f.script, f.line, f.reason);
     }
     for (s, l) in &now_passing {
         println!("LISTED FAILURE NOW PASSES {s}:{l}: remove it from tests/spec-failures.txt");
     }
-    println!("spec assertions: {passed} passed, {failed} failed ({} scripts)", results.len());
+    println!(
+        "spec assertions: {passed} passed, {failed} failed ({} scripts)",
+        results.len()
+    );
     if !unexpected.is_empty() || !now_passing.is_empty() || results.is_empty() {
         std::process::exit(1);
     }

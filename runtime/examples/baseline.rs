@@ -6,7 +6,11 @@ fn main() {
     let file = a.next().expect("file");
     let arg: i32 = a.next().map(|s| s.parse().unwrap()).unwrap_or(1);
     for patchable in [true, false] {
-        let engine = Engine::new(Config { patchable, ..Config::default() }).unwrap();
+        let engine = Engine::new(Config {
+            patchable,
+            ..Config::default()
+        })
+        .unwrap();
         let t0 = std::time::Instant::now();
         let module = Module::from_file(&engine, &file).unwrap();
         let ct = t0.elapsed();
@@ -21,6 +25,9 @@ fn main() {
             times.push(t.elapsed());
         }
         times.sort();
-        println!("patchable={patchable} compile={ct:?} median={:?} result={:?}", times[2], r);
+        println!(
+            "patchable={patchable} compile={ct:?} median={:?} result={:?}",
+            times[2], r
+        );
     }
 }

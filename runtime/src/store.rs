@@ -303,7 +303,6 @@ impl<T> StoreInner<T> {
         vm.exit_fp = 0;
         self.vm_pool.push(vm);
     }
-
 }
 
 /// The entry trampoline and funcref pointer for calling `func`.

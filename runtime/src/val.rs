@@ -72,7 +72,6 @@ impl Val {
         }
     }
 
-
     /// i32 value, if it is one.
     pub fn i32(&self) -> Option<i32> {
         match self {

@@ -38,13 +38,11 @@ pub(crate) trait FuncEnvironment {
     /// the pointer-width type itself without depending on `target-lexicon`.
     fn target_config(&self) -> TargetFrontendConfig;
 
-
     /// The type of defined-or-imported function `func`.
     fn func_type(&self, func: u32) -> &FuncType;
 
     /// The function type at index `type_index` of the type section.
     fn type_at(&self, type_index: u32) -> &FuncType;
-
 
     /// Called once, in the entry block, after the block parameters are
     /// appended and before any operator is translated. `vmctx` and

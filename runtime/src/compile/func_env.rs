@@ -282,7 +282,6 @@ impl FuncEnvironment for FuncEnv<'_> {
         self.frontend
     }
 
-
     fn func_type(&self, func: u32) -> &FuncType {
         &self.info.types[self.info.func_types[func as usize] as usize]
     }
@@ -290,7 +289,6 @@ impl FuncEnvironment for FuncEnv<'_> {
     fn type_at(&self, type_index: u32) -> &FuncType {
         &self.info.types[type_index as usize]
     }
-
 
     fn prologue(&mut self, builder: &mut FunctionBuilder, vmctx: Value, vmthread: Value) {
         self.vmctx = Some(vmctx);
@@ -354,7 +352,9 @@ impl FuncEnvironment for FuncEnv<'_> {
         if !self.patchable && func >= self.info.num_imported_funcs {
             // Baseline build: a direct `call rel32` to the callee in the same
             // code unit, resolved when the unit is placed.
-            let name = builder.func.declare_imported_user_function(ir::UserExternalName::new(0, func));
+            let name = builder
+                .func
+                .declare_imported_user_function(ir::UserExternalName::new(0, func));
             let fref = builder.import_function(ir::ExtFuncData {
                 name: ir::ExternalName::user(name),
                 signature: sig,

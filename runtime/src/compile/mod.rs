@@ -137,7 +137,13 @@ fn compile_one(
 ) -> Result<FuncArtifact, Error> {
     let isa = engine.isa();
     let ty = info.func_type(func_index).clone();
-    let mut env = FuncEnv::new(info, isa.frontend_config(), unit_id, func_index, engine.config().patchable);
+    let mut env = FuncEnv::new(
+        info,
+        isa.frontend_config(),
+        unit_id,
+        func_index,
+        engine.config().patchable,
+    );
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
     ctx.func.name = UserFuncName::user(0, func_index);
@@ -154,7 +160,13 @@ pub(crate) fn finish(
     ctx: &mut Context,
     func_index: u32,
 ) -> Result<FuncArtifact, String> {
-    let user_funcs: Vec<u32> = ctx.func.params.user_named_funcs().values().map(|n| n.index).collect();
+    let user_funcs: Vec<u32> = ctx
+        .func
+        .params
+        .user_named_funcs()
+        .values()
+        .map(|n| n.index)
+        .collect();
     let code = ctx
         .compile(isa, &mut ControlPlane::default())
         .map_err(|e| format!("{:?}", e.inner))?;
@@ -173,7 +185,11 @@ pub(crate) fn finish(
     let mut abs8_relocs = Vec::new();
     let mut call_relocs = Vec::new();
     for r in buffer.relocs() {
-        if let (FinalizedRelocTarget::ExternalName(ExternalName::User(name)), Reloc::X86CallPCRel4) = (&r.target, r.kind) {
+        if let (
+            FinalizedRelocTarget::ExternalName(ExternalName::User(name)),
+            Reloc::X86CallPCRel4,
+        ) = (&r.target, r.kind)
+        {
             let callee = user_funcs[name.as_u32() as usize];
             call_relocs.push((r.offset, callee, r.addend));
             continue;

@@ -123,8 +123,11 @@ impl CodeUnit {
             return Err(CodeMemoryError::Os(std::io::Error::last_os_error()));
         }
         let base = base as *mut u8;
-        let placed: std::collections::HashMap<u32, usize> =
-            artifacts.iter().zip(&layout).map(|(a, &off)| (a.func_index, off)).collect();
+        let placed: std::collections::HashMap<u32, usize> = artifacts
+            .iter()
+            .zip(&layout)
+            .map(|(a, &off)| (a.func_index, off))
+            .collect();
         let mut funcs = Vec::with_capacity(artifacts.len());
         for (a, &start) in artifacts.into_iter().zip(&layout) {
             // SAFETY: `start + len <= offset <= mapped_len`, inside the fresh

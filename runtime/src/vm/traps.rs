@@ -146,8 +146,16 @@ pub unsafe fn enter(
     set_current_activation(&mut act);
     // SAFETY: the caller guarantees `tramp` and its arguments; `act` outlives
     // the call and the routine only writes `saved_sp` through the pointer.
-    let trapped =
-        unsafe { wasm_patch_enter(tramp as usize, args[0], args[1], args[2], args[3], &mut act as *mut Activation as *mut u8) };
+    let trapped = unsafe {
+        wasm_patch_enter(
+            tramp as usize,
+            args[0],
+            args[1],
+            args[2],
+            args[3],
+            &mut act as *mut Activation as *mut u8,
+        )
+    };
     set_current_activation(act.prev);
     if trapped == 0 {
         return Ok(());
