@@ -4,7 +4,7 @@
 
 use crate::{i32_of, trap_of};
 use wasm_patch_runtime::{
-    Engine, Extern, FuncType, Instance, Linker, Module, Store, TrapKind, Val, ValType,
+    Engine, Error, Extern, FuncType, Instance, Linker, Module, Store, TrapKind, Val, ValType,
 };
 
 const TABLES: &str = r#"(module
@@ -338,4 +338,102 @@ fn host_functions_are_reachable_through_tables_and_reexports() {
         vec![Val::I32(90)]
     );
     assert_eq!(store.data(), &vec![3, 4, 40, 9]);
+}
+
+const GROWER: &str = r#"(module
+  (import "wasm-patch" "yield" (func $yield))
+  (type $ii (func (param i32) (result i32)))
+  (table $t 2 funcref)
+  (memory 1)
+  (elem (i32.const 0) $inc)
+  (elem declare func $dbl)
+  (func $inc (param i32) (result i32) local.get 0 i32.const 1 i32.add)
+  (func $dbl (param i32) (result i32) local.get 0 i32.const 2 i32.mul)
+  ;; Grow the table by `n` (moving its storage) and put $dbl at the new end.
+  (func $grow (export "grow") (param $n i32) (result i32) (local $old i32)
+    (local.set $old (table.grow $t (ref.null func) (local.get $n)))
+    (table.set $t (i32.sub (table.size $t) (i32.const 1)) (ref.func $dbl))
+    (local.get $old))
+  ;; Call slot 0 and the last slot `rounds` times, yielding in between;
+  ;; the table may grow meanwhile.
+  (func (export "caller") (param $rounds i32) (result i32) (local $acc i32)
+    (loop $l
+      (local.set $acc (call_indirect $t (type $ii) (local.get $acc) (i32.const 0)))
+      (if (i32.gt_u (table.size $t) (i32.const 2))
+        (then (local.set $acc
+          (call_indirect $t (type $ii) (local.get $acc) (i32.sub (table.size $t) (i32.const 1))))))
+      (call $yield)
+      (local.tee $rounds (i32.sub (local.get $rounds) (i32.const 1)))
+      (br_if $l))
+    (local.get $acc))
+  ;; The same in one thread: grow inside the loop, between two indirect calls.
+  (func (export "grow_in_loop") (result i32) (local $i i32) (local $acc i32)
+    (loop $l
+      (local.set $acc (call_indirect $t (type $ii) (local.get $acc) (i32.const 0)))
+      (drop (call $grow (i32.const 1000)))
+      (local.set $acc (call_indirect $t (type $ii) (local.get $acc) (i32.sub (table.size $t) (i32.const 1))))
+      (local.set $acc (call_indirect $t (type $ii) (local.get $acc) (i32.const 0)))
+      (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (i32.const 5))))
+    (local.get $acc))
+)"#;
+
+#[test]
+fn table_growth_is_seen_by_callers_in_the_same_and_other_threads() {
+    let engine = Engine::default();
+    let mut linker = Linker::<()>::new();
+    linker.add_thread_abi();
+    let module = Module::new(&engine, GROWER).unwrap();
+
+    let mut store = Store::new(&engine, ());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    // acc -> ((acc + 1) * 2 + 1), five times from 0.
+    let want = (0..5).fold(0, |a: i32, _| (a + 1) * 2 + 1);
+    assert_eq!(
+        call(&mut store, inst, "grow_in_loop", &[]),
+        vec![Val::I32(want)]
+    );
+
+    let mut store = Store::new(&engine, ());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let caller = inst.get_func(&store, "caller").unwrap();
+    let grow = inst.get_func(&store, "grow").unwrap();
+    let c = store.spawn(caller, &[Val::I32(4)]).unwrap();
+    // The caller runs one round (table of 2: just +1), yields, then the
+    // grower moves the table; the caller's next rounds see the new end.
+    let g = store.spawn(grow, &[Val::I32(100_000)]).unwrap();
+    store.run().unwrap();
+    assert_eq!(store.take_result(g).unwrap(), vec![Val::I32(2)]);
+    let want = (0..3).fold(1, |a: i32, _| (a + 1) * 2);
+    assert_eq!(store.take_result(c).unwrap(), vec![Val::I32(want)]);
+}
+
+// RUNTIME BUG (kept ignored): `Val::FuncRef` is a raw pointer the host can
+// forge, and `Func::call`/`Store::spawn` only check that an argument is *a*
+// funcref (runtime/src/store.rs `check_args` → `Val::matches`). A funcref
+// of another store, or any integer, is written into the table and then
+// dereferenced by `call_indirect`: a forged value traps with a bogus
+// `MemoryOutOfBounds` (or worse, jumps through attacker-shaped memory), and
+// a foreign store's funcref runs that store's function on this store's
+// thread (use after free once the other store is dropped). Safe Rust must
+// not reach that: such arguments should be refused (`WrongStore`/`BadCall`).
+#[test]
+#[ignore = "runtime bug: forged or foreign funcref arguments are accepted (see comment)"]
+fn funcref_arguments_from_elsewhere_are_refused() {
+    let (mut store, inst) = tables_instance();
+    let (other_store, other_inst) = tables_instance();
+    let foreign = other_inst
+        .get_func(&other_store, "sq")
+        .unwrap()
+        .to_val(&other_store);
+    let set0 = inst.get_func(&store, "set0").unwrap();
+    for bad in [foreign, Val::FuncRef(0x1000)] {
+        match set0.call(&mut store, &[Val::I32(2), bad]) {
+            Err(Error::WrongStore) | Err(Error::BadCall(_)) => {}
+            other => panic!("{bad:?} accepted: {other:?}"),
+        }
+    }
+    // Only a null or own funcref may be stored.
+    set0.call(&mut store, &[Val::I32(2), Val::FuncRef(0)])
+        .unwrap();
 }

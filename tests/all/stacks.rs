@@ -375,3 +375,106 @@ fn a_trap_caught_by_the_host_in_a_nested_call_leaves_the_outer_stack_exact() {
         store.data().caught[0]
     );
 }
+
+#[test]
+fn alternating_host_and_wasm_segments_are_all_on_the_stack() {
+    // wasm $level(n) -> host `down`(n) -> wasm $level(n - 1) -> ... -> park:
+    // 30 wasm segments separated by host frames.
+    #[derive(Default)]
+    struct D {
+        level: Option<Func>,
+    }
+    let engine = Engine::default();
+    let mut linker = Linker::<D>::new();
+    linker.func_new(
+        "env",
+        "down",
+        FuncType::new([ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            let n = a[0].i32().unwrap();
+            if n == 0 {
+                c.park()?;
+                r[0] = Val::I32(0);
+            } else {
+                let f = c.data().level.expect("set");
+                r[0] = Val::I32(c.call(f, &[Val::I32(n - 1)])?[0].i32().unwrap() + 1);
+            }
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "down" (func $down (param i32) (result i32)))
+          (func $level (export "level") (param i32) (result i32) local.get 0 call $helper)
+          (func $helper (param i32) (result i32) local.get 0 call $down))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, D::default());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let level = func(&store, inst, "level");
+    store.data_mut().level = Some(level);
+    let id = store.spawn(level, &[Val::I32(29)]).unwrap();
+    store.run().unwrap();
+    let frames = bt(&store, id);
+    let want: Vec<&str> = (0..30).flat_map(|_| ["helper", "level"]).collect();
+    assert_eq!(names(&frames), want);
+    store.unpark(id);
+    assert_eq!(store.join(id).unwrap(), vec![Val::I32(29)]);
+    // Again, to check the exit records were restored on the way out.
+    let id = store.spawn(level, &[Val::I32(3)]).unwrap();
+    store.run().unwrap();
+    assert_eq!(bt(&store, id).len(), 8);
+    store.unpark(id);
+    assert_eq!(store.join(id).unwrap(), vec![Val::I32(3)]);
+}
+
+#[test]
+fn thread_preempted_inside_a_nested_wasm_segment_shows_both_segments() {
+    with_timeout(Duration::from_secs(20), || {
+        #[derive(Default)]
+        struct D {
+            spin: Option<Func>,
+        }
+        let engine = Engine::default();
+        let mut linker = Linker::<D>::new();
+        linker.add_thread_abi();
+        linker.func_new(
+            "env",
+            "nested_spin",
+            FuncType::new([], [ValType::I32]),
+            |c, _, r| {
+                let f = c.data().spin.expect("set");
+                r[0] = c.call(f, &[])?[0];
+                Ok(())
+            },
+        );
+        let module = Module::new(
+            &engine,
+            r#"(module
+              (import "env" "nested_spin" (func $nested (result i32)))
+              (import "wasm-patch" "sleep" (func $sleep (param i64)))
+              (global $flag (mut i32) (i32.const 0))
+              (func $outer (export "outer") (result i32) call $nested)
+              (func $spin (export "spin") (result i32) (local $n i32)
+                (loop $l
+                  (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                  (br_if $l (i32.eqz (global.get $flag))))
+                (local.get $n))
+              (func (export "nap") (i64.const 20000000) (call $sleep))
+              (func (export "set_flag") (global.set $flag (i32.const 1))))"#,
+        )
+        .unwrap();
+        let mut store = Store::new(&engine, D::default());
+        let inst = linker.instantiate(&mut store, &module).unwrap();
+        store.data_mut().spin = Some(func(&store, inst, "spin"));
+        let spinner = store.spawn(func(&store, inst, "outer"), &[]).unwrap();
+        let napper = store.spawn(func(&store, inst, "nap"), &[]).unwrap();
+        store.join(napper).unwrap();
+        assert_eq!(store.thread_state(spinner), Some(RunState::Ready));
+        assert_eq!(names(&bt(&store, spinner)), ["spin", "outer"]);
+        func(&store, inst, "set_flag")
+            .call(&mut store, &[])
+            .unwrap();
+        assert!(i32_of(store.join(spinner)) > 1);
+    });
+}

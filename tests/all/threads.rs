@@ -547,3 +547,224 @@ fn many_parked_threads_are_all_woken() {
         );
     }
 }
+
+#[test]
+fn host_channel_parks_consumers_and_producers_unpark_them() {
+    // An actor-style mailbox built from host functions: `recv` parks until
+    // a message is queued for the caller; `send` queues one and unparks the
+    // receiver.
+    #[derive(Default)]
+    struct Mailboxes {
+        queues: std::collections::HashMap<i32, std::collections::VecDeque<i32>>,
+        waiting: std::collections::HashMap<i32, ThreadId>,
+    }
+    let engine = Engine::default();
+    let mut linker = Linker::<Mailboxes>::new();
+    linker.add_thread_abi();
+    linker.func_new(
+        "env",
+        "recv",
+        FuncType::new([ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            let me = a[0].i32().unwrap();
+            loop {
+                if let Some(v) = c.data_mut().queues.entry(me).or_default().pop_front() {
+                    r[0] = Val::I32(v);
+                    return Ok(());
+                }
+                let tid = c.thread_id();
+                c.data_mut().waiting.insert(me, tid);
+                c.park()?;
+            }
+        },
+    );
+    linker.func_new(
+        "env",
+        "send",
+        FuncType::new([ValType::I32, ValType::I32], []),
+        |c, a, _| {
+            let (to, v) = (a[0].i32().unwrap(), a[1].i32().unwrap());
+            c.data_mut().queues.entry(to).or_default().push_back(v);
+            if let Some(t) = c.data_mut().waiting.remove(&to) {
+                c.unpark(t);
+            }
+            Ok(())
+        },
+    );
+    // A ring of `n` actors passes a token around `laps` times; each adds 1.
+    let module = Module::new(
+        &engine,
+        r#"(module
+          (import "env" "recv" (func $recv (param i32) (result i32)))
+          (import "env" "send" (func $send (param i32 i32)))
+          (func (export "actor") (param $me i32) (param $n i32) (param $laps i32) (result i32) (local $v i32)
+            (loop $l
+              (local.set $v (call $recv (local.get $me)))
+              (call $send (i32.rem_u (i32.add (local.get $me) (i32.const 1)) (local.get $n))
+                          (i32.add (local.get $v) (i32.const 1)))
+              (local.tee $laps (i32.sub (local.get $laps) (i32.const 1)))
+              (br_if $l))
+            (local.get $v))
+          (func (export "kick") (param i32) (call $send (local.get 0) (i32.const 0))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, Mailboxes::default());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let actor = inst.get_func(&store, "actor").unwrap();
+    let (n, laps) = (50, 20);
+    let ids: Vec<ThreadId> = (0..n)
+        .map(|me| {
+            store
+                .spawn(actor, &[Val::I32(me), Val::I32(n), Val::I32(laps)])
+                .unwrap()
+        })
+        .collect();
+    store.run().unwrap();
+    assert!(ids
+        .iter()
+        .all(|id| store.thread_state(*id) == Some(RunState::Parked)));
+    inst.get_func(&store, "kick")
+        .unwrap()
+        .call(&mut store, &[Val::I32(0)])
+        .unwrap();
+    store.run().unwrap();
+    // Actor k receives the token for the last time with value (laps-1)*n + k.
+    for (k, id) in ids.iter().enumerate() {
+        assert_eq!(
+            store.take_result(*id).unwrap(),
+            vec![Val::I32((laps - 1) * n + k as i32)],
+            "actor {k}"
+        );
+    }
+    // The last send (to actor 0) is still queued.
+    assert_eq!(
+        store.data().queues[&0].iter().copied().collect::<Vec<_>>(),
+        [laps * n]
+    );
+}
+
+#[test]
+fn deep_recursions_overflowing_in_interleaved_threads() {
+    // Several threads recurse without bound, yielding every 64 levels, so
+    // that all of them are deep at once; each overflows its own stack.
+    let engine = Engine::default();
+    let mut linker = Linker::<()>::new();
+    linker.add_thread_abi();
+    let module = Module::new(
+        &engine,
+        r#"(module (import "wasm-patch" "yield" (func $yield))
+          (func $rec (export "rec") (param i32) (result i32)
+            (if (i32.eqz (i32.and (local.get 0) (i32.const 63))) (then (call $yield)))
+            (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+          (func $bounded (export "bounded") (param i32) (result i32)
+            (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+              (else
+                (if (i32.eqz (i32.and (local.get 0) (i32.const 63))) (then (call $yield)))
+                (i32.add (call $bounded (i32.sub (local.get 0) (i32.const 1))) (i32.const 1))))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let rec = inst.get_func(&store, "rec").unwrap();
+    let bounded = inst.get_func(&store, "bounded").unwrap();
+    for _round in 0..2 {
+        let overflowing: Vec<ThreadId> = (0..6)
+            .map(|_| store.spawn(rec, &[Val::I32(1)]).unwrap())
+            .collect();
+        let fine: Vec<ThreadId> = (0..3)
+            .map(|_| store.spawn(bounded, &[Val::I32(5000)]).unwrap())
+            .collect();
+        store.run().unwrap();
+        for id in overflowing {
+            match store.take_result(id) {
+                Err(Error::Trap(t)) => {
+                    assert_eq!(t.kind, wasm_patch_runtime::TrapKind::StackOverflow)
+                }
+                other => panic!("expected a stack overflow, got {other:?}"),
+            }
+        }
+        for id in fine {
+            assert_eq!(store.take_result(id).unwrap(), vec![Val::I32(5000)]);
+        }
+    }
+}
+
+#[test]
+fn a_thread_whose_entry_is_a_host_function() {
+    let engine = Engine::default();
+    let mut linker = Linker::<u32>::new();
+    linker.func_new(
+        "env",
+        "wait",
+        FuncType::new([ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            *c.data_mut() += 1;
+            c.park()?;
+            r[0] = Val::I32(a[0].i32().unwrap() * 3);
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "wait" (func $w (param i32) (result i32))) (export "wait" (func $w)))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, 0u32);
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let id = store
+        .spawn(inst.get_func(&store, "wait").unwrap(), &[Val::I32(14)])
+        .unwrap();
+    store.run().unwrap();
+    assert_eq!(*store.data(), 1);
+    assert_eq!(store.thread_state(id), Some(RunState::Parked));
+    assert_eq!(
+        store.backtrace(id),
+        Some(vec![]),
+        "no wasm frames: only the host function"
+    );
+    store.unpark(id);
+    assert_eq!(store.join(id).unwrap(), vec![Val::I32(42)]);
+    assert!(
+        matches!(store.join(id), Err(Error::BadCall(_))),
+        "a joined thread is gone"
+    );
+}
+
+// RUNTIME BUG (kept ignored): the preemption ticker is one process-wide
+// thread whose period is fixed by the first store ever created
+// (runtime/src/thread/poll.rs: `registry(slice)` runs once inside a
+// `OnceLock`), so `Config::time_slice` of every later engine is silently
+// ignored: with a 200 ms slice a busy thread is still preempted after ~5 ms
+// once a default engine has registered first (and the other way round, a
+// 1 ms engine gets 5 ms slices).
+#[test]
+#[ignore = "runtime bug: Config::time_slice ignored after the first store in the process (see comment)"]
+fn engine_time_slice_is_honoured() {
+    // Make sure some default (5 ms) engine has registered with the ticker.
+    let _first = workers((), |_| {});
+    let elapsed = with_timeout(Duration::from_secs(20), || {
+        let engine = Engine::new(wasm_patch_runtime::Config {
+            time_slice: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut linker = Linker::<()>::new();
+        linker.add_thread_abi();
+        let mut store = Store::new(&engine, ());
+        let inst = linker
+            .instantiate(&mut store, &Module::new(&engine, WORKERS).unwrap())
+            .unwrap();
+        let start = Instant::now();
+        let spin = store.spawn(func(&store, inst, "spin"), &[]).unwrap();
+        store
+            .spawn(func(&store, inst, "set_flag"), &[Val::I32(1)])
+            .unwrap();
+        store.run().unwrap();
+        store.take_result(spin).unwrap();
+        start.elapsed()
+    });
+    assert!(
+        elapsed >= Duration::from_millis(150),
+        "preempted after {elapsed:?} with a 200 ms slice"
+    );
+}

@@ -466,3 +466,49 @@ fn a_trap_in_a_nested_call_propagates_through_the_host() {
     assert_eq!(t.frames[0].name, "inner");
     assert_eq!(i32_of(outer.call(&mut store, &[Val::I32(0)])), 1);
 }
+
+#[test]
+fn stack_overflow_in_a_nested_host_to_wasm_call() {
+    struct D(Option<wasm_patch_runtime::Func>);
+    let engine = Engine::default();
+    let mut linker = Linker::<D>::new();
+    linker.func_new(
+        "env",
+        "nested",
+        FuncType::new([ValType::I32], [ValType::I32]),
+        |c, a, r| {
+            let f = c.data().0.expect("set");
+            r[0] = match c.call(f, &[a[0]]) {
+                Ok(v) => v[0],
+                Err(Error::Trap(t)) if t.kind == TrapKind::StackOverflow => Val::I32(-1),
+                Err(e) => return Err(e),
+            };
+            Ok(())
+        },
+    );
+    let module = Module::new(
+        &engine,
+        r#"(module (import "env" "nested" (func $nested (param i32) (result i32)))
+          (func $rec (export "rec") (param i32) (result i32)
+            local.get 0 i32.eqz if (result i32) i32.const 0 else
+            local.get 0 i32.const 1 i32.sub call $rec i32.const 1 i32.add end)
+          (func $outer (export "outer") (param i32) (result i32)
+            local.get 0 call $deep)
+          (func $deep (param i32) (result i32)
+            ;; 200 wasm frames before the host call.
+            local.get 0 i32.const 200 i32.lt_u if (result i32)
+              local.get 0 i32.const 1 i32.add call $deep
+            else i32.const -1 call $nested end))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, D(None));
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    store.data_mut().0 = Some(inst.get_func(&store, "rec").unwrap());
+    let outer = inst.get_func(&store, "outer").unwrap();
+    // rec(-1 as u32 ...) recurses ~4 billion deep: overflows in the nested
+    // segment; the host catches it and the outer segment returns normally.
+    assert_eq!(i32_of(outer.call(&mut store, &[Val::I32(0)])), -1);
+    assert_eq!(i32_of(outer.call(&mut store, &[Val::I32(0)])), -1);
+    let rec = inst.get_func(&store, "rec").unwrap();
+    assert_eq!(i32_of(rec.call(&mut store, &[Val::I32(1000)])), 1000);
+}
