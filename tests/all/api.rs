@@ -672,3 +672,68 @@ fn reexported_host_function_sees_the_calling_instance() {
         .unwrap();
     assert_eq!(store.data(), b"AB");
 }
+
+#[test]
+fn reference_globals_and_externrefs_round_trip() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+          (func $f (export "f") (result i32) i32.const 3)
+          (global (export "fref") funcref (ref.func $f))
+          (global (export "null_ref") funcref (ref.null func))
+          (global $ext (export "ext") (mut externref) (ref.null extern))
+          (table $et 2 externref)
+          (func (export "keep") (param externref) (global.set $ext (local.get 0)) (table.set $et (i32.const 1) (local.get 0)))
+          (func (export "kept") (result externref externref) (global.get $ext) (table.get $et (i32.const 1)))
+          (func (export "is_null") (param externref) (result i32) (ref.is_null (local.get 0))))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let g = |store: &Store<()>, name: &str| match inst.get_export(store, name) {
+        Some(Extern::Global(g)) => Instance::global_value(store, g),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(
+        g(&store, "fref"),
+        inst.get_func(&store, "f").unwrap().to_val(&store)
+    );
+    assert_eq!(g(&store, "null_ref"), Val::FuncRef(0));
+    assert_eq!(g(&store, "ext"), Val::ExternRef(None));
+    let keep = inst.get_func(&store, "keep").unwrap();
+    let kept = inst.get_func(&store, "kept").unwrap();
+    let is_null = inst.get_func(&store, "is_null").unwrap();
+    for v in [Some(0u64), Some(41), Some(u64::MAX - 1), None] {
+        keep.call(&mut store, &[Val::ExternRef(v)]).unwrap();
+        assert_eq!(
+            kept.call(&mut store, &[]).unwrap(),
+            vec![Val::ExternRef(v), Val::ExternRef(v)]
+        );
+        assert_eq!(g(&store, "ext"), Val::ExternRef(v));
+        assert_eq!(
+            is_null.call(&mut store, &[Val::ExternRef(v)]).unwrap(),
+            vec![Val::I32(v.is_none() as i32)]
+        );
+    }
+}
+
+// RUNTIME BUG (kept ignored, minor): `Val::ExternRef(Some(v))` is encoded
+// as `v + 1` with 0 meaning null (runtime/src/val.rs `to_raw`), so
+// `Some(u64::MAX)` wraps to 0 and comes back from wasm as null. The host
+// value should round-trip, or the constructor should refuse it.
+#[test]
+#[ignore = "runtime bug: ExternRef(Some(u64::MAX)) becomes null (see comment)"]
+fn externref_u64_max_is_not_null() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module (func (export "id") (param externref) (result externref) local.get 0))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let id = inst.get_func(&store, "id").unwrap();
+    let v = Val::ExternRef(Some(u64::MAX));
+    assert_eq!(id.call(&mut store, &[v]).unwrap(), vec![v]);
+}

@@ -478,3 +478,33 @@ fn thread_preempted_inside_a_nested_wasm_segment_shows_both_segments() {
         assert!(i32_of(store.join(spinner)) > 1);
     });
 }
+
+#[test]
+fn dropping_a_store_with_threads_inside_nested_segments_is_clean() {
+    with_timeout(Duration::from_secs(20), || {
+        for _ in 0..3 {
+            let (mut store, inst) = setup();
+            // Parked inside host -> wasm -> host, and parked at depth 64.
+            let nested = store
+                .spawn(func(&store, inst, "outer"), &[Val::I32(5)])
+                .unwrap();
+            let deep = store
+                .spawn(func(&store, inst, "entry"), &[Val::I32(64)])
+                .unwrap();
+            // Preempted in a loop, and sleeping.
+            let spinner = store.spawn(func(&store, inst, "spin_outer"), &[]).unwrap();
+            let napper = store
+                .spawn(func(&store, inst, "napper"), &[Val::I64(10_000_000_000)])
+                .unwrap();
+            let probe = store
+                .spawn(func(&store, inst, "nap"), &[Val::I64(12_000_000)])
+                .unwrap();
+            store.join(probe).unwrap();
+            assert_eq!(bt(&store, nested).len(), 8);
+            assert_eq!(bt(&store, deep).len(), 65);
+            assert_eq!(store.thread_state(spinner), Some(RunState::Ready));
+            assert_eq!(store.thread_state(napper), Some(RunState::Sleeping));
+            drop(store);
+        }
+    });
+}
