@@ -368,7 +368,7 @@ impl<T: 'static> Caller<'_, T> {
     /// A mistyped argument list.
     pub fn spawn(&mut self, func: Func, args: &[Val]) -> Result<ThreadId, Error> {
         // SAFETY: the store is live; spawning only adds to its maps.
-        unsafe { store::spawn_raw(self.store, func, args.to_vec()) }
+        unsafe { store::spawn_raw(self.store, func.into(), args.to_vec()) }
     }
 
     /// Call `func` on the calling thread (nested host → wasm call).
@@ -377,7 +377,7 @@ impl<T: 'static> Caller<'_, T> {
     /// The callee's trap.
     pub fn call(&mut self, func: Func, args: &[Val]) -> Result<Vec<Val>, Error> {
         // SAFETY: we are on the calling thread's fiber.
-        unsafe { store::call_on_fiber(self.store, self.thread, func, args) }
+        unsafe { store::call_on_fiber(self.store, self.thread, func.into(), args) }
     }
 
     fn suspend(&mut self, why: Yield) -> Result<(), Error> {

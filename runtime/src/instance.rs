@@ -30,6 +30,8 @@ pub(crate) struct InstanceData {
     pub(crate) slots: [Box<[VMSlot]>; 2],
     pub(crate) funcref_records: Box<[VMFuncRef]>,
     pub(crate) funcref_ptrs: Box<[*const VMFuncRef]>,
+    /// Funcref records of functions added by bundles (never moved).
+    pub(crate) extra_funcrefs: Vec<Box<[VMFuncRef]>>,
     pub(crate) memory_ptrs: Box<[*mut VMMemory]>,
     pub(crate) memories: Vec<usize>,
     pub(crate) table_ptrs: Box<[*mut VMTable]>,
@@ -51,6 +53,49 @@ pub(crate) struct InstanceData {
 }
 
 impl InstanceData {
+    /// Make room for `func_types.len()` functions (slots in both worlds and
+    /// funcref records) and `type_ids.len()` types, for a bundle that adds
+    /// functions or types. Old arrays go to `retired`: running code may
+    /// still hold pointers to them, so they live as long as the store.
+    pub(crate) fn grow(
+        &mut self,
+        type_ids: &[u32],
+        func_types: &[u32],
+        retired: &mut Vec<Box<dyn std::any::Any>>,
+    ) {
+        let vmctx: *mut VMContext = &mut *self.vmctx;
+        if type_ids.len() > self.type_ids.len() {
+            let new: Box<[u32]> = type_ids.into();
+            let old = std::mem::replace(&mut self.type_ids, new);
+            retired.push(Box::new(old));
+            self.vmctx.type_ids = self.type_ids.as_ptr();
+        }
+        let n = func_types.len();
+        if n > self.slots[0].len() {
+            for w in 0..2 {
+                let mut v = self.slots[w].to_vec();
+                v.resize(n, VMSlot::NULL);
+                let old = std::mem::replace(&mut self.slots[w], v.into_boxed_slice());
+                retired.push(Box::new(old));
+            }
+            self.vmctx.slot_tables = [self.slots[0].as_ptr(), self.slots[1].as_ptr()];
+            let start = self.funcref_ptrs.len() as u32;
+            let records: Box<[VMFuncRef]> = (start..n as u32)
+                .map(|f| VMFuncRef {
+                    slot: f,
+                    type_id: self.type_ids[func_types[f as usize] as usize],
+                    vmctx,
+                })
+                .collect();
+            let mut ptrs = self.funcref_ptrs.to_vec();
+            ptrs.extend(records.iter().map(|r| r as *const VMFuncRef));
+            self.extra_funcrefs.push(records);
+            let old = std::mem::replace(&mut self.funcref_ptrs, ptrs.into_boxed_slice());
+            retired.push(Box::new(old));
+            self.vmctx.funcrefs = self.funcref_ptrs.as_ptr();
+        }
+    }
+
     /// The store-level memory index of memory `m`.
     pub(crate) fn memory(&self, m: u32) -> usize {
         self.memories[m as usize]
@@ -145,6 +190,7 @@ pub(crate) fn instantiate_with_host<T: 'static>(
         ],
         funcref_records: Vec::new().into_boxed_slice(),
         funcref_ptrs: vec![std::ptr::null(); nfuncs].into_boxed_slice(),
+        extra_funcrefs: Vec::new(),
         memory_ptrs: Box::new([]),
         memories: Vec::new(),
         table_ptrs: Box::new([]),

@@ -20,6 +20,7 @@ mod func;
 mod instance;
 mod linker;
 mod module;
+pub mod patch;
 mod store;
 pub mod thread;
 pub mod trap;
@@ -32,6 +33,10 @@ pub use func::{Caller, Func, TypedFunc, WasmParams, WasmResults, WasmTy};
 pub use instance::{Extern, Instance};
 pub use linker::{Linker, THREAD_ABI_MODULE};
 pub use module::{ExportKind, ImportKind, Module, ModuleInfo};
+pub use patch::{
+    ApplyOptions, Blocker, Direction, Event, FunctionVersions, PatchError, PatchId,
+    ThreadPatchState, TransitionOutcome, TransitionStatus,
+};
 pub use store::Store;
 pub use thread::{RunState, ThreadId};
 pub use trap::TrapKind;

@@ -72,6 +72,11 @@ pub(crate) struct StoreInner<T> {
     pub(crate) units: HashMap<u32, Arc<ModuleInfo>>,
     /// The thread whose fiber is running now (0 = none).
     pub(crate) running: u32,
+    /// Patch state: applied bundles, the transition, shadow data.
+    pub(crate) patch: Box<crate::patch::Core>,
+    /// Arrays replaced when a bundle grew an instance (running code may
+    /// still hold pointers into them).
+    pub(crate) retired: Vec<Box<dyn std::any::Any>>,
 }
 
 /// A store: all guest state of one embedding.
@@ -102,6 +107,8 @@ impl<T: 'static> Store<T> {
                 preempt: poll::register(engine.config().time_slice),
                 units: HashMap::new(),
                 running: 0,
+                patch: Box::default(),
+                retired: Vec::new(),
             }),
         }
     }
@@ -129,7 +136,7 @@ impl<T: 'static> Store<T> {
     pub fn spawn(&mut self, func: Func, args: &[Val]) -> Result<ThreadId, Error> {
         let inner: *mut StoreInner<T> = &mut *self.inner;
         // SAFETY: `inner` is the live boxed store.
-        unsafe { spawn_raw(inner, func, args.to_vec()) }
+        unsafe { spawn_raw(inner, func.into(), args.to_vec()) }
     }
 
     /// Run every thread until all have finished or are parked.
@@ -140,6 +147,24 @@ impl<T: 'static> Store<T> {
         let inner: *mut StoreInner<T> = &mut *self.inner;
         // SAFETY: `inner` is the live boxed store; we hold `&mut self`.
         unsafe { run_until(inner, None) }
+    }
+
+    /// Resume at most `n` thread time slices (each runs until the thread
+    /// yields, sleeps, parks, is preempted or finishes), completing any
+    /// transition that becomes due. Returns how many ran.
+    pub fn run_steps(&mut self, n: usize) -> usize {
+        let inner: *mut StoreInner<T> = &mut *self.inner;
+        let mut ran = 0;
+        while ran < n {
+            crate::patch::ops::drive(inner);
+            // SAFETY: `inner` is the live boxed store; we hold `&mut self`.
+            if !unsafe { step(inner) } {
+                break;
+            }
+            ran += 1;
+        }
+        crate::patch::ops::drive(inner);
+        ran
     }
 
     /// Run until thread `id` finishes; returns its result.
@@ -306,10 +331,34 @@ impl<T> StoreInner<T> {
 }
 
 /// The entry trampoline and funcref pointer for calling `func`.
+/// What a guest thread or nested call runs: an instance's function, or a
+/// raw funcref with its entry trampoline (bundle callbacks).
+#[derive(Clone)]
+pub(crate) enum Callee {
+    /// A function of an instance.
+    Func(Func),
+    /// A funcref record and the entry trampoline for its type.
+    Raw {
+        funcref: usize,
+        tramp: *const u8,
+        ty: wasmparser::FuncType,
+    },
+}
+
+impl From<Func> for Callee {
+    fn from(f: Func) -> Self {
+        Callee::Func(f)
+    }
+}
+
 pub(crate) fn call_target<T>(
     inner: &StoreInner<T>,
-    func: Func,
+    callee: &Callee,
 ) -> Result<(usize, *const u8, wasmparser::FuncType), Error> {
+    let func = match callee {
+        Callee::Func(f) => *f,
+        Callee::Raw { funcref, tramp, ty } => return Ok((*funcref, *tramp, ty.clone())),
+    };
     if func.store_id != inner.id {
         return Err(Error::WrongStore);
     }
@@ -342,12 +391,12 @@ fn check_args(ty: &wasmparser::FuncType, args: &[Val]) -> Result<(), Error> {
 pub(crate) unsafe fn call_on_fiber<T>(
     inner: *mut StoreInner<T>,
     ts: *mut ThreadState,
-    func: Func,
+    func: Callee,
     args: &[Val],
 ) -> Result<Vec<Val>, Error> {
     // SAFETY: the caller guarantees `inner` is live; no other reference is
     // used across this call except through raw pointers.
-    let (funcref, tramp, ty) = call_target(unsafe { &*inner }, func)?;
+    let (funcref, tramp, ty) = call_target(unsafe { &*inner }, &func)?;
     check_args(&ty, args)?;
     let n = ty.params().len().max(ty.results().len()).max(1);
     let mut values: Vec<u128> = vec![0; n];
@@ -401,12 +450,12 @@ pub(crate) unsafe fn call_on_fiber<T>(
 /// `inner` is the live store, not borrowed elsewhere.
 pub(crate) unsafe fn spawn_raw<T: 'static>(
     inner: *mut StoreInner<T>,
-    func: Func,
+    func: Callee,
     args: Vec<Val>,
 ) -> Result<ThreadId, Error> {
     // SAFETY: forwarded from the caller.
     let s = unsafe { &mut *inner };
-    let (_, _, ty) = call_target(s, func)?;
+    let (_, _, ty) = call_target(s, &func)?;
     check_args(&ty, &args)?;
     let stack = match s.stack_pool.pop() {
         Some(st) => st,
@@ -433,7 +482,9 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         unpark_pending: false,
         cancelled: false,
         in_wasm: false,
+        core: &mut *s.patch,
     });
+    ts.vm.world = crate::patch::transition::world_for_new_thread(&s.patch);
     let ts_ptr: *mut ThreadState = &mut *ts;
     ts.vm.host = ts_ptr as *mut u8;
     let body = move |first: Resume, suspend: &mut fiber::ThreadSuspend| {
@@ -491,8 +542,17 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
     s.preempt.set(std::ptr::null());
     // SAFETY: the thread box is still in the map (only removed when Done).
     let t = unsafe { &mut *tp };
+    let was_pending = s
+        .patch
+        .transition
+        .as_ref()
+        .is_some_and(|tr| tr.pending.contains(&id));
     match r {
-        Ok(()) => t.state = RunState::Done,
+        Ok(()) => {
+            t.state = RunState::Done;
+            crate::patch::transition::thread_done(&mut s.patch, id);
+            return;
+        }
         Err(Yield::Yield) => {
             t.state = RunState::Ready;
             s.ready.push_back(id);
@@ -511,6 +571,46 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
             }
         }
     }
+    if was_pending {
+        // Parked threads are checked each time they park (rule 2).
+        crate::patch::transition::try_switch(&mut s.patch, t);
+    }
+}
+
+/// When the next sleeper wakes.
+pub(crate) fn next_wake<T>(s: &StoreInner<T>) -> Option<Instant> {
+    s.sleepers.peek().map(|Reverse((at, _))| *at)
+}
+
+/// One scheduling step: wake due sleepers, then resume one ready thread.
+/// Returns false when no thread could run.
+///
+/// # Safety
+/// `inner` is the live store, and no fiber is running.
+pub(crate) unsafe fn step<T>(inner: *mut StoreInner<T>) -> bool {
+    // SAFETY: forwarded.
+    let s = unsafe { &mut *inner };
+    let now = Instant::now();
+    while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
+        if at > now {
+            break;
+        }
+        s.sleepers.pop();
+        if let Some(t) = s.threads.get_mut(&id) {
+            if t.state == RunState::Sleeping {
+                t.state = RunState::Ready;
+                s.ready.push_back(id);
+            }
+        }
+    }
+    match s.ready.pop_front() {
+        Some(id) => {
+            // SAFETY: forwarded.
+            unsafe { resume(inner, id) };
+            true
+        }
+        None => false,
+    }
 }
 
 /// Run the scheduler until `target` is done (or, with `None`, until nothing
@@ -519,7 +619,7 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
 /// # Safety
 /// `inner` is the live store and must not be running a fiber already
 /// (nested schedulers are refused).
-pub(crate) unsafe fn run_until<T>(
+pub(crate) unsafe fn run_until<T: 'static>(
     inner: *mut StoreInner<T>,
     target: Option<u32>,
 ) -> Result<(), Error> {
@@ -539,6 +639,9 @@ pub(crate) unsafe fn run_until<T>(
                 _ => {}
             }
         }
+        crate::patch::ops::drive(inner);
+        // SAFETY: forwarded; `drive` may have run callbacks on new threads.
+        let s = unsafe { &mut *inner };
         let now = Instant::now();
         while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
             if at > now {
@@ -557,7 +660,11 @@ pub(crate) unsafe fn run_until<T>(
             unsafe { resume(inner, id) };
             continue;
         }
-        if let Some(Reverse((at, _))) = s.sleepers.peek() {
+        let mut wake = s.sleepers.peek().map(|Reverse((at, _))| *at);
+        if let Some(deadline) = crate::patch::ops::timeout_deadline(&s.patch) {
+            wake = Some(wake.map_or(deadline, |w| w.min(deadline)));
+        }
+        if let Some(at) = wake {
             std::thread::sleep(at.saturating_duration_since(now));
             continue;
         }

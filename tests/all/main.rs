@@ -6,6 +6,7 @@ mod bundles;
 mod slots;
 mod stacks;
 mod threads;
+mod transitions;
 mod traps;
 
 use std::time::Duration;

@@ -43,12 +43,12 @@ impl CompiledModule {
 
     /// Host→wasm entry trampoline for type `ty`.
     pub(crate) fn entry_trampoline(&self, ty: u32) -> *const u8 {
-        self.trampolines.entry(2 * ty as usize)
+        self.trampolines.entry(3 * ty as usize)
     }
 
     /// wasm→host trampoline for type `ty`.
     pub(crate) fn host_trampoline(&self, ty: u32) -> *const u8 {
-        self.trampolines.entry(2 * ty as usize + 1)
+        self.trampolines.entry(3 * ty as usize + 1)
     }
 }
 
@@ -257,3 +257,127 @@ fn libcall_address(lc: LibCall) -> Option<usize> {
 
 #[allow(dead_code)]
 fn _assert_ir_used(_: ir::Type) {}
+
+/// A bundle's compiled code and the module view it was compiled against.
+pub(crate) struct CompiledBundle {
+    /// Entries then callbacks, placed in this order (placed index `i` is
+    /// the `i`-th entry, then callbacks).
+    pub(crate) unit: Arc<CodeUnit>,
+    /// The target's info extended with the bundle's extra types and added
+    /// functions (and hidden callback functions after them).
+    pub(crate) info: Arc<ModuleInfo>,
+    /// Trampolines for every type of `info`.
+    pub(crate) trampolines: Arc<CodeUnit>,
+    /// Function index (patched index space) of each callback, by kind code.
+    pub(crate) callbacks: Vec<(patch_format::CallbackKind, u32)>,
+}
+
+impl CompiledBundle {
+    /// Entry trampoline for type `ty` of the bundle's type space.
+    pub(crate) fn entry_trampoline(&self, ty: u32) -> *const u8 {
+        self.trampolines.entry(3 * ty as usize)
+    }
+
+    /// Stub that traps "removed function", for type `ty`.
+    pub(crate) fn removed_stub(&self, ty: u32) -> *const u8 {
+        self.trampolines.entry(3 * ty as usize + 2)
+    }
+}
+
+/// Compile every entry and callback of `bundle` against `target`.
+pub(crate) fn compile_bundle(
+    engine: &Engine,
+    target: &ModuleInfo,
+    bundle: &patch_format::Bundle,
+) -> Result<CompiledBundle, Error> {
+    let mut info = ModuleInfo {
+        types: target.types.clone(),
+        func_types: target.func_types.clone(),
+        num_imported_funcs: target.num_imported_funcs,
+        globals: target.globals.clone(),
+        num_imported_globals: target.num_imported_globals,
+        memories: target.memories.clone(),
+        num_imported_memories: target.num_imported_memories,
+        tables: target.tables.clone(),
+        num_imported_tables: target.num_imported_tables,
+        imports: target.imports.clone(),
+        exports: target.exports.clone(),
+        start: None,
+        elems: target.elems.clone(),
+        datas: target.datas.clone(),
+        func_names: target.func_names.clone(),
+        bodies: Vec::new(),
+        bytes: Vec::new(),
+    };
+    if bundle.target_type_count() as usize != info.types.len() {
+        return Err(Error::Compile(format!(
+            "bundle expects {} types in the target, the target has {}",
+            bundle.target_type_count(),
+            info.types.len()
+        )));
+    }
+    info.types.extend(bundle.extra_types().into_iter().cloned());
+    let mut bodies: Vec<(u32, Vec<u8>)> = Vec::new();
+    for e in bundle.entries() {
+        let f = e.kind.func_index();
+        if e.type_index as usize >= info.types.len() {
+            return Err(Error::Compile(format!(
+                "entry {}: type {} out of range",
+                e.name, e.type_index
+            )));
+        }
+        match e.kind {
+            patch_format::EntryKind::Replace { target_index } => {
+                if target_index < target.num_imported_funcs
+                    || target_index as usize >= target.func_types.len()
+                {
+                    return Err(Error::Compile(format!(
+                        "entry {} replaces function {target_index}, which is not a defined function of the target",
+                        e.name
+                    )));
+                }
+                info.func_types[f as usize] = e.type_index;
+            }
+            patch_format::EntryKind::Add { new_index } => {
+                if new_index as usize != info.func_types.len() {
+                    return Err(Error::Compile(format!(
+                        "entry {} adds function {new_index}, expected index {}",
+                        e.name,
+                        info.func_types.len()
+                    )));
+                }
+                info.func_types.push(e.type_index);
+            }
+        }
+        info.func_names.insert(f, e.name.clone());
+        bodies.push((f, e.body.clone()));
+    }
+    let mut callbacks = Vec::new();
+    for cb in bundle.callbacks() {
+        let f = info.func_types.len() as u32;
+        info.func_types.push(cb.type_index);
+        info.func_names
+            .insert(f, format!("{} ({})", cb.name, cb.kind.name()));
+        bodies.push((f, cb.body.clone()));
+        callbacks.push((cb.kind, f));
+    }
+    // The bodies were validated when the bundle was parsed, against the
+    // interface it declares; the caller checked that this interface is the
+    // target's own (patch/mod.rs), so they are valid in the target's space.
+    let unit_id = code_memory::next_unit_id();
+    let funcs: Vec<u32> = bodies.iter().map(|b| b.0).collect();
+    let by_index: std::collections::HashMap<u32, &Vec<u8>> =
+        bodies.iter().map(|(f, b)| (*f, b)).collect();
+    let artifacts = compile_functions(engine, &info, unit_id, &funcs, |f| {
+        FunctionBody::new(wasmparser::BinaryReader::new(by_index[&f], 0))
+    })?;
+    let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)
+        .map_err(|e| Error::Compile(e.to_string()))?;
+    let trampolines = trampolines::compile_for_types(engine, &info.types)?;
+    Ok(CompiledBundle {
+        unit,
+        info: Arc::new(info),
+        trampolines,
+        callbacks,
+    })
+}

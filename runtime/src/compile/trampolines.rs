@@ -32,9 +32,10 @@ fn flags() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
-/// Compile the entry and host trampolines of every type, in one unit:
-/// placed index `2*t` is the entry trampoline of type `t`, `2*t + 1` its
-/// host trampoline.
+/// Compile the trampolines of every type, in one unit: placed index `3*t`
+/// is the entry trampoline of type `t`, `3*t + 1` its host trampoline, and
+/// `3*t + 2` the stub that traps "removed function" (the slot of a function
+/// added by a bundle, once that bundle is reverted: CONSISTENCY.md rule 6).
 pub(crate) fn compile_for_types(
     engine: &Engine,
     types_: &[FuncType],
@@ -44,13 +45,13 @@ pub(crate) fn compile_for_types(
     let mut fctx = FunctionBuilderContext::new();
     let mut artifacts = Vec::with_capacity(types_.len() * 2);
     for (i, ty) in types_.iter().enumerate() {
-        for host in [false, true] {
+        for kind in 0..3 {
             ctx.clear();
             ctx.func.name = UserFuncName::user(1, i as u32);
-            if host {
-                build_host(&mut ctx.func, &mut fctx, ty, isa.frontend_config());
-            } else {
-                build_entry(&mut ctx.func, &mut fctx, ty, isa.frontend_config());
+            match kind {
+                0 => build_entry(&mut ctx.func, &mut fctx, ty, isa.frontend_config()),
+                1 => build_host(&mut ctx.func, &mut fctx, ty, isa.frontend_config()),
+                _ => build_removed(&mut ctx.func, &mut fctx, ty, isa.frontend_config()),
             }
             let a = super::finish(isa, &mut ctx, i as u32)
                 .map_err(|e| Error::Compile(format!("trampoline: {e}")))?;
@@ -161,5 +162,21 @@ fn build_host(
         );
     }
     b.ins().return_(&results);
+    b.finalize(fc);
+}
+
+fn build_removed(
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    ty: &FuncType,
+    fc: TargetFrontendConfig,
+) {
+    func.signature = wasm_signature(ty, fc.default_call_conv);
+    let mut b = FunctionBuilder::new(func, fctx);
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    b.seal_block(block);
+    b.ins().trap(TrapKind::RemovedFunction.code());
     b.finalize(fc);
 }

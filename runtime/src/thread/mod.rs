@@ -54,14 +54,25 @@ pub(crate) struct ThreadState {
     pub(crate) cancelled: bool,
     /// Whether the thread is inside wasm (exit record meaningful when parked).
     pub(crate) in_wasm: bool,
+    /// The store's patch state, for the poll slow path.
+    pub(crate) core: *mut crate::patch::Core,
 }
 
 impl ThreadState {
     /// The exact wasm frames of this thread, innermost first. Only
     /// meaningful while the thread is not running.
     pub(crate) fn frames(&self) -> Vec<RawFrame> {
+        if self.state == RunState::Running {
+            return Vec::new();
+        }
+        self.frames_any()
+    }
+
+    /// The exact wasm frames, also for the running thread when it is inside
+    /// a host call or a poll (its exit record is then current).
+    pub(crate) fn frames_any(&self) -> Vec<RawFrame> {
         let mut frames = Vec::new();
-        if self.state == RunState::Running || !self.in_wasm {
+        if !self.in_wasm {
             return frames;
         }
         // SAFETY: the thread is suspended, so its stack is frozen and its

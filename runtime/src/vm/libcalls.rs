@@ -108,6 +108,19 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
     if bits & POLL_CANCEL != 0 {
         return 1;
     }
+    if bits & POLL_SWITCH != 0 {
+        // A safe point of a running thread (CONSISTENCY.md): the exit
+        // record written just before this call makes its stack readable.
+        // SAFETY: `core` is the store's boxed patch state, alive while any
+        // of its threads runs; `ts` is this running thread.
+        let switched = unsafe { crate::patch::transition::try_switch(&mut *(*ts).core, &mut *ts) };
+        // SAFETY: as above.
+        if !switched && unsafe { (*(*ts).core).is_pending((*ts).id.0) } {
+            // Still blocked: check again at the next poll (no retry period,
+            // CONSISTENCY.md rule 2). Relaxed: this thread's own bit.
+            vm.poll.fetch_or(POLL_SWITCH, Ordering::Relaxed);
+        }
+    }
     if bits & POLL_PREEMPT != 0 {
         // SAFETY: we run on `ts`'s fiber; its suspend handle is set.
         let r = unsafe { fiber::suspend((*ts).suspend, Yield::Yield) };

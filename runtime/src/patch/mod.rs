@@ -1,0 +1,274 @@
+//! Hot patching: applying and reverting bundles on a running instance, with
+//! per-thread consistency (see `../shared/CONSISTENCY.md` for the rules this
+//! implements and the names of the events).
+//!
+//! Entry points (all on [`Store`](crate::Store)): `apply`, `revert`,
+//! `reverse`, `force`, `transition_status`, `wait_transition`,
+//! `thread_patch_state`, `function_versions`, `applied`, `events`, and the
+//! shadow-data accessors. The per-thread state machine is in
+//! `transition.rs`, version history and worlds in `versions.rs`.
+
+pub(crate) mod ops;
+pub(crate) mod shadow;
+pub(crate) mod state;
+pub(crate) mod transition;
+pub(crate) mod versions;
+
+use crate::errors::{Error, FrameInfo};
+use crate::thread::ThreadId;
+use crate::vm::code_memory::CodeUnit;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use shadow::Shadow;
+use versions::PatchedInstance;
+
+/// Id of an applied bundle in a store (1, 2, …; never reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PatchId(pub u32);
+
+impl std::fmt::Display for PatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "patch {}", self.0)
+    }
+}
+
+/// Errors of patching. A refused operation changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    /// Another transition is in progress (CONSISTENCY.md rule 10).
+    #[error("busy: {0} is in transition; wait for it, reverse it or force it")]
+    Busy(PatchId),
+    /// No transition is in progress.
+    #[error("no transition in progress")]
+    NoTransition,
+    /// The bundle's bytes are malformed or its signature is missing or bad.
+    #[error("bundle rejected: {0}")]
+    Format(#[from] patch_format::FormatError),
+    /// The bundle was made for another module.
+    #[error("bundle targets module {expected}, but this instance runs module {actual}")]
+    WrongTarget {
+        /// Hash in the bundle.
+        expected: String,
+        /// Hash of the instance's module.
+        actual: String,
+    },
+    /// The bundle does not fit the target (types, imports, flags, stacking).
+    #[error("bundle does not fit its target: {0}")]
+    Incompatible(String),
+    /// A required state is not provided by the applied bundles.
+    #[error("bundle requires state {0}, which no applied bundle provides")]
+    MissingState(patch_format::StateVersion),
+    /// The pre-patch callback vetoed the apply.
+    #[error("pre-patch callback vetoed the bundle: {0}")]
+    Vetoed(String),
+    /// Compiling the bundle failed.
+    #[error("bundle does not compile: {0}")]
+    Compile(Error),
+    /// Unknown patch id.
+    #[error("no applied bundle {0}")]
+    Unknown(PatchId),
+    /// Revert refused.
+    #[error("cannot revert {0}: {1}")]
+    RevertRefused(PatchId, String),
+    /// Called from inside a guest thread.
+    #[error("patch operations must be made from the host, not from a guest thread")]
+    FromGuest,
+}
+
+/// How to apply a bundle.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    /// Demand a signature by one of these keys before anything else.
+    pub trusted_keys: Option<patch_format::TrustedKeys>,
+    /// Treat every function of the bundle as immediate.
+    pub immediate: bool,
+    /// Reverse automatically when the transition is not complete by then.
+    pub timeout: Option<Duration>,
+}
+
+/// Direction of a transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Applying a bundle.
+    Patch,
+    /// Reverting a bundle (or a reversed apply).
+    Unpatch,
+    /// Applying a cumulative `replace` bundle.
+    Replace,
+}
+
+/// A thread that blocks the transition.
+#[derive(Clone, Debug)]
+pub struct Blocker {
+    /// The thread.
+    pub thread: ThreadId,
+    /// Its wasm backtrace, innermost first.
+    pub backtrace: Vec<FrameInfo>,
+    /// The innermost frame whose function is in the check set.
+    pub frame: FrameInfo,
+}
+
+/// What a transition looks like now.
+#[derive(Clone, Debug)]
+pub struct TransitionStatus {
+    /// The bundle.
+    pub patch: PatchId,
+    /// Patch, unpatch or replace.
+    pub direction: Direction,
+    /// Threads still in the old world.
+    pub pending: usize,
+    /// Threads already in the new world.
+    pub switched: usize,
+    /// Time since the transition started.
+    pub elapsed: Duration,
+    /// Whether it has been reversed.
+    pub reversed: bool,
+    /// Pending threads whose stacks hold a function of the check set.
+    pub blockers: Vec<Blocker>,
+}
+
+/// How a transition ended.
+#[derive(Clone, Debug)]
+pub struct TransitionOutcome {
+    /// The bundle.
+    pub patch: PatchId,
+    /// Direction of the transition as started.
+    pub direction: Direction,
+    /// Whether it was reversed (by request or by the timeout policy).
+    pub reversed: bool,
+    /// Whether it was forced.
+    pub forced: bool,
+    /// Start to completion.
+    pub elapsed: Duration,
+    /// When reversed by the timeout policy: the blockers at that moment.
+    pub blockers: Vec<Blocker>,
+}
+
+/// A thread's patch state, as `/proc/<pid>/patch_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadPatchState {
+    /// No transition is running (-1).
+    None,
+    /// The thread runs the unpatched world (0).
+    Unpatched,
+    /// The thread runs the patched world (1).
+    Patched,
+}
+
+impl ThreadPatchState {
+    /// -1, 0 or 1.
+    pub fn as_i32(self) -> i32 {
+        match self {
+            ThreadPatchState::None => -1,
+            ThreadPatchState::Unpatched => 0,
+            ThreadPatchState::Patched => 1,
+        }
+    }
+}
+
+/// One event of the transcript. `Display` gives the stable wording used in
+/// logs, the CLI and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A transition started.
+    Started(PatchId, Direction),
+    /// A thread switched world.
+    ThreadSwitched(PatchId, ThreadId),
+    /// A thread was found blocked by a function of the check set.
+    BlockedBy(PatchId, ThreadId, String),
+    /// The transition was reversed.
+    Reversed(PatchId),
+    /// The transition was forced.
+    Forced(PatchId),
+    /// The transition completed.
+    Completed(PatchId, Direction),
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = |d: &Direction| match d {
+            Direction::Patch => "patch",
+            Direction::Unpatch => "unpatch",
+            Direction::Replace => "replace",
+        };
+        match self {
+            Event::Started(p, d) => write!(f, "{p}: started {}", dir(d)),
+            Event::ThreadSwitched(p, t) => write!(f, "{p}: {t} switched"),
+            Event::BlockedBy(p, t, func) => write!(f, "{p}: {t} blocked by {func}"),
+            Event::Reversed(p) => write!(f, "{p}: reversed"),
+            Event::Forced(p) => write!(f, "{p}: forced"),
+            Event::Completed(p, d) => write!(f, "{p}: completed {}", dir(d)),
+        }
+    }
+}
+
+/// An applied bundle, as listed.
+#[derive(Clone, Debug)]
+pub struct AppliedInfo {
+    /// Its id.
+    pub id: PatchId,
+    /// The bundle's name.
+    pub name: String,
+    /// Bundle id (hex SHA-256).
+    pub bundle_id: String,
+    /// Instance it patches.
+    pub instance: crate::Instance,
+    /// Functions it replaces or adds.
+    pub functions: Vec<String>,
+    /// Forced (can never be reverted).
+    pub forced: bool,
+    /// Whether a transition for it is still in progress.
+    pub in_transition: bool,
+}
+
+/// One version of a function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// `None` for the original code, else the bundle.
+    pub patch: Option<PatchId>,
+    /// The code unit (what backtraces show as `unit`).
+    pub unit: u32,
+}
+
+/// What a host can learn about one function.
+#[derive(Clone, Debug)]
+pub struct FunctionVersions {
+    /// Function index.
+    pub func_index: u32,
+    /// Versions, oldest first (v0 first).
+    pub history: Vec<VersionInfo>,
+    /// The live version (the newest still applied).
+    pub live: VersionInfo,
+    /// Code units of this function that some thread is executing now.
+    pub on_stack: Vec<u32>,
+}
+
+/// Store-wide patch state (non-generic so that runtime calls reach it).
+#[derive(Default)]
+pub(crate) struct Core {
+    pub(crate) instances: HashMap<usize, PatchedInstance>,
+    pub(crate) transition: Option<transition::Transition>,
+    /// Byte offset (0 or 8) of the settled world in every vmctx.
+    pub(crate) world: u64,
+    pub(crate) next_id: u32,
+    pub(crate) events: Vec<Event>,
+    pub(crate) shadow: Shadow,
+    /// Code no world maps any more but that might still run on a stack.
+    pub(crate) zombies: Vec<Arc<CodeUnit>>,
+    /// Outcome of the last finished transition.
+    pub(crate) last_outcome: Option<TransitionOutcome>,
+    /// Set when a transition finished its switching and its completion
+    /// (callbacks, reclaim) is due on the host side.
+    pub(crate) completion_due: bool,
+}
+
+impl Core {
+    /// Whether thread `id` is pending in the transition in progress.
+    pub(crate) fn is_pending(&self, id: u32) -> bool {
+        self.transition
+            .as_ref()
+            .is_some_and(|t| t.pending.contains(&id))
+    }
+}

@@ -1,0 +1,814 @@
+//! The patch operations on a `Store`: apply, revert, reverse, force, wait,
+//! and the queries. Each one checks its preconditions before it changes
+//! anything, so a refused operation leaves every slot, thread and byte of
+//! memory as it was (CONSISTENCY.md rules 10, 11, 14).
+
+use super::transition::{self, Transition};
+use super::versions::{AppliedBundle, PatchedInstance};
+use super::{
+    state, AppliedInfo, ApplyOptions, Blocker, Direction, Event, FunctionVersions, PatchError,
+    PatchId, ThreadPatchState, TransitionOutcome, TransitionStatus, VersionInfo,
+};
+use crate::compile::{self, CompiledBundle};
+use crate::errors::{Error, FrameInfo};
+use crate::instance::{Instance, InstanceData};
+use crate::store::{self, Callee, Store, StoreInner};
+use crate::thread::ThreadId;
+use crate::val::Val;
+use crate::vm::vmctx::{VMContext, VMFuncRef, VMSlot};
+use patch_format::{Bundle, CallbackKind, EntryKind, ModuleHash, TargetInterface};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// A private call path to a bundle function that has no published slot
+/// (callbacks): a copy of the instance's vmctx whose slot tables hold only
+/// that function, so that nothing the guest can reach changes.
+struct PrivateCall {
+    _table: Box<[VMSlot]>,
+    _vmctx: Box<VMContext>,
+    record: Box<VMFuncRef>,
+}
+
+fn private_call(
+    inst: &InstanceData,
+    compiled: &CompiledBundle,
+    func: u32,
+    placed: usize,
+) -> PrivateCall {
+    let real: *const VMContext = &*inst.vmctx;
+    let mut table = vec![VMSlot::NULL; func as usize + 1].into_boxed_slice();
+    table[func as usize] = VMSlot {
+        code: compiled.unit.entry(placed),
+        vmctx: real as *mut u8,
+    };
+    // SAFETY: VMContext is plain pointers; the copy is only read by the
+    // entry trampoline (slot tables), the callee gets the real vmctx.
+    let mut vmctx = Box::new(unsafe { std::ptr::read(real) });
+    vmctx.slot_tables = [table.as_ptr(), table.as_ptr()];
+    let record = Box::new(VMFuncRef {
+        slot: func,
+        type_id: 0,
+        vmctx: &mut *vmctx,
+    });
+    PrivateCall {
+        _table: table,
+        _vmctx: vmctx,
+        record,
+    }
+}
+
+/// Run callback `kind` of `compiled` (if the bundle has one) on a new guest
+/// thread to completion. `Ok(None)` when there is no such callback.
+fn run_callback<T: 'static>(
+    inner: *mut StoreInner<T>,
+    instance: usize,
+    compiled: &CompiledBundle,
+    kind: CallbackKind,
+) -> Result<Option<i32>, Error> {
+    let Some(&(_, func)) = compiled.callbacks.iter().find(|(k, _)| *k == kind) else {
+        return Ok(None);
+    };
+    let placed = compiled
+        .unit
+        .funcs()
+        .iter()
+        .position(|f| f.func_index == func)
+        .expect("callback compiled");
+    // SAFETY: `inner` is the live store; no fiber runs (checked by callers).
+    let s = unsafe { &mut *inner };
+    let call = private_call(&s.instances[instance], compiled, func, placed);
+    let ty_index = compiled.info.func_types[func as usize];
+    let callee = Callee::Raw {
+        funcref: &*call.record as *const VMFuncRef as usize,
+        tramp: compiled.entry_trampoline(ty_index),
+        ty: compiled.info.types[ty_index as usize].clone(),
+    };
+    // SAFETY: as above; the private call path outlives the thread (joined
+    // below before `call` is dropped).
+    let id = unsafe { store::spawn_raw(inner, callee, Vec::new())? };
+    // SAFETY: as above.
+    unsafe { store::run_until(inner, Some(id.0))? };
+    // SAFETY: as above.
+    let r = unsafe { &mut *inner }.take_result_raw(id);
+    drop(call);
+    match r?.first() {
+        Some(Val::I32(v)) => Ok(Some(*v)),
+        _ => Ok(Some(0)),
+    }
+}
+
+fn describe<T>(
+    s: &StoreInner<T>,
+) -> impl Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo + '_ {
+    move |f| s.frame_info(f)
+}
+
+/// Complete a transition that is due, run its callbacks, reclaim code; and
+/// apply the timeout policy. Called by the scheduler between threads.
+pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
+    // SAFETY: called by the scheduler with the live store, between threads.
+    let s = unsafe { &mut *inner };
+    if let Some(inst_index) = s.patch.transition.as_ref().map(|t| t.instance) {
+        let names: *const StoreInner<T> = s;
+        // SAFETY: `describe` only reads `units`, which the transition
+        // functions do not touch.
+        let d = describe(unsafe { &*names });
+        let inst = &mut s.instances[inst_index];
+        transition::check_timeout(&mut s.patch, inst, &mut s.threads, s.running, &d);
+    }
+    if !s.patch.completion_due {
+        return;
+    }
+    let Some(t) = s.patch.transition.as_ref() else {
+        s.patch.completion_due = false;
+        return;
+    };
+    let (patch, instance, direction, reversed) = (t.patch, t.instance, t.direction, t.reversed);
+    // The bundle whose callbacks run, taken before `finish` may drop it.
+    let cb_bundle = s.patch.instances[&instance].position(patch);
+    let callback = match (direction, reversed) {
+        (Direction::Patch | Direction::Replace, false) => Some(CallbackKind::PostPatch),
+        (Direction::Patch | Direction::Replace, true) => Some(CallbackKind::PostUnpatch),
+        (Direction::Unpatch, false) => Some(CallbackKind::PostUnpatch),
+        (Direction::Unpatch, true) => Some(CallbackKind::PostPatch),
+    };
+    // Keep the compiled bundle alive through its callback even if `finish`
+    // removes it from the applied list.
+    let held = cb_bundle.map(|i| {
+        let b = &s.patch.instances[&instance].applied[i];
+        (
+            b.compiled.unit.clone(),
+            b.compiled.trampolines.clone(),
+            b.compiled.info.clone(),
+            b.compiled.callbacks.clone(),
+        )
+    });
+    transition::finish(&mut s.patch);
+    if let (Some(kind), Some((unit, trampolines, info, callbacks))) = (callback, held) {
+        let compiled = CompiledBundle {
+            unit,
+            info,
+            trampolines,
+            callbacks,
+        };
+        if let Err(e) = run_callback(inner, instance, &compiled, kind) {
+            // SAFETY: as above.
+            let s = unsafe { &mut *inner };
+            transition::emit(
+                &mut s.patch,
+                Event::BlockedBy(
+                    patch,
+                    ThreadId(0),
+                    format!("{} callback failed: {e}", kind.name()),
+                ),
+            );
+        }
+    }
+    // SAFETY: as above.
+    let s = unsafe { &mut *inner };
+    transition::reclaim(&mut s.patch, &s.threads);
+}
+
+/// When the scheduler must wake up to apply the timeout policy.
+pub(crate) fn timeout_deadline(core: &super::Core) -> Option<Instant> {
+    let t = core.transition.as_ref()?;
+    if t.reversed || core.completion_due {
+        return None;
+    }
+    t.timeout.map(|d| t.started + d)
+}
+
+impl<T> StoreInner<T> {
+    fn take_result_raw(&mut self, id: ThreadId) -> Result<Vec<Val>, Error> {
+        let t = self
+            .threads
+            .remove(&id.0)
+            .ok_or_else(|| Error::BadCall(format!("no {id}")))?;
+        let mut t = t;
+        t.result
+            .take()
+            .unwrap_or_else(|| Err(Error::BadCall(format!("{id} has no result"))))
+    }
+}
+
+/// Functions of the target that call `f` directly.
+fn direct_callers(
+    info: &crate::module::ModuleInfo,
+    targets: &HashSet<u32>,
+) -> Result<Vec<(u32, u32)>, Error> {
+    let mut out = Vec::new();
+    for (i, range) in info.bodies.iter().enumerate() {
+        let caller = info.num_imported_funcs + i as u32;
+        let body = wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
+            &info.bytes[range.clone()],
+            range.start as u64,
+        ));
+        let mut ops = body
+            .get_operators_reader()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        while !ops.eof() {
+            if let wasmparser::Operator::Call { function_index } =
+                ops.read().map_err(|e| Error::Invalid(e.to_string()))?
+            {
+                if targets.contains(&function_index) {
+                    out.push((caller, function_index));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<T: 'static> Store<T> {
+    fn check_idle(&self) -> Result<(), PatchError> {
+        if self.inner.running != 0 {
+            return Err(PatchError::FromGuest);
+        }
+        if let Some(t) = &self.inner.patch.transition {
+            return Err(PatchError::Busy(t.patch));
+        }
+        Ok(())
+    }
+
+    /// Apply a bundle to `instance`: check it (signature when demanded,
+    /// target hash and interface, stacking and states, types), compile it
+    /// without stopping guest threads, run its pre-patch callback, then start
+    /// the transition. Parked threads whose stacks are clean switch at once;
+    /// the others at their next safe point (drive with [`Store::run`] or
+    /// [`Store::wait_transition`]).
+    ///
+    /// # Errors
+    /// Any [`PatchError`]; then nothing changed.
+    pub fn apply(
+        &mut self,
+        instance: Instance,
+        bytes: &[u8],
+        opts: &ApplyOptions,
+    ) -> Result<PatchId, PatchError> {
+        self.check_idle()?;
+        let bundle = match &opts.trusted_keys {
+            Some(keys) => keys.verify(bytes)?.bundle().clone(),
+            None => Bundle::parse(bytes)?,
+        };
+        if instance.store_id != self.inner.id || instance.index >= self.inner.instances.len() {
+            return Err(PatchError::Incompatible(
+                "instance does not belong to this store".into(),
+            ));
+        }
+        let inst_index = instance.index;
+        let module = self.inner.instances[inst_index].module.clone();
+        let info = module.info();
+        let actual = ModuleHash::of(&info.bytes);
+        if bundle.target_hash() != actual {
+            return Err(PatchError::WrongTarget {
+                expected: patch_format::hex(bundle.target_hash().as_bytes()),
+                actual: patch_format::hex(actual.as_bytes()),
+            });
+        }
+        let iface = TargetInterface::from_module(&info.bytes)?;
+        if &iface != bundle.interface() {
+            return Err(PatchError::Incompatible("the bundle's view of the target's imports and index spaces differs from the target".into()));
+        }
+        // Stacking and states.
+        let empty: Vec<AppliedBundle> = Vec::new();
+        let applied = self
+            .inner
+            .patch
+            .instances
+            .get(&inst_index)
+            .map(|p| &p.applied)
+            .unwrap_or(&empty);
+        for need in bundle.sits_on() {
+            if !applied.iter().any(|b| b.bundle.bundle_id() == *need) {
+                return Err(PatchError::Incompatible(format!(
+                    "bundle sits on {}, which is not applied",
+                    patch_format::hex(&need.0)
+                )));
+            }
+        }
+        let provided: Vec<_> = applied
+            .iter()
+            .flat_map(|b| b.bundle.states().iter().copied())
+            .collect();
+        if let Some(missing) = state::first_unmet(bundle.requires_states(), &provided) {
+            return Err(PatchError::MissingState(missing));
+        }
+        // Types: a replacement whose signature changes is never immediate,
+        // and every direct caller of it must be replaced too.
+        let entries: HashSet<u32> = bundle
+            .entries()
+            .iter()
+            .map(|e| e.kind.func_index())
+            .collect();
+        let mut changed = HashSet::new();
+        for e in bundle.entries() {
+            if let EntryKind::Replace { target_index } = e.kind {
+                if (target_index as usize) < info.func_types.len()
+                    && info.func_type(target_index) != &e.ty
+                {
+                    if opts.immediate || bundle.is_immediate(e) {
+                        return Err(PatchError::Incompatible(format!(
+                            "function {} changes its signature and cannot be immediate",
+                            e.name
+                        )));
+                    }
+                    changed.insert(target_index);
+                }
+            }
+        }
+        if !changed.is_empty() {
+            for (caller, callee) in direct_callers(info, &changed).map_err(PatchError::Compile)? {
+                if !entries.contains(&caller) {
+                    return Err(PatchError::Incompatible(format!(
+                        "function {} changes its signature but its caller {} is not in the bundle",
+                        info.func_name(callee),
+                        info.func_name(caller)
+                    )));
+                }
+            }
+            for (name, kind, idx) in &info.exports {
+                if *kind == crate::module::ExportKind::Func && changed.contains(idx) {
+                    return Err(PatchError::Incompatible(format!(
+                        "exported function {name} cannot change its signature"
+                    )));
+                }
+            }
+        }
+        let engine = self.inner.engine.clone();
+        let compiled =
+            compile::compile_bundle(&engine, info, &bundle).map_err(PatchError::Compile)?;
+        // Pre-patch: may veto; nothing is published yet.
+        let inner: *mut StoreInner<T> = &mut *self.inner;
+        match run_callback(inner, inst_index, &compiled, CallbackKind::PrePatch) {
+            Ok(None) | Ok(Some(0)) => {}
+            Ok(Some(v)) => return Err(PatchError::Vetoed(format!("returned {v}"))),
+            Err(e) => return Err(PatchError::Vetoed(e.to_string())),
+        }
+        // ---- publish from here on ----
+        let s = &mut *self.inner;
+        s.units.insert(compiled.unit.id(), compiled.info.clone());
+        let type_ids: Vec<u32> = compiled
+            .info
+            .types
+            .iter()
+            .map(|t| engine.signature_id(t))
+            .collect();
+        let nfuncs_visible = compiled.info.func_types.len() - compiled.callbacks.len();
+        let inst = &mut s.instances[inst_index];
+        inst.grow(
+            &type_ids,
+            &compiled.info.func_types[..nfuncs_visible],
+            &mut s.retired,
+        );
+        let vmctx = &mut *inst.vmctx as *mut VMContext as *mut u8;
+        let live = (s.patch.world / 8) as usize;
+        let pi = s
+            .patch
+            .instances
+            .entry(inst_index)
+            .or_insert_with(|| PatchedInstance {
+                base: inst.slots[live].to_vec(),
+                removed: HashMap::new(),
+                applied: Vec::new(),
+                units: [module.inner.compiled.unit.id()].into_iter().collect(),
+                stubs: Vec::new(),
+            });
+        pi.units.insert(compiled.unit.id());
+        let mut slots = Vec::new();
+        let mut immediate = HashSet::new();
+        let mut added = HashSet::new();
+        for (i, e) in bundle.entries().iter().enumerate() {
+            let f = e.kind.func_index();
+            slots.push((
+                f,
+                VMSlot {
+                    code: compiled.unit.entry(i),
+                    vmctx,
+                },
+            ));
+            if opts.immediate || bundle.is_immediate(e) {
+                immediate.insert(f);
+            }
+            if let EntryKind::Add { .. } = e.kind {
+                added.insert(f);
+                if let std::collections::hash_map::Entry::Vacant(v) = pi.removed.entry(f) {
+                    v.insert(VMSlot {
+                        code: compiled.removed_stub(e.type_index),
+                        vmctx,
+                    });
+                    pi.stubs.push(compiled.trampolines.clone());
+                }
+            }
+        }
+        let id = PatchId({
+            s.patch.next_id += 1;
+            s.patch.next_id
+        });
+        let before: Vec<PatchId> = pi.applied.iter().map(|b| b.id).collect();
+        let direction = if bundle.replace() {
+            Direction::Replace
+        } else {
+            Direction::Patch
+        };
+        let after: Vec<PatchId> = if bundle.replace() {
+            vec![id]
+        } else {
+            before.iter().copied().chain([id]).collect()
+        };
+        let names = compiled.info.clone();
+        pi.applied.push(AppliedBundle {
+            id,
+            bundle,
+            compiled,
+            slots,
+            immediate,
+            added,
+            forced: false,
+        });
+        self.start_transition(
+            inst_index,
+            id,
+            direction,
+            before,
+            after,
+            opts.timeout,
+            names,
+        );
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_transition(
+        &mut self,
+        inst_index: usize,
+        id: PatchId,
+        direction: Direction,
+        keep_reversed: Vec<PatchId>,
+        keep_forward: Vec<PatchId>,
+        timeout: Option<Duration>,
+        names: std::sync::Arc<crate::module::ModuleInfo>,
+    ) {
+        let s = &mut *self.inner;
+        let inst = &mut s.instances[inst_index];
+        let pi = s
+            .patch
+            .instances
+            .get(&inst_index)
+            .expect("patched instance");
+        let len = inst.slots[0].len();
+        let list = |keep: &[PatchId]| -> Vec<&AppliedBundle> {
+            pi.applied.iter().filter(|b| keep.contains(&b.id)).collect()
+        };
+        let to_slots = pi.world(&list(&keep_forward), len);
+        let from_world = s.patch.world;
+        let from_slots: Vec<VMSlot> = inst.slots[(from_world / 8) as usize].to_vec();
+        // Functions that switch at once: the moving bundle's immediate ones,
+        // and functions added by an apply (rule 6).
+        let moving = pi
+            .applied
+            .iter()
+            .find(|b| b.id == id)
+            .expect("moving bundle");
+        let mut immediate = Vec::new();
+        let mut check = HashSet::new();
+        for f in 0..len {
+            let (a, b) = (from_slots[f], to_slots[f]);
+            if a == b {
+                continue;
+            }
+            let f32_ = f as u32;
+            let is_add = direction != Direction::Unpatch && moving.added.contains(&f32_);
+            if moving.immediate.contains(&f32_) || is_add {
+                immediate.push((f32_, a, b));
+            } else {
+                check.insert(f32_);
+            }
+        }
+        let t = Transition {
+            patch: id,
+            direction,
+            instance: inst_index,
+            from: from_world,
+            to: 8 - from_world,
+            check,
+            immediate,
+            pending: BTreeSet::new(),
+            switched: 0,
+            started: Instant::now(),
+            timeout,
+            reversed: false,
+            forced: false,
+            keep_forward,
+            keep_reversed,
+            names,
+            reported: HashSet::new(),
+            timeout_blockers: Vec::new(),
+        };
+        transition::start(&mut s.patch, inst, &mut s.threads, s.running, t, &to_slots);
+    }
+
+    /// Revert an applied bundle: remove its versions from every function's
+    /// history, as a transition with the same consistency. Its pre-unpatch
+    /// callback runs first (a failure is reported, the revert goes on).
+    ///
+    /// # Errors
+    /// Busy, unknown, forced, or still needed by another bundle (sits on it,
+    /// or needs a state only it provides).
+    pub fn revert(&mut self, id: PatchId, timeout: Option<Duration>) -> Result<(), PatchError> {
+        self.check_idle()?;
+        let s = &mut *self.inner;
+        let (inst_index, pi) = s
+            .patch
+            .instances
+            .iter()
+            .find(|(_, p)| p.position(id).is_some())
+            .map(|(i, p)| (*i, p))
+            .ok_or(PatchError::Unknown(id))?;
+        let b = &pi.applied[pi.position(id).expect("found")];
+        if b.forced {
+            return Err(PatchError::RevertRefused(
+                id,
+                "it was forced, and a forced bundle can never be removed".into(),
+            ));
+        }
+        let bid = b.bundle.bundle_id();
+        for other in pi.applied.iter().filter(|o| o.id != id) {
+            if other.bundle.sits_on().contains(&bid) {
+                return Err(PatchError::RevertRefused(
+                    id,
+                    format!("{} sits on it", other.id),
+                ));
+            }
+            let provided: Vec<_> = pi
+                .applied
+                .iter()
+                .filter(|o| o.id != id)
+                .flat_map(|o| o.bundle.states().iter().copied())
+                .collect();
+            if let Some(st) = state::first_unmet(other.bundle.requires_states(), &provided) {
+                return Err(PatchError::RevertRefused(
+                    id,
+                    format!("{} needs state {st}, which only it provides", other.id),
+                ));
+            }
+        }
+        let before: Vec<PatchId> = pi.applied.iter().map(|b| b.id).collect();
+        let after: Vec<PatchId> = before.iter().copied().filter(|b| *b != id).collect();
+        let names = b.compiled.info.clone();
+        let held = (
+            b.compiled.unit.clone(),
+            b.compiled.trampolines.clone(),
+            b.compiled.info.clone(),
+            b.compiled.callbacks.clone(),
+        );
+        let compiled = CompiledBundle {
+            unit: held.0,
+            trampolines: held.1,
+            info: held.2,
+            callbacks: held.3,
+        };
+        let inner: *mut StoreInner<T> = &mut *self.inner;
+        if let Err(e) = run_callback(inner, inst_index, &compiled, CallbackKind::PreUnpatch) {
+            let s = &mut *self.inner;
+            transition::emit(
+                &mut s.patch,
+                Event::BlockedBy(id, ThreadId(0), format!("pre-unpatch callback failed: {e}")),
+            );
+        }
+        self.start_transition(
+            inst_index,
+            id,
+            Direction::Unpatch,
+            before,
+            after,
+            timeout,
+            names,
+        );
+        Ok(())
+    }
+
+    /// Reverse the transition in progress: threads converge back to the
+    /// world they came from, under the same stack rule.
+    ///
+    /// # Errors
+    /// [`PatchError::NoTransition`].
+    pub fn reverse(&mut self) -> Result<(), PatchError> {
+        if self.inner.running != 0 {
+            return Err(PatchError::FromGuest);
+        }
+        let s = &mut *self.inner;
+        let inst = s
+            .patch
+            .transition
+            .as_ref()
+            .ok_or(PatchError::NoTransition)?
+            .instance;
+        transition::reverse(
+            &mut s.patch,
+            &mut s.instances[inst],
+            &mut s.threads,
+            s.running,
+        )
+    }
+
+    /// Switch every pending thread now, ignoring the stack rule.
+    ///
+    /// # Danger
+    /// A forced thread may run new code under frames of old code, the mix the
+    /// consistency model exists to prevent. The bundle is marked forced and
+    /// can never be reverted. Memory safety still holds: old code is freed
+    /// only once no frame executes it.
+    ///
+    /// # Errors
+    /// [`PatchError::NoTransition`].
+    pub fn force(&mut self) -> Result<PatchId, PatchError> {
+        if self.inner.running != 0 {
+            return Err(PatchError::FromGuest);
+        }
+        let s = &mut *self.inner;
+        transition::force(&mut s.patch, &mut s.threads)
+    }
+
+    /// Run guest threads until the transition in progress completes (or the
+    /// timeout policy reverses it and the reverse completes).
+    ///
+    /// # Errors
+    /// [`Error::Deadlock`]-like stall when nothing can run and no timeout is
+    /// set (the blockers are in [`Store::transition_status`]).
+    pub fn wait_transition(&mut self) -> Result<TransitionOutcome, Error> {
+        let inner: *mut StoreInner<T> = &mut *self.inner;
+        loop {
+            drive(inner);
+            let s = &mut *self.inner;
+            if s.patch.transition.is_none() {
+                return s
+                    .patch
+                    .last_outcome
+                    .clone()
+                    .ok_or_else(|| Error::BadCall("no transition ran".into()));
+            }
+            // SAFETY: the store is live; no fiber is running (we hold &mut).
+            if !unsafe { store::step(inner) } {
+                let s = &mut *self.inner;
+                if s.patch.completion_due {
+                    continue;
+                }
+                let wake = match (timeout_deadline(&s.patch), store::next_wake(s)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match wake {
+                    Some(at) => std::thread::sleep(at.saturating_duration_since(Instant::now())),
+                    None => {
+                        return Err(Error::BadCall(
+                            "transition stalled: its blockers are parked and no timeout is set"
+                                .into(),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The transition in progress, with its blockers.
+    pub fn transition_status(&self) -> Option<TransitionStatus> {
+        let s = &*self.inner;
+        let t = s.patch.transition.as_ref()?;
+        let d = describe(s);
+        Some(TransitionStatus {
+            patch: t.patch,
+            direction: t.direction,
+            pending: t.pending.len(),
+            switched: t.switched,
+            elapsed: t.started.elapsed(),
+            reversed: t.reversed,
+            blockers: transition::blockers(&s.patch, &s.threads, &d),
+        })
+    }
+
+    /// The blockers of the transition in progress.
+    pub fn blockers(&self) -> Vec<Blocker> {
+        self.transition_status()
+            .map(|t| t.blockers)
+            .unwrap_or_default()
+    }
+
+    /// How the last transition ended.
+    pub fn last_transition(&self) -> Option<&TransitionOutcome> {
+        self.inner.patch.last_outcome.as_ref()
+    }
+
+    /// A thread's patch state (`/proc/<pid>/patch_state`).
+    pub fn thread_patch_state(&self, id: ThreadId) -> Option<ThreadPatchState> {
+        let ts = self.inner.threads.get(&id.0)?;
+        let Some(t) = &self.inner.patch.transition else {
+            return Some(ThreadPatchState::None);
+        };
+        let in_to = ts.vm.world == t.to;
+        let patched_side = matches!(
+            (t.direction, t.reversed),
+            (Direction::Patch | Direction::Replace, false) | (Direction::Unpatch, true)
+        );
+        Some(if in_to == patched_side {
+            ThreadPatchState::Patched
+        } else {
+            ThreadPatchState::Unpatched
+        })
+    }
+
+    /// Applied bundles (and the one in transition), oldest first.
+    pub fn applied(&self) -> Vec<AppliedInfo> {
+        let s = &*self.inner;
+        let mut out = Vec::new();
+        let mut keys: Vec<_> = s.patch.instances.keys().copied().collect();
+        keys.sort();
+        for i in keys {
+            for b in &s.patch.instances[&i].applied {
+                out.push(AppliedInfo {
+                    id: b.id,
+                    name: b.bundle.metadata().name.clone(),
+                    bundle_id: patch_format::hex(&b.bundle.bundle_id().0),
+                    instance: Instance {
+                        store_id: s.id,
+                        index: i,
+                    },
+                    functions: b.bundle.entries().iter().map(|e| e.name.clone()).collect(),
+                    forced: b.forced,
+                    in_transition: s.patch.transition.as_ref().is_some_and(|t| t.patch == b.id),
+                });
+            }
+        }
+        out
+    }
+
+    /// The transcript of patch events so far.
+    pub fn events(&self) -> &[Event] {
+        &self.inner.patch.events
+    }
+
+    /// Which versions function `func` of `instance` has, which is live, and
+    /// which are executing on some thread's stack now.
+    pub fn function_versions(&self, instance: Instance, func: u32) -> Option<FunctionVersions> {
+        let s = &*self.inner;
+        let inst = s.instances.get(instance.index)?;
+        let base_unit = inst.module.inner.compiled.unit.id();
+        let v0 = VersionInfo {
+            patch: None,
+            unit: base_unit,
+        };
+        let mut history = vec![v0.clone()];
+        let mut live = v0;
+        if let Some(pi) = s.patch.instances.get(&instance.index) {
+            for b in &pi.applied {
+                if b.slots.iter().any(|(f, _)| *f == func) {
+                    let v = VersionInfo {
+                        patch: Some(b.id),
+                        unit: b.compiled.unit.id(),
+                    };
+                    history.push(v.clone());
+                    let settled = s.patch.transition.as_ref().is_none_or(|t| t.patch != b.id);
+                    if settled {
+                        live = v;
+                    }
+                }
+            }
+        }
+        let mut on_stack: Vec<u32> = s
+            .threads
+            .values()
+            .flat_map(|t| t.frames_any())
+            .filter(|f| f.func == func && history.iter().any(|v| v.unit == f.unit))
+            .map(|f| f.unit)
+            .collect();
+        on_stack.sort();
+        on_stack.dedup();
+        Some(FunctionVersions {
+            func_index: func,
+            history,
+            live,
+            on_stack,
+        })
+    }
+
+    /// Look up a function index of `instance` by name.
+    pub fn func_index(&self, instance: Instance, name: &str) -> Option<u32> {
+        let inst = self.inner.instances.get(instance.index)?;
+        let info = inst.module.info();
+        (0..info.func_types.len() as u32).find(|&f| info.func_name(f) == name)
+    }
+
+    /// Shadow data of this store.
+    pub fn shadow(&self) -> &super::Shadow {
+        &self.inner.patch.shadow
+    }
+
+    /// Shadow data of this store, mutably.
+    pub fn shadow_mut(&mut self) -> &mut super::Shadow {
+        &mut self.inner.patch.shadow
+    }
+
+    /// Code units kept only because a stack may still execute them.
+    pub fn reclaim_pending(&self) -> usize {
+        self.inner.patch.zombies.len()
+    }
+}

@@ -1,0 +1,386 @@
+//! The per-thread transition state machine, in reading order:
+//! `start` → (`try_switch` at every safe point) → `finish`; and `reverse`,
+//! `force`, `check_timeout` acting on the current transition.
+//!
+//! Invariants:
+//! - outside a transition every live thread's `VMThread.world` is
+//!   `Core.world`, and the instance's two slot tables agree on every slot
+//!   that any thread can reach;
+//! - during a transition a thread is either pending (world `from`) or
+//!   switched (world `to`), never anything else; new threads start in `to`;
+//! - a pending thread switches only at a safe point where its exact frame
+//!   set holds no function of the check set `C`, in any version (frames are
+//!   matched by function index within every code unit that ever held this
+//!   instance's functions — the Linux 4.16 lesson).
+
+use super::{Blocker, Core, Direction, Event, PatchId, TransitionOutcome};
+use crate::errors::FrameInfo;
+use crate::instance::InstanceData;
+use crate::module::ModuleInfo;
+use crate::thread::{RunState, ThreadId, ThreadState};
+use crate::vm::offsets::POLL_SWITCH;
+use crate::vm::vmctx::VMSlot;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The one transition in progress (CONSISTENCY.md rule 10).
+pub(crate) struct Transition {
+    pub(crate) patch: PatchId,
+    pub(crate) direction: Direction,
+    pub(crate) instance: usize,
+    /// World offsets (0 or 8): pending threads run `from`, switched `to`.
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    /// The check set `C`.
+    pub(crate) check: HashSet<u32>,
+    /// Slots changed in both worlds at once: (function, before, after).
+    pub(crate) immediate: Vec<(u32, VMSlot, VMSlot)>,
+    pub(crate) pending: BTreeSet<u32>,
+    pub(crate) switched: usize,
+    pub(crate) started: Instant,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) reversed: bool,
+    pub(crate) forced: bool,
+    /// Applied bundles kept when the transition completes forward, and when
+    /// it completes reversed.
+    pub(crate) keep_forward: Vec<PatchId>,
+    pub(crate) keep_reversed: Vec<PatchId>,
+    /// Names for blockers and events (the patched module view).
+    pub(crate) names: Arc<ModuleInfo>,
+    /// Threads already reported as blocked (one event each).
+    pub(crate) reported: HashSet<u32>,
+    pub(crate) timeout_blockers: Vec<Blocker>,
+}
+
+impl Transition {
+    /// The innermost frame of `ts` that blocks it, if any.
+    fn blocking_frame(
+        &self,
+        units: &HashSet<u32>,
+        ts: &ThreadState,
+    ) -> Option<crate::thread::shadow_stack::RawFrame> {
+        ts.frames_any()
+            .into_iter()
+            .find(|f| self.check.contains(&f.func) && units.contains(&f.unit))
+    }
+}
+
+fn frame_info(names: &ModuleInfo, f: &crate::thread::shadow_stack::RawFrame) -> FrameInfo {
+    FrameInfo {
+        func_index: f.func,
+        name: names.func_name(f.func),
+        unit: f.unit,
+        offset: f.offset,
+    }
+}
+
+/// Record an event (the transcript is bounded: the oldest go first).
+pub(crate) fn emit(core: &mut Core, e: Event) {
+    const MAX_EVENTS: usize = 200_000;
+    if core.events.len() >= MAX_EVENTS {
+        core.events.drain(..MAX_EVENTS / 2);
+    }
+    core.events.push(e);
+}
+
+/// Try to switch a pending thread at a safe point. Returns true when it
+/// switched. The thread must not be executing JIT code (parked, at a poll,
+/// or in a host call).
+pub(crate) fn try_switch(core: &mut Core, ts: &mut ThreadState) -> bool {
+    let Some(t) = core.transition.as_mut() else {
+        return false;
+    };
+    if !t.pending.contains(&ts.id.0) {
+        return false;
+    }
+    let units = &core.instances[&t.instance].units;
+    if let Some(f) = t.blocking_frame(units, ts) {
+        if t.reported.insert(ts.id.0) {
+            let name = t.names.func_name(f.func);
+            let (p, id) = (t.patch, ts.id);
+            emit(core, Event::BlockedBy(p, id, name));
+        }
+        return false;
+    }
+    switch(core, ts);
+    true
+}
+
+fn switch(core: &mut Core, ts: &mut ThreadState) {
+    let t = core.transition.as_mut().expect("in transition");
+    ts.vm.world = t.to;
+    // Relaxed: the bit is advisory; the world store above is read by this
+    // thread itself, on this OS thread.
+    ts.vm.poll.fetch_and(!POLL_SWITCH, Ordering::Relaxed);
+    t.pending.remove(&ts.id.0);
+    t.switched += 1;
+    let (p, id, done) = (t.patch, ts.id, t.pending.is_empty());
+    emit(core, Event::ThreadSwitched(p, id));
+    if done {
+        core.completion_due = true;
+    }
+}
+
+/// A thread finished: it no longer holds the transition back.
+pub(crate) fn thread_done(core: &mut Core, id: u32) {
+    if let Some(t) = core.transition.as_mut() {
+        if t.pending.remove(&id) && t.pending.is_empty() {
+            core.completion_due = true;
+        }
+    }
+}
+
+/// The world a new thread starts in (rule 3).
+pub(crate) fn world_for_new_thread(core: &Core) -> u64 {
+    core.transition.as_ref().map(|t| t.to).unwrap_or(core.world)
+}
+
+/// Start `t`: write the `to` world into the spare slot table, make the
+/// immediate changes in both worlds, then check every thread that is not
+/// executing JIT code and ask the others to check at their next poll.
+pub(crate) fn start(
+    core: &mut Core,
+    inst: &mut InstanceData,
+    threads: &mut HashMap<u32, Box<ThreadState>>,
+    running: u32,
+    mut t: Transition,
+    to_slots: &[VMSlot],
+) {
+    let to_idx = (t.to / 8) as usize;
+    let from_idx = (t.from / 8) as usize;
+    inst.slots[to_idx][..to_slots.len()].copy_from_slice(to_slots);
+    for &(f, _, new) in &t.immediate {
+        inst.slots[from_idx][f as usize] = new;
+    }
+    t.pending = threads
+        .iter()
+        .filter(|(_, ts)| ts.state != RunState::Done)
+        .map(|(id, _)| *id)
+        .collect();
+    let (p, d) = (t.patch, t.direction);
+    core.transition = Some(t);
+    emit(core, Event::Started(p, d));
+    settle_all(core, threads, running);
+    if core
+        .transition
+        .as_ref()
+        .is_some_and(|t| t.pending.is_empty())
+    {
+        core.completion_due = true;
+    }
+}
+
+/// Check every pending thread that is not executing JIT code; flag the
+/// others so that they check at their next poll.
+fn settle_all(core: &mut Core, threads: &mut HashMap<u32, Box<ThreadState>>, running: u32) {
+    let pending: Vec<u32> = core
+        .transition
+        .as_ref()
+        .map(|t| t.pending.iter().copied().collect())
+        .unwrap_or_default();
+    for id in pending {
+        let Some(ts) = threads.get_mut(&id) else {
+            thread_done(core, id);
+            continue;
+        };
+        if ts.state == RunState::Done {
+            thread_done(core, id);
+            continue;
+        }
+        // The running thread (if any) is inside a host call: its exit
+        // record is current, so its stack can be read like a parked one's.
+        let _ = running;
+        if !try_switch(core, ts) {
+            // Release pairs with the Acquire fetch in the poll slow path.
+            ts.vm.poll.fetch_or(POLL_SWITCH, Ordering::Release);
+        }
+    }
+}
+
+/// Reverse the transition: the two worlds swap roles, switched threads
+/// become pending again and return under the same rule, immediate changes
+/// are undone at once (rule 8).
+pub(crate) fn reverse(
+    core: &mut Core,
+    inst: &mut InstanceData,
+    threads: &mut HashMap<u32, Box<ThreadState>>,
+    running: u32,
+) -> Result<(), super::PatchError> {
+    let t = core
+        .transition
+        .as_mut()
+        .ok_or(super::PatchError::NoTransition)?;
+    std::mem::swap(&mut t.from, &mut t.to);
+    t.reversed = !t.reversed;
+    std::mem::swap(&mut t.keep_forward, &mut t.keep_reversed);
+    for e in t.immediate.iter_mut() {
+        std::mem::swap(&mut e.1, &mut e.2);
+    }
+    for idx in 0..2 {
+        for &(f, _, new) in &t.immediate {
+            inst.slots[idx][f as usize] = new;
+        }
+    }
+    let to = t.to;
+    t.pending = threads
+        .iter()
+        .filter(|(_, ts)| ts.state != RunState::Done && ts.vm.world != to)
+        .map(|(id, _)| *id)
+        .collect();
+    t.switched = threads.len() - t.pending.len();
+    t.reported.clear();
+    let p = t.patch;
+    emit(core, Event::Reversed(p));
+    settle_all(core, threads, running);
+    if core
+        .transition
+        .as_ref()
+        .is_some_and(|t| t.pending.is_empty())
+    {
+        core.completion_due = true;
+    }
+    Ok(())
+}
+
+/// Switch every pending thread now, ignoring the stack rule (rule 9).
+pub(crate) fn force(
+    core: &mut Core,
+    threads: &mut HashMap<u32, Box<ThreadState>>,
+) -> Result<PatchId, super::PatchError> {
+    let t = core
+        .transition
+        .as_mut()
+        .ok_or(super::PatchError::NoTransition)?;
+    t.forced = true;
+    let p = t.patch;
+    let pending: Vec<u32> = t.pending.iter().copied().collect();
+    emit(core, Event::Forced(p));
+    for id in pending {
+        match threads.get_mut(&id) {
+            Some(ts) => switch(core, ts),
+            None => thread_done(core, id),
+        }
+    }
+    core.completion_due = true;
+    Ok(p)
+}
+
+/// The blockers of the current transition.
+pub(crate) fn blockers(
+    core: &Core,
+    threads: &HashMap<u32, Box<ThreadState>>,
+    describe: &dyn Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo,
+) -> Vec<Blocker> {
+    let Some(t) = core.transition.as_ref() else {
+        return Vec::new();
+    };
+    let units = &core.instances[&t.instance].units;
+    let mut out = Vec::new();
+    for id in &t.pending {
+        let Some(ts) = threads.get(id) else { continue };
+        let frames = ts.frames_any();
+        if let Some(f) = frames
+            .iter()
+            .find(|f| t.check.contains(&f.func) && units.contains(&f.unit))
+        {
+            out.push(Blocker {
+                thread: ThreadId(*id),
+                backtrace: frames.iter().map(describe).collect(),
+                frame: frame_info(&t.names, f),
+            });
+        }
+    }
+    out
+}
+
+/// Apply the timeout policy: reverse a transition that has run too long,
+/// remembering who blocked it. Returns true when it reversed.
+pub(crate) fn check_timeout(
+    core: &mut Core,
+    inst: &mut InstanceData,
+    threads: &mut HashMap<u32, Box<ThreadState>>,
+    running: u32,
+    describe: &dyn Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo,
+) -> bool {
+    let Some(t) = core.transition.as_ref() else {
+        return false;
+    };
+    let Some(limit) = t.timeout else { return false };
+    if t.reversed || t.started.elapsed() < limit || t.pending.is_empty() {
+        return false;
+    }
+    let b = blockers(core, threads, describe);
+    if let Some(t) = core.transition.as_mut() {
+        t.timeout_blockers = b;
+    }
+    reverse(core, inst, threads, running).is_ok()
+}
+
+/// Finish a transition whose pending set is empty: the `to` world becomes
+/// the only one, bundles leave or stay per the direction, and their code
+/// goes to the reclaim list. Returns the outcome and the bundles removed.
+pub(crate) fn finish(core: &mut Core) -> Option<TransitionOutcome> {
+    let t = core.transition.take()?;
+    core.completion_due = false;
+    core.world = t.to;
+    let pi = core
+        .instances
+        .get_mut(&t.instance)
+        .expect("patched instance");
+    let keep: HashSet<PatchId> = t.keep_forward.iter().copied().collect();
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    for b in pi.applied.drain(..) {
+        if keep.contains(&b.id) {
+            kept.push(b);
+        } else {
+            removed.push(b);
+        }
+    }
+    pi.applied = kept;
+    if t.forced {
+        if let Some(b) = pi.applied.iter_mut().find(|b| b.id == t.patch) {
+            b.forced = true;
+        }
+    }
+    for b in removed {
+        core.zombies.push(b.compiled.unit.clone());
+    }
+    let outcome = TransitionOutcome {
+        patch: t.patch,
+        direction: t.direction,
+        reversed: t.reversed,
+        forced: t.forced,
+        elapsed: t.started.elapsed(),
+        blockers: t.timeout_blockers,
+    };
+    emit(
+        core,
+        Event::Completed(
+            t.patch,
+            if t.reversed {
+                Direction::Unpatch
+            } else {
+                t.direction
+            },
+        ),
+    );
+    core.last_outcome = Some(outcome.clone());
+    Some(outcome)
+}
+
+/// Drop reclaimable code: units no world maps whose code no frame executes.
+pub(crate) fn reclaim(core: &mut Core, threads: &HashMap<u32, Box<ThreadState>>) {
+    if core.zombies.is_empty() {
+        return;
+    }
+    let mut live: HashSet<u32> = HashSet::new();
+    for ts in threads.values() {
+        if ts.state != RunState::Done {
+            live.extend(ts.frames_any().iter().map(|f| f.unit));
+        }
+    }
+    core.zombies.retain(|u| live.contains(&u.id()));
+}

@@ -1,0 +1,80 @@
+//! Per-function version history of one patched instance, and the worlds
+//! built from it.
+//!
+//! `H(f)` is the original code `v0` followed by one version per applied
+//! bundle that replaces or adds `f`, in the order applied. A world maps
+//! every function to one slot: `world(list)` replays a list of applied
+//! bundles over the originals (a cumulative `replace` bundle first resets
+//! everything to `v0`).
+
+use super::PatchId;
+use crate::compile::CompiledBundle;
+use crate::vm::code_memory::CodeUnit;
+use crate::vm::vmctx::VMSlot;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// One applied (or being-applied) bundle of an instance.
+pub(crate) struct AppliedBundle {
+    pub(crate) id: PatchId,
+    pub(crate) bundle: patch_format::Bundle,
+    pub(crate) compiled: CompiledBundle,
+    /// (function, slot) for every entry.
+    pub(crate) slots: Vec<(u32, VMSlot)>,
+    /// Functions switched immediately (entry flag or bundle flag).
+    pub(crate) immediate: HashSet<u32>,
+    /// Functions this bundle adds.
+    pub(crate) added: HashSet<u32>,
+    /// Set by `force`: this bundle can never be reverted.
+    pub(crate) forced: bool,
+}
+
+/// Patch bookkeeping of one instance.
+pub(crate) struct PatchedInstance {
+    /// Version 0 of every function (imports included).
+    pub(crate) base: Vec<VMSlot>,
+    /// Slots that trap "removed function", by function index, for functions
+    /// added by bundles (used once the bundle that added them is reverted).
+    pub(crate) removed: HashMap<u32, VMSlot>,
+    /// Applied bundles, oldest first.
+    pub(crate) applied: Vec<AppliedBundle>,
+    /// Every code unit that ever held this instance's functions (the
+    /// module's and each bundle's): frames of these units name functions of
+    /// this instance.
+    pub(crate) units: HashSet<u32>,
+    /// Removed-function stubs' code, kept alive.
+    pub(crate) stubs: Vec<Arc<CodeUnit>>,
+}
+
+impl PatchedInstance {
+    /// The world that `list` (applied bundles, in order) defines, over
+    /// `len` functions.
+    pub(crate) fn world(&self, list: &[&AppliedBundle], len: usize) -> Vec<VMSlot> {
+        let mut slots = self.reset(len);
+        for b in list {
+            if b.bundle.replace() {
+                slots = self.reset(len);
+            }
+            for &(f, s) in &b.slots {
+                slots[f as usize] = s;
+            }
+        }
+        slots
+    }
+
+    fn reset(&self, len: usize) -> Vec<VMSlot> {
+        let mut slots = self.base.clone();
+        slots.resize(len, VMSlot::NULL);
+        for (&f, &s) in &self.removed {
+            if (f as usize) < len {
+                slots[f as usize] = s;
+            }
+        }
+        slots
+    }
+
+    /// Index of applied bundle `id`.
+    pub(crate) fn position(&self, id: PatchId) -> Option<usize> {
+        self.applied.iter().position(|b| b.id == id)
+    }
+}
