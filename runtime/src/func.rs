@@ -187,7 +187,7 @@ impl<A: WasmTy> WasmResults for A {
 /// The signature of a host function's body.
 pub type HostFn<T> = dyn Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + 'static;
 
-type ErasedCall = dyn Fn(*mut ThreadState, &[Val], &mut [Val]) -> Result<(), Error>;
+type ErasedCall = dyn Fn(*mut ThreadState, usize, &[Val], &mut [Val]) -> Result<(), Error>;
 
 /// What an imported host function's slot points to. `dispatch` must stay
 /// first: host trampolines load it at `HOSTCTX_DISPATCH`.
@@ -195,7 +195,9 @@ type ErasedCall = dyn Fn(*mut ThreadState, &[Val], &mut [Val]) -> Result<(), Err
 pub(crate) struct HostFuncCtx {
     dispatch: usize,
     ty: FuncType,
-    call: Box<ErasedCall>,
+    call: std::sync::Arc<ErasedCall>,
+    /// The importing instance: what `Caller` shows as the caller.
+    instance: usize,
 }
 
 impl HostFuncCtx {
@@ -206,19 +208,32 @@ impl HostFuncCtx {
         ty: FuncType,
         f: std::sync::Arc<HostFn<T>>,
     ) -> Box<HostFuncCtx> {
-        let call = move |ts: *mut ThreadState, args: &[Val], results: &mut [Val]| {
-            let mut caller = Caller {
-                store,
-                thread: ts,
-                instance,
-                _m: PhantomData,
+        let call =
+            move |ts: *mut ThreadState, instance: usize, args: &[Val], results: &mut [Val]| {
+                let mut caller = Caller {
+                    store,
+                    thread: ts,
+                    instance,
+                    _m: PhantomData,
+                };
+                f(&mut caller, args, results)
             };
-            f(&mut caller, args, results)
-        };
         Box::new(HostFuncCtx {
             dispatch: host_dispatch as *const () as usize,
             ty,
-            call: Box::new(call),
+            call: std::sync::Arc::new(call),
+            instance,
+        })
+    }
+
+    /// The same host function, imported by another instance (a re-export):
+    /// its callers there see that instance.
+    pub(crate) fn rebind(&self, instance: usize) -> Box<HostFuncCtx> {
+        Box::new(HostFuncCtx {
+            dispatch: self.dispatch,
+            ty: self.ty.clone(),
+            call: self.call.clone(),
+            instance,
         })
     }
 }
@@ -248,7 +263,7 @@ unsafe extern "C" fn host_dispatch(
                 .iter()
                 .map(|t| Val::default_for(*t))
                 .collect();
-            let r = (ctx.call)(ts, &args, &mut results);
+            let r = (ctx.call)(ts, ctx.instance, &args, &mut results);
             match r {
                 Ok(()) => {
                     for (i, (r, t)) in results.iter().zip(ctx.ty.results()).enumerate() {

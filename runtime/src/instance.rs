@@ -250,7 +250,18 @@ pub(crate) fn instantiate_with_host<T: 'static>(
                 }
                 let src = &store.instances[func.instance];
                 let ty = src.module.info().func_type(func.index).clone();
-                let slot = src.slots[0][func.index as usize];
+                let mut slot = src.slots[0][func.index as usize];
+                // A re-exported host function: bind a context of its own so
+                // that its callers here see this instance.
+                if let Some(ctx) = src
+                    .host_ctxs
+                    .iter()
+                    .find(|c| std::ptr::eq(&***c as *const _ as *const u8, slot.vmctx))
+                {
+                    let mut rebound = ctx.rebind(index);
+                    slot.vmctx = &mut *rebound as *mut crate::func::HostFuncCtx as *mut u8;
+                    data.host_ctxs.push(rebound);
+                }
                 let funcref = Some(src.funcref_ptrs[func.index as usize]);
                 if &ty != want {
                     return Err(Error::Link(format!(

@@ -373,6 +373,35 @@ pub(crate) fn call_target<T>(
     Ok((funcref, tramp, info.types[ty_index as usize].clone()))
 }
 
+/// Whether `raw` is null or a funcref record of one of this store's
+/// instances: the only references the host may hand to guest code (a
+/// forged or foreign pointer would be called as code).
+pub(crate) fn is_own_funcref<T>(s: &StoreInner<T>, raw: usize) -> bool {
+    raw == 0
+        || s.instances
+            .iter()
+            .any(|i| i.funcref_ptrs.iter().any(|p| *p as usize == raw))
+}
+
+fn check_refs<T>(s: &StoreInner<T>, args: &[Val]) -> Result<(), Error> {
+    for a in args {
+        match a {
+            Val::FuncRef(p) if !is_own_funcref(s, *p) => {
+                return Err(Error::BadCall(format!(
+                    "funcref {p:#x} does not name a function of this store"
+                )))
+            }
+            Val::ExternRef(Some(u64::MAX)) => {
+                return Err(Error::BadCall(
+                    "externref value u64::MAX is reserved (it encodes null)".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn check_args(ty: &wasmparser::FuncType, args: &[Val]) -> Result<(), Error> {
     if args.len() != ty.params().len() || !args.iter().zip(ty.params()).all(|(a, t)| a.matches(*t))
     {
@@ -398,6 +427,8 @@ pub(crate) unsafe fn call_on_fiber<T>(
     // used across this call except through raw pointers.
     let (funcref, tramp, ty) = call_target(unsafe { &*inner }, &func)?;
     check_args(&ty, args)?;
+    // SAFETY: as above.
+    check_refs(unsafe { &*inner }, args)?;
     let n = ty.params().len().max(ty.results().len()).max(1);
     let mut values: Vec<u128> = vec![0; n];
     for (v, a) in values.iter_mut().zip(args) {
@@ -457,6 +488,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
     let s = unsafe { &mut *inner };
     let (_, _, ty) = call_target(s, &func)?;
     check_args(&ty, &args)?;
+    check_refs(s, &args)?;
     let stack = match s.stack_pool.pop() {
         Some(st) => st,
         None => fiber::new_stack(s.engine.config().stack_size)

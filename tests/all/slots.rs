@@ -418,7 +418,6 @@ fn table_growth_is_seen_by_callers_in_the_same_and_other_threads() {
 // thread (use after free once the other store is dropped). Safe Rust must
 // not reach that: such arguments should be refused (`WrongStore`/`BadCall`).
 #[test]
-#[ignore = "runtime bug: forged or foreign funcref arguments are accepted (see comment)"]
 fn funcref_arguments_from_elsewhere_are_refused() {
     let (mut store, inst) = tables_instance();
     let (other_store, other_inst) = tables_instance();

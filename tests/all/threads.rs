@@ -738,7 +738,6 @@ fn a_thread_whose_entry_is_a_host_function() {
 // once a default engine has registered first (and the other way round, a
 // 1 ms engine gets 5 ms slices).
 #[test]
-#[ignore = "runtime bug: Config::time_slice ignored after the first store in the process (see comment)"]
 fn engine_time_slice_is_honoured() {
     // Make sure some default (5 ms) engine has registered with the ticker.
     let _first = workers((), |_| {});

@@ -21,7 +21,14 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct PreemptTarget {
     current: AtomicPtr<AtomicU64>,
+    /// Ticks (of [`TICK`]) a thread may run before it is preempted.
+    slice_ticks: u64,
+    /// Ticks since the current thread was resumed.
+    elapsed: AtomicU64,
 }
+
+/// The ticker's period: time slices are whole multiples of it.
+pub const TICK: Duration = Duration::from_millis(1);
 
 impl PreemptTarget {
     /// Point the ticker at `word` (or null).
@@ -30,6 +37,9 @@ impl PreemptTarget {
         // initialised before the ticker may touch it.
         self.current
             .store(word as *mut AtomicU64, Ordering::Release);
+        // Relaxed: a tick counted against the wrong thread only shortens or
+        // lengthens one slice by a tick.
+        self.elapsed.store(0, Ordering::Relaxed);
     }
 }
 
@@ -37,13 +47,13 @@ struct Registry {
     targets: Mutex<Vec<Weak<PreemptTarget>>>,
 }
 
-fn registry(slice: Duration) -> &'static Registry {
+fn registry() -> &'static Registry {
     static REG: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
     REG.get_or_init(|| {
         std::thread::Builder::new()
             .name("wasm-patch-ticker".into())
             .spawn(move || loop {
-                std::thread::sleep(slice);
+                std::thread::sleep(TICK);
                 tick();
             })
             .expect("spawn the preemption ticker");
@@ -62,7 +72,9 @@ fn tick() {
     for t in targets.iter().filter_map(|w| w.upgrade()) {
         // Acquire pairs with the Release store in `PreemptTarget::set`.
         let p = t.current.load(Ordering::Acquire);
-        if !p.is_null() {
+        // Relaxed: see `set`.
+        let ticks = t.elapsed.fetch_add(1, Ordering::Relaxed) + 1;
+        if !p.is_null() && ticks >= t.slice_ticks {
             // SAFETY: the store keeps the word alive until it unregisters,
             // which needs this lock (see `unregister`).
             // Release pairs with the Acquire swap in the poll slow path.
@@ -75,8 +87,12 @@ static REGISTRY_REF: std::sync::OnceLock<&'static Registry> = std::sync::OnceLoc
 
 /// Register a store's target with the ticker.
 pub fn register(slice: Duration) -> Arc<PreemptTarget> {
-    let reg = *REGISTRY_REF.get_or_init(|| registry(slice));
-    let t = Arc::new(PreemptTarget::default());
+    let reg = *REGISTRY_REF.get_or_init(registry);
+    let ticks = (slice.as_micros() / TICK.as_micros()).max(1) as u64;
+    let t = Arc::new(PreemptTarget {
+        slice_ticks: ticks,
+        ..PreemptTarget::default()
+    });
     reg.targets
         .lock()
         .unwrap_or_else(|e| e.into_inner())
