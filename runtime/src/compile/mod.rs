@@ -303,8 +303,10 @@ pub(crate) fn compile_bundle(
         imports: target.imports.clone(),
         exports: target.exports.clone(),
         start: None,
-        elems: target.elems.clone(),
-        datas: target.datas.clone(),
+        // Segments stay with the instance's own module: bundle code reaches
+        // them through the instance at run time, never through this view.
+        elems: Vec::new(),
+        datas: Vec::new(),
         func_names: target.func_names.clone(),
         bodies: Vec::new(),
         bytes: Vec::new(),

@@ -167,6 +167,17 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
     // SAFETY: as above.
     let s = unsafe { &mut *inner };
     transition::reclaim(&mut s.patch, &s.threads);
+    // Forget the names of code that is gone.
+    let mut live: HashSet<u32> = s
+        .instances
+        .iter()
+        .map(|i| i.module.inner.compiled.unit.id())
+        .collect();
+    for pi in s.patch.instances.values() {
+        live.extend(pi.applied.iter().map(|b| b.compiled.unit.id()));
+    }
+    live.extend(s.patch.zombies.iter().map(|u| u.id()));
+    s.units.retain(|u, _| live.contains(u));
 }
 
 /// When the scheduler must wake up to apply the timeout policy.
