@@ -1,5 +1,6 @@
 //! The `wasm-patch` command line: run guests, run spec scripts, build,
-//! inspect and sign patch bundles.
+//! inspect and sign patch bundles, and patch running guests through their
+//! control socket.
 
 use clap::{Parser, Subcommand};
 use wasm_patch_cli::commands;
@@ -30,6 +31,27 @@ enum Command {
     Sign(commands::sign::SignArgs),
     /// Verify a bundle's signature against a public key.
     Verify(commands::sign::VerifyArgs),
+    /// Apply a bundle to a running guest (`run --control`) and wait for its
+    /// transition.
+    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    Apply(commands::apply::ApplyArgs),
+    /// Show a running guest's bundles, transition, blockers and per-thread
+    /// patch state.
+    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    Status(commands::status::StatusArgs),
+    /// List the bundles applied to a running guest.
+    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    List(commands::status::ListArgs),
+    /// Revert an applied bundle of a running guest (a transition back).
+    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    Revert(commands::control_verbs::RevertArgs),
+    /// Reverse the transition in progress in a running guest.
+    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    Reverse(commands::control_verbs::ReverseArgs),
+    /// Switch every pending thread now, ignoring the stack check (unsafe:
+    /// the bundle can never be reverted afterwards).
+    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    Force(commands::control_verbs::ForceArgs),
 }
 
 fn main() {
@@ -42,6 +64,12 @@ fn main() {
         Command::Keygen(args) => commands::sign::keygen(args),
         Command::Sign(args) => commands::sign::sign(args),
         Command::Verify(args) => commands::sign::verify(args),
+        Command::Apply(args) => commands::apply::main(args),
+        Command::Status(args) => commands::status::status(args),
+        Command::List(args) => commands::status::list(args),
+        Command::Revert(args) => commands::control_verbs::revert(args),
+        Command::Reverse(args) => commands::control_verbs::reverse(args),
+        Command::Force(args) => commands::control_verbs::force(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -3,9 +3,24 @@
 //! parameter types) and print each result on its own line; without it, run
 //! `_start`. The run ends when that call returns. A trap prints its kind and
 //! wasm backtrace to stderr and exits with status 134 (as wasmtime does).
+//!
+//! With `--control SOCKET`, the run also serves the live-control protocol
+//! (`super::control`) on a Unix socket while the guest runs: the store stays
+//! on this thread, and the run loop alternates guest time slices with
+//! control requests.
+//!
+//! Besides the thread ABI, guests may import three output functions from
+//! module `env`: `print_i32(i32)` (the decimal value and a newline),
+//! `print_line(ptr: i32, len: i32)` (bytes of memory 0 and a newline) and
+//! `print(ptr: i32, len: i32)` (the bytes only).
 
+use super::control;
 use anyhow::{bail, Context};
-use wasm_patch_runtime::{Engine, Error, Linker, Module, Store, Val, ValType};
+use std::io::Write;
+use std::time::Duration;
+use wasm_patch_runtime::{
+    Caller, Engine, Error, FuncType, Linker, Module, RunState, Store, Val, ValType,
+};
 
 /// Arguments of `wasm-patch run`.
 #[derive(clap::Args)]
@@ -13,6 +28,11 @@ pub struct RunArgs {
     /// Call this exported function instead of `_start`.
     #[arg(long, value_name = "NAME")]
     pub invoke: Option<String>,
+    /// Serve live control (apply, status, revert, ...) on this Unix socket
+    /// while the guest runs. Created with mode 0600 and removed when the run
+    /// ends; refused if another server answers there.
+    #[arg(long, value_name = "SOCKET")]
+    pub control: Option<std::path::PathBuf>,
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
     /// Arguments for the invoked function (integers in decimal, floats as
@@ -48,13 +68,61 @@ fn parse_arg(s: &str, ty: ValType) -> anyhow::Result<Val> {
     })
 }
 
+/// Bytes `[ptr, ptr + len)` of the caller's memory 0.
+fn guest_bytes(c: &mut Caller<'_, ()>, ptr: &Val, len: &Val) -> Result<Vec<u8>, Error> {
+    let (ptr, len) = (
+        ptr.i32().unwrap_or(0) as u32 as usize,
+        len.i32().unwrap_or(0) as u32 as usize,
+    );
+    let mem = c
+        .memory(0)
+        .ok_or_else(|| Error::Host("print: the module has no memory".into()))?;
+    ptr.checked_add(len)
+        .and_then(|end| mem.get(ptr..end))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| Error::Host(format!("print: [{ptr}, {ptr}+{len}) is out of bounds")))
+}
+
+/// Defines the `env` output functions (see the module documentation).
+/// Output errors (a closed pipe) are ignored: they must not kill the guest.
+fn add_print_functions(linker: &mut Linker<()>) {
+    use ValType::I32;
+    linker.func_new("env", "print_i32", FuncType::new([I32], []), |_, a, _| {
+        let _ = writeln!(std::io::stdout(), "{}", a[0].i32().unwrap_or(0));
+        Ok(())
+    });
+    linker.func_new(
+        "env",
+        "print_line",
+        FuncType::new([I32, I32], []),
+        |c, a, _| {
+            let bytes = guest_bytes(c, &a[0], &a[1])?;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&bytes);
+            let _ = out.write_all(b"\n");
+            Ok(())
+        },
+    );
+    linker.func_new("env", "print", FuncType::new([I32, I32], []), |c, a, _| {
+        let bytes = guest_bytes(c, &a[0], &a[1])?;
+        let _ = std::io::stdout().write_all(&bytes);
+        Ok(())
+    });
+}
+
 /// Entry point.
 pub fn main(args: RunArgs) -> anyhow::Result<i32> {
+    // Bind first: a refused socket must not start the guest.
+    let server = match &args.control {
+        Some(path) => Some(control::Server::bind(path)?),
+        None => None,
+    };
     let engine = Engine::default();
     let module = Module::from_file(&engine, &args.file)?;
     let mut store = Store::new(&engine, ());
     let mut linker = Linker::new();
     linker.add_thread_abi();
+    add_print_functions(&mut linker);
     let instance = match linker.instantiate(&mut store, &module) {
         Ok(i) => i,
         Err(Error::Trap(t)) => {
@@ -81,7 +149,17 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         .zip(ty.params())
         .map(|(s, t)| parse_arg(s, *t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    match func.call(&mut store, &vals) {
+    let result = match server {
+        None => func.call(&mut store, &vals),
+        Some(mut server) => {
+            let main = store.spawn(func, &vals)?;
+            let r = serve(&mut store, instance, main, &mut server);
+            server.shutdown();
+            r?;
+            store.take_result(main)
+        }
+    };
+    match result {
         Ok(results) => {
             for r in results {
                 println!("{r}");
@@ -96,5 +174,40 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
             Ok(TRAP_EXIT)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The run loop of `run --control`: guest time slices and control requests
+/// alternate on this thread until the main thread (`_start` or `--invoke`)
+/// finishes. Requests never block the loop: a client waiting for a
+/// transition is answered when it ends.
+fn serve(
+    store: &mut Store<()>,
+    instance: wasm_patch_runtime::Instance,
+    main: wasm_patch_runtime::ThreadId,
+    server: &mut control::Server,
+) -> anyhow::Result<()> {
+    loop {
+        // 16 slices of at most 5 ms each: control requests wait < 100 ms
+        // even for a busy guest.
+        let ran = store.run_steps(16);
+        server.after_steps(store);
+        match store.thread_state(main) {
+            Some(RunState::Done) | None => return Ok(()),
+            _ => {}
+        }
+        let busy = server.poll(store, instance);
+        if ran == 0 && !busy {
+            let live = store.threads();
+            if store.transition_status().is_none()
+                && !live.is_empty()
+                && live
+                    .iter()
+                    .all(|t| store.thread_state(*t) == Some(RunState::Parked))
+            {
+                return Err(Error::Deadlock(main.0).into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }

@@ -1,0 +1,107 @@
+//! `wasm-patch revert ID`, `wasm-patch reverse` and `wasm-patch force`
+//! against a running `wasm-patch run --control SOCKET`.
+
+use super::control::{self, ControlOpts};
+use serde_json::json;
+
+/// Arguments of `wasm-patch revert`.
+#[derive(clap::Args)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub control: ControlOpts,
+    /// The applied bundle's id, as `list` shows it (`3` or `patch 3`).
+    #[arg(value_parser = parse_patch_id)]
+    pub id: u32,
+    /// Reverse the revert (keep the bundle) if it is not complete after this
+    /// many seconds; exits with status 3.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Return once the transition has started instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Arguments of `wasm-patch reverse`.
+#[derive(clap::Args)]
+pub struct ReverseArgs {
+    #[command(flatten)]
+    pub control: ControlOpts,
+    /// Return once the reverse has started instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Arguments of `wasm-patch force`.
+#[derive(clap::Args)]
+pub struct ForceArgs {
+    #[command(flatten)]
+    pub control: ControlOpts,
+}
+
+fn parse_patch_id(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let t = t.strip_prefix("patch").map(str::trim).unwrap_or(t);
+    t.parse::<u32>()
+        .map_err(|_| format!("`{s}` is not a patch id (a number, as `list` shows)"))
+}
+
+/// `revert` entry point.
+pub fn revert(args: RevertArgs) -> anyhow::Result<i32> {
+    let req = json!({
+        "op": "revert",
+        "id": args.id,
+        "wait": !args.no_wait,
+        "timeout_ms": super::apply::timeout_ms(args.timeout)?,
+    });
+    let reply = control::request(&args.control.control, &req)?;
+    Ok(control::report_transition(
+        &format!("reverted patch {}", args.id),
+        &reply,
+        args.control.json,
+    ))
+}
+
+/// `reverse` entry point.
+pub fn reverse(args: ReverseArgs) -> anyhow::Result<i32> {
+    let req = json!({"op": "reverse", "wait": !args.no_wait});
+    let reply = control::request(&args.control.control, &req)?;
+    if args.control.json {
+        control::print_json(&reply);
+        return Ok(if control::reply_error(&reply).is_some() {
+            control::EXIT_ERROR
+        } else {
+            control::EXIT_OK
+        });
+    }
+    if control::reply_error(&reply).is_some() || reply.get("outcome").is_none() {
+        return Ok(control::report_transition("reverse", &reply, false));
+    }
+    // A reverse that completes is this command's success.
+    let o = &reply["outcome"];
+    println!(
+        "reversed patch {}: threads are back on the previous code after {:.3} ms",
+        o["patch"],
+        o["elapsed_ms"].as_f64().unwrap_or(0.0)
+    );
+    Ok(control::EXIT_OK)
+}
+
+/// `force` entry point.
+pub fn force(args: ForceArgs) -> anyhow::Result<i32> {
+    let reply = control::request(&args.control.control, &json!({"op": "force"}))?;
+    if args.control.json {
+        control::print_json(&reply);
+    } else if let Some(e) = control::reply_error(&reply) {
+        eprintln!("error: {e}");
+    } else {
+        println!("forced patch {}", reply["patch"]);
+        if let Some(w) = reply["warning"].as_str() {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(if control::reply_error(&reply).is_some() {
+        control::EXIT_ERROR
+    } else {
+        control::EXIT_OK
+    })
+}

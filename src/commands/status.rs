@@ -1,0 +1,179 @@
+//! `wasm-patch status --control SOCKET` and `wasm-patch list --control
+//! SOCKET`: what a running guest has applied, the transition in progress
+//! with its blockers, and each thread's patch state (as Linux's
+//! `/proc/<pid>/patch_state`: -1 no transition, 0 unpatched, 1 patched).
+
+use super::control::{self, ControlOpts};
+use serde_json::{json, Value};
+
+/// Arguments of `wasm-patch status`.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub control: ControlOpts,
+    /// Also print every thread's backtrace.
+    #[arg(long)]
+    pub backtraces: bool,
+}
+
+/// Arguments of `wasm-patch list`.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub control: ControlOpts,
+}
+
+fn print_applied(applied: &Value) {
+    let list = applied.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("applied      none");
+        return;
+    }
+    println!("applied      {} bundle(s), oldest first", list.len());
+    for a in &list {
+        let functions: Vec<&str> = a["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut flags = String::new();
+        if a["in_transition"].as_bool() == Some(true) {
+            flags.push_str("  [in transition]");
+        }
+        if a["forced"].as_bool() == Some(true) {
+            flags.push_str("  [forced: cannot be reverted]");
+        }
+        println!(
+            "  patch {:<4} {:<16} bundle {}  functions: {}{flags}",
+            a["id"].to_string(),
+            a["name"].as_str().unwrap_or(""),
+            a["bundle_id"].as_str().unwrap_or(""),
+            functions.join(", ")
+        );
+    }
+}
+
+fn check(reply: &Value, json: bool) -> Option<i32> {
+    if json {
+        control::print_json(reply);
+        return Some(if control::reply_error(reply).is_some() {
+            control::EXIT_ERROR
+        } else {
+            control::EXIT_OK
+        });
+    }
+    if let Some(e) = control::reply_error(reply) {
+        eprintln!("error: {e}");
+        return Some(control::EXIT_ERROR);
+    }
+    None
+}
+
+/// `list` entry point.
+pub fn list(args: ListArgs) -> anyhow::Result<i32> {
+    let reply = control::request(&args.control.control, &json!({"op": "list"}))?;
+    if let Some(code) = check(&reply, args.control.json) {
+        return Ok(code);
+    }
+    print_applied(&reply["applied"]);
+    Ok(control::EXIT_OK)
+}
+
+/// `status` entry point.
+pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
+    let reply = control::request(&args.control.control, &json!({"op": "status"}))?;
+    if let Some(code) = check(&reply, args.control.json) {
+        return Ok(code);
+    }
+    print_applied(&reply["applied"]);
+    let t = &reply["transition"];
+    if t.is_null() {
+        println!("transition   none in progress");
+    } else {
+        println!(
+            "transition   patch {} ({}{}) running for {:.3} ms: {} thread(s) pending, {} switched",
+            t["patch"],
+            t["direction"].as_str().unwrap_or("?"),
+            if t["reversed"].as_bool() == Some(true) {
+                ", reversed"
+            } else {
+                ""
+            },
+            t["elapsed_ms"].as_f64().unwrap_or(0.0),
+            t["pending"],
+            t["switched"]
+        );
+        let n = t["blockers"].as_array().map_or(0, Vec::len);
+        if n > 0 {
+            println!("blockers     {n} thread(s)");
+            print!("{}", control::format_blockers(&t["blockers"], "  "));
+        }
+    }
+    let last = &reply["last_transition"];
+    if !last.is_null() {
+        let how = if last["reversed"].as_bool() == Some(true) {
+            "reversed"
+        } else if last["forced"].as_bool() == Some(true) {
+            "forced"
+        } else {
+            "completed"
+        };
+        println!(
+            "last         patch {} ({}) {how} after {:.3} ms",
+            last["patch"],
+            last["direction"].as_str().unwrap_or("?"),
+            last["elapsed_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let threads = reply["threads"].as_array().cloned().unwrap_or_default();
+    let count = |v: i64| {
+        threads
+            .iter()
+            .filter(|t| t["patch_state"].as_i64() == Some(v))
+            .count()
+    };
+    println!(
+        "threads      {} live: {} patched, {} unpatched, {} without transition (-1)",
+        threads.len(),
+        count(1),
+        count(0),
+        count(-1)
+    );
+    println!(
+        "  {:<8} {:<10} {:>11}  innermost frame",
+        "thread", "state", "patch_state"
+    );
+    for t in &threads {
+        let bt: Vec<&str> = t["backtrace"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "  {:<8} {:<10} {:>11}  {}",
+            t["id"].to_string(),
+            t["state"].as_str().unwrap_or("?"),
+            t["patch_state"].to_string(),
+            bt.first().copied().unwrap_or("-")
+        );
+        if args.backtraces {
+            for (i, f) in bt.iter().enumerate() {
+                println!("  {:>21}{i:>3}: {f}", "");
+            }
+        }
+    }
+    let events = reply["events"].as_array().cloned().unwrap_or_default();
+    if !events.is_empty() {
+        println!(
+            "events       last {} of {}",
+            events.len(),
+            reply["events_total"]
+        );
+        for e in &events {
+            println!("  {}", e.as_str().unwrap_or(""));
+        }
+    }
+    Ok(control::EXIT_OK)
+}
