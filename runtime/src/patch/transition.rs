@@ -154,11 +154,19 @@ pub(crate) fn start(
     for &(f, _, new) in &t.immediate {
         inst.slots[from_idx][f as usize] = new;
     }
-    t.pending = threads
-        .iter()
-        .filter(|(_, ts)| ts.state != RunState::Done)
-        .map(|(id, _)| *id)
-        .collect();
+    if t.check.is_empty() {
+        // Only immediate (and added) functions change, and they are already
+        // in both worlds: no thread has anything to check or switch, so
+        // every thread stays where it is and the transition completes at
+        // once, whatever the number of threads.
+        t.to = t.from;
+    } else {
+        t.pending = threads
+            .iter()
+            .filter(|(_, ts)| ts.state != RunState::Done)
+            .map(|(id, _)| *id)
+            .collect();
+    }
     let (p, d) = (t.patch, t.direction);
     core.transition = Some(t);
     emit(core, Event::Started(p, d));

@@ -84,6 +84,8 @@ pub unsafe fn walk_raw(
             }
         }
     }
+    // Consecutive frames are usually in the same unit: look it up once.
+    let mut last: Option<Arc<CodeUnit>> = None;
     for _ in 0..MAX_WALK {
         if fp == 0 || !fp.is_multiple_of(8) {
             return;
@@ -91,8 +93,12 @@ pub unsafe fn walk_raw(
         // SAFETY: the caller guarantees `fp` heads an intact chain of frames
         // created by JIT code, each storing (saved fp, return address).
         let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-        let Some(unit) = find(ra, in_signal) else {
-            return;
+        let unit = match last.take() {
+            Some(u) if u.contains(ra) => u,
+            _ => match find(ra, in_signal) {
+                Some(u) => u,
+                None => return,
+            },
         };
         if unit.kind() != UnitKind::Wasm {
             return;
@@ -103,6 +109,7 @@ pub unsafe fn walk_raw(
         if !visit(f) {
             return;
         }
+        last = Some(unit);
         if next_fp <= fp {
             return;
         }
