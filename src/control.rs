@@ -374,7 +374,15 @@ impl Server {
         let listener =
             UnixListener::bind(&tmp).with_context(|| format!("binding {}", path.display()))?;
         let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| std::fs::hard_link(&tmp, path));
+            .and_then(|()| match std::fs::hard_link(&tmp, path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
+                    e.kind(),
+                    "another server created it meanwhile",
+                )),
+                // File systems without hard links: a plain rename.
+                Err(_) => std::fs::rename(&tmp, path),
+                ok => ok,
+            });
         let _ = std::fs::remove_file(&tmp);
         placed.with_context(|| format!("creating socket {}", path.display()))?;
         listener.set_nonblocking(true)?;

@@ -3,6 +3,7 @@
 
 mod api;
 mod bundles;
+mod cli_control;
 mod slots;
 mod stacks;
 mod threads;
