@@ -459,7 +459,7 @@ fn malformed_requests_get_errors_and_never_stop_the_guest() {
     }
     // An endless line is cut off at the limit with an error.
     {
-        let mut c = UnixStream::connect(&sock).unwrap();
+        let c = UnixStream::connect(&sock).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut w = c.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
@@ -571,7 +571,46 @@ fn demo_guest_is_fixed_and_reverted_live() {
     let g = Guest::start(&sock, &root.join("service.wat"), "serve", &["3"]);
     wait_threads(&sock, 4);
     std::thread::sleep(Duration::from_millis(500));
-    let o = wasm_patch(&["apply", "--control", s, bundle.to_str().unwrap()]);
+    // With --require-signature, an unsigned bundle is refused...
+    let key = dir.join("ops");
+    assert!(wasm_patch(&["keygen", "-o", key.to_str().unwrap()])
+        .status
+        .success());
+    let public = dir.join("ops.pub");
+    let p = public.to_str().unwrap();
+    let o = wasm_patch(&[
+        "apply",
+        "--control",
+        s,
+        bundle.to_str().unwrap(),
+        "--require-signature",
+        p,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("not signed"),
+        "{}",
+        text(&o.stderr)
+    );
+    // ...and the signed one applies.
+    let signed = dir.join("fix.signed.wpatch");
+    let o = wasm_patch(&[
+        "sign",
+        bundle.to_str().unwrap(),
+        "--key",
+        dir.join("ops.key").to_str().unwrap(),
+        "-o",
+        signed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = wasm_patch(&[
+        "apply",
+        "--control",
+        s,
+        signed.to_str().unwrap(),
+        "--require-signature",
+        p,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("transition completed"));
     std::thread::sleep(Duration::from_millis(700));
