@@ -2,4 +2,5 @@
 //! the command implementations and the wast driver.
 
 pub mod commands;
+pub mod control;
 pub mod wast;

@@ -33,24 +33,24 @@ enum Command {
     Verify(commands::sign::VerifyArgs),
     /// Apply a bundle to a running guest (`run --control`) and wait for its
     /// transition.
-    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    #[command(after_help = wasm_patch_cli::control::EXIT_CODES_HELP)]
     Apply(commands::apply::ApplyArgs),
     /// Show a running guest's bundles, transition, blockers and per-thread
     /// patch state.
-    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    #[command(after_help = wasm_patch_cli::control::EXIT_CODES_HELP)]
     Status(commands::status::StatusArgs),
     /// List the bundles applied to a running guest.
-    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    #[command(after_help = wasm_patch_cli::control::EXIT_CODES_HELP)]
     List(commands::status::ListArgs),
     /// Revert an applied bundle of a running guest (a transition back).
-    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    #[command(after_help = wasm_patch_cli::control::EXIT_CODES_HELP)]
     Revert(commands::control_verbs::RevertArgs),
     /// Reverse the transition in progress in a running guest.
-    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    #[command(after_help = wasm_patch_cli::control::EXIT_CODES_HELP)]
     Reverse(commands::control_verbs::ReverseArgs),
     /// Switch every pending thread now, ignoring the stack check (unsafe:
     /// the bundle can never be reverted afterwards).
-    #[command(after_help = commands::control::EXIT_CODES_HELP)]
+    #[command(after_help = wasm_patch_cli::control::EXIT_CODES_HELP)]
     Force(commands::control_verbs::ForceArgs),
 }
 

@@ -2,7 +2,7 @@
 //! [--immediate] [--require-signature KEY.pub]`: send a bundle to a running
 //! `wasm-patch run --control SOCKET` and wait for its transition.
 
-use super::control::{self, ControlOpts};
+use crate::control::{self, ControlOpts};
 use anyhow::{bail, Context};
 use patch_format::PublicKey;
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! `wasm-patch revert ID`, `wasm-patch reverse` and `wasm-patch force`
 //! against a running `wasm-patch run --control SOCKET`.
 
-use super::control::{self, ControlOpts};
+use crate::control::{self, ControlOpts};
 use serde_json::json;
 
 /// Arguments of `wasm-patch revert`.

@@ -5,7 +5,7 @@
 //! wasm backtrace to stderr and exits with status 134 (as wasmtime does).
 //!
 //! With `--control SOCKET`, the run also serves the live-control protocol
-//! (`super::control`) on a Unix socket while the guest runs: the store stays
+//! (`crate::control`) on a Unix socket while the guest runs: the store stays
 //! on this thread, and the run loop alternates guest time slices with
 //! control requests.
 //!
@@ -14,7 +14,7 @@
 //! `print_line(ptr: i32, len: i32)` (bytes of memory 0 and a newline) and
 //! `print(ptr: i32, len: i32)` (the bytes only).
 
-use super::control;
+use crate::control;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::time::Duration;

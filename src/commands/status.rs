@@ -3,7 +3,7 @@
 //! with its blockers, and each thread's patch state (as Linux's
 //! `/proc/<pid>/patch_state`: -1 no transition, 0 unpatched, 1 patched).
 
-use super::control::{self, ControlOpts};
+use crate::control::{self, ControlOpts};
 use serde_json::{json, Value};
 
 /// Arguments of `wasm-patch status`.
