@@ -1,0 +1,202 @@
+//! Execution benchmark: every rustc-compiled kernel of `guests/built`, in the
+//! patchable build (slot calls + polls) and the baseline build
+//! (`Config::patchable = false`: direct calls, no polls).
+//!
+//! For each kernel: compile time (median of `COMPILES` compiles) and the
+//! median wall time of `run(1)` over `REPS` calls per build, the two builds
+//! interleaved call by call so that machine noise hits both alike. Every
+//! result is checked against `guests/built/EXPECTED.txt` (panic on mismatch).
+//! Prints a table and writes `benches/results/exec.json`.
+//!
+//! Run: `cargo bench --bench exec` (optional env: `EXEC_REPS`, default 15).
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wasm_patch_runtime::{Config, Engine, Func, Linker, Module, Store, Val};
+
+const COMPILES: usize = 3;
+const DEFAULT_REPS: usize = 15;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// (kernel, argument, expected result) from EXPECTED.txt.
+fn expected(dir: &Path) -> Vec<(String, i32, i64)> {
+    let text = std::fs::read_to_string(dir.join("EXPECTED.txt")).expect("EXPECTED.txt");
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 3, "bad EXPECTED.txt line: {l}");
+            (
+                f[0].to_string(),
+                f[1].parse().expect("arg"),
+                f[2].parse().expect("expected"),
+            )
+        })
+        .collect()
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn geomean(v: &[f64]) -> f64 {
+    (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
+}
+
+struct Build {
+    store: Store<()>,
+    run: Func,
+    compile: Duration,
+    times: Vec<Duration>,
+}
+
+fn build(patchable: bool, bytes: &[u8]) -> Build {
+    let engine = Engine::new(Config {
+        patchable,
+        ..Config::default()
+    })
+    .expect("engine");
+    let mut compiles = Vec::new();
+    let mut module = None;
+    for _ in 0..COMPILES {
+        let t = Instant::now();
+        let m = Module::new(&engine, bytes).expect("compile");
+        compiles.push(t.elapsed());
+        module = Some(m);
+    }
+    let module = module.expect("compiled");
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new()
+        .instantiate(&mut store, &module)
+        .expect("instantiate");
+    let run = inst.get_func(&store, "run").expect("export run");
+    Build {
+        store,
+        run,
+        compile: median(&mut compiles),
+        times: Vec::new(),
+    }
+}
+
+fn call(b: &mut Build, name: &str, arg: i32, want: i64) -> Duration {
+    let t = Instant::now();
+    let r = b.run.call(&mut b.store, &[Val::I32(arg)]);
+    let d = t.elapsed();
+    match r.as_deref() {
+        Ok([Val::I64(got)]) if *got == want => d,
+        other => panic!("{name}: run({arg}) returned {other:?}, expected {want}"),
+    }
+}
+
+fn main() {
+    let reps: usize = std::env::var("EXEC_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_REPS);
+    let dir = root().join("guests/built");
+    let kernels = expected(&dir);
+    println!(
+        "exec: {} kernels, run(arg) x{reps} per build (interleaved), median; compile = median of {COMPILES}",
+        kernels.len()
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>8}",
+        "kernel",
+        "compile-P ms",
+        "compile-B ms",
+        "run-P ms",
+        "run-B ms",
+        "min-P ms",
+        "min-B ms",
+        "P/B"
+    );
+    let mut rows = Vec::new();
+    let mut ratios = Vec::new();
+    let mut compile_ratios = Vec::new();
+    for (name, arg, want) in &kernels {
+        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("kernel file");
+        let mut p = build(true, &bytes);
+        let mut b = build(false, &bytes);
+        // Warm-up (page faults in linear memory, caches), checked too.
+        call(&mut p, name, *arg, *want);
+        call(&mut b, name, *arg, *want);
+        for i in 0..reps {
+            // Alternate which build goes first to cancel ordering effects.
+            if i % 2 == 0 {
+                let d = call(&mut p, name, *arg, *want);
+                p.times.push(d);
+                let d = call(&mut b, name, *arg, *want);
+                b.times.push(d);
+            } else {
+                let d = call(&mut b, name, *arg, *want);
+                b.times.push(d);
+                let d = call(&mut p, name, *arg, *want);
+                p.times.push(d);
+            }
+        }
+        let (pmin, bmin) = (
+            *p.times.iter().min().expect("reps"),
+            *b.times.iter().min().expect("reps"),
+        );
+        let pm = median(&mut p.times);
+        let bm = median(&mut b.times);
+        let ratio = pm.as_secs_f64() / bm.as_secs_f64();
+        ratios.push(ratio);
+        compile_ratios.push(p.compile.as_secs_f64() / b.compile.as_secs_f64());
+        println!(
+            "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>10.2} {:>10.2} {:>8.3}",
+            name,
+            ms(p.compile),
+            ms(b.compile),
+            ms(pm),
+            ms(bm),
+            ms(pmin),
+            ms(bmin),
+            ratio
+        );
+        rows.push(json!({
+            "kernel": name,
+            "arg": arg,
+            "result": want,
+            "compile_ms": {"patchable": ms(p.compile), "baseline": ms(b.compile)},
+            "run_median_ms": {"patchable": ms(pm), "baseline": ms(bm)},
+            "run_min_ms": {"patchable": ms(pmin), "baseline": ms(bmin)},
+            "ratio_patchable_over_baseline": ratio,
+        }));
+    }
+    let gm = geomean(&ratios);
+    let gmc = geomean(&compile_ratios);
+    println!("geomean run-time ratio patchable/baseline: {gm:.3}");
+    println!("geomean compile-time ratio patchable/baseline: {gmc:.3}");
+    let out = json!({
+        "bench": "exec",
+        "reps": reps,
+        "compiles": COMPILES,
+        "statistic": "median",
+        "kernels": rows,
+        "geomean_ratio_patchable_over_baseline": gm,
+        "geomean_compile_ratio_patchable_over_baseline": gmc,
+    });
+    let path = root().join("benches/results/exec.json");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("results dir");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&out).expect("json") + "\n",
+    )
+    .expect("write json");
+    println!("wrote {}", path.display());
+}
