@@ -40,6 +40,10 @@ impl GlobalCell {
     pub(crate) fn vm_ptr(&self) -> *mut VMGlobal {
         self.cell.get()
     }
+    pub(crate) fn set_raw(&self, v: u128) {
+        // SAFETY: see `get_raw`.
+        unsafe { (*self.cell.get()).bits = v }
+    }
     pub(crate) fn get_raw(&self) -> u128 {
         // SAFETY: globals are used from the store's OS thread only, and no
         // JIT code runs while the host reads them.

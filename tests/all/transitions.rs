@@ -851,13 +851,7 @@ fn rejected_bundles_change_nothing() {
 /// or byte of memory changed)" — also when the vetoing callback itself wrote
 /// memory and a global before returning nonzero.
 ///
-/// RUNTIME BUG (see the final report): `Store::apply` runs the pre-patch
-/// callback against the live memory and globals and does not restore them
-/// on a veto (runtime/src/patch/ops.rs, `apply` → `run_callback(PrePatch)`),
-/// so the byte and the global stay written. Commented out, not ignored:
-/// re-enable once apply snapshots/restores (or the rule is reworded).
-// #[test]
-#[allow(dead_code)]
+#[test]
 fn vetoing_pre_patch_leaves_memory_and_globals_unchanged() {
     use patch_format::CallbackKind;
     let v0 = app(0, 0);
@@ -1194,15 +1188,7 @@ fn signature_change_cannot_be_immediate() {
 /// callers in the bundle applies consistently: a thread inside the old
 /// caller finishes with the old `f`, new calls get the new pair.
 ///
-/// RUNTIME BUG (see the final report): `Store::apply` refuses every bundle
-/// that `diff` makes for a signature change with `Incompatible("the bundle's
-/// view of the target's imports and index spaces differs from the
-/// target")`: `diff` records the new type of `f` in the bundle's interface
-/// (`BundleBuilder::set_func_type`, patch-format/src/bundle.rs) and
-/// `apply` (runtime/src/patch/ops.rs) compares that interface for equality
-/// with the target's. Commented out, not ignored: re-enable once fixed.
-// #[test]
-#[allow(dead_code)]
+#[test]
 fn signature_change_with_callers_applies_consistently() {
     let (v0, v1) = sig_pair();
     let (mut store, inst) = setup_host(&v0);

@@ -202,6 +202,109 @@ impl<T> StoreInner<T> {
     }
 }
 
+/// Whether the interface the bundle was validated against is the target's:
+/// the same index spaces and types, except that a replaced function may
+/// carry its new type (a signature change, checked separately).
+fn interface_fits(
+    target: &TargetInterface,
+    bundle: &Bundle,
+    info: &crate::module::ModuleInfo,
+) -> Result<(), String> {
+    let b = bundle.interface();
+    let differ = |what: &str| {
+        Err(format!(
+            "the bundle's view of the target's {what} differs from the target"
+        ))
+    };
+    if b.tables() != target.tables() {
+        return differ("tables");
+    }
+    if b.memories() != target.memories() {
+        return differ("memories");
+    }
+    if b.globals() != target.globals() {
+        return differ("globals");
+    }
+    if b.tags() != target.tags()
+        || b.data_count() != target.data_count()
+        || b.elem_types() != target.elem_types()
+    {
+        return differ("segments");
+    }
+    if b.type_count() != target.type_count()
+        || (0..target.type_count()).any(|i| bundle.func_type(i) != info.types.get(i as usize))
+    {
+        return differ("types");
+    }
+    let replaced: HashMap<u32, u32> = bundle
+        .entries()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::Replace { target_index } => Some((target_index, e.type_index)),
+            EntryKind::Add { .. } => None,
+        })
+        .collect();
+    let (bt, tt) = (b.func_type_indices(), target.func_type_indices());
+    if bt.len() != tt.len() {
+        return differ("functions");
+    }
+    for (f, (have, want)) in bt.iter().zip(tt).enumerate() {
+        if have != want && replaced.get(&(f as u32)) != Some(have) {
+            return differ(&format!("type of function {}", info.func_name(f as u32)));
+        }
+    }
+    Ok(())
+}
+
+/// The guest-visible state of one instance: memories, globals, tables.
+struct Snapshot {
+    memories: Vec<(usize, u64, Vec<u8>)>,
+    globals: Vec<(usize, u128)>,
+    tables: Vec<(usize, Vec<usize>)>,
+}
+
+impl Snapshot {
+    fn take<T>(s: &StoreInner<T>, instance: usize) -> Snapshot {
+        let inst = &s.instances[instance];
+        Snapshot {
+            memories: inst
+                .memories
+                .iter()
+                .map(|&m| {
+                    let mem = &s.memories[m];
+                    // SAFETY: no guest code runs while the host copies.
+                    (m, mem.pages(), unsafe { mem.bytes_mut() }.to_vec())
+                })
+                .collect(),
+            globals: inst
+                .globals
+                .iter()
+                .map(|&g| (g, s.globals[g].get_raw()))
+                .collect(),
+            tables: inst
+                .tables
+                .iter()
+                .map(|&t| (t, s.tables[t].snapshot()))
+                .collect(),
+        }
+    }
+
+    fn restore<T>(self, s: &StoreInner<T>) {
+        for (m, pages, bytes) in self.memories {
+            let mem = &s.memories[m];
+            mem.shrink_to(pages);
+            // SAFETY: as in `take`.
+            unsafe { mem.bytes_mut() }.copy_from_slice(&bytes);
+        }
+        for (g, v) in self.globals {
+            s.globals[g].set_raw(v);
+        }
+        for (t, elems) in self.tables {
+            s.tables[t].restore(&elems);
+        }
+    }
+}
+
 /// Functions of the target that call `f` directly.
 fn direct_callers(
     info: &crate::module::ModuleInfo,
@@ -277,9 +380,7 @@ impl<T: 'static> Store<T> {
             });
         }
         let iface = TargetInterface::from_module(&info.bytes)?;
-        if &iface != bundle.interface() {
-            return Err(PatchError::Incompatible("the bundle's view of the target's imports and index spaces differs from the target".into()));
-        }
+        interface_fits(&iface, &bundle, info).map_err(PatchError::Incompatible)?;
         // Stacking and states.
         let empty: Vec<AppliedBundle> = Vec::new();
         let applied = self
@@ -348,12 +449,25 @@ impl<T: 'static> Store<T> {
         let engine = self.inner.engine.clone();
         let compiled =
             compile::compile_bundle(&engine, info, &bundle).map_err(PatchError::Compile)?;
-        // Pre-patch: may veto; nothing is published yet.
+        // Pre-patch: may veto; nothing is published yet. What the callback
+        // itself wrote (memory, globals, tables) is undone on a veto, so that
+        // a refused bundle changes no byte (rule 13).
+        let snapshot = compiled
+            .callbacks
+            .iter()
+            .any(|(k, _)| *k == CallbackKind::PrePatch)
+            .then(|| Snapshot::take(&self.inner, inst_index));
         let inner: *mut StoreInner<T> = &mut *self.inner;
-        match run_callback(inner, inst_index, &compiled, CallbackKind::PrePatch) {
-            Ok(None) | Ok(Some(0)) => {}
-            Ok(Some(v)) => return Err(PatchError::Vetoed(format!("returned {v}"))),
-            Err(e) => return Err(PatchError::Vetoed(e.to_string())),
+        let veto = match run_callback(inner, inst_index, &compiled, CallbackKind::PrePatch) {
+            Ok(None) | Ok(Some(0)) => None,
+            Ok(Some(v)) => Some(format!("returned {v}")),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = veto {
+            if let Some(snap) = snapshot {
+                snap.restore(&self.inner);
+            }
+            return Err(PatchError::Vetoed(why));
         }
         // ---- publish from here on ----
         let s = &mut *self.inner;

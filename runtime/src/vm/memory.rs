@@ -119,6 +119,23 @@ impl LinearMemory {
         Some(old)
     }
 
+    /// Shrink back to `pages` (only to undo a vetoed callback's growth):
+    /// the pages above become inaccessible again.
+    pub fn shrink_to(&self, pages: u64) {
+        let old = self.pages();
+        if pages >= old {
+            return;
+        }
+        let base = self.def().base;
+        // SAFETY: the range lies in our reservation and above the new size;
+        // no JIT code runs while the host restores a snapshot.
+        unsafe {
+            let start = base.add((pages * WASM_PAGE) as usize) as *mut libc::c_void;
+            libc::mprotect(start, ((old - pages) * WASM_PAGE) as usize, libc::PROT_NONE);
+            (*self.def.get()).length = pages * WASM_PAGE;
+        }
+    }
+
     /// The memory's bytes.
     ///
     /// # Safety

@@ -113,6 +113,19 @@ impl Table {
         true
     }
 
+    /// All elements (for snapshots).
+    pub fn snapshot(&self) -> Vec<usize> {
+        self.elems().clone()
+    }
+
+    /// Restore a snapshot taken by [`Table::snapshot`].
+    pub fn restore(&self, elems: &[usize]) {
+        let e = self.elems();
+        e.clear();
+        e.extend_from_slice(elems);
+        self.sync();
+    }
+
     /// Write `items` at `dst`; false when out of bounds.
     pub fn init(&self, dst: u32, items: &[usize]) -> bool {
         let e = self.elems();
