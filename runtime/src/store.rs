@@ -473,8 +473,23 @@ pub(crate) unsafe fn call_on_fiber<T>(
         Err(rec) => {
             // SAFETY: as above.
             let host_error = unsafe { (*ts).host_error.take() };
+            let removed = (rec.kind == crate::trap::TrapKind::RemovedFunction).then(|| {
+                // SAFETY: the removed-function stub stored its slot context,
+                // a `RemovedInfo` kept alive by the patched instance.
+                unsafe {
+                    let info = &*((*ts).vm.trap_arg as *const crate::patch::versions::RemovedInfo);
+                    format!(
+                        "function `{}` was removed by reverting {}",
+                        info.name, info.patch
+                    )
+                }
+            });
             // SAFETY: as above.
-            Err(unsafe { &*inner }.trap_error(rec, host_error))
+            let mut err = unsafe { &*inner }.trap_error(rec, host_error);
+            if let (Error::Trap(t), Some(m)) = (&mut err, removed) {
+                t.message = Some(m);
+            }
+            Err(err)
         }
     }
 }

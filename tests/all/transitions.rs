@@ -1254,14 +1254,7 @@ fn added_function_and_stale_funcref_after_revert() {
 /// Rule 6: "a call through a stale reference traps with an error naming the
 /// function and the reverted bundle".
 ///
-/// RUNTIME BUG (see the final report): the trap is only
-/// `RemovedFunction` with the message "call to a function removed by a
-/// revert" and the caller's backtrace; neither the function (`added`) nor
-/// the reverted bundle (`patch 1`) appears in it (the removed-function stub,
-/// runtime/src/compile/trampolines.rs, traps with a bare code). Commented
-/// out, not ignored: re-enable once the trap names them.
-// #[test]
-#[allow(dead_code)]
+#[test]
 fn stale_funcref_trap_names_the_function_and_the_bundle() {
     let v0 = app(0, 0);
     let new = app_with(

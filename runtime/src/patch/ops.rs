@@ -497,6 +497,7 @@ impl<T: 'static> Store<T> {
                 applied: Vec::new(),
                 units: [module.inner.compiled.unit.id()].into_iter().collect(),
                 stubs: Vec::new(),
+                removed_info: HashMap::new(),
             });
         pi.units.insert(compiled.unit.id());
         let mut slots = Vec::new();
@@ -516,10 +517,19 @@ impl<T: 'static> Store<T> {
             }
             if let EntryKind::Add { .. } = e.kind {
                 added.insert(f);
+                let info = pi.removed_info.entry(f).or_insert_with(|| {
+                    Box::new(super::versions::RemovedInfo {
+                        name: String::new(),
+                        patch: PatchId(0),
+                    })
+                });
+                info.name = e.name.clone();
+                info.patch = PatchId(s.patch.next_id + 1);
+                let info_ptr = &mut **info as *mut super::versions::RemovedInfo as *mut u8;
                 if let std::collections::hash_map::Entry::Vacant(v) = pi.removed.entry(f) {
                     v.insert(VMSlot {
                         code: compiled.removed_stub(e.type_index),
-                        vmctx,
+                        vmctx: info_ptr,
                     });
                     pi.stubs.push(compiled.trampolines.clone());
                 }

@@ -29,6 +29,16 @@ pub(crate) struct AppliedBundle {
     pub(crate) forced: bool,
 }
 
+/// What the removed-function stub of one added function points to: the
+/// function and the bundle whose revert removed it.
+#[derive(Debug)]
+pub struct RemovedInfo {
+    /// Function name.
+    pub name: String,
+    /// The bundle that added it (and whose revert removes it).
+    pub patch: PatchId,
+}
+
 /// Patch bookkeeping of one instance.
 pub(crate) struct PatchedInstance {
     /// Version 0 of every function (imports included).
@@ -44,6 +54,8 @@ pub(crate) struct PatchedInstance {
     pub(crate) units: HashSet<u32>,
     /// Removed-function stubs' code, kept alive.
     pub(crate) stubs: Vec<Arc<CodeUnit>>,
+    /// Per added function: what its removed-function stub reports.
+    pub(crate) removed_info: HashMap<u32, Box<RemovedInfo>>,
 }
 
 impl PatchedInstance {

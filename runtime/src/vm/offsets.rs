@@ -50,6 +50,9 @@ pub const THREAD_EXIT_FP: i32 = 24;
 /// `VMThread.exit_func`: `(unit << 32) | func` of the exiting frame, or
 /// [`EXIT_VIA_TRAMPOLINE`] when `exit_fp` is a host trampoline's own frame.
 pub const THREAD_EXIT_FUNC: i32 = 32;
+/// `VMThread.trap_arg`: a pointer a stub stores before it traps (the
+/// removed-function stub stores its slot context, naming the function).
+pub const THREAD_TRAP_ARG: i32 = 48;
 /// Marker for `VMThread.exit_func`.
 pub const EXIT_VIA_TRAMPOLINE: u64 = u64::MAX;
 

@@ -105,6 +105,8 @@ pub struct VMThread {
     pub exit_func: u64,
     /// Host-side thread state (`thread::ThreadState`).
     pub host: *mut u8,
+    /// Set by a stub just before it traps (see `THREAD_TRAP_ARG`).
+    pub trap_arg: usize,
 }
 
 impl VMThread {
@@ -117,6 +119,7 @@ impl VMThread {
             exit_fp: 0,
             exit_func: 0,
             host: std::ptr::null_mut(),
+            trap_arg: 0,
         }
     }
 }
@@ -149,6 +152,7 @@ mod tests {
         assert_eq!(offset_of!(VMThread, stack_limit) as i32, THREAD_STACK_LIMIT);
         assert_eq!(offset_of!(VMThread, exit_fp) as i32, THREAD_EXIT_FP);
         assert_eq!(offset_of!(VMThread, exit_func) as i32, THREAD_EXIT_FUNC);
+        assert_eq!(offset_of!(VMThread, trap_arg) as i32, THREAD_TRAP_ARG);
 
         assert_eq!(size_of::<VMSlot>() as i64, SLOT_SIZE);
         assert_eq!(offset_of!(VMSlot, code) as i32, SLOT_CODE);
