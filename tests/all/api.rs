@@ -628,14 +628,8 @@ fn many_parameters_and_results_cross_every_boundary() {
     }
 }
 
-// RUNTIME BUG (kept ignored): a host function's `Caller` is bound to the
-// instance that imported it from the linker (runtime/src/linker.rs creates
-// the `HostFuncCtx` for that instance; runtime/src/instance.rs copies the
-// slot, context included, into every instance that imports the re-export).
-// So when instance B calls a host function re-exported by A,
-// `Caller::memory(0)` and `Caller::table_func` (and with them the thread
-// ABI's `spawn`, which reads table 0) act on A's memory and table, not on
-// "the calling instance" as documented in runtime/src/func.rs.
+// A host function's `Caller` is the instance that calls it, also when the
+// function reaches that instance as a re-export of another instance.
 #[test]
 fn reexported_host_function_sees_the_calling_instance() {
     let engine = Engine::default();
@@ -717,10 +711,8 @@ fn reference_globals_and_externrefs_round_trip() {
     }
 }
 
-// RUNTIME BUG (kept ignored, minor): `Val::ExternRef(Some(v))` is encoded
-// as `v + 1` with 0 meaning null (runtime/src/val.rs `to_raw`), so
-// `Some(u64::MAX)` wraps to 0 and comes back from wasm as null. The host
-// value should round-trip, or the constructor should refuse it.
+// `Val::ExternRef(Some(v))` is encoded as `v + 1` (0 is null), so
+// `Some(u64::MAX)` cannot be carried: it is refused, never turned into null.
 #[test]
 fn externref_u64_max_is_refused_not_turned_into_null() {
     let engine = Engine::default();

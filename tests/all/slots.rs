@@ -408,15 +408,8 @@ fn table_growth_is_seen_by_callers_in_the_same_and_other_threads() {
     assert_eq!(store.take_result(c).unwrap(), vec![Val::I32(want)]);
 }
 
-// RUNTIME BUG (kept ignored): `Val::FuncRef` is a raw pointer the host can
-// forge, and `Func::call`/`Store::spawn` only check that an argument is *a*
-// funcref (runtime/src/store.rs `check_args` → `Val::matches`). A funcref
-// of another store, or any integer, is written into the table and then
-// dereferenced by `call_indirect`: a forged value traps with a bogus
-// `MemoryOutOfBounds` (or worse, jumps through attacker-shaped memory), and
-// a foreign store's funcref runs that store's function on this store's
-// thread (use after free once the other store is dropped). Safe Rust must
-// not reach that: such arguments should be refused (`WrongStore`/`BadCall`).
+// `Val::FuncRef` is a raw pointer the host could forge, or take from another
+// store: only null or this store's own funcrefs are accepted as arguments.
 #[test]
 fn funcref_arguments_from_elsewhere_are_refused() {
     let (mut store, inst) = tables_instance();

@@ -730,13 +730,8 @@ fn a_thread_whose_entry_is_a_host_function() {
     );
 }
 
-// RUNTIME BUG (kept ignored): the preemption ticker is one process-wide
-// thread whose period is fixed by the first store ever created
-// (runtime/src/thread/poll.rs: `registry(slice)` runs once inside a
-// `OnceLock`), so `Config::time_slice` of every later engine is silently
-// ignored: with a 200 ms slice a busy thread is still preempted after ~5 ms
-// once a default engine has registered first (and the other way round, a
-// 1 ms engine gets 5 ms slices).
+// Each engine's time slice is honoured, also when another engine with a
+// different slice registered with the process-wide ticker first.
 #[test]
 fn engine_time_slice_is_honoured() {
     // Make sure some default (5 ms) engine has registered with the ticker.

@@ -265,8 +265,22 @@ fn registry() -> &'static Registry {
 
 /// Look up the unit containing `pc`. Used by stack walks on parked threads.
 pub fn lookup(pc: usize) -> Option<Arc<CodeUnit>> {
+    // Stack walks of many threads hit the same few units: remember the last
+    // one found on this OS thread (it keeps that one unit mapped a little
+    // longer, never anything else).
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<CodeUnit>>> = const { std::cell::RefCell::new(None) };
+    }
+    if let Some(u) = LAST.with(|l| l.borrow().as_ref().filter(|u| u.contains(pc)).cloned()) {
+        return Some(u);
+    }
     let reg = registry().read().unwrap_or_else(|e| e.into_inner());
-    lookup_in(&reg, pc)
+    let found = lookup_in(&reg, pc);
+    drop(reg);
+    if let Some(u) = &found {
+        LAST.with(|l| *l.borrow_mut() = Some(u.clone()));
+    }
+    found
 }
 
 fn lookup_in(reg: &BTreeMap<usize, std::sync::Weak<CodeUnit>>, pc: usize) -> Option<Arc<CodeUnit>> {
