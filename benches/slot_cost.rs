@@ -1,7 +1,8 @@
 //! Slot and poll cost microbenchmarks (WAT), patchable vs baseline build.
 //!
 //! Call-heavy kernels (recursive fib, a loop calling a tiny function, a loop
-//! doing `call_indirect` through a table) measure the cost of a slot call
+//! doing `call_indirect` through a table, alternating between two targets
+//! or always the same one) measure the cost of a slot call
 //! (patchable: `load table; load slot; call reg` plus a poll at the callee's
 //! entry) against a direct `call` (baseline). Loop kernels without calls
 //! (an empty counting loop, an ALU loop, a memory-reading loop) measure the
@@ -64,6 +65,21 @@ const WAT: &str = r#"
         local.get $n i32.eqz br_if 1
         local.get $acc
         local.get $n i32.const 1 i32.and
+        call_indirect (type $t)
+        local.set $acc
+        local.get $n i32.const 1 i32.sub local.set $n
+        br 0
+      end
+    end
+    local.get $acc)
+
+  ;; n call_indirects, always through table[0] (predictable target)
+  (func (export "indirect_same") (param $n i32) (result i64) (local $acc i64)
+    block
+      loop
+        local.get $n i32.eqz br_if 1
+        local.get $acc
+        i32.const 0
         call_indirect (type $t)
         local.set $acc
         local.get $n i32.const 1 i32.sub local.set $n
@@ -187,6 +203,13 @@ fn kernels() -> Vec<Kernel> {
             units: calls_n as u64,
             unit: "call",
             expected: indirect_expected,
+        },
+        Kernel {
+            name: "indirect_same",
+            arg: calls_n,
+            units: calls_n as u64,
+            unit: "call",
+            expected: calls_n as i64,
         },
         Kernel {
             name: "empty_loop",
