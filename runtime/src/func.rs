@@ -254,16 +254,33 @@ unsafe extern "C" fn host_dispatch(
             let ctx = &*ctx;
             let ts = (*vmthread).host as *mut ThreadState;
             let np = ctx.ty.params().len();
-            let args: Vec<Val> = (0..np)
-                .map(|i| Val::from_raw(*values.add(i), ctx.ty.params()[i]))
-                .collect();
-            let mut results: Vec<Val> = ctx
-                .ty
-                .results()
-                .iter()
-                .map(|t| Val::default_for(*t))
-                .collect();
-            let r = (ctx.call)(ts, ctx.instance, &args, &mut results);
+            let nr = ctx.ty.results().len();
+            // Small signatures (the common case) use stack buffers: a host
+            // call allocates nothing.
+            const INLINE: usize = 8;
+            let mut arg_buf = [Val::I32(0); INLINE];
+            let mut res_buf = [Val::I32(0); INLINE];
+            let mut arg_vec = Vec::new();
+            let mut res_vec = Vec::new();
+            let args: &mut [Val] = if np <= INLINE {
+                &mut arg_buf[..np]
+            } else {
+                arg_vec.resize(np, Val::I32(0));
+                &mut arg_vec
+            };
+            for (i, (a, t)) in args.iter_mut().zip(ctx.ty.params()).enumerate() {
+                *a = Val::from_raw(*values.add(i), *t);
+            }
+            let results: &mut [Val] = if nr <= INLINE {
+                &mut res_buf[..nr]
+            } else {
+                res_vec.resize(nr, Val::I32(0));
+                &mut res_vec
+            };
+            for (r, t) in results.iter_mut().zip(ctx.ty.results()) {
+                *r = Val::default_for(*t);
+            }
+            let r = (ctx.call)(ts, ctx.instance, args, results);
             match r {
                 Ok(()) => {
                     for (i, (r, t)) in results.iter().zip(ctx.ty.results()).enumerate() {

@@ -693,9 +693,13 @@ pub(crate) unsafe fn run_until<T: 'static>(
         crate::patch::ops::drive(inner);
         // SAFETY: forwarded; `drive` may have run callbacks on new threads.
         let s = unsafe { &mut *inner };
-        let now = Instant::now();
+        let now = if s.sleepers.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
         while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
-            if at > now {
+            if Some(at) > now {
                 break;
             }
             s.sleepers.pop();
@@ -716,7 +720,7 @@ pub(crate) unsafe fn run_until<T: 'static>(
             wake = Some(wake.map_or(deadline, |w| w.min(deadline)));
         }
         if let Some(at) = wake {
-            std::thread::sleep(at.saturating_duration_since(now));
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
             continue;
         }
         return match target {
