@@ -65,7 +65,7 @@ pub(crate) struct StoreInner<T> {
     pub(crate) tables: Vec<Box<Table>>,
     pub(crate) table_types: Vec<RefType>,
     pub(crate) globals: Vec<Box<GlobalCell>>,
-    pub(crate) threads: HashMap<u32, Box<ThreadState>>,
+    pub(crate) threads: crate::thread::ThreadMap,
     next_thread: u32,
     ready: VecDeque<u32>,
     sleepers: BinaryHeap<Reverse<(Instant, u32)>>,
@@ -102,7 +102,7 @@ impl<T: 'static> Store<T> {
                 tables: Vec::new(),
                 table_types: Vec::new(),
                 globals: Vec::new(),
-                threads: HashMap::new(),
+                threads: Default::default(),
                 next_thread: 1,
                 ready: VecDeque::new(),
                 sleepers: BinaryHeap::new(),
@@ -574,7 +574,9 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
     };
     t.state = RunState::Running;
     // Relaxed: the bit is only a hint; the slow path re-reads with Acquire.
-    t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
+    if t.vm.poll.load(Ordering::Relaxed) & POLL_PREEMPT != 0 {
+        t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
+    }
     s.preempt.set(&t.vm.poll);
     let prev_running = s.running;
     s.running = id;

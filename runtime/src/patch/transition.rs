@@ -20,7 +20,7 @@ use crate::module::ModuleInfo;
 use crate::thread::{RunState, ThreadId, ThreadState};
 use crate::vm::offsets::POLL_SWITCH;
 use crate::vm::vmctx::VMSlot;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,7 +143,7 @@ pub(crate) fn world_for_new_thread(core: &Core) -> u64 {
 pub(crate) fn start(
     core: &mut Core,
     inst: &mut InstanceData,
-    threads: &mut HashMap<u32, Box<ThreadState>>,
+    threads: &mut crate::thread::ThreadMap,
     running: u32,
     mut t: Transition,
     to_slots: &[VMSlot],
@@ -182,7 +182,7 @@ pub(crate) fn start(
 
 /// Check every pending thread that is not executing JIT code; flag the
 /// others so that they check at their next poll.
-fn settle_all(core: &mut Core, threads: &mut HashMap<u32, Box<ThreadState>>, running: u32) {
+fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, running: u32) {
     let pending: Vec<u32> = core
         .transition
         .as_ref()
@@ -213,7 +213,7 @@ fn settle_all(core: &mut Core, threads: &mut HashMap<u32, Box<ThreadState>>, run
 pub(crate) fn reverse(
     core: &mut Core,
     inst: &mut InstanceData,
-    threads: &mut HashMap<u32, Box<ThreadState>>,
+    threads: &mut crate::thread::ThreadMap,
     running: u32,
 ) -> Result<(), super::PatchError> {
     let t = core
@@ -255,7 +255,7 @@ pub(crate) fn reverse(
 /// Switch every pending thread now, ignoring the stack rule (rule 9).
 pub(crate) fn force(
     core: &mut Core,
-    threads: &mut HashMap<u32, Box<ThreadState>>,
+    threads: &mut crate::thread::ThreadMap,
 ) -> Result<PatchId, super::PatchError> {
     let t = core
         .transition
@@ -278,7 +278,7 @@ pub(crate) fn force(
 /// The blockers of the current transition.
 pub(crate) fn blockers(
     core: &Core,
-    threads: &HashMap<u32, Box<ThreadState>>,
+    threads: &crate::thread::ThreadMap,
     describe: &dyn Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo,
 ) -> Vec<Blocker> {
     let Some(t) = core.transition.as_ref() else {
@@ -308,7 +308,7 @@ pub(crate) fn blockers(
 pub(crate) fn check_timeout(
     core: &mut Core,
     inst: &mut InstanceData,
-    threads: &mut HashMap<u32, Box<ThreadState>>,
+    threads: &mut crate::thread::ThreadMap,
     running: u32,
     describe: &dyn Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo,
 ) -> bool {
@@ -380,7 +380,7 @@ pub(crate) fn finish(core: &mut Core) -> Option<TransitionOutcome> {
 }
 
 /// Drop reclaimable code: units no world maps whose code no frame executes.
-pub(crate) fn reclaim(core: &mut Core, threads: &HashMap<u32, Box<ThreadState>>) {
+pub(crate) fn reclaim(core: &mut Core, threads: &crate::thread::ThreadMap) {
     if core.zombies.is_empty() {
         return;
     }

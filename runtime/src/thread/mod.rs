@@ -11,6 +11,30 @@ use crate::vm::vmctx::VMThread;
 use fiber::{ThreadFiber, ThreadSuspend};
 use shadow_stack::RawFrame;
 
+/// Hasher for maps keyed by small integer ids (thread ids): one multiply,
+/// instead of SipHash on the scheduler's hot path. Ids are not attacker
+/// chosen (the store hands them out in order).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Guest threads of a store, by id.
+pub(crate) type ThreadMap =
+    std::collections::HashMap<u32, Box<ThreadState>, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// A guest thread id (> 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ThreadId(pub u32);
