@@ -16,7 +16,8 @@
 //! Medians of `REPS` runs, patchable and baseline build (the thread ABI is
 //! the same in both). Prints a table, writes `benches/results/yield.json`.
 //!
-//! Run: `cargo bench --bench yield` (optional env: `YIELD_REPS`, default 11).
+//! Run: `cargo bench --bench yield` (optional env: `YIELD_REPS`, default 11;
+//! `YIELD_CASES`, a comma-separated subset of the cases).
 
 use serde_json::json;
 use std::path::PathBuf;
@@ -173,7 +174,15 @@ fn main() {
         "case", "ops/run", "patchable", "baseline"
     );
     let mut rows = Vec::new();
+    // `YIELD_CASES=yield_2threads,host_nop` runs a subset (for profiling).
+    let only = std::env::var("YIELD_CASES").ok();
     for (name, ops, f) in cases {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|c| c == name))
+        {
+            continue;
+        }
         let mut ns = [0.0f64; 2];
         for (i, b) in builds.iter_mut().enumerate() {
             f(b); // warm-up

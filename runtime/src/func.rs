@@ -189,6 +189,12 @@ pub type HostFn<T> = dyn Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<()
 
 type ErasedCall = dyn Fn(*mut ThreadState, usize, &[Val], &mut [Val]) -> Result<(), Error>;
 
+/// A host function body the runtime implements itself, called by the host
+/// trampoline directly (no boxing of values, no closure): the guest thread
+/// ABI's `yield` and `thread_id`. Same contract as `host_dispatch`.
+pub(crate) type RawDispatch =
+    unsafe extern "C" fn(*mut HostFuncCtx, *mut VMThread, *mut u128) -> i32;
+
 /// What an imported host function's slot points to. `dispatch` must stay
 /// first: host trampolines load it at `HOSTCTX_DISPATCH`.
 #[repr(C)]
@@ -207,6 +213,7 @@ impl HostFuncCtx {
         instance: usize,
         ty: FuncType,
         f: std::sync::Arc<HostFn<T>>,
+        raw: Option<RawDispatch>,
     ) -> Box<HostFuncCtx> {
         let call =
             move |ts: *mut ThreadState, instance: usize, args: &[Val], results: &mut [Val]| {
@@ -218,8 +225,9 @@ impl HostFuncCtx {
                 };
                 f(&mut caller, args, results)
             };
+        let dispatch: RawDispatch = raw.unwrap_or(host_dispatch);
         Box::new(HostFuncCtx {
-            dispatch: host_dispatch as *const () as usize,
+            dispatch: dispatch as usize,
             ty,
             call: std::sync::Arc::new(call),
             instance,
@@ -256,13 +264,15 @@ unsafe extern "C" fn host_dispatch(
             let np = ctx.ty.params().len();
             let nr = ctx.ty.results().len();
             // Small signatures (the common case) use stack buffers: a host
-            // call allocates nothing.
-            const INLINE: usize = 8;
+            // call allocates nothing (and an empty one touches nothing).
+            const INLINE: usize = 4;
             let mut arg_buf = [Val::I32(0); INLINE];
             let mut res_buf = [Val::I32(0); INLINE];
             let mut arg_vec = Vec::new();
             let mut res_vec = Vec::new();
-            let args: &mut [Val] = if np <= INLINE {
+            let args: &mut [Val] = if np == 0 {
+                &mut []
+            } else if np <= INLINE {
                 &mut arg_buf[..np]
             } else {
                 arg_vec.resize(np, Val::I32(0));
@@ -271,7 +281,9 @@ unsafe extern "C" fn host_dispatch(
             for (i, (a, t)) in args.iter_mut().zip(ctx.ty.params()).enumerate() {
                 *a = Val::from_raw(*values.add(i), *t);
             }
-            let results: &mut [Val] = if nr <= INLINE {
+            let results: &mut [Val] = if nr == 0 {
+                &mut []
+            } else if nr <= INLINE {
                 &mut res_buf[..nr]
             } else {
                 res_vec.resize(nr, Val::I32(0));
@@ -302,6 +314,40 @@ unsafe extern "C" fn host_dispatch(
         }
     }));
     outcome.unwrap_or(1)
+}
+
+/// `wasm-patch`.`yield`, natively: suspend to the scheduler, runnable at
+/// once.
+pub(crate) unsafe extern "C" fn yield_dispatch(
+    _ctx: *mut HostFuncCtx,
+    vmthread: *mut VMThread,
+    _values: *mut u128,
+) -> i32 {
+    // SAFETY: the trampoline passes the running thread's VMThread, whose
+    // `host` points at its live ThreadState; `suspend` is that fiber's
+    // handle. Nothing here can panic across the `extern "C"` boundary.
+    unsafe {
+        let ts = (*vmthread).host as *mut ThreadState;
+        if !(*ts).cancelled && fiber::suspend((*ts).suspend, Yield::Yield) == Resume::Go {
+            return 0;
+        }
+        (*ts).host_error = Some(Error::Host("thread cancelled".into()));
+        1
+    }
+}
+
+/// `wasm-patch`.`thread_id`, natively.
+pub(crate) unsafe extern "C" fn thread_id_dispatch(
+    _ctx: *mut HostFuncCtx,
+    vmthread: *mut VMThread,
+    values: *mut u128,
+) -> i32 {
+    // SAFETY: as in `yield_dispatch`; `values` has room for the one result.
+    unsafe {
+        let ts = (*vmthread).host as *const ThreadState;
+        *values = Val::I32((*ts).id.0 as i32).to_raw();
+    }
+    0
 }
 
 /// What a host function sees of its caller: the store's data, the calling

@@ -131,27 +131,31 @@ fn eval(
     }
 }
 
+/// A host function bound to import number `.0` (of type index `.1`).
+pub(crate) type HostImport<T> = (
+    usize,
+    u32,
+    wasmparser::FuncType,
+    std::sync::Arc<crate::func::HostFn<T>>,
+    Option<crate::func::RawDispatch>,
+);
+
 /// Instantiate `module` with `imports` (one per module import, in order).
 /// Runs no code: the caller runs the start function.
 pub(crate) fn instantiate_with_host<T: 'static>(
     store: &mut crate::store::Store<T>,
     module: &Module,
     imports: &[Extern],
-    host: Vec<(
-        usize,
-        u32,
-        wasmparser::FuncType,
-        std::sync::Arc<crate::func::HostFn<T>>,
-    )>,
+    host: Vec<HostImport<T>>,
 ) -> Result<Instance, Error> {
     let store_ptr: *mut StoreInner<T> = &mut *store.inner;
     let store = &mut *store.inner;
     let mut host_ctxs: std::collections::HashMap<usize, Box<crate::func::HostFuncCtx>> = host
         .into_iter()
-        .map(|(i, _t, ty, f)| {
+        .map(|(i, _t, ty, f, raw)| {
             (
                 i,
-                crate::func::HostFuncCtx::new(store_ptr, store.instances.len(), ty, f),
+                crate::func::HostFuncCtx::new(store_ptr, store.instances.len(), ty, f, raw),
             )
         })
         .collect();

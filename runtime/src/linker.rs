@@ -4,7 +4,7 @@
 //! `thread_id() -> i32`.
 
 use crate::errors::Error;
-use crate::func::{Caller, Func, HostFn};
+use crate::func::{self, Caller, Func, HostFn, RawDispatch};
 use crate::instance::{self, Extern, Instance};
 use crate::module::{ImportKind, Module};
 use crate::store::Store;
@@ -18,14 +18,15 @@ pub const THREAD_ABI_MODULE: &str = "wasm-patch";
 
 enum Definition<T> {
     Extern(Extern),
-    Host(FuncType, Arc<HostFn<T>>),
+    /// A host function; the runtime's own ones also have a native body.
+    Host(FuncType, Arc<HostFn<T>>, Option<RawDispatch>),
 }
 
 impl<T> Clone for Definition<T> {
     fn clone(&self) -> Self {
         match self {
             Definition::Extern(e) => Definition::Extern(*e),
-            Definition::Host(t, f) => Definition::Host(t.clone(), f.clone()),
+            Definition::Host(t, f, r) => Definition::Host(t.clone(), f.clone(), *r),
         }
     }
 }
@@ -59,9 +60,16 @@ impl<T: 'static> Linker<T> {
     ) -> &mut Self {
         self.defs.insert(
             (module.into(), name.into()),
-            Definition::Host(ty, Arc::new(f)),
+            Definition::Host(ty, Arc::new(f), None),
         );
         self
+    }
+
+    /// Give the definition (module, name) a native body as well.
+    fn set_raw(&mut self, module: &str, name: &str, raw: RawDispatch) {
+        if let Some(Definition::Host(_, _, r)) = self.defs.get_mut(&(module.into(), name.into())) {
+            *r = Some(raw);
+        }
     }
 
     /// Define an item.
@@ -122,6 +130,11 @@ impl<T: 'static> Linker<T> {
                 Ok(())
             },
         );
+        // `yield` and `thread_id` are hot: their slots call native bodies
+        // (same behaviour as the closures above, which remain for reference
+        // by any other caller).
+        self.set_raw(THREAD_ABI_MODULE, "yield", func::yield_dispatch);
+        self.set_raw(THREAD_ABI_MODULE, "thread_id", func::thread_id_dispatch);
         self
     }
 
@@ -156,7 +169,7 @@ impl<T: 'static> Linker<T> {
                 })?;
             match def {
                 Definition::Extern(e) => externs.push(*e),
-                Definition::Host(ty, f) => {
+                Definition::Host(ty, f, raw) => {
                     let ImportKind::Func(t) = imp.kind else {
                         return Err(Error::Link(format!(
                             "incompatible import type: `{}`.`{}` is a function",
@@ -175,7 +188,7 @@ impl<T: 'static> Linker<T> {
                         instance: 0,
                         index: i as u32,
                     }));
-                    host.push((i, t, ty.clone(), f.clone()));
+                    host.push((i, t, ty.clone(), f.clone(), *raw));
                 }
             }
         }

@@ -67,7 +67,11 @@ pub(crate) struct StoreInner<T> {
     pub(crate) globals: Vec<Box<GlobalCell>>,
     pub(crate) threads: crate::thread::ThreadMap,
     next_thread: u32,
-    ready: VecDeque<u32>,
+    /// Runnable threads, in turn order. Invariant: a thread is here exactly
+    /// when its state is `Ready`, and a `Ready` thread's box is in
+    /// `threads` (boxes leave the map only when `Done`), so the pointers
+    /// are live and the scheduler skips a map lookup per turn.
+    ready: VecDeque<ReadyThread>,
     sleepers: BinaryHeap<Reverse<(Instant, u32)>>,
     stack_pool: Vec<wasmtime_fiber::FiberStack>,
     vm_pool: Vec<Box<VMThread>>,
@@ -312,7 +316,7 @@ impl<T> StoreInner<T> {
             match t.state {
                 RunState::Parked => {
                     t.state = RunState::Ready;
-                    self.ready.push_back(id);
+                    self.ready.push_back(ReadyThread::of(t));
                 }
                 RunState::Done => {}
                 _ => t.unpark_pending = true,
@@ -552,12 +556,22 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         }
     };
     ts.fiber = Some(fiber::new_fiber(stack, body).map_err(|e| Error::Host(format!("fiber: {e}")))?);
-    s.threads.insert(id, ts);
-    s.ready.push_back(id);
+    let ts = s.threads.entry(id).insert_entry(ts).into_mut();
+    s.ready.push_back(ReadyThread::of(ts));
     Ok(ThreadId(id))
 }
 
 const STACK_SLACK: usize = 128 * 1024;
+
+/// A ready thread: its id and its boxed state (see `StoreInner::ready`).
+#[derive(Clone, Copy)]
+struct ReadyThread(*mut ThreadState);
+
+impl ReadyThread {
+    fn of(t: &mut ThreadState) -> Self {
+        ReadyThread(t)
+    }
+}
 
 /// Resume thread `id` once; update its state from why it stopped.
 unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
@@ -567,6 +581,26 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
         return;
     };
     let tp: *mut ThreadState = &mut **t;
+    // SAFETY: forwarded; `tp` is in the map.
+    unsafe { resume_ready(inner, ReadyThread(tp)) }
+}
+
+/// Resume a thread once; update its state from why it stopped.
+///
+/// Inlined into the scheduler loops: after a fiber switch every return
+/// up the call chain is mispredicted, so each level costs several ns.
+///
+/// # Safety
+/// `inner` is live and `r` points at a thread box in its map.
+#[inline(always)]
+unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
+    // SAFETY: the caller guarantees `inner` is live.
+    let s = unsafe { &mut *inner };
+    let tp = me.0;
+    // SAFETY: the caller guarantees `tp` is a live box of `s.threads`, and
+    // no other reference to it is held while the scheduler runs.
+    let t = unsafe { &mut *tp };
+    let id = t.id.0;
     let how = if t.cancelled {
         Resume::Cancel
     } else {
@@ -608,7 +642,7 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
         }
         Err(Yield::Yield) => {
             t.state = RunState::Ready;
-            s.ready.push_back(id);
+            s.ready.push_back(me);
         }
         Err(Yield::Sleep(at)) => {
             t.state = RunState::Sleeping;
@@ -618,7 +652,7 @@ unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
             if t.unpark_pending || t.cancelled {
                 t.unpark_pending = false;
                 t.state = RunState::Ready;
-                s.ready.push_back(id);
+                s.ready.push_back(me);
             } else {
                 t.state = RunState::Parked;
             }
@@ -652,14 +686,14 @@ pub(crate) unsafe fn step<T>(inner: *mut StoreInner<T>) -> bool {
         if let Some(t) = s.threads.get_mut(&id) {
             if t.state == RunState::Sleeping {
                 t.state = RunState::Ready;
-                s.ready.push_back(id);
+                s.ready.push_back(ReadyThread::of(t));
             }
         }
     }
     match s.ready.pop_front() {
-        Some(id) => {
-            // SAFETY: forwarded.
-            unsafe { resume(inner, id) };
+        Some(r) => {
+            // SAFETY: forwarded; ready threads are in the map.
+            unsafe { resume_ready(inner, r) };
             true
         }
         None => false,
@@ -682,40 +716,60 @@ pub(crate) unsafe fn run_until<T: 'static>(
             "the scheduler cannot be entered from a guest thread".into(),
         ));
     }
+    // Whether `target` has finished (or does not exist).
+    let target_done = |s: &StoreInner<T>| -> Option<Result<(), Error>> {
+        let t = target?;
+        match s.threads.get(&t) {
+            None => Some(Err(Error::BadCall(format!("no thread {t}")))),
+            Some(ts) if ts.state == RunState::Done => Some(Ok(())),
+            _ => None,
+        }
+    };
+    // SAFETY: forwarded.
+    if let Some(r) = target_done(unsafe { &*inner }) {
+        return r;
+    }
     loop {
         // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
         let s = unsafe { &mut *inner };
-        if let Some(t) = target {
-            match s.threads.get(&t) {
-                None => return Err(Error::BadCall(format!("no thread {t}"))),
-                Some(ts) if ts.state == RunState::Done => return Ok(()),
-                _ => {}
-            }
+        if s.patch.transition.is_some() || s.patch.completion_due {
+            crate::patch::ops::drive(inner);
         }
-        crate::patch::ops::drive(inner);
         // SAFETY: forwarded; `drive` may have run callbacks on new threads.
         let s = unsafe { &mut *inner };
-        let now = if s.sleepers.is_empty() {
-            None
-        } else {
-            Some(Instant::now())
-        };
-        while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
-            if Some(at) > now {
-                break;
-            }
-            s.sleepers.pop();
-            if let Some(t) = s.threads.get_mut(&id) {
-                if t.state == RunState::Sleeping {
-                    t.state = RunState::Ready;
-                    s.ready.push_back(id);
+        if !s.sleepers.is_empty() {
+            let now = Instant::now();
+            while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
+                if at > now {
+                    break;
+                }
+                s.sleepers.pop();
+                if let Some(t) = s.threads.get_mut(&id) {
+                    if t.state == RunState::Sleeping {
+                        t.state = RunState::Ready;
+                        s.ready.push_back(ReadyThread::of(t));
+                    }
                 }
             }
         }
-        if let Some(id) = s.ready.pop_front() {
-            // SAFETY: forwarded.
-            unsafe { resume(inner, id) };
+        if let Some(r) = s.ready.pop_front() {
+            // SAFETY: the thread box stays in the map until it is taken
+            // after finishing, which cannot happen during its own turn.
+            let id = unsafe { (*r.0).id.0 };
+            // SAFETY: forwarded; ready threads are in the map.
+            unsafe { resume_ready(inner, r) };
+            // Only a resumed thread finishes, so the target is checked
+            // after its own turns (and before any wait below).
+            if target == Some(id) {
+                // SAFETY: forwarded.
+                if let Some(r) = target_done(unsafe { &*inner }) {
+                    return r;
+                }
+            }
             continue;
+        }
+        if let Some(r) = target_done(s) {
+            return r;
         }
         let mut wake = s.sleepers.peek().map(|Reverse((at, _))| *at);
         if let Some(deadline) = crate::patch::ops::timeout_deadline(&s.patch) {

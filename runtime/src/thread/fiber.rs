@@ -52,6 +52,7 @@ pub fn new_stack(size: usize) -> std::io::Result<FiberStack> {
 /// # Safety
 /// `suspend` must be the suspend handle of the fiber currently running on
 /// this OS thread.
+#[inline(always)]
 pub unsafe fn suspend(suspend: *mut ThreadSuspend, why: Yield) -> Resume {
     let saved = traps::current_activation();
     // SAFETY: the caller guarantees `suspend` belongs to the running fiber,
