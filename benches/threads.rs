@@ -8,7 +8,11 @@
 //! alive, and the peak RSS (`VmHWM`). A second round in the same store shows
 //! the cost with warm stack / thread-state pools.
 //!
-//! Each N runs in a child process (this binary re-executed with `--child`) so
+//! Every N runs twice: with guarded stacks (the default `Config`, one
+//! mapping plus a guard page per stack) and with `Config::guard_pages =
+//! false` (stacks packed into shared mappings).
+//!
+//! Each run is a child process (this binary re-executed with `--child`) so
 //! that its `VmHWM` is its own and a failure (e.g. running out of mappings:
 //! `vm.max_map_count`, each fiber stack takes 2) is reported, not fatal.
 //! Prints a table and writes `benches/results/threads.json`.
@@ -100,8 +104,12 @@ fn round(store: &mut Store<()>, worker: wasm_patch_runtime::Func, n: usize, k: i
     })
 }
 
-fn child(n: usize, k: i32) {
-    let engine = Engine::new(Config::default()).expect("engine");
+fn child(n: usize, k: i32, guard_pages: bool) {
+    let engine = Engine::new(Config {
+        guard_pages,
+        ..Config::default()
+    })
+    .expect("engine");
     let module = Module::new(&engine, WAT).expect("compile");
     let mut store = Store::new(&engine, ());
     let mut linker = Linker::new();
@@ -117,6 +125,7 @@ fn child(n: usize, k: i32) {
     let out = json!({
         "n": n,
         "k": k,
+        "guard_pages": guard_pages,
         "stack_size": engine.config().stack_size,
         "rss_before_kib": rss_before_kib,
         "peak_rss_kib": hwm_kib,
@@ -134,7 +143,8 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let n = args[i + 1].parse().expect("n");
         let k = args[i + 2].parse().expect("k");
-        child(n, k);
+        let guard = args[i + 3] == "guarded";
+        child(n, k, guard);
         return;
     }
     let k: i32 = std::env::var("THREADS_K")
@@ -152,8 +162,9 @@ fn main() {
         max_map_count()
     );
     println!(
-        "{:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "{:>7} {:>9} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "N",
+        "stacks",
         "round",
         "spawned",
         "spawn ms",
@@ -165,9 +176,10 @@ fn main() {
         "peak RSS MiB"
     );
     let mut results = Vec::new();
-    for n in ns {
+    let runs = ns.iter().flat_map(|&n| [(n, "guarded"), (n, "unguarded")]);
+    for (n, mode) in runs {
         let out = std::process::Command::new(&exe)
-            .args(["--child", &n.to_string(), &k.to_string()])
+            .args(["--child", &n.to_string(), &k.to_string(), mode])
             .output()
             .expect("run child");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -180,8 +192,9 @@ fn main() {
                 for round in ["cold", "warm"] {
                     let r = &v[round];
                     println!(
-                        "{:>7} {:>5} {:>8} {:>9.1} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>10.1}",
+                        "{:>7} {:>9} {:>5} {:>8} {:>9.1} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>10.1}",
                         n,
+                        mode,
                         round,
                         r["spawned"],
                         r["spawn_ms"].as_f64().unwrap_or(0.0),
@@ -204,10 +217,18 @@ fn main() {
                 let err = String::from_utf8_lossy(&out.stderr);
                 let tail: Vec<&str> = err.lines().rev().take(5).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
-                println!("{n:>7} FAILED ({}): {}", out.status, tail.join(" | "));
-                results.push(
-                    json!({"n": n, "k": k, "failed": out.status.to_string(), "stderr_tail": tail}),
+                println!(
+                    "{n:>7} {mode:>9} FAILED ({}): {}",
+                    out.status,
+                    tail.join(" | ")
                 );
+                results.push(json!({
+                    "n": n,
+                    "k": k,
+                    "guard_pages": mode == "guarded",
+                    "failed": out.status.to_string(),
+                    "stderr_tail": tail,
+                }));
             }
         }
     }

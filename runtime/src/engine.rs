@@ -13,6 +13,14 @@ use wasmparser::FuncType;
 pub struct Config {
     /// Guest thread stack size in bytes.
     pub stack_size: usize,
+    /// Give every guest thread stack its own mapping with a guard page (the
+    /// default). Linux caps a process at `vm.max_map_count` mappings
+    /// (65,530 by default) and a guarded stack takes two, so this allows
+    /// about 32,000 threads. `false` packs stacks into shared mappings
+    /// without guard pages, for 100,000 threads and more: JIT code is still
+    /// bounded by its stack-limit check, but host functions called from
+    /// guest threads must then stay within 128 KiB of stack.
+    pub guard_pages: bool,
     /// Time slice after which a busy thread is preempted at its next poll.
     pub time_slice: Duration,
     /// Run Cranelift's IR verifier on every function (slower compiles).
@@ -28,6 +36,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             stack_size: 2 << 20,
+            guard_pages: true,
             time_slice: Duration::from_millis(5),
             verify: false,
             patchable: true,

@@ -74,6 +74,8 @@ pub(crate) struct StoreInner<T> {
     ready: VecDeque<ReadyThread>,
     sleepers: BinaryHeap<Reverse<(Instant, u32)>>,
     stack_pool: Vec<wasmtime_fiber::FiberStack>,
+    /// Where new stacks come from when the pool is empty.
+    stacks: crate::thread::stacks::StackAllocator,
     vm_pool: Vec<Box<VMThread>>,
     preempt: Arc<PreemptTarget>,
     /// Module info per code unit, to name backtrace frames.
@@ -111,6 +113,10 @@ impl<T: 'static> Store<T> {
                 ready: VecDeque::new(),
                 sleepers: BinaryHeap::new(),
                 stack_pool: Vec::new(),
+                stacks: crate::thread::stacks::StackAllocator::new(
+                    engine.config().stack_size,
+                    engine.config().guard_pages,
+                ),
                 vm_pool: Vec::new(),
                 preempt: poll::register(engine.config().time_slice),
                 units: HashMap::new(),
@@ -514,7 +520,9 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
     check_refs(s, &args)?;
     let stack = match s.stack_pool.pop() {
         Some(st) => st,
-        None => fiber::new_stack(s.engine.config().stack_size)
+        None => s
+            .stacks
+            .alloc()
             .map_err(|e| Error::Host(format!("fiber stack: {e}")))?,
     };
     let range =
@@ -561,7 +569,9 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
     Ok(ThreadId(id))
 }
 
-const STACK_SLACK: usize = 128 * 1024;
+/// Stack kept free below the JIT code's limit for host functions and
+/// signal frames (see `thread::stacks`).
+pub(crate) const STACK_SLACK: usize = 128 * 1024;
 
 /// A ready thread: its id and its boxed state (see `StoreInner::ready`).
 #[derive(Clone, Copy)]

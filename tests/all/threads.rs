@@ -97,6 +97,69 @@ fn expected_work(x: i32, n: i32, tid: u32) -> i32 {
     acc.wrapping_mul(1000).wrapping_add(tid as i32)
 }
 
+/// Lines of `/proc/self/maps`: the process's memory mappings.
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .count()
+}
+
+#[test]
+fn unguarded_stacks_share_mappings() {
+    // Guarded stacks take two mappings each (the limit is
+    // vm.max_map_count, 65,530 by default); unguarded ones are packed.
+    // Counted in a child process of its own: other tests map memory too.
+    const CHILD: &str = "WASM_PATCH_TEST_MAPPINGS_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "threads::unguarded_stacks_share_mappings",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{text}");
+        assert!(text.contains("1 passed"), "child ran no test:\n{text}");
+        return;
+    }
+    const N: usize = 3000;
+    let engine = Engine::new(wasm_patch_runtime::Config {
+        guard_pages: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut linker = Linker::new();
+    linker.add_thread_abi();
+    let mut store = Store::new(&engine, ());
+    let inst = linker
+        .instantiate(&mut store, &Module::new(&engine, WORKERS).unwrap())
+        .unwrap();
+    let work = func(&store, inst, "work");
+    let before = mappings();
+    let ids: Vec<ThreadId> = (0..N)
+        .map(|i| {
+            store
+                .spawn(work, &[Val::I32(i as i32), Val::I32(3)])
+                .unwrap()
+        })
+        .collect();
+    let added = mappings().saturating_sub(before);
+    // 3000 stacks fill 12 slabs of 256; allow for allocator growth.
+    assert!(added < 40, "{N} unguarded stacks added {added} mappings");
+    store.run().unwrap();
+    for (i, id) in ids.into_iter().enumerate() {
+        assert_eq!(
+            i32_of(store.take_result(id)),
+            expected_work(i as i32, 3, id.0)
+        );
+    }
+}
+
 #[test]
 fn ten_thousand_host_spawned_threads_finish_on_one_os_thread() {
     let (mut store, inst) = workers((), |_| {});
@@ -645,9 +708,25 @@ fn host_channel_parks_consumers_and_producers_unpark_them() {
 
 #[test]
 fn deep_recursions_overflowing_in_interleaved_threads() {
+    deep_recursions(true);
+}
+
+#[test]
+fn deep_recursions_overflowing_on_unguarded_stacks_spare_their_neighbours() {
+    // Without guard pages the stacks lie side by side in one mapping: only
+    // the JIT code's stack-limit check keeps an overflow off the next
+    // thread's stack, which the bounded threads would notice.
+    deep_recursions(false);
+}
+
+fn deep_recursions(guard_pages: bool) {
     // Several threads recurse without bound, yielding every 64 levels, so
     // that all of them are deep at once; each overflows its own stack.
-    let engine = Engine::default();
+    let engine = Engine::new(wasm_patch_runtime::Config {
+        guard_pages,
+        ..Default::default()
+    })
+    .unwrap();
     let mut linker = Linker::<()>::new();
     linker.add_thread_abi();
     let module = Module::new(

@@ -41,11 +41,6 @@ pub fn new_fiber(
     Fiber::new(stack, body).map_err(std::io::Error::other)
 }
 
-/// A fresh stack of `size` bytes (with a guard page).
-pub fn new_stack(size: usize) -> std::io::Result<FiberStack> {
-    FiberStack::new(size, false).map_err(std::io::Error::other)
-}
-
 /// Suspend the running fiber through `suspend`, keeping the trap
 /// activation chain of this fiber intact across the switch.
 ///

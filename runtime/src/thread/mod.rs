@@ -4,6 +4,7 @@
 pub mod fiber;
 pub mod poll;
 pub mod shadow_stack;
+pub mod stacks;
 
 use crate::errors::Error;
 use crate::val::Val;
