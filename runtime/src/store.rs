@@ -643,7 +643,7 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
         .patch
         .transition
         .as_ref()
-        .is_some_and(|tr| tr.pending.contains(&id));
+        .is_some_and(|tr| tr.pending.contains(id));
     match r {
         Ok(()) => {
             t.state = RunState::Done;

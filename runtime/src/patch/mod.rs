@@ -269,6 +269,6 @@ impl Core {
     pub(crate) fn is_pending(&self, id: u32) -> bool {
         self.transition
             .as_ref()
-            .is_some_and(|t| t.pending.contains(&id))
+            .is_some_and(|t| t.pending.contains(id))
     }
 }

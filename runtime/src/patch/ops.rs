@@ -17,7 +17,7 @@ use crate::thread::ThreadId;
 use crate::val::Val;
 use crate::vm::vmctx::{VMContext, VMFuncRef, VMSlot};
 use patch_format::{Bundle, CallbackKind, EntryKind, ModuleHash, TargetInterface};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// A private call path to a bundle function that has no published slot
@@ -627,7 +627,8 @@ impl<T: 'static> Store<T> {
             to: 8 - from_world,
             check,
             immediate,
-            pending: BTreeSet::new(),
+            pending: Default::default(),
+            check_code: Default::default(),
             switched: 0,
             started: Instant::now(),
             timeout,

@@ -17,10 +17,13 @@ use super::{Blocker, Core, Direction, Event, PatchId, TransitionOutcome};
 use crate::errors::FrameInfo;
 use crate::instance::InstanceData;
 use crate::module::ModuleInfo;
+use crate::thread::set::ThreadSet;
+use crate::thread::shadow_stack::{CodeRange, CodeRanges, RawFrame, ScanCache};
 use crate::thread::{RunState, ThreadId, ThreadState};
+use crate::vm::code_memory::CodeUnit;
 use crate::vm::offsets::POLL_SWITCH;
 use crate::vm::vmctx::VMSlot;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +38,12 @@ pub(crate) struct Transition {
     pub(crate) to: u64,
     /// The check set `C`.
     pub(crate) check: HashSet<u32>,
+    /// The code of `C`'s functions in every live version (filled by
+    /// `start`): what a stack check looks for.
+    pub(crate) check_code: CodeRanges,
     /// Slots changed in both worlds at once: (function, before, after).
     pub(crate) immediate: Vec<(u32, VMSlot, VMSlot)>,
-    pub(crate) pending: BTreeSet<u32>,
+    pub(crate) pending: ThreadSet,
     pub(crate) switched: usize,
     pub(crate) started: Instant,
     pub(crate) timeout: Option<Duration>,
@@ -55,16 +61,56 @@ pub(crate) struct Transition {
 }
 
 impl Transition {
-    /// The innermost frame of `ts` that blocks it, if any.
-    fn blocking_frame(
-        &self,
-        units: &HashSet<u32>,
-        ts: &ThreadState,
-    ) -> Option<crate::thread::shadow_stack::RawFrame> {
-        ts.frames_any()
-            .into_iter()
-            .find(|f| self.check.contains(&f.func) && units.contains(&f.unit))
+    /// The innermost frame of `ts` that blocks it, if any (its offset is
+    /// not resolved: 0).
+    fn blocking_frame(&self, ts: &ThreadState, cache: &mut ScanCache) -> Option<RawFrame> {
+        let mut found = None;
+        ts.scan(&self.check_code, cache, &mut |r, _| {
+            found = Some(RawFrame {
+                unit: r.unit,
+                func: r.func.unwrap_or(0),
+                offset: 0,
+            });
+            false
+        });
+        found
     }
+}
+
+/// The code of the functions in `check`, in every unit of `instance` that
+/// is still mapped: its module's, its applied bundles', and the zombies
+/// (replaced code some stack may still run). Units that were reclaimed are
+/// on no stack.
+fn check_code(
+    core: &Core,
+    inst: &InstanceData,
+    instance: usize,
+    check: &HashSet<u32>,
+) -> CodeRanges {
+    let mut units: Vec<Arc<CodeUnit>> = vec![inst.module.inner.compiled.unit.clone()];
+    if let Some(pi) = core.instances.get(&instance) {
+        units.extend(pi.applied.iter().map(|b| b.compiled.unit.clone()));
+        units.extend(
+            core.zombies
+                .iter()
+                .filter(|u| pi.units.contains(&u.id()))
+                .cloned(),
+        );
+    }
+    let mut seen = HashSet::new();
+    units.retain(|u| seen.insert(u.id()));
+    CodeRanges::new(units, |u| {
+        u.funcs()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| check.contains(&f.func_index))
+            .map(|(i, f)| CodeRange {
+                range: u.func_range(i),
+                unit: u.id(),
+                func: Some(f.func_index),
+            })
+            .collect()
+    })
 }
 
 fn frame_info(names: &ModuleInfo, f: &crate::thread::shadow_stack::RawFrame) -> FrameInfo {
@@ -76,27 +122,38 @@ fn frame_info(names: &ModuleInfo, f: &crate::thread::shadow_stack::RawFrame) -> 
     }
 }
 
+/// The transcript's bound: past it, the oldest half goes.
+const MAX_EVENTS: usize = 200_000;
+
 /// Record an event (the transcript is bounded: the oldest go first).
 pub(crate) fn emit(core: &mut Core, e: Event) {
-    const MAX_EVENTS: usize = 200_000;
-    if core.events.len() >= MAX_EVENTS {
-        core.events.drain(..MAX_EVENTS / 2);
-    }
+    trim_events(core);
     core.events.push(e);
+}
+
+fn trim_events(core: &mut Core) {
+    if core.events.len() >= MAX_EVENTS {
+        let excess = core.events.len() - MAX_EVENTS / 2;
+        core.events.drain(..excess);
+    }
 }
 
 /// Try to switch a pending thread at a safe point. Returns true when it
 /// switched. The thread must not be executing JIT code (parked, at a poll,
 /// or in a host call).
 pub(crate) fn try_switch(core: &mut Core, ts: &mut ThreadState) -> bool {
+    try_switch_cached(core, ts, &mut ScanCache::default())
+}
+
+/// [`try_switch`] with a scan cache shared across threads.
+fn try_switch_cached(core: &mut Core, ts: &mut ThreadState, cache: &mut ScanCache) -> bool {
     let Some(t) = core.transition.as_mut() else {
         return false;
     };
-    if !t.pending.contains(&ts.id.0) {
+    if !t.pending.contains(ts.id.0) {
         return false;
     }
-    let units = &core.instances[&t.instance].units;
-    if let Some(f) = t.blocking_frame(units, ts) {
+    if let Some(f) = t.blocking_frame(ts, cache) {
         if t.reported.insert(ts.id.0) {
             let name = t.names.func_name(f.func);
             let (p, id) = (t.patch, ts.id);
@@ -114,7 +171,7 @@ fn switch(core: &mut Core, ts: &mut ThreadState) {
     // Relaxed: the bit is advisory; the world store above is read by this
     // thread itself, on this OS thread.
     ts.vm.poll.fetch_and(!POLL_SWITCH, Ordering::Relaxed);
-    t.pending.remove(&ts.id.0);
+    t.pending.remove(ts.id.0);
     t.switched += 1;
     let (p, id, done) = (t.patch, ts.id, t.pending.is_empty());
     emit(core, Event::ThreadSwitched(p, id));
@@ -126,7 +183,7 @@ fn switch(core: &mut Core, ts: &mut ThreadState) {
 /// A thread finished: it no longer holds the transition back.
 pub(crate) fn thread_done(core: &mut Core, id: u32) {
     if let Some(t) = core.transition.as_mut() {
-        if t.pending.remove(&id) && t.pending.is_empty() {
+        if t.pending.remove(id) && t.pending.is_empty() {
             core.completion_due = true;
         }
     }
@@ -154,57 +211,94 @@ pub(crate) fn start(
     for &(f, _, new) in &t.immediate {
         inst.slots[from_idx][f as usize] = new;
     }
+    t.check_code = check_code(core, inst, t.instance, &t.check);
     if t.check.is_empty() {
         // Only immediate (and added) functions change, and they are already
         // in both worlds: no thread has anything to check or switch, so
         // every thread stays where it is and the transition completes at
         // once, whatever the number of threads.
         t.to = t.from;
-    } else {
-        t.pending = threads
-            .iter()
-            .filter(|(_, ts)| ts.state != RunState::Done)
-            .map(|(id, _)| *id)
-            .collect();
     }
     let (p, d) = (t.patch, t.direction);
     core.transition = Some(t);
     emit(core, Event::Started(p, d));
     settle_all(core, threads, running);
-    if core
-        .transition
-        .as_ref()
-        .is_some_and(|t| t.pending.is_empty())
-    {
-        core.completion_due = true;
-    }
 }
 
-/// Check every pending thread that is not executing JIT code; flag the
-/// others so that they check at their next poll.
+/// One pass over all threads at the start (or reversal) of a transition:
+/// every thread not yet in the `to` world is checked, and switches at once
+/// when its stack is clean; the others become the pending set and are
+/// flagged to check again at their next poll. Threads are not executing
+/// JIT code here (the running one, if any, is inside a host call: its exit
+/// record is current, so its stack reads like a parked one's).
 fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, running: u32) {
-    let pending: Vec<u32> = core
-        .transition
-        .as_ref()
-        .map(|t| t.pending.iter().copied().collect())
-        .unwrap_or_default();
-    for id in pending {
-        let Some(ts) = threads.get_mut(&id) else {
-            thread_done(core, id);
-            continue;
-        };
+    let _ = running;
+    let Some(t) = core.transition.as_mut() else {
+        return;
+    };
+    if t.to == t.from {
+        // Immediate changes only: no thread has anything to switch (and
+        // none is looked at: O(1) whatever the number of threads).
+        t.pending = ThreadSet::default();
+        core.completion_due = true;
+        return;
+    }
+    let mut list: Vec<&mut ThreadState> = threads.values_mut().map(|b| &mut **b).collect();
+    // Memory-bound: each thread's state, VMThread and stack top are cold
+    // lines in different pages. Load them a few threads ahead, in the order
+    // each address becomes known (state → VMThread → stack).
+    const AHEAD_STATE: usize = 16;
+    const AHEAD_VM: usize = 8;
+    const AHEAD_STACK: usize = 4;
+    for ts in list.iter().take(AHEAD_STATE) {
+        ThreadState::prefetch_state(&**ts);
+    }
+    let mut cache = ScanCache::default();
+    let mut blocked = Vec::new();
+    let mut live = 0;
+    for i in 0..list.len() {
+        let (head, tail) = list.split_at_mut(i + 1);
+        if let Some(next) = tail.get(AHEAD_STATE - 1) {
+            ThreadState::prefetch_state(&**next);
+        }
+        if let Some(next) = tail.get(AHEAD_VM - 1) {
+            next.prefetch_vm();
+        }
+        if let Some(next) = tail.get(AHEAD_STACK - 1) {
+            next.prefetch_stack();
+        }
+        let ts = &mut *head[i];
         if ts.state == RunState::Done {
-            thread_done(core, id);
             continue;
         }
-        // The running thread (if any) is inside a host call: its exit
-        // record is current, so its stack can be read like a parked one's.
-        let _ = running;
-        if !try_switch(core, ts) {
-            // Release pairs with the Acquire fetch in the poll slow path.
-            ts.vm.poll.fetch_or(POLL_SWITCH, Ordering::Release);
+        live += 1;
+        if ts.vm.world == t.to {
+            continue;
+        }
+        match t.blocking_frame(ts, &mut cache) {
+            None => {
+                ts.vm.world = t.to;
+                // Relaxed: as in `switch`.
+                ts.vm.poll.fetch_and(!POLL_SWITCH, Ordering::Relaxed);
+                core.events.push(Event::ThreadSwitched(t.patch, ts.id));
+            }
+            Some(f) => {
+                blocked.push(ts.id.0);
+                if t.reported.insert(ts.id.0) {
+                    let name = t.names.func_name(f.func);
+                    core.events.push(Event::BlockedBy(t.patch, ts.id, name));
+                }
+                // Release pairs with the Acquire fetch in the poll slow path.
+                ts.vm.poll.fetch_or(POLL_SWITCH, Ordering::Release);
+            }
         }
     }
+    t.switched = live - blocked.len();
+    t.pending = ThreadSet::from_ids(blocked);
+    if t.pending.is_empty() {
+        core.completion_due = true;
+    }
+    trim_events(core);
 }
 
 /// Reverse the transition: the two worlds swap roles, switched threads
@@ -231,24 +325,10 @@ pub(crate) fn reverse(
             inst.slots[idx][f as usize] = new;
         }
     }
-    let to = t.to;
-    t.pending = threads
-        .iter()
-        .filter(|(_, ts)| ts.state != RunState::Done && ts.vm.world != to)
-        .map(|(id, _)| *id)
-        .collect();
-    t.switched = threads.len() - t.pending.len();
     t.reported.clear();
     let p = t.patch;
     emit(core, Event::Reversed(p));
     settle_all(core, threads, running);
-    if core
-        .transition
-        .as_ref()
-        .is_some_and(|t| t.pending.is_empty())
-    {
-        core.completion_due = true;
-    }
     Ok(())
 }
 
@@ -263,7 +343,7 @@ pub(crate) fn force(
         .ok_or(super::PatchError::NoTransition)?;
     t.forced = true;
     let p = t.patch;
-    let pending: Vec<u32> = t.pending.iter().copied().collect();
+    let pending: Vec<u32> = t.pending.iter().collect();
     emit(core, Event::Forced(p));
     for id in pending {
         match threads.get_mut(&id) {
@@ -284,17 +364,19 @@ pub(crate) fn blockers(
     let Some(t) = core.transition.as_ref() else {
         return Vec::new();
     };
-    let units = &core.instances[&t.instance].units;
     let mut out = Vec::new();
-    for id in &t.pending {
-        let Some(ts) = threads.get(id) else { continue };
+    for id in t.pending.iter() {
+        let Some(ts) = threads.get(&id) else { continue };
+        if t.blocking_frame(ts, &mut ScanCache::default()).is_none() {
+            continue;
+        }
         let frames = ts.frames_any();
         if let Some(f) = frames
             .iter()
-            .find(|f| t.check.contains(&f.func) && units.contains(&f.unit))
+            .find(|f| t.check.contains(&f.func) && t.check_code.has_unit(f.unit))
         {
             out.push(Blocker {
-                thread: ThreadId(*id),
+                thread: ThreadId(id),
                 backtrace: frames.iter().map(describe).collect(),
                 frame: frame_info(&t.names, f),
             });
@@ -384,11 +466,33 @@ pub(crate) fn reclaim(core: &mut Core, threads: &crate::thread::ThreadMap) {
     if core.zombies.is_empty() {
         return;
     }
+    // Whole zombie units: any frame in one keeps it.
+    let zombies = CodeRanges::new(core.zombies.clone(), |u| {
+        vec![CodeRange {
+            range: u.range(),
+            unit: u.id(),
+            func: None,
+        }]
+    });
     let mut live: HashSet<u32> = HashSet::new();
-    for ts in threads.values() {
-        if ts.state != RunState::Done {
-            live.extend(ts.frames_any().iter().map(|f| f.unit));
+    let mut cache = ScanCache::default();
+    let list: Vec<&ThreadState> = threads
+        .values()
+        .map(|ts| &**ts)
+        .filter(|ts| ts.state != RunState::Done)
+        .collect();
+    for (i, ts) in list.iter().enumerate() {
+        // Prefetch ahead, as in `settle_all`.
+        if let Some(next) = list.get(i + 8) {
+            next.prefetch_vm();
         }
+        if let Some(next) = list.get(i + 4) {
+            next.prefetch_stack();
+        }
+        ts.scan(&zombies, &mut cache, &mut |r, _| {
+            live.insert(r.unit);
+            true
+        });
     }
     core.zombies.retain(|u| live.contains(&u.id()));
 }

@@ -3,6 +3,7 @@
 
 pub mod fiber;
 pub mod poll;
+pub mod set;
 pub mod shadow_stack;
 pub mod stacks;
 
@@ -36,6 +37,22 @@ impl std::hash::Hasher for IdHasher {
 pub(crate) type ThreadMap =
     std::collections::HashMap<u32, Box<ThreadState>, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// Hint the CPU to load the cache line at `addr` (a no-op where there is no
+/// such hint). Scans of many threads are bound by memory latency: each
+/// thread's state, `VMThread` and stack top are separate cold lines, so
+/// loading the next threads' lines while checking this one pays off.
+#[inline(always)]
+pub(crate) fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and changes no
+    // architectural state, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// A guest thread id (> 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ThreadId(pub u32);
@@ -62,25 +79,30 @@ pub enum RunState {
 }
 
 /// Host-side state of one guest thread. Boxed; `vm.host` points back here.
+///
+/// `repr(C)` with the fields a scheduler turn or a stack check reads first,
+/// so that they share the first cache line (transitions touch 10,000s of
+/// threads and are bound by memory latency).
+#[repr(C)]
 pub(crate) struct ThreadState {
     pub(crate) id: ThreadId,
-    pub(crate) vm: Box<VMThread>,
-    pub(crate) fiber: Option<ThreadFiber>,
-    pub(crate) suspend: *mut ThreadSuspend,
     pub(crate) state: RunState,
-    pub(crate) result: Option<Result<Vec<Val>, Error>>,
-    /// Error raised by the host function the thread is returning from.
-    pub(crate) host_error: Option<Error>,
-    /// Exit records of outer wasm segments (host → wasm → host → wasm).
-    pub(crate) outer_exits: Vec<(usize, u64)>,
+    /// Whether the thread is inside wasm (exit record meaningful when parked).
+    pub(crate) in_wasm: bool,
     /// Wake-up requested while not yet parked.
     pub(crate) unpark_pending: bool,
     /// Cancellation requested.
     pub(crate) cancelled: bool,
-    /// Whether the thread is inside wasm (exit record meaningful when parked).
-    pub(crate) in_wasm: bool,
+    pub(crate) vm: Box<VMThread>,
+    /// Exit records of outer wasm segments (host → wasm → host → wasm).
+    pub(crate) outer_exits: Vec<(usize, u64)>,
+    pub(crate) suspend: *mut ThreadSuspend,
     /// The store's patch state, for the poll slow path.
     pub(crate) core: *mut crate::patch::Core,
+    pub(crate) fiber: Option<ThreadFiber>,
+    pub(crate) result: Option<Result<Vec<Val>, Error>>,
+    /// Error raised by the host function the thread is returning from.
+    pub(crate) host_error: Option<Error>,
 }
 
 impl ThreadState {
@@ -91,6 +113,49 @@ impl ThreadState {
             return Vec::new();
         }
         self.frames_any()
+    }
+
+    /// The exit records of the thread's wasm segments, innermost first
+    /// (none when it is not inside wasm).
+    fn segments(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let n = if self.in_wasm { usize::MAX } else { 0 };
+        std::iter::once((self.vm.exit_fp, self.vm.exit_func))
+            .chain(self.outer_exits.iter().rev().copied())
+            .take(n)
+    }
+
+    /// Scan the thread's wasm frames for code in `ranges` (see
+    /// [`shadow_stack::scan`]); same conditions as [`Self::frames_any`].
+    pub(crate) fn scan(
+        &self,
+        ranges: &shadow_stack::CodeRanges,
+        cache: &mut shadow_stack::ScanCache,
+        hit: &mut dyn FnMut(&shadow_stack::CodeRange, Option<usize>) -> bool,
+    ) -> bool {
+        // SAFETY: as in `frames_any`: the thread is suspended (or inside a
+        // host call or poll), so its stack is frozen and its exit records
+        // are the ones written at its latest exits from JIT code.
+        unsafe { shadow_stack::scan(self.segments(), ranges, cache, hit) }
+    }
+
+    /// Ask the CPU to start loading this thread's state (its first lines).
+    pub(crate) fn prefetch_state(this: *const ThreadState) {
+        prefetch(this as usize);
+        prefetch(this as usize + 64);
+    }
+
+    /// Ask the CPU to start loading this thread's `VMThread`.
+    pub(crate) fn prefetch_vm(&self) {
+        prefetch(&*self.vm as *const VMThread as usize);
+    }
+
+    /// Ask the CPU to start loading the top of this thread's stack (where
+    /// a scan starts); its `VMThread` should be in cache already.
+    pub(crate) fn prefetch_stack(&self) {
+        if self.in_wasm && self.vm.exit_fp != 0 {
+            prefetch(self.vm.exit_fp);
+            prefetch(self.vm.exit_fp + 64);
+        }
     }
 
     /// The exact wasm frames, also for the running thread when it is inside

@@ -144,3 +144,148 @@ pub unsafe fn walk_exit(exit_fp: usize, exit_func: u64, frames: &mut Vec<RawFram
         })
     };
 }
+
+/// Code of interest to a scan: one function of a unit, or a whole unit.
+#[derive(Clone, Debug)]
+pub struct CodeRange {
+    /// Addresses covered.
+    pub range: std::ops::Range<usize>,
+    /// The unit they belong to.
+    pub unit: u32,
+    /// The function, or `None` for the whole unit.
+    pub func: Option<u32>,
+}
+
+/// A set of [`CodeRange`]s to find on stacks, with the units they lie in
+/// kept alive (their addresses stay valid while the set exists).
+#[derive(Default)]
+pub struct CodeRanges {
+    ranges: Vec<CodeRange>,
+    _units: Vec<Arc<CodeUnit>>,
+}
+
+impl CodeRanges {
+    /// The ranges `pick` chooses from `units`: for each unit, `pick` gets
+    /// the unit and returns the ranges wanted in it.
+    pub fn new(
+        units: Vec<Arc<CodeUnit>>,
+        mut pick: impl FnMut(&CodeUnit) -> Vec<CodeRange>,
+    ) -> CodeRanges {
+        let mut ranges: Vec<CodeRange> = units.iter().flat_map(|u| pick(u)).collect();
+        ranges.sort_by_key(|r| r.range.start);
+        CodeRanges {
+            ranges,
+            _units: units,
+        }
+    }
+
+    /// Whether some range lies in unit `unit`.
+    pub fn has_unit(&self, unit: u32) -> bool {
+        self.ranges.iter().any(|r| r.unit == unit)
+    }
+
+    /// Whether nothing is to be found.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    fn at_pc(&self, pc: usize) -> Option<&CodeRange> {
+        if self.ranges.len() <= 8 {
+            return self.ranges.iter().find(|r| r.range.contains(&pc));
+        }
+        let i = self.ranges.partition_point(|r| r.range.start <= pc);
+        let r = &self.ranges[i.checked_sub(1)?];
+        r.range.contains(&pc).then_some(r)
+    }
+
+    fn at_func(&self, unit: u32, func: u32) -> Option<&CodeRange> {
+        self.ranges
+            .iter()
+            .find(|r| r.unit == unit && r.func.is_none_or(|f| f == func))
+    }
+}
+
+/// What a scan learned about code addresses, reusable across threads: the
+/// last wasm unit and the last other unit (entry trampolines) seen.
+#[derive(Default)]
+pub struct ScanCache {
+    wasm: std::ops::Range<usize>,
+    other: std::ops::Range<usize>,
+}
+
+impl ScanCache {
+    /// Whether `pc` is in wasm code.
+    fn is_wasm(&mut self, pc: usize) -> bool {
+        if self.wasm.contains(&pc) {
+            return true;
+        }
+        if self.other.contains(&pc) {
+            return false;
+        }
+        match code_memory::lookup(pc) {
+            Some(u) if u.kind() == UnitKind::Wasm => {
+                self.wasm = u.range();
+                true
+            }
+            Some(u) => {
+                self.other = u.range();
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// Scan the wasm frames of a suspended thread, innermost first, for code in
+/// `ranges`: `hit` sees each frame that falls in one (with the frame's pc)
+/// and returns `false` to stop the scan. Other frames cost a few compares:
+/// no allocation, no function or offset lookup. `segments` are the exit
+/// records (`exit_fp`, `exit_func`), innermost segment first.
+///
+/// Returns `false` when `hit` stopped it.
+///
+/// # Safety
+/// As [`walk_exit`], for every segment.
+pub unsafe fn scan(
+    segments: impl Iterator<Item = (usize, u64)>,
+    ranges: &CodeRanges,
+    cache: &mut ScanCache,
+    hit: &mut dyn FnMut(&CodeRange, Option<usize>) -> bool,
+) -> bool {
+    for (exit_fp, exit_func) in segments {
+        if exit_fp == 0 {
+            continue;
+        }
+        if exit_func != EXIT_VIA_TRAMPOLINE {
+            if let Some(r) = ranges.at_func((exit_func >> 32) as u32, exit_func as u32) {
+                if !hit(r, None) {
+                    return false;
+                }
+            }
+        }
+        let mut fp = exit_fp;
+        for _ in 0..MAX_WALK {
+            if fp == 0 || !fp.is_multiple_of(8) {
+                break;
+            }
+            // SAFETY: the caller guarantees `fp` heads an intact chain of
+            // JIT frames, each storing (saved fp, return address).
+            let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+            // A return address is looked up at `ra - 1`, inside the call.
+            let pc = ra.wrapping_sub(1);
+            if let Some(r) = ranges.at_pc(pc) {
+                if !hit(r, Some(pc)) {
+                    return false;
+                }
+            } else if !cache.is_wasm(ra) {
+                // Left wasm code: the segment's entry trampoline.
+                break;
+            }
+            if next_fp <= fp {
+                break;
+            }
+            fp = next_fp;
+        }
+    }
+    true
+}

@@ -208,6 +208,18 @@ impl CodeUnit {
         unsafe { self.base.add(self.funcs[i].start as usize) }
     }
 
+    /// The unit's mapped addresses.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.base as usize..self.base as usize + self.mapped_len
+    }
+
+    /// The address range of its `i`-th placed function.
+    pub fn func_range(&self, i: usize) -> std::ops::Range<usize> {
+        let f = &self.funcs[i];
+        let start = self.base as usize + f.start as usize;
+        start..start + f.len as usize
+    }
+
     /// Whether `pc` lies inside this unit's mapping.
     pub fn contains(&self, pc: usize) -> bool {
         pc >= self.base as usize && pc < self.base as usize + self.mapped_len
