@@ -211,13 +211,14 @@ pub(crate) fn start(
     for &(f, _, new) in &t.immediate {
         inst.slots[from_idx][f as usize] = new;
     }
-    t.check_code = check_code(core, inst, t.instance, &t.check);
     if t.check.is_empty() {
         // Only immediate (and added) functions change, and they are already
         // in both worlds: no thread has anything to check or switch, so
         // every thread stays where it is and the transition completes at
         // once, whatever the number of threads.
         t.to = t.from;
+    } else {
+        t.check_code = check_code(core, inst, t.instance, &t.check);
     }
     let (p, d) = (t.patch, t.direction);
     core.transition = Some(t);
