@@ -9,6 +9,9 @@
 //!   round trip (JIT → trampoline → Rust closure → back).
 //! - `host_i64`: N calls of a host import `(i64) -> i64` returning its
 //!   argument + 1 (boxing of arguments/results included).
+//! - `park_depth1`, `park_depth64`: two threads at that stack depth handing
+//!   over to each other (unpark the other, park self): ns per park/unpark
+//!   round; each park summarises the parker's frames (up to 16).
 //! - `call_empty`: host → guest `Func::call` of a function that returns at
 //!   once; every call creates a guest thread (fiber on a pooled stack) and runs
 //!   the scheduler until it finishes: ns per call.
@@ -31,6 +34,7 @@ const WAT: &str = r#"
   (import "wasm-patch" "yield" (func $yield))
   (import "env" "nop" (func $nop))
   (import "env" "id" (func $id (param i64) (result i64)))
+  (import "env" "handover" (func $handover))
   (func (export "yields") (param $n i32) (result i64) (local $i i32)
     block
       loop
@@ -62,11 +66,22 @@ const WAT: &str = r#"
     end
     local.get $acc)
   (func (export "empty") (param i32) (result i64) i64.const 0)
+  ;; Recurse to depth $d, then hand over to the partner thread $n times.
+  (func $pingpong (export "pingpong") (param $n i32) (param $d i32) (result i64)
+    (if (i32.gt_u (local.get $d) (i32.const 1))
+      (then (return (call $pingpong (local.get $n) (i32.sub (local.get $d) (i32.const 1))))))
+    (block $done (loop $l
+      (br_if $done (i32.eqz (local.get $n)))
+      (call $handover)
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br $l)))
+    (i64.const 0))
 )
 "#;
 
 struct Build {
-    store: Store<()>,
+    /// Data: the two ping-pong threads' ids.
+    store: Store<[u32; 2]>,
     inst: Instance,
 }
 
@@ -77,7 +92,7 @@ fn build(patchable: bool) -> Build {
     })
     .expect("engine");
     let module = Module::new(&engine, WAT).expect("compile");
-    let mut store = Store::new(&engine, ());
+    let mut store = Store::new(&engine, [0u32; 2]);
     let mut linker = Linker::new();
     linker.add_thread_abi();
     linker.func_new("env", "nop", FuncType::new([], []), |_, _, _| Ok(()));
@@ -90,6 +105,13 @@ fn build(patchable: bool) -> Build {
             Ok(())
         },
     );
+    // Wake the partner, then park until it hands back.
+    linker.func_new("env", "handover", FuncType::new([], []), |c, _, _| {
+        let me = c.thread_id().0;
+        let [a, b] = *c.data();
+        c.unpark(wasm_patch_runtime::ThreadId(if me == a { b } else { a }));
+        c.park()
+    });
     let inst = linker
         .instantiate(&mut store, &module)
         .expect("instantiate");
@@ -118,6 +140,33 @@ fn two_threads(b: &mut Build, n: i32) -> Duration {
             b.store.take_result(id).expect("result"),
             vec![Val::I64(n as i64)]
         );
+    }
+    d
+}
+
+/// Two threads parking and unparking each other `n` times each, at
+/// stack depth `d` (each park takes a frame summary of the parker's stack).
+fn pingpong(b: &mut Build, n: i32, d: i32) -> Duration {
+    let f = b.inst.get_func(&b.store, "pingpong").expect("export");
+    let t = Instant::now();
+    let x = b
+        .store
+        .spawn(f, &[Val::I32(n), Val::I32(d)])
+        .expect("spawn");
+    let y = b
+        .store
+        .spawn(f, &[Val::I32(n), Val::I32(d)])
+        .expect("spawn");
+    *b.store.data_mut() = [x.0, y.0];
+    b.store.run_steps(usize::MAX);
+    // The last handover parks one thread for good: release it.
+    for id in [x, y] {
+        b.store.unpark(id);
+    }
+    b.store.run().expect("run");
+    let d = t.elapsed();
+    for id in [x, y] {
+        assert_eq!(b.store.take_result(id).expect("result"), vec![Val::I64(0)]);
     }
     d
 }
@@ -153,7 +202,8 @@ fn main() {
     const N_CALL: usize = 100_000;
     let mut builds = [build(true), build(false)];
     type Case = (&'static str, u64, fn(&mut Build) -> Duration);
-    let cases: [Case; 5] = [
+    const N_PARK: i32 = 200_000;
+    let cases: [Case; 7] = [
         ("yield_1thread", N_YIELD as u64, |b| {
             call1(b, "yields", N_YIELD, N_YIELD as i64)
         }),
@@ -167,6 +217,10 @@ fn main() {
             call1(b, "host_i64", N_HOST, N_HOST as i64)
         }),
         ("call_empty", N_CALL as u64, |b| call_empty(b, N_CALL)),
+        ("park_depth1", 2 * N_PARK as u64, |b| pingpong(b, N_PARK, 1)),
+        ("park_depth64", 2 * N_PARK as u64, |b| {
+            pingpong(b, N_PARK, 64)
+        }),
     ];
     println!("yield: median of {reps} runs, ns per operation");
     println!(

@@ -74,6 +74,8 @@ pub(crate) struct StoreInner<T> {
     ready: VecDeque<ReadyThread>,
     sleepers: BinaryHeap<Reverse<(Instant, u32)>>,
     stack_pool: Vec<wasmtime_fiber::FiberStack>,
+    /// Code lookups shared by the frame summaries of parking threads.
+    scan_cache: crate::thread::shadow_stack::ScanCache,
     /// Where new stacks come from when the pool is empty.
     stacks: crate::thread::stacks::StackAllocator,
     vm_pool: Vec<Box<VMThread>>,
@@ -113,6 +115,7 @@ impl<T: 'static> Store<T> {
                 ready: VecDeque::new(),
                 sleepers: BinaryHeap::new(),
                 stack_pool: Vec::new(),
+                scan_cache: Default::default(),
                 stacks: crate::thread::stacks::StackAllocator::new(
                     engine.config().stack_size,
                     engine.config().guard_pages,
@@ -545,6 +548,8 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         unpark_pending: false,
         cancelled: false,
         in_wasm: false,
+        summary_valid: false,
+        summary: 0,
         core: &mut *s.patch,
     });
     ts.vm.world = crate::patch::transition::world_for_new_thread(&s.patch);
@@ -617,6 +622,7 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
         Resume::Go
     };
     t.state = RunState::Running;
+    t.summary_valid = false;
     // Relaxed: the bit is only a hint; the slow path re-reads with Acquire.
     if t.vm.poll.load(Ordering::Relaxed) & POLL_PREEMPT != 0 {
         t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
@@ -657,6 +663,9 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
         Err(Yield::Sleep(at)) => {
             t.state = RunState::Sleeping;
             s.sleepers.push(Reverse((at, id)));
+            if s.engine.config().patchable {
+                t.summarize(&mut s.scan_cache);
+            }
         }
         Err(Yield::Park) => {
             if t.unpark_pending || t.cancelled {
@@ -665,6 +674,11 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
                 s.ready.push_back(me);
             } else {
                 t.state = RunState::Parked;
+                // Its stack is hot now and frozen until it is unparked:
+                // summarise it for a transition that may start meanwhile.
+                if s.engine.config().patchable {
+                    t.summarize(&mut s.scan_cache);
+                }
             }
         }
     }

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasm-patch");
 
-/// A service of version `v`: `step` calls `encode`, yields, calls `decode`
-/// and prints `v*1000 + v*100 + v*10` when all three ran in one version;
+/// A service of version `v`: `step` calls `encode`, yields, sleeps 1 ms
+/// (so that about a third of the workers are inside `step` whenever a
+/// bundle lands), calls `decode` and prints `v*1000 + v*100 + v*10` when all three ran in one version;
 /// any other tag is a mixed step. `slow` sleeps inside itself. Only the
 /// functions that mention `v` differ between versions.
 fn service(v: i32) -> String {
@@ -37,6 +38,7 @@ fn service(v: i32) -> String {
     i32.add
     local.set $x
     call $yield
+    i64.const 1000000 call $sleep
     local.get $x call $decode)
   (func $slow (param $ms i32)
     i32.const {v} drop

@@ -1338,3 +1338,52 @@ fn transcript_wording() {
     assert_ne!(p1, p2);
     assert_ne!(p2, p3);
 }
+
+/// Parked threads are checked from a frame summary taken when they parked
+/// (up to 256 frames) or, deeper, by a full scan of their stack: both must
+/// find `f` at any depth, and neither may hold back a thread that only has
+/// `g` on its stack.
+#[test]
+fn parked_threads_are_checked_exactly_at_any_depth() {
+    let extra = r#"
+      (func $deep (export "deep") (param $n i32) (result i32)
+        (if (result i32) (local.get $n)
+          (then (call $deep (i32.sub (local.get $n) (i32.const 1))))
+          (else (call $f (i32.const 1)))))
+      (func $deep_g (export "deep_g") (param $n i32) (result i32)
+        (if (result i32) (local.get $n)
+          (then (call $deep_g (i32.sub (local.get $n) (i32.const 1))))
+          (else (call $g (i32.const 1)))))"#;
+    let v0 = app_with("i32.const 0", "i32.const 0", extra);
+    let v1 = app_with("i32.const 1", "i32.const 0", extra);
+    let (mut store, inst) = setup_host(&v0);
+    let in_f: Vec<ThreadId> = [3, 300]
+        .iter()
+        .map(|&d| park(&mut store, inst, "deep", &[Val::I32(d)]))
+        .collect();
+    let in_g: Vec<ThreadId> = [3, 300]
+        .iter()
+        .map(|&d| park(&mut store, inst, "deep_g", &[Val::I32(d)]))
+        .collect();
+    let p = apply(
+        &mut store,
+        inst,
+        &bytes_with(&v0, &v1, &DiffOptions::default()),
+    );
+    let mut blocked: Vec<ThreadId> = store.blockers().iter().map(|b| b.thread).collect();
+    blocked.sort();
+    assert_eq!(blocked, in_f, "exactly the threads inside f are blocked");
+    for id in &in_g {
+        assert_eq!(
+            store.thread_patch_state(*id),
+            Some(wasm_patch_runtime::ThreadPatchState::Patched),
+            "thread {id:?} (only g on its stack) switched at once"
+        );
+    }
+    for id in in_f {
+        wake(&mut store, id);
+    }
+    let out = store.wait_transition().unwrap();
+    assert_eq!(out.patch, p);
+    assert!(!out.reversed);
+}

@@ -629,6 +629,7 @@ impl<T: 'static> Store<T> {
             immediate,
             pending: Default::default(),
             check_code: Default::default(),
+            check_bloom: 0,
             switched: 0,
             started: Instant::now(),
             timeout,

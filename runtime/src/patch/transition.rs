@@ -18,7 +18,7 @@ use crate::errors::FrameInfo;
 use crate::instance::InstanceData;
 use crate::module::ModuleInfo;
 use crate::thread::set::ThreadSet;
-use crate::thread::shadow_stack::{CodeRange, CodeRanges, RawFrame, ScanCache};
+use crate::thread::shadow_stack::{func_bit, CodeRange, CodeRanges, RawFrame, ScanCache};
 use crate::thread::{RunState, ThreadId, ThreadState};
 use crate::vm::code_memory::CodeUnit;
 use crate::vm::offsets::POLL_SWITCH;
@@ -41,6 +41,8 @@ pub(crate) struct Transition {
     /// The code of `C`'s functions in every live version (filled by
     /// `start`): what a stack check looks for.
     pub(crate) check_code: CodeRanges,
+    /// The check set's bits in a frame summary (`shadow_stack::func_bit`).
+    pub(crate) check_bloom: u64,
     /// Slots changed in both worlds at once: (function, before, after).
     pub(crate) immediate: Vec<(u32, VMSlot, VMSlot)>,
     pub(crate) pending: ThreadSet,
@@ -64,6 +66,9 @@ impl Transition {
     /// The innermost frame of `ts` that blocks it, if any (its offset is
     /// not resolved: 0).
     fn blocking_frame(&self, ts: &ThreadState, cache: &mut ScanCache) -> Option<RawFrame> {
+        if ts.surely_clean(self.check_bloom) {
+            return None;
+        }
         let mut found = None;
         ts.scan(&self.check_code, cache, &mut |r, _| {
             found = Some(RawFrame {
@@ -219,6 +224,7 @@ pub(crate) fn start(
         t.to = t.from;
     } else {
         t.check_code = check_code(core, inst, t.instance, &t.check);
+        t.check_bloom = t.check.iter().fold(0, |b, &f| b | func_bit(f));
     }
     let (p, d) = (t.patch, t.direction);
     core.transition = Some(t);
@@ -266,7 +272,7 @@ fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, running: 
             next.prefetch_vm();
         }
         if let Some(next) = tail.get(AHEAD_STACK - 1) {
-            next.prefetch_stack();
+            next.prefetch_stack(t.check_bloom);
         }
         let ts = &mut *head[i];
         if ts.state == RunState::Done {
@@ -488,7 +494,7 @@ pub(crate) fn reclaim(core: &mut Core, threads: &crate::thread::ThreadMap) {
             next.prefetch_vm();
         }
         if let Some(next) = list.get(i + 4) {
-            next.prefetch_stack();
+            next.prefetch_stack(u64::MAX);
         }
         ts.scan(&zombies, &mut cache, &mut |r, _| {
             live.insert(r.unit);

@@ -93,6 +93,12 @@ pub(crate) struct ThreadState {
     pub(crate) unpark_pending: bool,
     /// Cancellation requested.
     pub(crate) cancelled: bool,
+    /// Whether `summary` describes the current (frozen) stack.
+    pub(crate) summary_valid: bool,
+    /// Bloom summary of the functions on the stack, taken when the thread
+    /// last parked or went to sleep (`shadow_stack::summarize`); cleared
+    /// when it runs again.
+    pub(crate) summary: u64,
     pub(crate) vm: Box<VMThread>,
     /// Exit records of outer wasm segments (host → wasm → host → wasm).
     pub(crate) outer_exits: Vec<(usize, u64)>,
@@ -138,6 +144,24 @@ impl ThreadState {
         unsafe { shadow_stack::scan(self.segments(), ranges, cache, hit) }
     }
 
+    /// Take the frame summary of this (just suspended) thread.
+    pub(crate) fn summarize(&mut self, cache: &mut shadow_stack::ScanCache) {
+        /// Deeper stacks are left to a full scan: the summary is taken on
+        /// every park, so its cost stays bounded.
+        const MAX_FRAMES: usize = 256;
+        // SAFETY: as in `scan`: the thread has just suspended, its stack is
+        // frozen and its exit records are current.
+        let s = unsafe { shadow_stack::summarize(self.segments(), cache, MAX_FRAMES) };
+        self.summary = s.unwrap_or(0);
+        self.summary_valid = s.is_some();
+    }
+
+    /// Whether the thread's summary proves that no function with a bit in
+    /// `bloom` is on its stack.
+    pub(crate) fn surely_clean(&self, bloom: u64) -> bool {
+        self.summary_valid && self.summary & bloom == 0
+    }
+
     /// Ask the CPU to start loading this thread's state (its first lines).
     pub(crate) fn prefetch_state(this: *const ThreadState) {
         prefetch(this as usize);
@@ -151,8 +175,10 @@ impl ThreadState {
 
     /// Ask the CPU to start loading the top of this thread's stack (where
     /// a scan starts); its `VMThread` should be in cache already.
-    pub(crate) fn prefetch_stack(&self) {
-        if self.in_wasm && self.vm.exit_fp != 0 {
+    /// Nothing is loaded when the summary already proves it clean against
+    /// `bloom`.
+    pub(crate) fn prefetch_stack(&self, bloom: u64) {
+        if self.in_wasm && self.vm.exit_fp != 0 && !self.surely_clean(bloom) {
             prefetch(self.vm.exit_fp);
             prefetch(self.vm.exit_fp + 64);
         }

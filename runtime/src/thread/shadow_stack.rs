@@ -206,34 +206,137 @@ impl CodeRanges {
 }
 
 /// What a scan learned about code addresses, reusable across threads: the
-/// last wasm unit and the last other unit (entry trampolines) seen.
-#[derive(Default)]
+/// last wasm unit and the last other unit (entry trampolines) seen. It
+/// holds the wasm unit alive (as the registry's lookup cache does).
 pub struct ScanCache {
-    wasm: std::ops::Range<usize>,
+    wasm: Option<Arc<CodeUnit>>,
     other: std::ops::Range<usize>,
+    /// Return address → function index of recent wasm frames, direct
+    /// mapped: parked threads mostly wait at a few call sites, and a
+    /// recursion repeats one return address at every level.
+    memo: [(usize, u32); MEMO],
+    /// Units whose addresses the memo holds (kept mapped: an address is
+    /// never reused while its unit lives).
+    memo_units: Vec<Arc<CodeUnit>>,
+}
+
+const MEMO: usize = 64;
+
+impl Default for ScanCache {
+    fn default() -> Self {
+        ScanCache {
+            wasm: None,
+            other: 0..0,
+            memo: [(0, 0); MEMO],
+            memo_units: Vec::new(),
+        }
+    }
 }
 
 impl ScanCache {
-    /// Whether `pc` is in wasm code.
-    fn is_wasm(&mut self, pc: usize) -> bool {
-        if self.wasm.contains(&pc) {
-            return true;
+    /// The function index of the wasm frame returning to `ra`, or `None`
+    /// when `ra` is not in wasm code.
+    fn func_of_return(&mut self, ra: usize) -> Option<Option<u32>> {
+        let slot = (ra >> 2) % MEMO;
+        if self.memo[slot].0 == ra {
+            return Some(Some(self.memo[slot].1));
+        }
+        let unit = self.wasm_unit(ra)?;
+        let Some(func) = unit.func_at(ra - 1).map(|f| f.func_index) else {
+            return Some(None);
+        };
+        let unit = self.wasm.clone().expect("just found");
+        if !self.memo_units.iter().any(|u| Arc::ptr_eq(u, &unit)) {
+            if self.memo_units.len() >= 8 {
+                // Too many units: start over rather than hold them all.
+                self.memo = [(0, 0); MEMO];
+                self.memo_units.clear();
+            }
+            self.memo_units.push(unit);
+        }
+        self.memo[slot] = (ra, func);
+        Some(Some(func))
+    }
+
+    /// The wasm unit holding `pc`, if `pc` is in wasm code.
+    fn wasm_unit(&mut self, pc: usize) -> Option<&CodeUnit> {
+        if self.wasm.as_ref().is_some_and(|u| u.contains(pc)) {
+            return self.wasm.as_deref();
         }
         if self.other.contains(&pc) {
-            return false;
+            return None;
         }
         match code_memory::lookup(pc) {
             Some(u) if u.kind() == UnitKind::Wasm => {
-                self.wasm = u.range();
-                true
+                self.wasm = Some(u);
+                self.wasm.as_deref()
             }
             Some(u) => {
                 self.other = u.range();
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
+
+    /// Whether `pc` is in wasm code.
+    fn is_wasm(&mut self, pc: usize) -> bool {
+        self.wasm_unit(pc).is_some()
+    }
+}
+
+/// The bit of function index `func` in a frame summary: a one-word Bloom
+/// filter of the functions on a stack (any instance, any version).
+pub fn func_bit(func: u32) -> u64 {
+    1u64 << (func.wrapping_mul(0x9E37_79B9) >> 26)
+}
+
+/// The summary of a suspended thread's frames: the OR of [`func_bit`] over
+/// the function of every wasm frame, or `None` when it has more than
+/// `max_frames` frames or one cannot be resolved. A check set whose bits
+/// miss the summary is certainly not on the stack; a hit means "look".
+///
+/// Computed when a thread parks, while its stack is still in cache, so
+/// that a transition starting later need not touch the cold stack.
+///
+/// # Safety
+/// As [`walk_exit`], for every segment.
+pub unsafe fn summarize(
+    segments: impl Iterator<Item = (usize, u64)>,
+    cache: &mut ScanCache,
+    max_frames: usize,
+) -> Option<u64> {
+    let mut bits = 0u64;
+    let mut frames = 0usize;
+    for (exit_fp, exit_func) in segments {
+        if exit_fp == 0 {
+            continue;
+        }
+        if exit_func != EXIT_VIA_TRAMPOLINE {
+            bits |= func_bit(exit_func as u32);
+        }
+        let mut fp = exit_fp;
+        loop {
+            if fp == 0 || !fp.is_multiple_of(8) {
+                break;
+            }
+            // SAFETY: as in `scan`.
+            let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+            let Some(func) = cache.func_of_return(ra) else {
+                break;
+            };
+            frames += 1;
+            if frames > max_frames {
+                return None;
+            }
+            bits |= func_bit(func?);
+            if next_fp <= fp {
+                break;
+            }
+            fp = next_fp;
+        }
+    }
+    Some(bits)
 }
 
 /// Scan the wasm frames of a suspended thread, innermost first, for code in
@@ -271,6 +374,8 @@ pub unsafe fn scan(
             // SAFETY: the caller guarantees `fp` heads an intact chain of
             // JIT frames, each storing (saved fp, return address).
             let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+            // Deep stacks: keep the lines a few frames up on their way.
+            super::prefetch(next_fp.wrapping_add(512));
             // A return address is looked up at `ra - 1`, inside the call.
             let pc = ra.wrapping_sub(1);
             if let Some(r) = ranges.at_pc(pc) {
