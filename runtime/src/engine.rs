@@ -26,7 +26,7 @@ pub struct Config {
     /// Run Cranelift's IR verifier on every function (slower compiles).
     pub verify: bool,
     /// Compile patchable code (the default): calls through slots, polls at
-    /// function entries and loop headers. `false` gives the baseline build
+    /// loop headers and at the entries of functions that call or loop. `false` gives the baseline build
     /// used by benchmarks to show what patchability costs: direct calls
     /// within a module and no polls (no preemption, no patching).
     pub patchable: bool,

@@ -47,8 +47,17 @@ pub(crate) trait FuncEnvironment {
     /// Called once, in the entry block, after the block parameters are
     /// appended and before any operator is translated. `vmctx` and
     /// `vmthread` are the hidden entry-block parameters. Emits the stack
-    /// limit set-up and the function-entry poll.
-    fn prologue(&mut self, builder: &mut FunctionBuilder, vmctx: Value, vmthread: Value);
+    /// limit set-up and, when `entry_poll`, the function-entry poll (the
+    /// translator leaves it out of functions with neither calls nor loops:
+    /// they run a bounded number of instructions and reach a poll of their
+    /// caller soon).
+    fn prologue(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        vmctx: Value,
+        vmthread: Value,
+        entry_poll: bool,
+    );
 
     /// Emit a poll of the thread's poll word; called at the head of every
     /// `loop` body (back-edge target). The builder is positioned in a block

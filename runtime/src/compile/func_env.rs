@@ -290,7 +290,13 @@ impl FuncEnvironment for FuncEnv<'_> {
         &self.info.types[type_index as usize]
     }
 
-    fn prologue(&mut self, builder: &mut FunctionBuilder, vmctx: Value, vmthread: Value) {
+    fn prologue(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        vmctx: Value,
+        vmthread: Value,
+        entry_poll: bool,
+    ) {
         self.vmctx = Some(vmctx);
         self.vmthread = Some(vmthread);
         // Stack limit: Cranelift adds the frame size and traps with
@@ -308,7 +314,9 @@ impl FuncEnvironment for FuncEnv<'_> {
             flags,
         });
         builder.func.stack_limit = Some(limit);
-        self.poll(builder);
+        if entry_poll {
+            self.poll(builder);
+        }
     }
 
     fn poll(&mut self, builder: &mut FunctionBuilder) {

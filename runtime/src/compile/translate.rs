@@ -229,6 +229,30 @@ macro_rules! store {
     }};
 }
 
+/// Whether a body has a loop or a call of any kind: only such a function
+/// can run unboundedly (through its loops, or through recursion), so only
+/// it needs a poll at entry. An unreadable body answers yes (translation
+/// reports the error).
+fn calls_or_loops(body: &FunctionBody<'_>) -> bool {
+    use wasmparser::Operator as Op;
+    let Ok(reader) = body.get_operators_reader() else {
+        return true;
+    };
+    reader.into_iter().any(|op| {
+        matches!(
+            op,
+            Err(_)
+                | Ok(Op::Loop { .. }
+                    | Op::Call { .. }
+                    | Op::CallIndirect { .. }
+                    | Op::ReturnCall { .. }
+                    | Op::ReturnCallIndirect { .. }
+                    | Op::CallRef { .. }
+                    | Op::ReturnCallRef { .. })
+        )
+    })
+}
+
 impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
     /// Translate the whole body: entry block, locals, prologue, operators.
     fn translate(&mut self, ty: &FuncType, body: &FunctionBody<'_>) -> Result<(), TranslateError> {
@@ -250,7 +274,9 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             self.locals.push(var);
         }
         self.declare_locals(body)?;
-        self.env.prologue(&mut self.b, params[0], params[1]);
+        let entry_poll = calls_or_loops(body);
+        self.env
+            .prologue(&mut self.b, params[0], params[1], entry_poll);
 
         let exit = self.b.create_block();
         for &vt in ty.results() {

@@ -223,10 +223,18 @@ impl FuncEnvironment for MockEnv {
         &self.types[type_index as usize]
     }
 
-    fn prologue(&mut self, b: &mut FunctionBuilder, vmctx: Value, vmthread: Value) {
+    fn prologue(
+        &mut self,
+        b: &mut FunctionBuilder,
+        vmctx: Value,
+        vmthread: Value,
+        entry_poll: bool,
+    ) {
         self.vmctx = Some(vmctx);
         self.vmthread = Some(vmthread);
-        self.emit_poll(b);
+        if entry_poll {
+            self.emit_poll(b);
+        }
     }
 
     fn poll(&mut self, b: &mut FunctionBuilder) {
@@ -625,7 +633,22 @@ fn if_without_else_passes_params_through() {
                (if (type $t) (param i32 i64) (result i32 i64)
                  (then (drop) (i64.const 5)))))"#,
     );
-    assert_eq!(count_opcode(&f, ir::Opcode::Brif), 2); // the `if` + the poll
+    // The `if` only: a function without calls or loops has no entry poll.
+    assert_eq!(count_opcode(&f, ir::Opcode::Brif), 1);
+}
+
+#[test]
+fn only_functions_with_calls_or_loops_poll_at_entry() {
+    let leaf = r#"(module (func (param i32) (result i32)
+        (i32.add (local.get 0) (i32.const 1))))"#;
+    assert_eq!(count_opcode(&compile_one(leaf).0, ir::Opcode::Brif), 0);
+    let caller = r#"(module
+        (func (param i32) (result i32) (call 0 (local.get 0))))"#;
+    assert_eq!(count_opcode(&compile_one(caller).0, ir::Opcode::Brif), 1);
+    // A loop: the entry poll and the loop-header poll.
+    let looping = r#"(module (func (param i32)
+        (loop $l (br_if $l (local.tee 0 (i32.sub (local.get 0) (i32.const 1)))))))"#;
+    assert_eq!(count_opcode(&compile_one(looping).0, ir::Opcode::Brif), 3);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The per-thread poll word and the process-wide preemption ticker.
 //!
-//! JIT code loads `VMThread.poll` at every function entry and loop back-edge
-//! and takes the slow path (`vm::libcalls::poll`) when it is nonzero. Bits:
+//! JIT code loads `VMThread.poll` at every loop back-edge and at the entry
+//! of every function with a call or a loop, and takes the slow path (`vm::libcalls::poll`) when it is nonzero. Bits:
 //! `POLL_PREEMPT` (time slice over), `POLL_SWITCH` (a transition wants this
 //! thread to check its stack), `POLL_CANCEL`.
 //!
