@@ -6,6 +6,8 @@
 //! median wall time of `run(1)` over `REPS` calls per build, the two builds
 //! interleaved call by call so that machine noise hits both alike. Every
 //! result is checked against `guests/built/EXPECTED.txt` (panic on mismatch).
+//! `P/B` is the ratio of the medians; `pairs P/B` the median of the ratios
+//! of back-to-back runs, the steadier of the two on a shared machine.
 //! Prints a table and writes `benches/results/exec.json`.
 //!
 //! Run: `cargo bench --bench exec` (optional env: `EXEC_REPS`, default 15).
@@ -114,7 +116,7 @@ fn main() {
         kernels.len()
     );
     println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>8}",
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>8} {:>10}",
         "kernel",
         "compile-P ms",
         "compile-B ms",
@@ -122,10 +124,12 @@ fn main() {
         "run-B ms",
         "min-P ms",
         "min-B ms",
-        "P/B"
+        "P/B",
+        "pairs P/B"
     );
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
+    let mut pair_ratios = Vec::new();
     let mut compile_ratios = Vec::new();
     for (name, arg, want) in &kernels {
         let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("kernel file");
@@ -148,6 +152,18 @@ fn main() {
                 p.times.push(d);
             }
         }
+        // Each rep ran the two builds back to back: the median of those
+        // per-pair ratios resists noise that lasts longer than one pair
+        // (other jobs on a shared machine) better than a ratio of medians.
+        let mut pairs: Vec<f64> = p
+            .times
+            .iter()
+            .zip(&b.times)
+            .map(|(p, b)| p.as_secs_f64() / b.as_secs_f64())
+            .collect();
+        pairs.sort_by(f64::total_cmp);
+        let pair = pairs[pairs.len() / 2];
+        pair_ratios.push(pair);
         let (pmin, bmin) = (
             *p.times.iter().min().expect("reps"),
             *b.times.iter().min().expect("reps"),
@@ -158,7 +174,7 @@ fn main() {
         ratios.push(ratio);
         compile_ratios.push(p.compile.as_secs_f64() / b.compile.as_secs_f64());
         println!(
-            "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>10.2} {:>10.2} {:>8.3}",
+            "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>10.2} {:>10.2} {:>8.3} {:>10.3}",
             name,
             ms(p.compile),
             ms(b.compile),
@@ -166,7 +182,8 @@ fn main() {
             ms(bm),
             ms(pmin),
             ms(bmin),
-            ratio
+            ratio,
+            pair
         );
         rows.push(json!({
             "kernel": name,
@@ -176,11 +193,13 @@ fn main() {
             "run_median_ms": {"patchable": ms(pm), "baseline": ms(bm)},
             "run_min_ms": {"patchable": ms(pmin), "baseline": ms(bmin)},
             "ratio_patchable_over_baseline": ratio,
+            "paired_ratio_patchable_over_baseline": pair,
         }));
     }
     let gm = geomean(&ratios);
+    let gmp = geomean(&pair_ratios);
     let gmc = geomean(&compile_ratios);
-    println!("geomean run-time ratio patchable/baseline: {gm:.3}");
+    println!("geomean run-time ratio patchable/baseline: {gm:.3} (of medians), {gmp:.3} (of paired medians)");
     println!("geomean compile-time ratio patchable/baseline: {gmc:.3}");
     let out = json!({
         "bench": "exec",
@@ -189,6 +208,7 @@ fn main() {
         "statistic": "median",
         "kernels": rows,
         "geomean_ratio_patchable_over_baseline": gm,
+        "geomean_paired_ratio_patchable_over_baseline": gmp,
         "geomean_compile_ratio_patchable_over_baseline": gmc,
     });
     let path = root().join("benches/results/exec.json");
