@@ -693,14 +693,12 @@ pub(crate) fn next_wake<T>(s: &StoreInner<T>) -> Option<Instant> {
     s.sleepers.peek().map(|Reverse((at, _))| *at)
 }
 
-/// One scheduling step: wake due sleepers, then resume one ready thread.
-/// Returns false when no thread could run.
-///
-/// # Safety
-/// `inner` is the live store, and no fiber is running.
-pub(crate) unsafe fn step<T>(inner: *mut StoreInner<T>) -> bool {
-    // SAFETY: forwarded.
-    let s = unsafe { &mut *inner };
+/// Move the sleepers whose time has come to the ready queue (no clock read
+/// when nobody sleeps).
+fn wake_sleepers<T>(s: &mut StoreInner<T>) {
+    if s.sleepers.is_empty() {
+        return;
+    }
     let now = Instant::now();
     while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
         if at > now {
@@ -714,6 +712,17 @@ pub(crate) unsafe fn step<T>(inner: *mut StoreInner<T>) -> bool {
             }
         }
     }
+}
+
+/// One scheduling step: wake due sleepers, then resume one ready thread.
+/// Returns false when no thread could run.
+///
+/// # Safety
+/// `inner` is the live store, and no fiber is running.
+pub(crate) unsafe fn step<T>(inner: *mut StoreInner<T>) -> bool {
+    // SAFETY: forwarded.
+    let s = unsafe { &mut *inner };
+    wake_sleepers(s);
     match s.ready.pop_front() {
         Some(r) => {
             // SAFETY: forwarded; ready threads are in the map.
@@ -761,21 +770,7 @@ pub(crate) unsafe fn run_until<T: 'static>(
         }
         // SAFETY: forwarded; `drive` may have run callbacks on new threads.
         let s = unsafe { &mut *inner };
-        if !s.sleepers.is_empty() {
-            let now = Instant::now();
-            while let Some(Reverse((at, id))) = s.sleepers.peek().copied() {
-                if at > now {
-                    break;
-                }
-                s.sleepers.pop();
-                if let Some(t) = s.threads.get_mut(&id) {
-                    if t.state == RunState::Sleeping {
-                        t.state = RunState::Ready;
-                        s.ready.push_back(ReadyThread::of(t));
-                    }
-                }
-            }
-        }
+        wake_sleepers(s);
         if let Some(r) = s.ready.pop_front() {
             // SAFETY: the thread box stays in the map until it is taken
             // after finishing, which cannot happen during its own turn.

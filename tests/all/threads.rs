@@ -73,7 +73,14 @@ const WORKERS: &str = r#"(module
 )"#;
 
 fn workers<T: 'static>(data: T, setup: impl FnOnce(&mut Linker<T>)) -> (Store<T>, Instance) {
-    let engine = Engine::default();
+    workers_in(Engine::default(), data, setup)
+}
+
+fn workers_in<T: 'static>(
+    engine: Engine,
+    data: T,
+    setup: impl FnOnce(&mut Linker<T>),
+) -> (Store<T>, Instance) {
     let mut linker = Linker::new();
     linker.add_thread_abi();
     setup(&mut linker);
@@ -133,12 +140,7 @@ fn unguarded_stacks_share_mappings() {
         ..Default::default()
     })
     .unwrap();
-    let mut linker = Linker::new();
-    linker.add_thread_abi();
-    let mut store = Store::new(&engine, ());
-    let inst = linker
-        .instantiate(&mut store, &Module::new(&engine, WORKERS).unwrap())
-        .unwrap();
+    let (mut store, inst) = workers_in(engine, (), |_| {});
     let work = func(&store, inst, "work");
     let before = mappings();
     let ids: Vec<ThreadId> = (0..N)
