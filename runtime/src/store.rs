@@ -320,6 +320,11 @@ impl<T> StoreInner<T> {
         })
     }
 
+    /// Threads that are runnable or running: they carry no frame summary.
+    pub(crate) fn runnable(&self) -> usize {
+        self.ready.len() + usize::from(self.running != 0)
+    }
+
     pub(crate) fn unpark(&mut self, id: u32) {
         if let Some(t) = self.threads.get_mut(&id) {
             match t.state {

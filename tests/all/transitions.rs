@@ -1387,3 +1387,72 @@ fn parked_threads_are_checked_exactly_at_any_depth() {
     assert_eq!(out.patch, p);
     assert!(!out.reversed);
 }
+
+/// Thousands of runnable threads are checked on several OS threads at once
+/// (when the machine has several cores): the result must be the same exact
+/// split between threads inside the changed function and the others, and
+/// the blocked ones must switch at their next clean poll.
+#[test]
+fn thousands_of_runnable_threads_are_checked_exactly() {
+    const EACH: usize = 2600; // 5200 runnable threads: above the parallel threshold
+    let app = |v: i32| {
+        format!(
+            r#"(module
+              (import "wasm-patch" "yield" (func $yield))
+              (func $f (result i32) call $yield i32.const {v})
+              (func (export "in_f") (loop $l (drop (call $f)) (br $l)))
+              (func (export "outside") (loop $l (call $yield) (br $l))))"#
+        )
+    };
+    let (v0, v1) = (app(0), app(1));
+    let engine = Engine::new(wasm_patch_runtime::Config {
+        stack_size: 128 << 10,
+        guard_pages: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let module = Module::new(&engine, &v0).unwrap();
+    let mut store = Store::new(&engine, ());
+    let mut linker: Linker<()> = Linker::new();
+    linker.add_thread_abi();
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let (in_f, outside) = (
+        inst.get_func(&store, "in_f").unwrap(),
+        inst.get_func(&store, "outside").unwrap(),
+    );
+    let mut inside = Vec::new();
+    let mut others = Vec::new();
+    for i in 0..2 * EACH {
+        if i % 2 == 0 {
+            inside.push(store.spawn(in_f, &[]).unwrap());
+        } else {
+            others.push(store.spawn(outside, &[]).unwrap());
+        }
+    }
+    // Every thread runs once, into its first yield.
+    assert_eq!(store.run_steps(2 * EACH), 2 * EACH);
+    let p = store
+        .apply(
+            inst,
+            &bytes_with(&v0, &v1, &DiffOptions::default()),
+            &ApplyOptions::default(),
+        )
+        .unwrap();
+    let mut blocked: Vec<ThreadId> = store.blockers().iter().map(|b| b.thread).collect();
+    blocked.sort();
+    assert!(
+        blocked == inside,
+        "{} threads blocked, {} inside f; first difference: {:?}",
+        blocked.len(),
+        inside.len(),
+        blocked.iter().zip(&inside).find(|(a, b)| a != b)
+    );
+    for id in &others {
+        assert_eq!(
+            store.thread_patch_state(*id),
+            Some(wasm_patch_runtime::ThreadPatchState::Patched)
+        );
+    }
+    let out = store.wait_transition().unwrap();
+    assert_eq!((out.patch, out.reversed), (p, false));
+}

@@ -113,8 +113,9 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
         // SAFETY: `describe` only reads `units`, which the transition
         // functions do not touch.
         let d = describe(unsafe { &*names });
+        let runnable = s.runnable();
         let inst = &mut s.instances[inst_index];
-        transition::check_timeout(&mut s.patch, inst, &mut s.threads, s.running, &d);
+        transition::check_timeout(&mut s.patch, inst, &mut s.threads, runnable, &d);
     }
     if !s.patch.completion_due {
         return;
@@ -584,6 +585,7 @@ impl<T: 'static> Store<T> {
         names: std::sync::Arc<crate::module::ModuleInfo>,
     ) {
         let s = &mut *self.inner;
+        let runnable = s.runnable();
         let inst = &mut s.instances[inst_index];
         let pi = s
             .patch
@@ -641,7 +643,7 @@ impl<T: 'static> Store<T> {
             reported: HashSet::new(),
             timeout_blockers: Vec::new(),
         };
-        transition::start(&mut s.patch, inst, &mut s.threads, s.running, t, &to_slots);
+        transition::start(&mut s.patch, inst, &mut s.threads, runnable, t, &to_slots);
     }
 
     /// Revert an applied bundle: remove its versions from every function's
@@ -740,11 +742,12 @@ impl<T: 'static> Store<T> {
             .as_ref()
             .ok_or(PatchError::NoTransition)?
             .instance;
+        let runnable = s.runnable();
         transition::reverse(
             &mut s.patch,
             &mut s.instances[inst],
             &mut s.threads,
-            s.running,
+            runnable,
         )
     }
 

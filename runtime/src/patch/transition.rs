@@ -66,20 +66,31 @@ impl Transition {
     /// The innermost frame of `ts` that blocks it, if any (its offset is
     /// not resolved: 0).
     fn blocking_frame(&self, ts: &ThreadState, cache: &mut ScanCache) -> Option<RawFrame> {
-        if ts.surely_clean(self.check_bloom) {
-            return None;
-        }
-        let mut found = None;
-        ts.scan(&self.check_code, cache, &mut |r, _| {
-            found = Some(RawFrame {
-                unit: r.unit,
-                func: r.func.unwrap_or(0),
-                offset: 0,
-            });
-            false
-        });
-        found
+        blocking_frame(&self.check_code, self.check_bloom, ts, cache)
     }
+}
+
+/// The innermost frame of `ts` in `code`, unless its frame summary proves
+/// there is none (`bloom`: the summary bits of `code`'s functions).
+fn blocking_frame(
+    code: &CodeRanges,
+    bloom: u64,
+    ts: &ThreadState,
+    cache: &mut ScanCache,
+) -> Option<RawFrame> {
+    if ts.surely_clean(bloom) {
+        return None;
+    }
+    let mut found = None;
+    ts.scan(code, cache, &mut |r, _| {
+        found = Some(RawFrame {
+            unit: r.unit,
+            func: r.func.unwrap_or(0),
+            offset: 0,
+        });
+        false
+    });
+    found
 }
 
 /// The code of the functions in `check`, in every unit of `instance` that
@@ -206,7 +217,7 @@ pub(crate) fn start(
     core: &mut Core,
     inst: &mut InstanceData,
     threads: &mut crate::thread::ThreadMap,
-    running: u32,
+    runnable: usize,
     mut t: Transition,
     to_slots: &[VMSlot],
 ) {
@@ -229,7 +240,7 @@ pub(crate) fn start(
     let (p, d) = (t.patch, t.direction);
     core.transition = Some(t);
     emit(core, Event::Started(p, d));
-    settle_all(core, threads, running);
+    settle_all(core, threads, runnable);
 }
 
 /// One pass over all threads at the start (or reversal) of a transition:
@@ -238,8 +249,7 @@ pub(crate) fn start(
 /// flagged to check again at their next poll. Threads are not executing
 /// JIT code here (the running one, if any, is inside a host call: its exit
 /// record is current, so its stack reads like a parked one's).
-fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, running: u32) {
-    let _ = running;
+fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, runnable: usize) {
     let Some(t) = core.transition.as_mut() else {
         return;
     };
@@ -251,52 +261,62 @@ fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, running: 
         return;
     }
     let mut list: Vec<&mut ThreadState> = threads.values_mut().map(|b| &mut **b).collect();
-    // Memory-bound: each thread's state, VMThread and stack top are cold
-    // lines in different pages. Load them a few threads ahead, in the order
-    // each address becomes known (state → VMThread → stack).
-    const AHEAD_STATE: usize = 16;
-    const AHEAD_VM: usize = 8;
-    const AHEAD_STACK: usize = 4;
-    for ts in list.iter().take(AHEAD_STATE) {
-        ThreadState::prefetch_state(&**ts);
+    /// What the pass did with one thread.
+    enum Seen {
+        Done,
+        Unchanged,
+        Switched(ThreadId),
+        Blocked(ThreadId, u32),
     }
-    let mut cache = ScanCache::default();
-    let mut blocked = Vec::new();
-    let mut live = 0;
-    for i in 0..list.len() {
-        let (head, tail) = list.split_at_mut(i + 1);
-        if let Some(next) = tail.get(AHEAD_STATE - 1) {
-            ThreadState::prefetch_state(&**next);
-        }
-        if let Some(next) = tail.get(AHEAD_VM - 1) {
-            next.prefetch_vm();
-        }
-        if let Some(next) = tail.get(AHEAD_STACK - 1) {
-            next.prefetch_stack(t.check_bloom);
-        }
-        let ts = &mut *head[i];
+    let (to, code, bloom) = (t.to, &t.check_code, t.check_bloom);
+    let visit = |ts: &mut ThreadState, cache: &mut ScanCache| -> Seen {
         if ts.state == RunState::Done {
-            continue;
+            return Seen::Done;
         }
-        live += 1;
-        if ts.vm.world == t.to {
-            continue;
+        if ts.vm.world == to {
+            return Seen::Unchanged;
         }
-        match t.blocking_frame(ts, &mut cache) {
+        match blocking_frame(code, bloom, ts, cache) {
             None => {
-                ts.vm.world = t.to;
+                ts.vm.world = to;
                 // Relaxed: as in `switch`.
                 ts.vm.poll.fetch_and(!POLL_SWITCH, Ordering::Relaxed);
-                core.events.push(Event::ThreadSwitched(t.patch, ts.id));
+                Seen::Switched(ts.id)
             }
             Some(f) => {
-                blocked.push(ts.id.0);
-                if t.reported.insert(ts.id.0) {
-                    let name = t.names.func_name(f.func);
-                    core.events.push(Event::BlockedBy(t.patch, ts.id, name));
-                }
                 // Release pairs with the Acquire fetch in the poll slow path.
                 ts.vm.poll.fetch_or(POLL_SWITCH, Ordering::Release);
+                Seen::Blocked(ts.id, f.func)
+            }
+        }
+    };
+    // Runnable threads carry no frame summary: each costs a scan of its cold
+    // stack, worth spreading over cores when there are thousands. (Parked
+    // and sleeping ones are summarised and cheap: a second OS thread would
+    // cost more than it saves.)
+    let workers = if runnable >= crate::thread::PARALLEL_MIN {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        1
+    };
+    let seen = crate::thread::visit_suspended(&mut list, workers, bloom, &visit);
+    let mut blocked = Vec::new();
+    let mut live = 0;
+    for s in seen {
+        match s {
+            Seen::Done => {}
+            Seen::Unchanged => live += 1,
+            Seen::Switched(id) => {
+                live += 1;
+                core.events.push(Event::ThreadSwitched(t.patch, id));
+            }
+            Seen::Blocked(id, func) => {
+                live += 1;
+                blocked.push(id.0);
+                if t.reported.insert(id.0) {
+                    let name = t.names.func_name(func);
+                    core.events.push(Event::BlockedBy(t.patch, id, name));
+                }
             }
         }
     }
@@ -315,7 +335,7 @@ pub(crate) fn reverse(
     core: &mut Core,
     inst: &mut InstanceData,
     threads: &mut crate::thread::ThreadMap,
-    running: u32,
+    runnable: usize,
 ) -> Result<(), super::PatchError> {
     let t = core
         .transition
@@ -335,7 +355,7 @@ pub(crate) fn reverse(
     t.reported.clear();
     let p = t.patch;
     emit(core, Event::Reversed(p));
-    settle_all(core, threads, running);
+    settle_all(core, threads, runnable);
     Ok(())
 }
 
@@ -398,7 +418,7 @@ pub(crate) fn check_timeout(
     core: &mut Core,
     inst: &mut InstanceData,
     threads: &mut crate::thread::ThreadMap,
-    running: u32,
+    runnable: usize,
     describe: &dyn Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo,
 ) -> bool {
     let Some(t) = core.transition.as_ref() else {
@@ -412,7 +432,7 @@ pub(crate) fn check_timeout(
     if let Some(t) = core.transition.as_mut() {
         t.timeout_blockers = b;
     }
-    reverse(core, inst, threads, running).is_ok()
+    reverse(core, inst, threads, runnable).is_ok()
 }
 
 /// Finish a transition whose pending set is empty: the `to` world becomes

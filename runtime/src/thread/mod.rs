@@ -53,6 +53,95 @@ pub(crate) fn prefetch(addr: usize) {
     let _ = addr;
 }
 
+/// Lists shorter than this are visited on the calling OS thread alone.
+pub(crate) const PARALLEL_MIN: usize = 4096;
+
+/// Visit every thread of `list` with `f` (results in list order): the
+/// transition pass over thousands of suspended threads. Each visit is bound
+/// by memory latency (the thread's state, `VMThread` and stack top are cold
+/// lines), so the lines of the next threads are prefetched while one is
+/// visited, and a long list is split across up to `workers` OS threads,
+/// the calling one included.
+///
+/// `f` may read and write the thread's plain fields and `VMThread`, and
+/// scan its stack; it must not resume, drop or otherwise use the fiber or
+/// the raw pointers (`suspend`, `core`): it may run on another OS thread.
+/// `prefetch_bloom` is passed to [`ThreadState::prefetch_stack`].
+pub(crate) fn visit_suspended<R: Send>(
+    list: &mut [&mut ThreadState],
+    workers: usize,
+    prefetch_bloom: u64,
+    f: &(dyn Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync),
+) -> Vec<R> {
+    if workers <= 1 || list.len() < PARALLEL_MIN {
+        return visit_chunk(list, prefetch_bloom, f);
+    }
+    /// A chunk of the list, moved to a worker.
+    struct Chunk<'a, 'b>(&'a mut [&'b mut ThreadState]);
+    // SAFETY: `ThreadState` is not `Send` because of its fiber and raw
+    // pointers, which `f` must not use (see above). Everything else it
+    // reaches is plain data, the `VMThread` (atomics and plain words) and
+    // a stack frozen while its fiber is suspended. The chunks are disjoint
+    // (`chunks_mut`), and the owning OS thread waits in `scope` until
+    // every worker is done, so no thread state is touched by two OS
+    // threads at once and none outlives the borrow.
+    unsafe impl Send for Chunk<'_, '_> {}
+    let per = list.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let mut chunks = list.chunks_mut(per);
+        let first = chunks.next().unwrap_or_default();
+        let handles: Vec<_> = chunks
+            .map(|c| {
+                let c = Chunk(c);
+                scope.spawn(move || {
+                    let c = c;
+                    visit_chunk(c.0, prefetch_bloom, f)
+                })
+            })
+            .collect();
+        let mut out = visit_chunk(first, prefetch_bloom, f);
+        for h in handles {
+            match h.join() {
+                Ok(r) => out.extend(r),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        out
+    })
+}
+
+fn visit_chunk<R>(
+    list: &mut [&mut ThreadState],
+    prefetch_bloom: u64,
+    f: &(dyn Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync),
+) -> Vec<R> {
+    // Load the lines in the order their addresses become known: state,
+    // then `VMThread` (its address is in the state), then stack (its
+    // address is in the `VMThread`).
+    const AHEAD_STATE: usize = 16;
+    const AHEAD_VM: usize = 8;
+    const AHEAD_STACK: usize = 4;
+    for ts in list.iter().take(AHEAD_STATE) {
+        ThreadState::prefetch_state(&**ts);
+    }
+    let mut cache = shadow_stack::ScanCache::default();
+    let mut out = Vec::with_capacity(list.len());
+    for i in 0..list.len() {
+        let (head, tail) = list.split_at_mut(i + 1);
+        if let Some(next) = tail.get(AHEAD_STATE - 1) {
+            ThreadState::prefetch_state(&**next);
+        }
+        if let Some(next) = tail.get(AHEAD_VM - 1) {
+            next.prefetch_vm();
+        }
+        if let Some(next) = tail.get(AHEAD_STACK - 1) {
+            next.prefetch_stack(prefetch_bloom);
+        }
+        out.push(f(&mut *head[i], &mut cache));
+    }
+    out
+}
+
 /// A guest thread id (> 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ThreadId(pub u32);
