@@ -299,27 +299,24 @@ fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, runnable:
     } else {
         1
     };
-    let seen = crate::thread::visit_suspended(&mut list, workers, bloom, &visit);
     let mut blocked = Vec::new();
     let mut live = 0;
-    for s in seen {
-        match s {
-            Seen::Done => {}
-            Seen::Unchanged => live += 1,
-            Seen::Switched(id) => {
-                live += 1;
-                core.events.push(Event::ThreadSwitched(t.patch, id));
-            }
-            Seen::Blocked(id, func) => {
-                live += 1;
-                blocked.push(id.0);
-                if t.reported.insert(id.0) {
-                    let name = t.names.func_name(func);
-                    core.events.push(Event::BlockedBy(t.patch, id, name));
-                }
+    let (events, reported, names, patch) = (&mut core.events, &mut t.reported, &t.names, t.patch);
+    crate::thread::visit_suspended(&mut list, workers, bloom, &visit, |s| match s {
+        Seen::Done => {}
+        Seen::Unchanged => live += 1,
+        Seen::Switched(id) => {
+            live += 1;
+            events.push(Event::ThreadSwitched(patch, id));
+        }
+        Seen::Blocked(id, func) => {
+            live += 1;
+            blocked.push(id.0);
+            if reported.insert(id.0) {
+                events.push(Event::BlockedBy(patch, id, names.func_name(func)));
             }
         }
-    }
+    });
     t.switched = live - blocked.len();
     t.pending = ThreadSet::from_ids(blocked);
     if t.pending.is_empty() {

@@ -56,25 +56,30 @@ pub(crate) fn prefetch(addr: usize) {
 /// Lists shorter than this are visited on the calling OS thread alone.
 pub(crate) const PARALLEL_MIN: usize = 4096;
 
-/// Visit every thread of `list` with `f` (results in list order): the
-/// transition pass over thousands of suspended threads. Each visit is bound
-/// by memory latency (the thread's state, `VMThread` and stack top are cold
-/// lines), so the lines of the next threads are prefetched while one is
-/// visited, and a long list is split across up to `workers` OS threads,
-/// the calling one included.
+/// Visit every thread of `list` with `f` and hand each result to `sink`, in
+/// list order: the transition pass over thousands of suspended threads.
+/// Each visit is bound by memory latency (the thread's state, `VMThread`
+/// and stack top are cold lines), so the lines of the next threads are
+/// prefetched while one is visited, and a long list is split across up to
+/// `workers` OS threads, the calling one included.
 ///
 /// `f` may read and write the thread's plain fields and `VMThread`, and
 /// scan its stack; it must not resume, drop or otherwise use the fiber or
 /// the raw pointers (`suspend`, `core`): it may run on another OS thread.
 /// `prefetch_bloom` is passed to [`ThreadState::prefetch_stack`].
-pub(crate) fn visit_suspended<R: Send>(
+pub(crate) fn visit_suspended<R, F, S>(
     list: &mut [&mut ThreadState],
     workers: usize,
     prefetch_bloom: u64,
-    f: &(dyn Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync),
-) -> Vec<R> {
+    f: &F,
+    mut sink: S,
+) where
+    R: Send,
+    F: Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync,
+    S: FnMut(R),
+{
     if workers <= 1 || list.len() < PARALLEL_MIN {
-        return visit_chunk(list, prefetch_bloom, f);
+        return visit_chunk(list, prefetch_bloom, f, &mut sink);
     }
     /// A chunk of the list, moved to a worker.
     struct Chunk<'a, 'b>(&'a mut [&'b mut ThreadState]);
@@ -95,26 +100,28 @@ pub(crate) fn visit_suspended<R: Send>(
                 let c = Chunk(c);
                 scope.spawn(move || {
                     let c = c;
-                    visit_chunk(c.0, prefetch_bloom, f)
+                    let mut out = Vec::with_capacity(c.0.len());
+                    visit_chunk(c.0, prefetch_bloom, f, &mut |r| out.push(r));
+                    out
                 })
             })
             .collect();
-        let mut out = visit_chunk(first, prefetch_bloom, f);
+        visit_chunk(first, prefetch_bloom, f, &mut sink);
         for h in handles {
             match h.join() {
-                Ok(r) => out.extend(r),
+                Ok(rs) => rs.into_iter().for_each(&mut sink),
                 Err(p) => std::panic::resume_unwind(p),
             }
         }
-        out
     })
 }
 
-fn visit_chunk<R>(
-    list: &mut [&mut ThreadState],
-    prefetch_bloom: u64,
-    f: &(dyn Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync),
-) -> Vec<R> {
+#[inline(always)]
+fn visit_chunk<R, F, S>(list: &mut [&mut ThreadState], prefetch_bloom: u64, f: &F, sink: &mut S)
+where
+    F: Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync,
+    S: FnMut(R),
+{
     // Load the lines in the order their addresses become known: state,
     // then `VMThread` (its address is in the state), then stack (its
     // address is in the `VMThread`).
@@ -125,7 +132,6 @@ fn visit_chunk<R>(
         ThreadState::prefetch_state(&**ts);
     }
     let mut cache = shadow_stack::ScanCache::default();
-    let mut out = Vec::with_capacity(list.len());
     for i in 0..list.len() {
         let (head, tail) = list.split_at_mut(i + 1);
         if let Some(next) = tail.get(AHEAD_STATE - 1) {
@@ -137,9 +143,8 @@ fn visit_chunk<R>(
         if let Some(next) = tail.get(AHEAD_STACK - 1) {
             next.prefetch_stack(prefetch_bloom);
         }
-        out.push(f(&mut *head[i], &mut cache));
+        sink(f(&mut *head[i], &mut cache));
     }
-    out
 }
 
 /// A guest thread id (> 0).
