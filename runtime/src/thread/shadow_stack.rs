@@ -367,6 +367,9 @@ pub unsafe fn scan(
             }
         }
         let mut fp = exit_fp;
+        // The last return address found to be wasm code outside `ranges`:
+        // a recursion repeats it at every level.
+        let mut plain_ra = 0;
         for _ in 0..MAX_WALK {
             if fp == 0 || !fp.is_multiple_of(8) {
                 break;
@@ -378,11 +381,15 @@ pub unsafe fn scan(
             super::prefetch(next_fp.wrapping_add(512));
             // A return address is looked up at `ra - 1`, inside the call.
             let pc = ra.wrapping_sub(1);
-            if let Some(r) = ranges.at_pc(pc) {
+            if ra == plain_ra {
+                // Same verdict as the frame before: go on.
+            } else if let Some(r) = ranges.at_pc(pc) {
                 if !hit(r, Some(pc)) {
                     return false;
                 }
-            } else if !cache.is_wasm(ra) {
+            } else if cache.is_wasm(ra) {
+                plain_ra = ra;
+            } else {
                 // Left wasm code: the segment's entry trampoline.
                 break;
             }
