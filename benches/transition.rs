@@ -9,8 +9,9 @@
 //!   checks, compile: the part that does not depend on N);
 //! - `wait`: `Store::wait_transition` after it;
 //! - `transition`: `TransitionOutcome::elapsed`, from the moment the
-//!   transition starts (after compile and pre-patch) to its completion,
-//!   i.e. every thread switched;
+//!   transition starts (after compile and pre-patch) to the moment its
+//!   last pending thread switched (the completion's callbacks and
+//!   bookkeeping, run by the scheduler afterwards, are in `wait`);
 //! - `switch ≈ apply − apply0 + wait`.
 //!
 //! Each is the median (by `transition`) of 3 transitions (7 below 10 000

@@ -140,7 +140,8 @@ pub struct TransitionOutcome {
     pub reversed: bool,
     /// Whether it was forced.
     pub forced: bool,
-    /// Start to completion.
+    /// From its start (after compile and pre-patch) until the last thread
+    /// switched; the completion's callbacks and bookkeeping come after.
     pub elapsed: Duration,
     /// When reversed by the timeout policy: the blockers at that moment.
     pub blockers: Vec<Blocker>,

@@ -561,6 +561,9 @@ impl<T: 'static> Store<T> {
             added,
             forced: false,
         });
+        // Free the checks' scratch data now: with many threads the
+        // allocator's frees are not free, and they are no part of a switch.
+        drop((iface, provided, entries, changed, snapshot, type_ids));
         self.start_transition(
             inst_index,
             id,
@@ -634,6 +637,7 @@ impl<T: 'static> Store<T> {
             check_bloom: 0,
             switched: 0,
             started: Instant::now(),
+            all_switched: None,
             timeout,
             reversed: false,
             forced: false,

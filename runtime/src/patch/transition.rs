@@ -48,6 +48,9 @@ pub(crate) struct Transition {
     pub(crate) pending: ThreadSet,
     pub(crate) switched: usize,
     pub(crate) started: Instant,
+    /// When the last pending thread switched (what `elapsed` measures to;
+    /// callbacks and bookkeeping after it are not part of the switch).
+    pub(crate) all_switched: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) reversed: bool,
     pub(crate) forced: bool,
@@ -192,15 +195,23 @@ fn switch(core: &mut Core, ts: &mut ThreadState) {
     let (p, id, done) = (t.patch, ts.id, t.pending.is_empty());
     emit(core, Event::ThreadSwitched(p, id));
     if done {
-        core.completion_due = true;
+        all_switched(core);
     }
+}
+
+/// No thread is pending any more: the transition's completion is due.
+fn all_switched(core: &mut Core) {
+    if let Some(t) = core.transition.as_mut() {
+        t.all_switched.get_or_insert_with(Instant::now);
+    }
+    core.completion_due = true;
 }
 
 /// A thread finished: it no longer holds the transition back.
 pub(crate) fn thread_done(core: &mut Core, id: u32) {
     if let Some(t) = core.transition.as_mut() {
         if t.pending.remove(id) && t.pending.is_empty() {
-            core.completion_due = true;
+            all_switched(core);
         }
     }
 }
@@ -257,7 +268,7 @@ fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, runnable:
         // Immediate changes only: no thread has anything to switch (and
         // none is looked at: O(1) whatever the number of threads).
         t.pending = ThreadSet::default();
-        core.completion_due = true;
+        all_switched(core);
         return;
     }
     let mut list: Vec<&mut ThreadState> = threads.values_mut().map(|b| &mut **b).collect();
@@ -320,7 +331,7 @@ fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, runnable:
     t.switched = live - blocked.len();
     t.pending = ThreadSet::from_ids(blocked);
     if t.pending.is_empty() {
-        core.completion_due = true;
+        all_switched(core);
     }
     trim_events(core);
 }
@@ -340,6 +351,7 @@ pub(crate) fn reverse(
         .ok_or(super::PatchError::NoTransition)?;
     std::mem::swap(&mut t.from, &mut t.to);
     t.reversed = !t.reversed;
+    t.all_switched = None;
     std::mem::swap(&mut t.keep_forward, &mut t.keep_reversed);
     for e in t.immediate.iter_mut() {
         std::mem::swap(&mut e.1, &mut e.2);
@@ -375,7 +387,7 @@ pub(crate) fn force(
             None => thread_done(core, id),
         }
     }
-    core.completion_due = true;
+    all_switched(core);
     Ok(p)
 }
 
@@ -467,7 +479,7 @@ pub(crate) fn finish(core: &mut Core) -> Option<TransitionOutcome> {
         direction: t.direction,
         reversed: t.reversed,
         forced: t.forced,
-        elapsed: t.started.elapsed(),
+        elapsed: t.all_switched.unwrap_or_else(Instant::now) - t.started,
         blockers: t.timeout_blockers,
     };
     emit(
