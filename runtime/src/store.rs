@@ -583,7 +583,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
 /// signal frames (see `thread::stacks`).
 pub(crate) const STACK_SLACK: usize = 128 * 1024;
 
-/// A ready thread: its id and its boxed state (see `StoreInner::ready`).
+/// A ready thread: a pointer to its boxed state (see `StoreInner::ready`).
 #[derive(Clone, Copy)]
 struct ReadyThread(*mut ThreadState);
 
