@@ -12,8 +12,11 @@
 //!
 //! Run: `cargo bench --bench exec` (optional env: `EXEC_REPS`, default 15).
 
+mod common;
+
+use common::{expected, geomean, median, ms};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasm_patch_runtime::{Config, Engine, Func, Linker, Module, Store, Val};
 
@@ -22,41 +25,6 @@ const DEFAULT_REPS: usize = 15;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// (kernel, argument, expected result) from EXPECTED.txt.
-fn expected(dir: &Path) -> Vec<(String, i32, i64)> {
-    let text = std::fs::read_to_string(dir.join("EXPECTED.txt")).expect("EXPECTED.txt");
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f.len(), 3, "bad EXPECTED.txt line: {l}");
-            (
-                f[0].to_string(),
-                f[1].parse().expect("arg"),
-                f[2].parse().expect("expected"),
-            )
-        })
-        .collect()
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn geomean(v: &[f64]) -> f64 {
-    (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
 }
 
 struct Build {
@@ -105,10 +73,7 @@ fn call(b: &mut Build, name: &str, arg: i32, want: i64) -> Duration {
 }
 
 fn main() {
-    let reps: usize = std::env::var("EXEC_REPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_REPS);
+    let reps: usize = common::env_or("EXEC_REPS", DEFAULT_REPS);
     let dir = root().join("guests/built");
     let kernels = expected(&dir);
     println!(
@@ -212,11 +177,5 @@ fn main() {
         "geomean_compile_ratio_patchable_over_baseline": gmc,
     });
     let path = root().join("benches/results/exec.json");
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("results dir");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&out).expect("json") + "\n",
-    )
-    .expect("write json");
-    println!("wrote {}", path.display());
+    common::write_json(&path, &out);
 }

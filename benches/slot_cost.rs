@@ -15,6 +15,9 @@
 //!
 //! Run: `cargo bench --bench slot_cost` (optional env: `SLOT_REPS`, default 11).
 
+mod common;
+
+use common::median;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -270,21 +273,8 @@ fn run(b: &mut Build, k: &Kernel) -> Duration {
     }
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
 fn main() {
-    let reps: usize = std::env::var("SLOT_REPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_REPS);
+    let reps: usize = common::env_or("SLOT_REPS", DEFAULT_REPS);
     let mut p = build(true);
     let mut b = build(false);
     println!("slot_cost: median of {reps} runs per build (interleaved), ns per call / iteration");
@@ -335,11 +325,5 @@ fn main() {
         "kernels": rows,
     });
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results/slot_cost.json");
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("results dir");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&out).expect("json") + "\n",
-    )
-    .expect("write json");
-    println!("wrote {}", path.display());
+    common::write_json(&path, &out);
 }

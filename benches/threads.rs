@@ -20,6 +20,8 @@
 //! Run: `cargo bench --bench threads` (optional env: `THREADS_K`, default 10;
 //! `THREADS_N`, comma-separated list, default `10000,100000`).
 
+mod common;
+
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -147,10 +149,7 @@ fn main() {
         child(n, k, guard);
         return;
     }
-    let k: i32 = std::env::var("THREADS_K")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let k: i32 = common::env_or("THREADS_K", 10);
     let ns: Vec<usize> = std::env::var("THREADS_N")
         .unwrap_or_else(|_| "10000,100000".into())
         .split(',')
@@ -239,11 +238,5 @@ fn main() {
         "runs": results,
     });
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results/threads.json");
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("results dir");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&out).expect("json") + "\n",
-    )
-    .expect("write json");
-    println!("wrote {}", path.display());
+    common::write_json(&path, &out);
 }

@@ -40,6 +40,8 @@
 //! Run: `cargo bench --bench transition` (optional env `TRANSITION_N`:
 //! comma-separated thread counts, default `1,100,10000,100000`).
 
+mod common;
+
 use patch_format::{diff, DiffOptions};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -432,13 +434,7 @@ fn main() {
         "targets": targets,
         "total_s": started.elapsed().as_secs_f64(),
     });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("transition.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).expect("write json");
-    println!(
-        "wrote {} in {:.1} s",
-        path.display(),
-        started.elapsed().as_secs_f64()
-    );
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results/transition.json");
+    common::write_json(&path, &out);
+    println!("in {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -22,6 +22,9 @@
 //! Run: `cargo bench --bench yield` (optional env: `YIELD_REPS`, default 11;
 //! `YIELD_CASES`, a comma-separated subset of the cases).
 
+mod common;
+
+use common::median;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -182,21 +185,8 @@ fn call_empty(b: &mut Build, n: usize) -> Duration {
     t.elapsed()
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
 fn main() {
-    let reps: usize = std::env::var("YIELD_REPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_REPS);
+    let reps: usize = common::env_or("YIELD_REPS", DEFAULT_REPS);
     const N_YIELD: i32 = 1_000_000;
     const N_HOST: i32 = 5_000_000;
     const N_CALL: usize = 100_000;
@@ -256,12 +246,11 @@ fn main() {
         "statistic": "median",
         "cases": rows,
     });
+    if only.is_some() {
+        // A subset (profiling) does not replace the recorded results.
+        println!("YIELD_CASES set: results not written");
+        return;
+    }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results/yield.json");
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("results dir");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&out).expect("json") + "\n",
-    )
-    .expect("write json");
-    println!("wrote {}", path.display());
+    common::write_json(&path, &out);
 }

@@ -9,45 +9,15 @@
 //! `cargo run --release -- [REPS]` (default 11 runs per engine and kernel,
 //! interleaved so that machine noise hits all three alike).
 
+#[path = "../../common/mod.rs"]
+mod common;
+
+use common::{expected, geomean, median, ms};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const COMPILES: usize = 3;
-
-fn expected(dir: &Path) -> Vec<(String, i32, i64)> {
-    let text = std::fs::read_to_string(dir.join("EXPECTED.txt")).expect("EXPECTED.txt");
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f.len(), 3, "bad EXPECTED.txt line: {l}");
-            (
-                f[0].to_string(),
-                f[1].parse().expect("arg"),
-                f[2].parse().expect("expected"),
-            )
-        })
-        .collect()
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn geomean(v: &[f64]) -> f64 {
-    (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
-}
 
 /// One engine's instance of a kernel, callable as `run(i32) -> i64`.
 trait Runner {
@@ -249,11 +219,5 @@ fn main() {
         },
     });
     let path = here.join("../results/compare-wasmtime.json");
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("results dir");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&out).expect("json") + "\n",
-    )
-    .expect("write json");
-    println!("wrote {}", path.display());
+    common::write_json(&path, &out);
 }
