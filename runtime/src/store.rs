@@ -668,9 +668,6 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
         Err(Yield::Sleep(at)) => {
             t.state = RunState::Sleeping;
             s.sleepers.push(Reverse((at, id)));
-            if s.engine.config().patchable {
-                t.summarize(&mut s.scan_cache);
-            }
         }
         Err(Yield::Park) => {
             if t.unpark_pending || t.cancelled {
@@ -679,13 +676,14 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
                 s.ready.push_back(me);
             } else {
                 t.state = RunState::Parked;
-                // Its stack is hot now and frozen until it is unparked:
-                // summarise it for a transition that may start meanwhile.
-                if s.engine.config().patchable {
-                    t.summarize(&mut s.scan_cache);
-                }
             }
         }
+    }
+    // A parked or sleeping thread's stack is hot now and frozen until it
+    // runs again: summarise it for a transition that may start meanwhile
+    // (runnable threads are not: yields stay cheap).
+    if matches!(t.state, RunState::Parked | RunState::Sleeping) && s.engine.config().patchable {
+        t.summarize(&mut s.scan_cache);
     }
     if was_pending {
         // Parked threads are checked each time they park (rule 2).

@@ -1411,11 +1411,7 @@ fn thousands_of_runnable_threads_are_checked_exactly() {
         ..Default::default()
     })
     .unwrap();
-    let module = Module::new(&engine, &v0).unwrap();
-    let mut store = Store::new(&engine, ());
-    let mut linker: Linker<()> = Linker::new();
-    linker.add_thread_abi();
-    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let (mut store, inst) = setup_host_with(engine, &v0);
     let (in_f, outside) = (
         inst.get_func(&store, "in_f").unwrap(),
         inst.get_func(&store, "outside").unwrap(),

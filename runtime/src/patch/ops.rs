@@ -167,7 +167,7 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
     }
     // SAFETY: as above.
     let s = unsafe { &mut *inner };
-    transition::reclaim(&mut s.patch, &s.threads);
+    transition::reclaim(&mut s.patch, &mut s.threads);
     // Forget the names of code that is gone.
     let mut live: HashSet<u32> = s
         .instances

@@ -498,7 +498,7 @@ pub(crate) fn finish(core: &mut Core) -> Option<TransitionOutcome> {
 }
 
 /// Drop reclaimable code: units no world maps whose code no frame executes.
-pub(crate) fn reclaim(core: &mut Core, threads: &crate::thread::ThreadMap) {
+pub(crate) fn reclaim(core: &mut Core, threads: &mut crate::thread::ThreadMap) {
     if core.zombies.is_empty() {
         return;
     }
@@ -510,25 +510,19 @@ pub(crate) fn reclaim(core: &mut Core, threads: &crate::thread::ThreadMap) {
             func: None,
         }]
     });
+    let mut list: Vec<&mut ThreadState> = threads.values_mut().map(|b| &mut **b).collect();
+    let scan = |ts: &mut ThreadState, cache: &mut ScanCache| -> Vec<u32> {
+        let mut units = Vec::new();
+        if ts.state != RunState::Done {
+            ts.scan(&zombies, cache, &mut |r, _| {
+                units.push(r.unit);
+                true
+            });
+        }
+        units
+    };
     let mut live: HashSet<u32> = HashSet::new();
-    let mut cache = ScanCache::default();
-    let list: Vec<&ThreadState> = threads
-        .values()
-        .map(|ts| &**ts)
-        .filter(|ts| ts.state != RunState::Done)
-        .collect();
-    for (i, ts) in list.iter().enumerate() {
-        // Prefetch ahead, as in `settle_all`.
-        if let Some(next) = list.get(i + 8) {
-            next.prefetch_vm();
-        }
-        if let Some(next) = list.get(i + 4) {
-            next.prefetch_stack(u64::MAX);
-        }
-        ts.scan(&zombies, &mut cache, &mut |r, _| {
-            live.insert(r.unit);
-            true
-        });
-    }
+    // Summaries say nothing of units: every stack is looked at.
+    crate::thread::visit_suspended(&mut list, 1, u64::MAX, &scan, |units| live.extend(units));
     core.zombies.retain(|u| live.contains(&u.id()));
 }

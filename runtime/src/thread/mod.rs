@@ -129,13 +129,13 @@ where
     const AHEAD_VM: usize = 8;
     const AHEAD_STACK: usize = 4;
     for ts in list.iter().take(AHEAD_STATE) {
-        ThreadState::prefetch_state(&**ts);
+        ts.prefetch_state();
     }
     let mut cache = shadow_stack::ScanCache::default();
     for i in 0..list.len() {
         let (head, tail) = list.split_at_mut(i + 1);
         if let Some(next) = tail.get(AHEAD_STATE - 1) {
-            ThreadState::prefetch_state(&**next);
+            next.prefetch_state();
         }
         if let Some(next) = tail.get(AHEAD_VM - 1) {
             next.prefetch_vm();
@@ -257,9 +257,10 @@ impl ThreadState {
     }
 
     /// Ask the CPU to start loading this thread's state (its first lines).
-    pub(crate) fn prefetch_state(this: *const ThreadState) {
-        prefetch(this as usize);
-        prefetch(this as usize + 64);
+    pub(crate) fn prefetch_state(&self) {
+        let this = self as *const ThreadState as usize;
+        prefetch(this);
+        prefetch(this + 64);
     }
 
     /// Ask the CPU to start loading this thread's `VMThread`.
