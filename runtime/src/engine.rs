@@ -1,6 +1,7 @@
 //! `Engine` and `Config`: the compiler settings shared by modules and stores.
 
 use crate::errors::Error;
+use crate::vm::code_memory::CodeUnit;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ pub(crate) struct EngineInner {
     isa: OwnedTargetIsa,
     config: Config,
     signatures: Mutex<HashMap<FuncType, u32>>,
+    /// The poll stub every guest thread's polls call (`VMThread.poll_stub`).
+    poll_stub: Arc<CodeUnit>,
 }
 
 /// Compiler and runtime settings; cheap to clone.
@@ -81,11 +84,13 @@ impl Engine {
         let isa = isa_builder
             .finish(settings::Flags::new(flags))
             .map_err(|e| Error::Unsupported(e.to_string()))?;
+        let poll_stub = crate::compile::trampolines::compile_poll_stub(&*isa)?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 isa,
                 config,
                 signatures: Mutex::new(HashMap::new()),
+                poll_stub,
             }),
         })
     }
@@ -93,6 +98,11 @@ impl Engine {
     /// The target ISA.
     pub(crate) fn isa(&self) -> &dyn TargetIsa {
         &*self.inner.isa
+    }
+
+    /// Entry address of the poll stub, for `VMThread.poll_stub`.
+    pub(crate) fn poll_stub(&self) -> usize {
+        self.inner.poll_stub.entry(0) as usize
     }
 
     /// The configuration.

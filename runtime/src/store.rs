@@ -462,7 +462,7 @@ pub(crate) unsafe fn call_on_fiber<T>(
         let t = &mut *ts;
         let nested = t.in_wasm;
         if nested {
-            t.outer_exits.push((t.vm.exit_fp, t.vm.exit_func));
+            t.outer_exits.push(t.vm.exit_fp);
         }
         t.in_wasm = true;
         let vmthread: *mut VMThread = &mut *t.vm;
@@ -473,9 +473,7 @@ pub(crate) unsafe fn call_on_fiber<T>(
         );
         let t = &mut *ts;
         if nested {
-            let (fp, func) = t.outer_exits.pop().expect("pushed above");
-            t.vm.exit_fp = fp;
-            t.vm.exit_func = func;
+            t.vm.exit_fp = t.outer_exits.pop().expect("pushed above");
         } else {
             t.in_wasm = false;
         }
@@ -541,6 +539,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
     // Leave room below the limit for host functions and the signal frame.
     vm.stack_limit = range.start + STACK_SLACK.min((range.end - range.start) / 2);
     vm.poll.store(0, Ordering::Relaxed);
+    vm.poll_stub = s.engine.poll_stub();
     let mut ts = Box::new(ThreadState {
         id: ThreadId(id),
         vm,

@@ -843,3 +843,94 @@ fn engine_time_slice_is_honoured() {
         "preempted after {elapsed:?} with a 200 ms slice"
     );
 }
+
+/// A loop keeping 12 integers and 12 floats live across its poll, and a
+/// counter of its turns in memory.
+fn register_heavy_module() -> String {
+    let n = 12;
+    let mut locals = String::new();
+    let mut body = String::new();
+    let mut fold = String::from("(local.get $a0)");
+    for i in 0..n {
+        let j = (i + 1) % n;
+        locals.push_str(&format!("(local $a{i} i64) (local $f{i} f64) "));
+        body.push_str(&format!(
+            "(local.set $a{i} (i64.add (i64.mul (local.get $a{i}) (i64.const 6364136223846793005)) (i64.xor (local.get $a{j}) (i64.const {}))))
+             (local.set $f{i} (f64.add (f64.mul (local.get $f{i}) (f64.const 0.999)) (f64.convert_i64_u (i64.and (local.get $a{i}) (i64.const 255)))))\n",
+            2 * i + 1
+        ));
+        if i > 0 {
+            fold = format!("(i64.xor (i64.rotl {fold} (i64.const 7)) (local.get $a{i}))");
+        }
+        fold = format!("(i64.xor {fold} (i64.reinterpret_f64 (local.get $f{i})))");
+    }
+    format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (memory 1)
+          (func (export "heavy") (param $n i32) (result i64) (local $i i32) {locals}
+            (loop $l
+              {body}
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+            (i32.store (i32.const 4) (i32.const 1))
+            {fold})
+          ;; Count turns until `heavy` is done: each turn is one preemption of it.
+          (func (export "count_turns") (result i32)
+            (loop $l
+              (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+              (call $yield)
+              (br_if $l (i32.eqz (i32.load (i32.const 4)))))
+            (i32.load (i32.const 0))))"#
+    )
+}
+
+#[test]
+fn values_live_across_a_preempting_poll_survive() {
+    let wat = register_heavy_module();
+    let iterations = 2_000_000;
+    // The baseline build has no polls: its answer is the reference.
+    let baseline = Engine::new(wasm_patch_runtime::Config {
+        patchable: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut store = Store::new(&baseline, ());
+    let mut linker = Linker::new();
+    linker.add_thread_abi();
+    let inst = linker
+        .instantiate(&mut store, &Module::new(&baseline, &wat).unwrap())
+        .unwrap();
+    let want = func(&store, inst, "heavy")
+        .call(&mut store, &[Val::I32(iterations)])
+        .unwrap();
+
+    let (got, turns) = with_timeout(Duration::from_secs(60), move || {
+        let engine = Engine::new(wasm_patch_runtime::Config {
+            time_slice: Duration::from_micros(200),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut store = Store::new(&engine, ());
+        let mut linker = Linker::new();
+        linker.add_thread_abi();
+        let inst = linker
+            .instantiate(&mut store, &Module::new(&engine, &wat).unwrap())
+            .unwrap();
+        let heavy = store
+            .spawn(func(&store, inst, "heavy"), &[Val::I32(iterations)])
+            .unwrap();
+        let counter = store.spawn(func(&store, inst, "count_turns"), &[]).unwrap();
+        store.run().unwrap();
+        (
+            store.take_result(heavy).unwrap(),
+            i32_of(store.take_result(counter)),
+        )
+    });
+    assert!(
+        turns >= 3,
+        "the loop was preempted only {} times: the test did not exercise the poll path",
+        turns - 1
+    );
+    assert_eq!(got, want, "after {turns} preemptions");
+}

@@ -10,7 +10,9 @@
 //!             ctx   = load [table + 16*slot + 8]
 //!             call_indirect code(ctx, vmthread, args...)
 //! poll:       w = load [vmthread + POLL]; brif w, slow, cont
-//!             slow: exit record; call builtin poll; trapnz on error
+//!             slow: call_indirect [vmthread + POLL_STUB](vmthread)
+//!                   (preserve_all: the stub writes the exit record, runs
+//!                   the poll, traps on cancellation; no register clobbered)
 //! ```
 //!
 //! None of these loads is `readonly`: the world selector and the slot tables
@@ -78,36 +80,32 @@ pub(crate) struct FuncEnv<'a> {
     info: &'a ModuleInfo,
     call_conv: CallConv,
     frontend: cranelift_codegen::isa::TargetFrontendConfig,
-    unit: u32,
-    func_index: u32,
     /// False only for the baseline build: direct calls, no polls.
     patchable: bool,
     vmctx: Option<Value>,
     vmthread: Option<Value>,
     sigs: HashMap<u32, ir::SigRef>,
     builtin_sigs: HashMap<Builtin, ir::SigRef>,
+    poll_sig: Option<ir::SigRef>,
 }
 
 impl<'a> FuncEnv<'a> {
-    /// Environment for compiling `func_index` of `info` into code unit `unit`.
+    /// Environment for compiling a function of `info`.
     pub(crate) fn new(
         info: &'a ModuleInfo,
         frontend: cranelift_codegen::isa::TargetFrontendConfig,
-        unit: u32,
-        func_index: u32,
         patchable: bool,
     ) -> Self {
         FuncEnv {
             info,
             call_conv: frontend.default_call_conv,
             frontend,
-            unit,
-            func_index,
             patchable,
             vmctx: None,
             vmthread: None,
             sigs: HashMap::new(),
             builtin_sigs: HashMap::new(),
+            poll_sig: None,
         }
     }
 
@@ -335,19 +333,23 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder.set_cold_block(slow);
         builder.switch_to_block(slow);
         builder.seal_block(slow);
-        let fp = builder.ins().get_frame_pointer(types::I64);
-        builder.ins().store(mutable(), fp, vmthread, THREAD_EXIT_FP);
-        let id = builder.ins().iconst(
-            types::I64,
-            ((self.unit as u64) << 32 | self.func_index as u64) as i64,
-        );
-        builder
+        // The stub (`preserve_all`: clobbers nothing) writes the exit
+        // record, runs the poll and traps on cancellation. Its address is
+        // loaded here, in the cold block: a value computed for the slow path
+        // must not be hoisted into the hot code, where it would take a
+        // register across the whole loop or function.
+        let stub = builder
             .ins()
-            .store(mutable(), id, vmthread, THREAD_EXIT_FUNC);
-        let status = self
-            .call_builtin(builder, Builtin::Poll, &[])
-            .expect("poll returns a status");
-        self.trap_if_nonzero(builder, status, TrapKind::HostError);
+            .load(types::I64, mutable(), vmthread, THREAD_POLL_STUB);
+        let sig = match self.poll_sig {
+            Some(s) => s,
+            None => {
+                let s = builder.import_signature(super::trampolines::poll_stub_signature());
+                self.poll_sig = Some(s);
+                s
+            }
+        };
+        builder.ins().call_indirect(sig, stub, &[vmthread]);
         builder.ins().jump(cont, &[]);
         builder.switch_to_block(cont);
         builder.seal_block(cont);

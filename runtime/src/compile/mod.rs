@@ -56,7 +56,7 @@ impl CompiledModule {
 pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<CompiledModule, Error> {
     let unit_id = code_memory::next_unit_id();
     let defined: Vec<u32> = (info.num_imported_funcs..info.func_types.len() as u32).collect();
-    let artifacts = compile_functions(engine, info, unit_id, &defined, |f| {
+    let artifacts = compile_functions(engine, info, &defined, |f| {
         let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
         FunctionBody::new(wasmparser::BinaryReader::new(
             &info.bytes[range.clone()],
@@ -70,11 +70,10 @@ pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<Compi
 }
 
 /// Compile functions `funcs` of `info`, their bodies given by `body`, into
-/// artifacts for unit `unit_id`. Uses up to two OS threads.
+/// artifacts for one code unit. Uses up to two OS threads.
 pub(crate) fn compile_functions<'b>(
     engine: &Engine,
     info: &ModuleInfo,
-    unit_id: u32,
     funcs: &[u32],
     body: impl Fn(u32) -> FunctionBody<'b> + Sync,
 ) -> Result<Vec<FuncArtifact>, Error> {
@@ -91,7 +90,7 @@ pub(crate) fn compile_functions<'b>(
         let mut fctx = FunctionBuilderContext::new();
         return funcs
             .iter()
-            .map(|&f| compile_one(engine, info, unit_id, f, body(f), &mut ctx, &mut fctx))
+            .map(|&f| compile_one(engine, info, f, body(f), &mut ctx, &mut fctx))
             .collect();
     }
     let chunk = funcs.len().div_ceil(workers);
@@ -104,9 +103,7 @@ pub(crate) fn compile_functions<'b>(
                     let mut ctx = Context::new();
                     let mut fctx = FunctionBuilderContext::new();
                     part.iter()
-                        .map(|&f| {
-                            compile_one(engine, info, unit_id, f, body(f), &mut ctx, &mut fctx)
-                        })
+                        .map(|&f| compile_one(engine, info, f, body(f), &mut ctx, &mut fctx))
                         .collect()
                 })
             })
@@ -129,7 +126,6 @@ pub(crate) fn compile_functions<'b>(
 fn compile_one(
     engine: &Engine,
     info: &ModuleInfo,
-    unit_id: u32,
     func_index: u32,
     body: FunctionBody<'_>,
     ctx: &mut Context,
@@ -137,13 +133,7 @@ fn compile_one(
 ) -> Result<FuncArtifact, Error> {
     let isa = engine.isa();
     let ty = info.func_type(func_index).clone();
-    let mut env = FuncEnv::new(
-        info,
-        isa.frontend_config(),
-        unit_id,
-        func_index,
-        engine.config().patchable,
-    );
+    let mut env = FuncEnv::new(info, isa.frontend_config(), engine.config().patchable);
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
     ctx.func.name = UserFuncName::user(0, func_index);
@@ -370,7 +360,7 @@ pub(crate) fn compile_bundle(
     let funcs: Vec<u32> = bodies.iter().map(|b| b.0).collect();
     let by_index: std::collections::HashMap<u32, &Vec<u8>> =
         bodies.iter().map(|(f, b)| (*f, b)).collect();
-    let artifacts = compile_functions(engine, &info, unit_id, &funcs, |f| {
+    let artifacts = compile_functions(engine, &info, &funcs, |f| {
         FunctionBody::new(wasmparser::BinaryReader::new(by_index[&f], 0))
     })?;
     let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)

@@ -12,17 +12,28 @@
 //!   a host call can be walked), spills the arguments, calls the dispatcher
 //!   stored in the host context, traps if it reports failure, and returns the
 //!   results.
+//!
+//! And one per engine: the **poll stub** `(vmthread)`, which a poll calls
+//! when the thread's poll word is set. It has Cranelift's `preserve_all`
+//! convention: it saves every register it uses, so the call site clobbers
+//! none and the code around a poll keeps its values in caller-saved
+//! registers, exactly as in a build without polls. A plain call there would
+//! force every value live across a poll (in a loop: every loop-carried
+//! value) into callee-saved registers or onto the stack. The stub records
+//! its own frame as the exit record, calls the `poll` runtime function, and
+//! traps if that reports cancellation.
 
 use super::func_env::{clif_type, wasm_signature};
 use crate::engine::Engine;
 use crate::errors::Error;
 use crate::trap::TrapKind;
 use crate::vm::code_memory::{self, CodeUnit, UnitKind};
+use crate::vm::libcalls;
 use crate::vm::offsets::*;
 use cranelift_codegen::ir::{
     self, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName,
 };
-use cranelift_codegen::isa::TargetFrontendConfig;
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig, TargetIsa};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::Arc;
@@ -64,6 +75,54 @@ pub(crate) fn compile_for_types(
         artifacts,
     )
     .map_err(|e| Error::Compile(e.to_string()))
+}
+
+/// Compile the engine's poll stub (see the module doc) into a unit of its own.
+pub(crate) fn compile_poll_stub(isa: &dyn TargetIsa) -> Result<Arc<CodeUnit>, Error> {
+    let mut ctx = Context::new();
+    let mut fctx = FunctionBuilderContext::new();
+    ctx.func.name = UserFuncName::user(2, 0);
+    build_poll_stub(&mut ctx.func, &mut fctx, isa.frontend_config());
+    let a =
+        super::finish(isa, &mut ctx, 0).map_err(|e| Error::Compile(format!("poll stub: {e}")))?;
+    CodeUnit::publish(code_memory::next_unit_id(), UnitKind::Trampolines, vec![a])
+        .map_err(|e| Error::Compile(e.to_string()))
+}
+
+/// Signature of the poll stub, as polls call it.
+pub(crate) fn poll_stub_signature() -> ir::Signature {
+    let mut sig = ir::Signature::new(CallConv::PreserveAll);
+    sig.params.push(ir::AbiParam::new(types::I64));
+    sig
+}
+
+fn build_poll_stub(
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    fc: TargetFrontendConfig,
+) {
+    func.signature = poll_stub_signature();
+    let mut b = FunctionBuilder::new(func, fctx);
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    b.seal_block(block);
+    let vmthread = b.block_params(block)[0];
+    // Exit record: this frame, whose return address is the poll site.
+    let fp = b.ins().get_frame_pointer(types::I64);
+    b.ins().store(flags(), fp, vmthread, THREAD_EXIT_FP);
+    let mut psig = ir::Signature::new(fc.default_call_conv);
+    psig.params.push(ir::AbiParam::new(types::I64));
+    psig.params.push(ir::AbiParam::new(types::I64));
+    psig.returns.push(ir::AbiParam::new(types::I32));
+    let psig = b.import_signature(psig);
+    let poll = b.ins().iconst(types::I64, libcalls::poll_address() as i64);
+    let no_vmctx = b.ins().iconst(types::I64, 0);
+    let call = b.ins().call_indirect(psig, poll, &[no_vmctx, vmthread]);
+    let status = b.inst_results(call)[0];
+    b.ins().trapnz(status, TrapKind::HostError.code());
+    b.ins().return_(&[]);
+    b.finalize(fc);
 }
 
 fn build_entry(
@@ -135,8 +194,6 @@ fn build_host(
     let (hostctx, vmthread) = (p[0], p[1]);
     let fp = b.ins().get_frame_pointer(types::I64);
     b.ins().store(flags(), fp, vmthread, THREAD_EXIT_FP);
-    let marker = b.ins().iconst(types::I64, EXIT_VIA_TRAMPOLINE as i64);
-    b.ins().store(flags(), marker, vmthread, THREAD_EXIT_FUNC);
     for (i, v) in p[2..].iter().enumerate() {
         b.ins()
             .stack_store(types::I64, *v, slot, i as i32 * VALUE_SIZE);

@@ -195,7 +195,7 @@ pub(crate) struct ThreadState {
     pub(crate) summary: u64,
     pub(crate) vm: Box<VMThread>,
     /// Exit records of outer wasm segments (host → wasm → host → wasm).
-    pub(crate) outer_exits: Vec<(usize, u64)>,
+    pub(crate) outer_exits: Vec<usize>,
     pub(crate) suspend: *mut ThreadSuspend,
     /// The store's patch state, for the poll slow path.
     pub(crate) core: *mut crate::patch::Core,
@@ -217,9 +217,9 @@ impl ThreadState {
 
     /// The exit records of the thread's wasm segments, innermost first
     /// (none when it is not inside wasm).
-    fn segments(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+    fn segments(&self) -> impl Iterator<Item = usize> + '_ {
         let n = if self.in_wasm { usize::MAX } else { 0 };
-        std::iter::once((self.vm.exit_fp, self.vm.exit_func))
+        std::iter::once(self.vm.exit_fp)
             .chain(self.outer_exits.iter().rev().copied())
             .take(n)
     }
@@ -289,9 +289,9 @@ impl ThreadState {
         // SAFETY: the thread is suspended, so its stack is frozen and its
         // exit records were written at its latest exits from JIT code.
         unsafe {
-            shadow_stack::walk_exit(self.vm.exit_fp, self.vm.exit_func, &mut frames);
-            for &(fp, func) in self.outer_exits.iter().rev() {
-                shadow_stack::walk_exit(fp, func, &mut frames);
+            shadow_stack::walk_exit(self.vm.exit_fp, &mut frames);
+            for &fp in self.outer_exits.iter().rev() {
+                shadow_stack::walk_exit(fp, &mut frames);
             }
         }
         frames

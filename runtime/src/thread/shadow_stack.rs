@@ -3,8 +3,9 @@
 //! Every compiled function keeps a frame pointer (`preserve_frame_pointers`),
 //! so the frames form a chain `[fp] = caller's fp`, `[fp + 8] = return
 //! address`. A thread leaves JIT code only through a host trampoline or the
-//! poll slow path, and both record where they left in `VMThread.exit_fp` /
-//! `exit_func`; a trap records the faulting pc and fp. From there the walk
+//! poll stub, and both record their own frame in `VMThread.exit_fp` (its
+//! return address is the wasm call or poll site); a trap records the
+//! faulting pc and fp. From there the walk
 //! follows the chain while return addresses fall in wasm code units, and
 //! stops at the first one that does not (the entry trampoline). Each frame is
 //! resolved through the code registry to (unit, function, wasm offset): the
@@ -14,7 +15,6 @@
 //! guessed, and read without the thread's cooperation while it is parked.
 
 use crate::vm::code_memory::{self, CodeUnit, UnitKind};
-use crate::vm::offsets::EXIT_VIA_TRAMPOLINE;
 use std::sync::Arc;
 
 /// One wasm frame: which function, which compiled version (unit), where.
@@ -118,23 +118,14 @@ pub unsafe fn walk_raw(
 }
 
 /// The wasm frames of one segment of a parked thread, from the exit record
-/// written when it left JIT code (`exit_fp`, `exit_func`).
+/// written when it left JIT code (`exit_fp`).
 ///
 /// # Safety
 /// The thread must be parked (not running) and the exit record must be the
 /// one written by its latest exit from JIT code.
-pub unsafe fn walk_exit(exit_fp: usize, exit_func: u64, frames: &mut Vec<RawFrame>) {
+pub unsafe fn walk_exit(exit_fp: usize, frames: &mut Vec<RawFrame>) {
     if exit_fp == 0 {
         return;
-    }
-    if exit_func != EXIT_VIA_TRAMPOLINE {
-        // The poll slow path records its own frame and identity: the frame at
-        // `exit_fp` is the function `exit_func` itself.
-        frames.push(RawFrame {
-            unit: (exit_func >> 32) as u32,
-            func: exit_func as u32,
-            offset: 0,
-        });
     }
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -196,12 +187,6 @@ impl CodeRanges {
         let i = self.ranges.partition_point(|r| r.range.start <= pc);
         let r = &self.ranges[i.checked_sub(1)?];
         r.range.contains(&pc).then_some(r)
-    }
-
-    fn at_func(&self, unit: u32, func: u32) -> Option<&CodeRange> {
-        self.ranges
-            .iter()
-            .find(|r| r.unit == unit && r.func.is_none_or(|f| f == func))
     }
 }
 
@@ -302,18 +287,15 @@ pub fn func_bit(func: u32) -> u64 {
 /// # Safety
 /// As [`walk_exit`], for every segment.
 pub unsafe fn summarize(
-    segments: impl Iterator<Item = (usize, u64)>,
+    segments: impl Iterator<Item = usize>,
     cache: &mut ScanCache,
     max_frames: usize,
 ) -> Option<u64> {
     let mut bits = 0u64;
     let mut frames = 0usize;
-    for (exit_fp, exit_func) in segments {
+    for exit_fp in segments {
         if exit_fp == 0 {
             continue;
-        }
-        if exit_func != EXIT_VIA_TRAMPOLINE {
-            bits |= func_bit(exit_func as u32);
         }
         let mut fp = exit_fp;
         loop {
@@ -343,28 +325,21 @@ pub unsafe fn summarize(
 /// `ranges`: `hit` sees each frame that falls in one (with the frame's pc)
 /// and returns `false` to stop the scan. Other frames cost a few compares:
 /// no allocation, no function or offset lookup. `segments` are the exit
-/// records (`exit_fp`, `exit_func`), innermost segment first.
+/// records (`exit_fp`), innermost segment first.
 ///
 /// Returns `false` when `hit` stopped it.
 ///
 /// # Safety
 /// As [`walk_exit`], for every segment.
 pub unsafe fn scan(
-    segments: impl Iterator<Item = (usize, u64)>,
+    segments: impl Iterator<Item = usize>,
     ranges: &CodeRanges,
     cache: &mut ScanCache,
     hit: &mut dyn FnMut(&CodeRange, Option<usize>) -> bool,
 ) -> bool {
-    for (exit_fp, exit_func) in segments {
+    for exit_fp in segments {
         if exit_fp == 0 {
             continue;
-        }
-        if exit_func != EXIT_VIA_TRAMPOLINE {
-            if let Some(r) = ranges.at_func((exit_func >> 32) as u32, exit_func as u32) {
-                if !hit(r, None) {
-                    return false;
-                }
-            }
         }
         let mut fp = exit_fp;
         // The last return address found to be wasm code outside `ranges`:

@@ -184,6 +184,7 @@ impl CodeUnit {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(base as usize, Arc::downgrade(&unit));
+        super::perf_map::record(&unit);
         Ok(unit)
     }
 

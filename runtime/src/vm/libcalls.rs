@@ -1,7 +1,8 @@
-//! Runtime functions called from JIT code through `VMContext.builtins`:
-//! the poll slow path, and the memory and table operations too large to
-//! inline. Each takes `(vmctx, vmthread, ...)` and returns 0 for success or
-//! a nonzero status on which the JIT code traps.
+//! Runtime functions called from JIT code: the memory and table operations
+//! too large to inline, through `VMContext.builtins`, and the poll slow
+//! path, through the engine's poll stub (`compile/trampolines.rs`). Each
+//! takes `(vmctx, vmthread, ...)` and returns 0 for success or a nonzero
+//! status on which the JIT code traps.
 
 use super::vmctx::{VMContext, VMThread};
 use crate::instance::InstanceData;
@@ -15,10 +16,8 @@ use std::sync::atomic::Ordering;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Builtin {
-    /// `() -> status`
-    Poll = 0,
     /// `(mem, delta) -> old pages or -1`
-    MemoryGrow,
+    MemoryGrow = 0,
     /// `(dst mem, src mem, dst, src, len) -> status`
     MemoryCopy,
     /// `(mem, dst, val, len) -> status`
@@ -44,7 +43,6 @@ impl Builtin {
     pub fn params(self) -> &'static [Type] {
         use types::{I32, I64};
         match self {
-            Builtin::Poll => &[],
             Builtin::MemoryGrow => &[I32, I32],
             Builtin::MemoryCopy | Builtin::MemoryInit | Builtin::TableCopy | Builtin::TableInit => {
                 &[I32, I32, I32, I32, I32]
@@ -65,13 +63,12 @@ impl Builtin {
     }
 }
 
-struct Builtins([*const (); 11]);
+struct Builtins([*const (); 10]);
 
 // SAFETY: function pointers, immutable.
 unsafe impl Sync for Builtins {}
 
 static BUILTINS: Builtins = Builtins([
-    poll as *const (),
     memory_grow as *const (),
     memory_copy as *const (),
     memory_fill as *const (),
@@ -87,6 +84,12 @@ static BUILTINS: Builtins = Builtins([
 /// The table stored in every `VMContext.builtins`.
 pub fn builtins_ptr() -> *const usize {
     BUILTINS.0.as_ptr() as *const usize
+}
+
+/// Address of the `poll` runtime function, `(vmctx, vmthread) -> status`
+/// (`vmctx` unused), which the engine's poll stub calls.
+pub(crate) fn poll_address() -> usize {
+    poll as *const () as usize
 }
 
 /// # Safety

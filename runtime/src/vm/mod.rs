@@ -6,6 +6,7 @@ pub mod code_memory;
 pub mod libcalls;
 pub mod memory;
 pub mod offsets;
+pub(crate) mod perf_map;
 pub mod table;
 pub mod traps;
 pub mod vmctx;

@@ -11,11 +11,14 @@
 //! +0  slot_tables[0] ─┐                +0  poll      (u64, atomic)
 //! +8  slot_tables[1] ─┤ world tables   +8  world     (byte offset 0 or 8 into vmctx)
 //! +16 memories  → [*VMMemory]           +16 stack_limit
-//! +24 globals   → [*VMGlobal]           +24 exit_fp
-//! +32 tables    → [*VMTable]            +32 exit_func ((unit << 32) | func, or NONE)
-//! +40 funcrefs  → [*VMFuncRef]
-//! +48 type_ids  → [u32]                 VMSlot (16 bytes): code, vmctx
-//! +56 builtins  → [fn ptr]              VMFuncRef (16 bytes): slot u32, type_id u32, vmctx
+//! +24 globals   → [*VMGlobal]           +24 exit_fp   (trampoline or poll stub frame)
+//! +32 tables    → [*VMTable]            +32 host      (ThreadState)
+//! +40 funcrefs  → [*VMFuncRef]          +40 trap_arg
+//! +48 type_ids  → [u32]                 +48 poll_stub (code address)
+//! +56 builtins  → [fn ptr]
+//! +64 instance  (host InstanceData)
+//!
+//! VMSlot (16 bytes): code, vmctx        VMFuncRef (16 bytes): slot u32, type_id u32, vmctx
 //! ```
 //!
 //! A call reads `world` from the thread, the slot table for that world from
@@ -45,16 +48,21 @@ pub const THREAD_POLL: i32 = 0;
 pub const THREAD_WORLD: i32 = 8;
 /// `VMThread.stack_limit`: lowest stack address JIT code may use.
 pub const THREAD_STACK_LIMIT: i32 = 16;
-/// `VMThread.exit_fp`: frame pointer recorded at the last exit to the host.
+/// `VMThread.exit_fp`: the frame pointer of the host trampoline or poll stub
+/// through which the thread last left JIT code (the frame's return address
+/// is the wasm call or poll site).
 pub const THREAD_EXIT_FP: i32 = 24;
-/// `VMThread.exit_func`: `(unit << 32) | func` of the exiting frame, or
-/// [`EXIT_VIA_TRAMPOLINE`] when `exit_fp` is a host trampoline's own frame.
-pub const THREAD_EXIT_FUNC: i32 = 32;
+/// `VMThread.host`: the host-side thread state.
+pub const THREAD_HOST: i32 = 32;
 /// `VMThread.trap_arg`: a pointer a stub stores before it traps (the
 /// removed-function stub stores its slot context, naming the function).
-pub const THREAD_TRAP_ARG: i32 = 48;
-/// Marker for `VMThread.exit_func`.
-pub const EXIT_VIA_TRAMPOLINE: u64 = u64::MAX;
+pub const THREAD_TRAP_ARG: i32 = 40;
+/// `VMThread.poll_stub`: entry of the engine's poll stub
+/// (`compile/trampolines.rs`), which a poll calls when its word is set. The
+/// stub has Cranelift's `preserve_all` convention, so the call clobbers no
+/// register and a poll costs the code around it nothing but its load and
+/// branch.
+pub const THREAD_POLL_STUB: i32 = 48;
 
 /// Size of one slot.
 pub const SLOT_SIZE: i64 = 16;

@@ -99,14 +99,16 @@ pub struct VMThread {
     pub world: u64,
     /// Lowest stack address JIT code may use (Cranelift `stack_limit`).
     pub stack_limit: usize,
-    /// Frame pointer recorded at the last exit to the host.
+    /// Frame pointer of the host trampoline or poll stub through which the
+    /// thread last left JIT code; its return address is the wasm call site.
     pub exit_fp: usize,
-    /// `(unit << 32) | func` of the exiting frame, or `EXIT_VIA_TRAMPOLINE`.
-    pub exit_func: u64,
     /// Host-side thread state (`thread::ThreadState`).
     pub host: *mut u8,
     /// Set by a stub just before it traps (see `THREAD_TRAP_ARG`).
     pub trap_arg: usize,
+    /// Entry of the engine's poll stub, called by a poll whose word is set
+    /// (see `THREAD_POLL_STUB`).
+    pub poll_stub: usize,
 }
 
 impl VMThread {
@@ -117,9 +119,9 @@ impl VMThread {
             world: 0,
             stack_limit: 0,
             exit_fp: 0,
-            exit_func: 0,
             host: std::ptr::null_mut(),
             trap_arg: 0,
+            poll_stub: 0,
         }
     }
 }
@@ -151,8 +153,9 @@ mod tests {
         assert_eq!(offset_of!(VMThread, world) as i32, THREAD_WORLD);
         assert_eq!(offset_of!(VMThread, stack_limit) as i32, THREAD_STACK_LIMIT);
         assert_eq!(offset_of!(VMThread, exit_fp) as i32, THREAD_EXIT_FP);
-        assert_eq!(offset_of!(VMThread, exit_func) as i32, THREAD_EXIT_FUNC);
+        assert_eq!(offset_of!(VMThread, host) as i32, THREAD_HOST);
         assert_eq!(offset_of!(VMThread, trap_arg) as i32, THREAD_TRAP_ARG);
+        assert_eq!(offset_of!(VMThread, poll_stub) as i32, THREAD_POLL_STUB);
 
         assert_eq!(size_of::<VMSlot>() as i64, SLOT_SIZE);
         assert_eq!(offset_of!(VMSlot, code) as i32, SLOT_CODE);
