@@ -27,9 +27,11 @@ pub struct Config {
     /// Run Cranelift's IR verifier on every function (slower compiles).
     pub verify: bool,
     /// Compile patchable code (the default): calls through slots, polls at
-    /// loop headers and at the entries of functions that call or loop. `false` gives the baseline build
-    /// used by benchmarks to show what patchability costs: direct calls
-    /// within a module and no polls (no preemption, no patching).
+    /// loop headers and at the entries of the functions whose calls could
+    /// otherwise run unboundedly (`compile/polls.rs`). `false` gives the
+    /// baseline build used by benchmarks to show what patchability costs:
+    /// direct calls within a module and no polls (no preemption, no
+    /// patching).
     pub patchable: bool,
 }
 

@@ -934,3 +934,63 @@ fn values_live_across_a_preempting_poll_survive() {
     );
     assert_eq!(got, want, "after {turns} preemptions");
 }
+
+#[test]
+fn a_call_tree_without_loops_or_recursion_is_still_preempted() {
+    // $f0 calls $f1 twice, $f1 calls $f2 twice, ...: 2^22 calls, no loop,
+    // no cycle. Polls only at the entries the call-graph analysis chose.
+    let depth = 24;
+    let mut funcs = String::new();
+    for i in 0..depth {
+        let j = i + 1;
+        if j == depth {
+            funcs.push_str(&format!(
+                "(func $f{i} (global.set $n (i64.add (global.get $n) (i64.const 1))))\n"
+            ));
+        } else {
+            funcs.push_str(&format!("(func $f{i} (call $f{j}) (call $f{j}))\n"));
+        }
+    }
+    let wat = format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (memory 1)
+          (global $n (mut i64) (i64.const 0))
+          {funcs}
+          (func (export "tree") (result i64)
+            (call $f0) (i32.store (i32.const 4) (i32.const 1)) (global.get $n))
+          (func (export "count_turns") (result i32)
+            (loop $l
+              (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+              (call $yield)
+              (br_if $l (i32.eqz (i32.load (i32.const 4)))))
+            (i32.load (i32.const 0))))"#
+    );
+    let (leaves, turns) = with_timeout(Duration::from_secs(60), move || {
+        let engine = Engine::new(wasm_patch_runtime::Config {
+            time_slice: Duration::from_micros(200),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut store = Store::new(&engine, ());
+        let mut linker = Linker::new();
+        linker.add_thread_abi();
+        let inst = linker
+            .instantiate(&mut store, &Module::new(&engine, &wat).unwrap())
+            .unwrap();
+        let tree = store.spawn(func(&store, inst, "tree"), &[]).unwrap();
+        let counter = store.spawn(func(&store, inst, "count_turns"), &[]).unwrap();
+        store.run().unwrap();
+        (
+            store.take_result(tree).unwrap(),
+            i32_of(store.take_result(counter)),
+        )
+    });
+    assert_eq!(leaves, vec![Val::I64(1 << (depth - 1))]);
+    assert!(
+        turns >= 3,
+        "2^{} calls ran with only {} preemptions",
+        depth - 1,
+        turns - 1
+    );
+}

@@ -47,10 +47,10 @@ pub(crate) trait FuncEnvironment {
     /// Called once, in the entry block, after the block parameters are
     /// appended and before any operator is translated. `vmctx` and
     /// `vmthread` are the hidden entry-block parameters. Emits the stack
-    /// limit set-up and, when `entry_poll`, the function-entry poll (the
-    /// translator leaves it out of functions with neither calls nor loops:
-    /// they run a bounded number of instructions and reach a poll of their
-    /// caller soon).
+    /// limit set-up and the function-entry poll, which `entry_poll` false
+    /// rules out: the translator passes false for functions with neither
+    /// calls nor loops (they run a bounded number of instructions); when
+    /// true, the environment may still leave the poll out (`polls.rs`).
     fn prologue(
         &mut self,
         builder: &mut FunctionBuilder,

@@ -82,6 +82,9 @@ pub(crate) struct FuncEnv<'a> {
     frontend: cranelift_codegen::isa::TargetFrontendConfig,
     /// False only for the baseline build: direct calls, no polls.
     patchable: bool,
+    /// False when the module's call graph shows that this function need
+    /// not poll at entry even if it calls or loops (`polls.rs`).
+    entry_poll: bool,
     vmctx: Option<Value>,
     vmthread: Option<Value>,
     sigs: HashMap<u32, ir::SigRef>,
@@ -95,12 +98,14 @@ impl<'a> FuncEnv<'a> {
         info: &'a ModuleInfo,
         frontend: cranelift_codegen::isa::TargetFrontendConfig,
         patchable: bool,
+        entry_poll: bool,
     ) -> Self {
         FuncEnv {
             info,
             call_conv: frontend.default_call_conv,
             frontend,
             patchable,
+            entry_poll,
             vmctx: None,
             vmthread: None,
             sigs: HashMap::new(),
@@ -312,7 +317,7 @@ impl FuncEnvironment for FuncEnv<'_> {
             flags,
         });
         builder.func.stack_limit = Some(limit);
-        if entry_poll {
+        if entry_poll && self.entry_poll {
             self.poll(builder);
         }
     }

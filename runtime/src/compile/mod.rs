@@ -8,6 +8,7 @@
 
 pub(crate) mod environ;
 pub(crate) mod func_env;
+pub(crate) mod polls;
 pub(crate) mod stack;
 pub(crate) mod trampolines;
 pub(crate) mod translate;
@@ -56,13 +57,20 @@ impl CompiledModule {
 pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<CompiledModule, Error> {
     let unit_id = code_memory::next_unit_id();
     let defined: Vec<u32> = (info.num_imported_funcs..info.func_types.len() as u32).collect();
-    let artifacts = compile_functions(engine, info, &defined, |f| {
-        let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
-        FunctionBody::new(wasmparser::BinaryReader::new(
-            &info.bytes[range.clone()],
-            range.start as u64,
-        ))
-    })?;
+    let polls = polls::entry_polls(info)?;
+    let artifacts = compile_functions(
+        engine,
+        info,
+        &defined,
+        |f| {
+            let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
+            FunctionBody::new(wasmparser::BinaryReader::new(
+                &info.bytes[range.clone()],
+                range.start as u64,
+            ))
+        },
+        |f| polls[(f - info.num_imported_funcs) as usize],
+    )?;
     let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)
         .map_err(|e| Error::Compile(e.to_string()))?;
     let trampolines = trampolines::compile_for_types(engine, &info.types)?;
@@ -70,12 +78,15 @@ pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<Compi
 }
 
 /// Compile functions `funcs` of `info`, their bodies given by `body`, into
-/// artifacts for one code unit. Uses up to two OS threads.
+/// artifacts for one code unit. `entry_poll(f)` false means that `f` need
+/// not poll at entry even if it calls or loops (`polls.rs`). Uses up to two
+/// OS threads.
 pub(crate) fn compile_functions<'b>(
     engine: &Engine,
     info: &ModuleInfo,
     funcs: &[u32],
     body: impl Fn(u32) -> FunctionBody<'b> + Sync,
+    entry_poll: impl Fn(u32) -> bool + Sync,
 ) -> Result<Vec<FuncArtifact>, Error> {
     let workers = if funcs.len() >= 16 {
         std::thread::available_parallelism()
@@ -90,7 +101,7 @@ pub(crate) fn compile_functions<'b>(
         let mut fctx = FunctionBuilderContext::new();
         return funcs
             .iter()
-            .map(|&f| compile_one(engine, info, f, body(f), &mut ctx, &mut fctx))
+            .map(|&f| compile_one(engine, info, f, body(f), entry_poll(f), &mut ctx, &mut fctx))
             .collect();
     }
     let chunk = funcs.len().div_ceil(workers);
@@ -99,11 +110,22 @@ pub(crate) fn compile_functions<'b>(
             .chunks(chunk)
             .map(|part| {
                 let body = &body;
+                let entry_poll = &entry_poll;
                 s.spawn(move || {
                     let mut ctx = Context::new();
                     let mut fctx = FunctionBuilderContext::new();
                     part.iter()
-                        .map(|&f| compile_one(engine, info, f, body(f), &mut ctx, &mut fctx))
+                        .map(|&f| {
+                            compile_one(
+                                engine,
+                                info,
+                                f,
+                                body(f),
+                                entry_poll(f),
+                                &mut ctx,
+                                &mut fctx,
+                            )
+                        })
                         .collect()
                 })
             })
@@ -128,12 +150,18 @@ fn compile_one(
     info: &ModuleInfo,
     func_index: u32,
     body: FunctionBody<'_>,
+    entry_poll: bool,
     ctx: &mut Context,
     fctx: &mut FunctionBuilderContext,
 ) -> Result<FuncArtifact, Error> {
     let isa = engine.isa();
     let ty = info.func_type(func_index).clone();
-    let mut env = FuncEnv::new(info, isa.frontend_config(), engine.config().patchable);
+    let mut env = FuncEnv::new(
+        info,
+        isa.frontend_config(),
+        engine.config().patchable,
+        entry_poll,
+    );
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
     ctx.func.name = UserFuncName::user(0, func_index);
@@ -360,9 +388,16 @@ pub(crate) fn compile_bundle(
     let funcs: Vec<u32> = bodies.iter().map(|b| b.0).collect();
     let by_index: std::collections::HashMap<u32, &Vec<u8>> =
         bodies.iter().map(|(f, b)| (*f, b)).collect();
-    let artifacts = compile_functions(engine, &info, &funcs, |f| {
-        FunctionBody::new(wasmparser::BinaryReader::new(by_index[&f], 0))
-    })?;
+    // Bundle functions poll at entry whenever they call or loop: that keeps
+    // the module's entry-poll analysis true for the code they patch
+    // (`polls.rs`).
+    let artifacts = compile_functions(
+        engine,
+        &info,
+        &funcs,
+        |f| FunctionBody::new(wasmparser::BinaryReader::new(by_index[&f], 0)),
+        |_| true,
+    )?;
     let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)
         .map_err(|e| Error::Compile(e.to_string()))?;
     let trampolines = trampolines::compile_for_types(engine, &info.types)?;

@@ -231,7 +231,8 @@ macro_rules! store {
 
 /// Whether a body has a loop or a call of any kind: only such a function
 /// can run unboundedly (through its loops, or through recursion), so only
-/// it needs a poll at entry. An unreadable body answers yes (translation
+/// it may need a poll at entry (the environment decides, from the module's
+/// call graph: `polls.rs`). An unreadable body answers yes (translation
 /// reports the error).
 fn calls_or_loops(body: &FunctionBody<'_>) -> bool {
     use wasmparser::Operator as Op;
