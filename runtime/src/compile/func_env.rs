@@ -85,6 +85,9 @@ pub(crate) struct FuncEnv<'a> {
     /// False when the module's call graph shows that this function need
     /// not poll at entry even if it calls or loops (`polls.rs`).
     entry_poll: bool,
+    /// Functions below this index that are not imports are the target
+    /// module's own: their slots always hold this instance's vmctx.
+    own_funcs: u32,
     vmctx: Option<Value>,
     vmthread: Option<Value>,
     sigs: HashMap<u32, ir::SigRef>,
@@ -99,6 +102,7 @@ impl<'a> FuncEnv<'a> {
         frontend: cranelift_codegen::isa::TargetFrontendConfig,
         patchable: bool,
         entry_poll: bool,
+        own_funcs: u32,
     ) -> Self {
         FuncEnv {
             info,
@@ -106,6 +110,7 @@ impl<'a> FuncEnv<'a> {
             frontend,
             patchable,
             entry_poll,
+            own_funcs,
             vmctx: None,
             vmthread: None,
             sigs: HashMap::new(),
@@ -176,12 +181,14 @@ impl<'a> FuncEnv<'a> {
     }
 
     /// Load (code, ctx) from `instance_vmctx`'s slot table of this thread's
-    /// world, at `slot` (a value or a constant).
+    /// world, at `slot` (a value or a constant). With `own_ctx`, the slot's
+    /// context is known to be `instance_vmctx` and is not loaded.
     fn slot_lookup(
         &mut self,
         builder: &mut FunctionBuilder,
         instance_vmctx: Value,
         slot: SlotIndex,
+        own_ctx: bool,
     ) -> (Value, Value) {
         let world = builder
             .ins()
@@ -201,6 +208,9 @@ impl<'a> FuncEnv<'a> {
         let code = builder
             .ins()
             .load(types::I64, mutable(), entry, off + SLOT_CODE);
+        if own_ctx {
+            return (code, instance_vmctx);
+        }
         let ctx = builder
             .ins()
             .load(types::I64, mutable(), entry, off + SLOT_VMCTX);
@@ -383,7 +393,12 @@ impl FuncEnvironment for FuncEnv<'_> {
             let call = builder.ins().call(fref, &all);
             return builder.inst_results(call).to_vec();
         }
-        let (code, ctx) = self.slot_lookup(builder, vmctx, SlotIndex::Const(func));
+        // The module's own functions always run with this instance's vmctx
+        // (a bundle's replacement too); only imports and functions added by
+        // a bundle (whose slot holds a "removed" stub and its context once
+        // the bundle is reverted) need the slot's context.
+        let own = func >= self.info.num_imported_funcs && func < self.own_funcs;
+        let (code, ctx) = self.slot_lookup(builder, vmctx, SlotIndex::Const(func), own);
         self.call_through(builder, sig, code, ctx, args)
     }
 
@@ -419,7 +434,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         let inst = builder
             .ins()
             .load(types::I64, mutable(), funcref, FUNCREF_VMCTX);
-        let (code, ctx) = self.slot_lookup(builder, inst, SlotIndex::Dynamic(slot));
+        let (code, ctx) = self.slot_lookup(builder, inst, SlotIndex::Dynamic(slot), false);
         let sig = self.sig_for_type(builder, type_index);
         self.call_through(builder, sig, code, ctx, args)
     }

@@ -58,9 +58,13 @@ pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<Compi
     let unit_id = code_memory::next_unit_id();
     let defined: Vec<u32> = (info.num_imported_funcs..info.func_types.len() as u32).collect();
     let polls = polls::entry_polls(info)?;
-    let artifacts = compile_functions(
+    let job = UnitJob {
         engine,
         info,
+        own_funcs: info.func_types.len() as u32,
+    };
+    let artifacts = compile_functions(
+        &job,
         &defined,
         |f| {
             let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
@@ -77,13 +81,24 @@ pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<Compi
     Ok(CompiledModule { unit, trampolines })
 }
 
-/// Compile functions `funcs` of `info`, their bodies given by `body`, into
-/// artifacts for one code unit. `entry_poll(f)` false means that `f` need
-/// not poll at entry even if it calls or loops (`polls.rs`). Uses up to two
-/// OS threads.
+/// What the functions of one code unit are compiled against.
+pub(crate) struct UnitJob<'a> {
+    /// The engine (ISA and `Config::patchable`).
+    pub engine: &'a Engine,
+    /// The module view: a module's own info, or a bundle's extension of
+    /// its target's.
+    pub info: &'a ModuleInfo,
+    /// The target module's function count (imports included): the slots of
+    /// its defined functions always hold the instance's own vmctx.
+    pub own_funcs: u32,
+}
+
+/// Compile functions `funcs` of `job.info`, their bodies given by `body`,
+/// into artifacts for one code unit. `entry_poll(f)` false means that `f`
+/// need not poll at entry even if it calls or loops (`polls.rs`). Uses up
+/// to two OS threads.
 pub(crate) fn compile_functions<'b>(
-    engine: &Engine,
-    info: &ModuleInfo,
+    job: &UnitJob<'_>,
     funcs: &[u32],
     body: impl Fn(u32) -> FunctionBody<'b> + Sync,
     entry_poll: impl Fn(u32) -> bool + Sync,
@@ -96,38 +111,23 @@ pub(crate) fn compile_functions<'b>(
     } else {
         1
     };
-    if workers <= 1 {
+    let compile_part = |part: &[u32]| -> Result<Vec<FuncArtifact>, Error> {
         let mut ctx = Context::new();
         let mut fctx = FunctionBuilderContext::new();
-        return funcs
-            .iter()
-            .map(|&f| compile_one(engine, info, f, body(f), entry_poll(f), &mut ctx, &mut fctx))
-            .collect();
+        part.iter()
+            .map(|&f| compile_one(job, f, body(f), entry_poll(f), &mut ctx, &mut fctx))
+            .collect()
+    };
+    if workers <= 1 {
+        return compile_part(funcs);
     }
     let chunk = funcs.len().div_ceil(workers);
     let results: Vec<Result<Vec<FuncArtifact>, Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = funcs
             .chunks(chunk)
             .map(|part| {
-                let body = &body;
-                let entry_poll = &entry_poll;
-                s.spawn(move || {
-                    let mut ctx = Context::new();
-                    let mut fctx = FunctionBuilderContext::new();
-                    part.iter()
-                        .map(|&f| {
-                            compile_one(
-                                engine,
-                                info,
-                                f,
-                                body(f),
-                                entry_poll(f),
-                                &mut ctx,
-                                &mut fctx,
-                            )
-                        })
-                        .collect()
-                })
+                let compile_part = &compile_part;
+                s.spawn(move || compile_part(part))
             })
             .collect();
         handles
@@ -146,14 +146,14 @@ pub(crate) fn compile_functions<'b>(
 }
 
 fn compile_one(
-    engine: &Engine,
-    info: &ModuleInfo,
+    job: &UnitJob<'_>,
     func_index: u32,
     body: FunctionBody<'_>,
     entry_poll: bool,
     ctx: &mut Context,
     fctx: &mut FunctionBuilderContext,
 ) -> Result<FuncArtifact, Error> {
+    let (engine, info) = (job.engine, job.info);
     let isa = engine.isa();
     let ty = info.func_type(func_index).clone();
     let mut env = FuncEnv::new(
@@ -161,6 +161,7 @@ fn compile_one(
         isa.frontend_config(),
         engine.config().patchable,
         entry_poll,
+        job.own_funcs,
     );
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
@@ -391,9 +392,13 @@ pub(crate) fn compile_bundle(
     // Bundle functions poll at entry whenever they call or loop: that keeps
     // the module's entry-poll analysis true for the code they patch
     // (`polls.rs`).
-    let artifacts = compile_functions(
+    let job = UnitJob {
         engine,
-        &info,
+        info: &info,
+        own_funcs: target.func_types.len() as u32,
+    };
+    let artifacts = compile_functions(
+        &job,
         &funcs,
         |f| FunctionBody::new(wasmparser::BinaryReader::new(by_index[&f], 0)),
         |_| true,

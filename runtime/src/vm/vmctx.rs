@@ -10,7 +10,12 @@ pub struct VMSlot {
     /// Entry address of the code version this slot selects.
     pub code: *const u8,
     /// The callee's context: its instance's `VMContext`, or a host
-    /// function's context for imported host functions.
+    /// function's context for imported host functions. For the instance's
+    /// own module functions it is always the instance's `VMContext`, in
+    /// every world and every version (compiled calls to them rely on it and
+    /// do not load it); only imports and functions added by bundles (whose
+    /// slot holds a "removed" stub and its context once the bundle is
+    /// reverted) have other contexts.
     pub vmctx: *mut u8,
 }
 
