@@ -7,6 +7,7 @@ use crate::store::{GlobalCell, StoreInner};
 use crate::val::Val;
 use crate::vm::libcalls;
 use crate::vm::vmctx::{VMContext, VMFuncRef, VMGlobal, VMMemory, VMSlot, VMTable};
+use crate::vm::vmctx_block::VmctxBlock;
 
 /// Something an import can be satisfied with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,9 +26,9 @@ pub enum Extern {
 #[allow(clippy::vec_box)] // stable addresses: slots point into these boxes
 pub(crate) struct InstanceData {
     pub(crate) module: Module,
-    pub(crate) vmctx: Box<VMContext>,
-    /// Slot tables of world 0 and world 1.
-    pub(crate) slots: [Box<[VMSlot]>; 2],
+    /// The `VMContext` and, at fixed distances from it, the slot tables of
+    /// world 0 and world 1.
+    pub(crate) vmctx: VmctxBlock,
     pub(crate) funcref_records: Box<[VMFuncRef]>,
     pub(crate) funcref_ptrs: Box<[*const VMFuncRef]>,
     /// Funcref records of functions added by bundles (never moved).
@@ -71,14 +72,12 @@ impl InstanceData {
             self.vmctx.type_ids = self.type_ids.as_ptr();
         }
         let n = func_types.len();
-        if n > self.slots[0].len() {
-            for w in 0..2 {
-                let mut v = self.slots[w].to_vec();
-                v.resize(n, VMSlot::NULL);
-                let old = std::mem::replace(&mut self.slots[w], v.into_boxed_slice());
-                retired.push(Box::new(old));
-            }
-            self.vmctx.slot_tables = [self.slots[0].as_ptr(), self.slots[1].as_ptr()];
+        if n > self.vmctx.table(0).len() {
+            // In place: the tables never move. The bundle compiler refused
+            // more than MAX_SLOTS functions.
+            self.vmctx
+                .grow(n)
+                .expect("bundle function count checked at compile time");
             let start = self.funcref_ptrs.len() as u32;
             let records: Box<[VMFuncRef]> = (start..n as u32)
                 .map(|f| VMFuncRef {
@@ -178,20 +177,19 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     let index = store.instances.len();
     let mut data = Box::new(InstanceData {
         module: module.clone(),
-        vmctx: Box::new(VMContext {
-            slot_tables: [std::ptr::null(); 2],
-            memories: std::ptr::null(),
-            globals: std::ptr::null(),
-            tables: std::ptr::null(),
-            funcrefs: std::ptr::null(),
-            type_ids: std::ptr::null(),
-            builtins: libcalls::builtins_ptr(),
-            instance: std::ptr::null_mut(),
-        }),
-        slots: [
-            vec![VMSlot::NULL; nfuncs].into_boxed_slice(),
-            vec![VMSlot::NULL; nfuncs].into_boxed_slice(),
-        ],
+        vmctx: VmctxBlock::new(
+            VMContext {
+                memories: std::ptr::null(),
+                globals: std::ptr::null(),
+                tables: std::ptr::null(),
+                funcrefs: std::ptr::null(),
+                type_ids: std::ptr::null(),
+                builtins: libcalls::builtins_ptr(),
+                instance: std::ptr::null_mut(),
+            },
+            nfuncs,
+        )
+        .map_err(|e| Error::Link(format!("instance context: {e}")))?,
         funcref_records: Vec::new().into_boxed_slice(),
         funcref_ptrs: vec![std::ptr::null(); nfuncs].into_boxed_slice(),
         extra_funcrefs: Vec::new(),
@@ -210,7 +208,7 @@ pub(crate) fn instantiate_with_host<T: 'static>(
         store_id: store.id,
         index,
     });
-    let vmctx_ptr: *mut VMContext = &mut *data.vmctx;
+    let vmctx_ptr: *mut VMContext = data.vmctx.as_ptr();
     data.vmctx.instance = &mut *data as *mut InstanceData as *mut u8;
 
     // Own funcref records, one per function (imports included: an imported
@@ -242,8 +240,8 @@ pub(crate) fn instantiate_with_host<T: 'static>(
                     code: module.inner.compiled.host_trampoline(*t),
                     vmctx: &mut *ctx as *mut crate::func::HostFuncCtx as *mut u8,
                 };
-                data.slots[0][fi as usize] = slot;
-                data.slots[1][fi as usize] = slot;
+                data.vmctx.table_mut(0)[fi as usize] = slot;
+                data.vmctx.table_mut(1)[fi as usize] = slot;
                 data.host_ctxs.push(ctx);
                 fi += 1;
             }
@@ -254,7 +252,7 @@ pub(crate) fn instantiate_with_host<T: 'static>(
                 }
                 let src = &store.instances[func.instance];
                 let ty = src.module.info().func_type(func.index).clone();
-                let mut slot = src.slots[0][func.index as usize];
+                let mut slot = src.vmctx.table(0)[func.index as usize];
                 // A re-exported host function: bind a context of its own so
                 // that its callers here see this instance.
                 if let Some(ctx) = src
@@ -273,8 +271,8 @@ pub(crate) fn instantiate_with_host<T: 'static>(
                         what()
                     )));
                 }
-                data.slots[0][fi as usize] = slot;
-                data.slots[1][fi as usize] = slot;
+                data.vmctx.table_mut(0)[fi as usize] = slot;
+                data.vmctx.table_mut(1)[fi as usize] = slot;
                 if let Some(r) = funcref {
                     funcref_ptrs[fi as usize] = r;
                 }
@@ -337,8 +335,8 @@ pub(crate) fn instantiate_with_host<T: 'static>(
             code: compiled.func_entry(&info, f),
             vmctx: vmctx_ptr as *mut u8,
         };
-        data.slots[0][f as usize] = s;
-        data.slots[1][f as usize] = s;
+        data.vmctx.table_mut(0)[f as usize] = s;
+        data.vmctx.table_mut(1)[f as usize] = s;
     }
     data.funcref_ptrs = funcref_ptrs.into_boxed_slice();
 
@@ -379,7 +377,6 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     data.tables = tables;
     data.globals = globals;
 
-    data.vmctx.slot_tables = [data.slots[0].as_ptr(), data.slots[1].as_ptr()];
     data.vmctx.memories = data.memory_ptrs.as_ptr();
     data.vmctx.tables = data.table_ptrs.as_ptr();
     data.vmctx.globals = data.global_ptrs.as_ptr();

@@ -4,10 +4,9 @@
 //! Every sequence here follows `vm/offsets.rs`. The two that matter most:
 //!
 //! ```text
-//! slot call:  world = load [vmthread + WORLD]          ; 0 or 8
-//!             table = load [callee_vmctx + world]      ; this thread's world
-//!             code  = load [table + 16*slot]
-//!             ctx   = load [table + 16*slot + 8]
+//! slot call:  world = load [vmthread + WORLD]          ; 0 or WORLD_STRIDE
+//!             code  = load [callee_vmctx + world + VMCTX_SLOTS + 16*slot]
+//!             ctx   = load [... + 8]     ; imports and added functions only
 //!             call_indirect code(ctx, vmthread, args...)
 //! poll:       w = load [vmthread + POLL]; brif w, slow, cont
 //!             slow: call_indirect [vmthread + POLL_STUB](vmthread)
@@ -193,16 +192,16 @@ impl<'a> FuncEnv<'a> {
         let world = builder
             .ins()
             .load(types::I64, mutable(), self.vmthread(), THREAD_WORLD);
-        let at = builder.ins().iadd(instance_vmctx, world);
-        let table = builder
-            .ins()
-            .load(types::I64, mutable(), at, VMCTX_SLOT_TABLES);
+        // This world's table sits at `vmctx + world + VMCTX_SLOTS`
+        // (`vm/vmctx_block.rs`); slot indices are below MAX_SLOTS, so the
+        // displacement fits in 32 bits.
+        let table = builder.ins().iadd(instance_vmctx, world);
         let (entry, off) = match slot {
-            SlotIndex::Const(i) => (table, (i as i64 * SLOT_SIZE) as i32),
+            SlotIndex::Const(i) => (table, VMCTX_SLOTS + (i as i64 * SLOT_SIZE) as i32),
             SlotIndex::Dynamic(v) => {
                 let v64 = builder.ins().uextend(types::I64, v);
                 let scaled = builder.ins().imul_imm_s(v64, SLOT_SIZE);
-                (builder.ins().iadd(table, scaled), 0)
+                (builder.ins().iadd(table, scaled), VMCTX_SLOTS)
             }
         };
         let code = builder

@@ -56,6 +56,7 @@ impl CompiledModule {
 /// Compile every defined function of `info` and its trampolines.
 pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<CompiledModule, Error> {
     let unit_id = code_memory::next_unit_id();
+    check_function_count(info.func_types.len(), "module")?;
     let defined: Vec<u32> = (info.num_imported_funcs..info.func_types.len() as u32).collect();
     let polls = polls::entry_polls(info)?;
     let job = UnitJob {
@@ -79,6 +80,18 @@ pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<Compi
         .map_err(|e| Error::Compile(e.to_string()))?;
     let trampolines = trampolines::compile_for_types(engine, &info.types)?;
     Ok(CompiledModule { unit, trampolines })
+}
+
+/// Refuse more functions than an instance's slot tables hold (their slot
+/// offsets would not fit the 32-bit displacements of compiled calls).
+fn check_function_count(n: usize, what: &str) -> Result<(), Error> {
+    let max = crate::vm::vmctx_block::MAX_SLOTS;
+    if n > max {
+        return Err(Error::Compile(format!(
+            "{what} has {n} functions (imports included): an instance holds at most {max}"
+        )));
+    }
+    Ok(())
 }
 
 /// What the functions of one code unit are compiled against.
@@ -382,6 +395,7 @@ pub(crate) fn compile_bundle(
         bodies.push((f, cb.body.clone()));
         callbacks.push((cb.kind, f));
     }
+    check_function_count(info.func_types.len(), "the patched module")?;
     // The bodies were validated when the bundle was parsed, against the
     // interface it declares; the caller checked that this interface is the
     // target's own (patch/mod.rs), so they are valid in the target's space.

@@ -147,13 +147,16 @@ fn build_entry(
     let slot = b.ins().load(types::I32, flags(), funcref, FUNCREF_SLOT);
     let inst = b.ins().load(types::I64, flags(), funcref, FUNCREF_VMCTX);
     let world = b.ins().load(types::I64, flags(), vmthread, THREAD_WORLD);
-    let at = b.ins().iadd(inst, world);
-    let table = b.ins().load(types::I64, flags(), at, VMCTX_SLOT_TABLES);
+    let table = b.ins().iadd(inst, world);
     let slot64 = b.ins().uextend(types::I64, slot);
     let scaled = b.ins().imul_imm_s(slot64, SLOT_SIZE);
     let entry = b.ins().iadd(table, scaled);
-    let code = b.ins().load(types::I64, flags(), entry, SLOT_CODE);
-    let ctx = b.ins().load(types::I64, flags(), entry, SLOT_VMCTX);
+    let code = b
+        .ins()
+        .load(types::I64, flags(), entry, VMCTX_SLOTS + SLOT_CODE);
+    let ctx = b
+        .ins()
+        .load(types::I64, flags(), entry, VMCTX_SLOTS + SLOT_VMCTX);
     let mut args = vec![ctx, vmthread];
     for (i, t) in ty.params().iter().enumerate() {
         args.push(

@@ -16,6 +16,7 @@ use crate::store::{self, Callee, Store, StoreInner};
 use crate::thread::ThreadId;
 use crate::val::Val;
 use crate::vm::vmctx::{VMContext, VMFuncRef, VMSlot};
+use crate::vm::vmctx_block::{other_world, world_index, VmctxBlock};
 use patch_format::{Bundle, CallbackKind, EntryKind, ModuleHash, TargetInterface};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -24,8 +25,7 @@ use std::time::{Duration, Instant};
 /// (callbacks): a copy of the instance's vmctx whose slot tables hold only
 /// that function, so that nothing the guest can reach changes.
 struct PrivateCall {
-    _table: Box<[VMSlot]>,
-    _vmctx: Box<VMContext>,
+    _vmctx: VmctxBlock,
     record: Box<VMFuncRef>,
 }
 
@@ -34,27 +34,28 @@ fn private_call(
     compiled: &CompiledBundle,
     func: u32,
     placed: usize,
-) -> PrivateCall {
-    let real: *const VMContext = &*inst.vmctx;
-    let mut table = vec![VMSlot::NULL; func as usize + 1].into_boxed_slice();
-    table[func as usize] = VMSlot {
+) -> Result<PrivateCall, Error> {
+    let real = inst.vmctx.as_ptr();
+    // The copy is only read by the entry trampoline (for its slot tables);
+    // the callee gets the real vmctx from the slot.
+    let mut vmctx = VmctxBlock::new((*inst.vmctx).clone(), func as usize + 1)
+        .map_err(|e| Error::Host(format!("callback context: {e}")))?;
+    let slot = VMSlot {
         code: compiled.unit.entry(placed),
         vmctx: real as *mut u8,
     };
-    // SAFETY: VMContext is plain pointers; the copy is only read by the
-    // entry trampoline (slot tables), the callee gets the real vmctx.
-    let mut vmctx = Box::new(unsafe { std::ptr::read(real) });
-    vmctx.slot_tables = [table.as_ptr(), table.as_ptr()];
+    for w in 0..2 {
+        vmctx.table_mut(w)[func as usize] = slot;
+    }
     let record = Box::new(VMFuncRef {
         slot: func,
         type_id: 0,
-        vmctx: &mut *vmctx,
+        vmctx: vmctx.as_ptr(),
     });
-    PrivateCall {
-        _table: table,
+    Ok(PrivateCall {
         _vmctx: vmctx,
         record,
-    }
+    })
 }
 
 /// Run callback `kind` of `compiled` (if the bundle has one) on a new guest
@@ -76,7 +77,7 @@ fn run_callback<T: 'static>(
         .expect("callback compiled");
     // SAFETY: `inner` is the live store; no fiber runs (checked by callers).
     let s = unsafe { &mut *inner };
-    let call = private_call(&s.instances[instance], compiled, func, placed);
+    let call = private_call(&s.instances[instance], compiled, func, placed)?;
     let ty_index = compiled.info.func_types[func as usize];
     let callee = Callee::Raw {
         funcref: &*call.record as *const VMFuncRef as usize,
@@ -487,13 +488,13 @@ impl<T: 'static> Store<T> {
             &mut s.retired,
         );
         let vmctx = &mut *inst.vmctx as *mut VMContext as *mut u8;
-        let live = (s.patch.world / 8) as usize;
+        let live = world_index(s.patch.world);
         let pi = s
             .patch
             .instances
             .entry(inst_index)
             .or_insert_with(|| PatchedInstance {
-                base: inst.slots[live].to_vec(),
+                base: inst.vmctx.table(live).to_vec(),
                 removed: HashMap::new(),
                 applied: Vec::new(),
                 units: [module.inner.compiled.unit.id()].into_iter().collect(),
@@ -595,13 +596,13 @@ impl<T: 'static> Store<T> {
             .instances
             .get(&inst_index)
             .expect("patched instance");
-        let len = inst.slots[0].len();
+        let len = inst.vmctx.table(0).len();
         let list = |keep: &[PatchId]| -> Vec<&AppliedBundle> {
             pi.applied.iter().filter(|b| keep.contains(&b.id)).collect()
         };
         let to_slots = pi.world(&list(&keep_forward), len);
         let from_world = s.patch.world;
-        let from_slots: Vec<VMSlot> = inst.slots[(from_world / 8) as usize].to_vec();
+        let from_slots: Vec<VMSlot> = inst.vmctx.table(world_index(from_world)).to_vec();
         // Functions that switch at once: the moving bundle's immediate ones,
         // and functions added by an apply (rule 6).
         let moving = pi
@@ -629,7 +630,7 @@ impl<T: 'static> Store<T> {
             direction,
             instance: inst_index,
             from: from_world,
-            to: 8 - from_world,
+            to: other_world(from_world),
             check,
             immediate,
             pending: Default::default(),

@@ -23,6 +23,7 @@ use crate::thread::{RunState, ThreadId, ThreadState};
 use crate::vm::code_memory::CodeUnit;
 use crate::vm::offsets::POLL_SWITCH;
 use crate::vm::vmctx::VMSlot;
+use crate::vm::vmctx_block::world_index;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -232,11 +233,11 @@ pub(crate) fn start(
     mut t: Transition,
     to_slots: &[VMSlot],
 ) {
-    let to_idx = (t.to / 8) as usize;
-    let from_idx = (t.from / 8) as usize;
-    inst.slots[to_idx][..to_slots.len()].copy_from_slice(to_slots);
+    let to_idx = world_index(t.to);
+    let from_idx = world_index(t.from);
+    inst.vmctx.table_mut(to_idx)[..to_slots.len()].copy_from_slice(to_slots);
     for &(f, _, new) in &t.immediate {
-        inst.slots[from_idx][f as usize] = new;
+        inst.vmctx.table_mut(from_idx)[f as usize] = new;
     }
     if t.check.is_empty() {
         // Only immediate (and added) functions change, and they are already
@@ -358,7 +359,7 @@ pub(crate) fn reverse(
     }
     for idx in 0..2 {
         for &(f, _, new) in &t.immediate {
-            inst.slots[idx][f as usize] = new;
+            inst.vmctx.table_mut(idx)[f as usize] = new;
         }
     }
     t.reported.clear();

@@ -10,3 +10,4 @@ pub(crate) mod perf_map;
 pub mod table;
 pub mod traps;
 pub mod vmctx;
+pub mod vmctx_block;

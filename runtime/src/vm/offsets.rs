@@ -8,43 +8,48 @@
 //!
 //! ```text
 //! VMContext (one per instance)         VMThread (one per guest thread)
-//! +0  slot_tables[0] ─┐                +0  poll      (u64, atomic)
-//! +8  slot_tables[1] ─┤ world tables   +8  world     (byte offset 0 or 8 into vmctx)
-//! +16 memories  → [*VMMemory]           +16 stack_limit
-//! +24 globals   → [*VMGlobal]           +24 exit_fp   (trampoline or poll stub frame)
-//! +32 tables    → [*VMTable]            +32 host      (ThreadState)
-//! +40 funcrefs  → [*VMFuncRef]          +40 trap_arg
-//! +48 type_ids  → [u32]                 +48 poll_stub (code address)
-//! +56 builtins  → [fn ptr]
-//! +64 instance  (host InstanceData)
+//! +0  memories  → [*VMMemory]           +0  poll      (u64, atomic)
+//! +8  globals   → [*VMGlobal]           +8  world     (0 or WORLD_STRIDE)
+//! +16 tables    → [*VMTable]            +16 stack_limit
+//! +24 funcrefs  → [*VMFuncRef]          +24 exit_fp   (trampoline or poll stub frame)
+//! +32 type_ids  → [u32]                 +32 host      (ThreadState)
+//! +40 builtins  → [fn ptr]              +40 trap_arg
+//! +48 instance  (host InstanceData)     +48 poll_stub (code address)
+//! +128                 world 0 slot table ─┐ vm/vmctx_block.rs: one mapping,
+//! +128 + WORLD_STRIDE  world 1 slot table ─┘ MAX_SLOTS slots each
 //!
 //! VMSlot (16 bytes): code, vmctx        VMFuncRef (16 bytes): slot u32, type_id u32, vmctx
 //! ```
 //!
-//! A call reads `world` from the thread, the slot table for that world from
-//! the callee instance's vmctx, then `code` and `vmctx` from the slot: the
-//! per-thread world selector is what lets two worlds coexist.
+//! A call reads `world` from the thread, then `code` (and, for imports and
+//! bundle-added functions, `vmctx`) from `[callee_vmctx + world +
+//! VMCTX_SLOTS + 16*slot]`: the per-thread world selector is what lets two
+//! worlds coexist.
 
-/// `VMContext.slot_tables`: two pointers, indexed by `VMThread.world`.
-pub const VMCTX_SLOT_TABLES: i32 = 0;
 /// `VMContext.memories`.
-pub const VMCTX_MEMORIES: i32 = 16;
+pub const VMCTX_MEMORIES: i32 = 0;
 /// `VMContext.globals`.
-pub const VMCTX_GLOBALS: i32 = 24;
+pub const VMCTX_GLOBALS: i32 = 8;
 /// `VMContext.tables`.
-pub const VMCTX_TABLES: i32 = 32;
+pub const VMCTX_TABLES: i32 = 16;
 /// `VMContext.funcrefs`.
-pub const VMCTX_FUNCREFS: i32 = 40;
+pub const VMCTX_FUNCREFS: i32 = 24;
 /// `VMContext.type_ids`.
-pub const VMCTX_TYPE_IDS: i32 = 48;
+pub const VMCTX_TYPE_IDS: i32 = 32;
 /// `VMContext.builtins`.
-pub const VMCTX_BUILTINS: i32 = 56;
+pub const VMCTX_BUILTINS: i32 = 40;
 /// Size of `VMContext`.
-pub const VMCTX_SIZE: usize = 72;
+pub const VMCTX_SIZE: usize = 56;
+/// Distance from a `VMContext` to its world-0 slot table.
+pub const VMCTX_SLOTS: i32 = 128;
+/// Distance between the world-0 and world-1 slot tables, and the value of
+/// `VMThread.world` in world 1 (0 in world 0).
+pub const WORLD_STRIDE: u64 = 16 << 20;
 
 /// `VMThread.poll`: nonzero means "take the slow path".
 pub const THREAD_POLL: i32 = 0;
-/// `VMThread.world`: byte offset of this thread's world in `VMContext.slot_tables`.
+/// `VMThread.world`: 0 in world 0, [`WORLD_STRIDE`] in world 1 (the offset
+/// of its slot table from the world-0 table).
 pub const THREAD_WORLD: i32 = 8;
 /// `VMThread.stack_limit`: lowest stack address JIT code may use.
 pub const THREAD_STACK_LIMIT: i32 = 16;

@@ -73,10 +73,8 @@ pub struct VMGlobal {
 /// The per-instance context passed as the first hidden argument of every
 /// compiled function.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VMContext {
-    /// Slot tables of the two worlds, selected by `VMThread.world`.
-    pub slot_tables: [*const VMSlot; 2],
     /// One pointer per memory index.
     pub memories: *const *mut VMMemory,
     /// One pointer per global index.
@@ -100,7 +98,7 @@ pub struct VMContext {
 pub struct VMThread {
     /// Poll word: bits `POLL_*` of `offsets.rs`.
     pub poll: AtomicU64,
-    /// Byte offset of this thread's world in `VMContext.slot_tables` (0 or 8).
+    /// 0 in world 0, `WORLD_STRIDE` in world 1 (`vm/vmctx_block.rs`).
     pub world: u64,
     /// Lowest stack address JIT code may use (Cranelift `stack_limit`).
     pub stack_limit: usize,
@@ -145,7 +143,6 @@ mod tests {
 
     #[test]
     fn layouts_match_offsets() {
-        assert_eq!(offset_of!(VMContext, slot_tables) as i32, VMCTX_SLOT_TABLES);
         assert_eq!(offset_of!(VMContext, memories) as i32, VMCTX_MEMORIES);
         assert_eq!(offset_of!(VMContext, globals) as i32, VMCTX_GLOBALS);
         assert_eq!(offset_of!(VMContext, tables) as i32, VMCTX_TABLES);
