@@ -177,19 +177,8 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     let index = store.instances.len();
     let mut data = Box::new(InstanceData {
         module: module.clone(),
-        vmctx: VmctxBlock::new(
-            VMContext {
-                memories: std::ptr::null(),
-                globals: std::ptr::null(),
-                tables: std::ptr::null(),
-                funcrefs: std::ptr::null(),
-                type_ids: std::ptr::null(),
-                builtins: libcalls::builtins_ptr(),
-                instance: std::ptr::null_mut(),
-            },
-            nfuncs,
-        )
-        .map_err(|e| Error::Link(format!("instance context: {e}")))?,
+        vmctx: VmctxBlock::new(VMContext::new(libcalls::builtins_ptr()), nfuncs)
+            .map_err(|e| Error::Link(format!("instance context: {e}")))?,
         funcref_records: Vec::new().into_boxed_slice(),
         funcref_ptrs: vec![std::ptr::null(); nfuncs].into_boxed_slice(),
         extra_funcrefs: Vec::new(),

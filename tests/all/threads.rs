@@ -844,6 +844,42 @@ fn engine_time_slice_is_honoured() {
     );
 }
 
+/// The export counting turns until memory word 4 is set: each of its turns
+/// after the first is one preemption of the thread it shares the CPU with.
+const TURN_COUNTER: &str = r#"
+          (func (export "count_turns") (result i32)
+            (loop $l
+              (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+              (call $yield)
+              (br_if $l (i32.eqz (i32.load (i32.const 4)))))
+            (i32.load (i32.const 0)))"#;
+
+/// Run export `name(args)` of `wat` (which includes [`TURN_COUNTER`] and
+/// sets memory word 4 when done) beside the turn counter, with a 200 µs
+/// time slice; its result and the counter's turns.
+fn run_beside_turn_counter(wat: String, name: &'static str, args: Vec<Val>) -> (Vec<Val>, i32) {
+    with_timeout(Duration::from_secs(60), move || {
+        let engine = Engine::new(wasm_patch_runtime::Config {
+            time_slice: Duration::from_micros(200),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut store = Store::new(&engine, ());
+        let mut linker = Linker::new();
+        linker.add_thread_abi();
+        let inst = linker
+            .instantiate(&mut store, &Module::new(&engine, &wat).unwrap())
+            .unwrap();
+        let work = store.spawn(func(&store, inst, name), &args).unwrap();
+        let counter = store.spawn(func(&store, inst, "count_turns"), &[]).unwrap();
+        store.run().unwrap();
+        (
+            store.take_result(work).unwrap(),
+            i32_of(store.take_result(counter)),
+        )
+    })
+}
+
 /// A loop keeping 12 integers and 12 floats live across its poll, and a
 /// counter of its turns in memory.
 fn register_heavy_module() -> String {
@@ -875,13 +911,7 @@ fn register_heavy_module() -> String {
               (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
             (i32.store (i32.const 4) (i32.const 1))
             {fold})
-          ;; Count turns until `heavy` is done: each turn is one preemption of it.
-          (func (export "count_turns") (result i32)
-            (loop $l
-              (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
-              (call $yield)
-              (br_if $l (i32.eqz (i32.load (i32.const 4)))))
-            (i32.load (i32.const 0))))"#
+          {TURN_COUNTER})"#
     )
 }
 
@@ -905,28 +935,7 @@ fn values_live_across_a_preempting_poll_survive() {
         .call(&mut store, &[Val::I32(iterations)])
         .unwrap();
 
-    let (got, turns) = with_timeout(Duration::from_secs(60), move || {
-        let engine = Engine::new(wasm_patch_runtime::Config {
-            time_slice: Duration::from_micros(200),
-            ..Default::default()
-        })
-        .unwrap();
-        let mut store = Store::new(&engine, ());
-        let mut linker = Linker::new();
-        linker.add_thread_abi();
-        let inst = linker
-            .instantiate(&mut store, &Module::new(&engine, &wat).unwrap())
-            .unwrap();
-        let heavy = store
-            .spawn(func(&store, inst, "heavy"), &[Val::I32(iterations)])
-            .unwrap();
-        let counter = store.spawn(func(&store, inst, "count_turns"), &[]).unwrap();
-        store.run().unwrap();
-        (
-            store.take_result(heavy).unwrap(),
-            i32_of(store.take_result(counter)),
-        )
-    });
+    let (got, turns) = run_beside_turn_counter(wat, "heavy", vec![Val::I32(iterations)]);
     assert!(
         turns >= 3,
         "the loop was preempted only {} times: the test did not exercise the poll path",
@@ -959,33 +968,9 @@ fn a_call_tree_without_loops_or_recursion_is_still_preempted() {
           {funcs}
           (func (export "tree") (result i64)
             (call $f0) (i32.store (i32.const 4) (i32.const 1)) (global.get $n))
-          (func (export "count_turns") (result i32)
-            (loop $l
-              (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
-              (call $yield)
-              (br_if $l (i32.eqz (i32.load (i32.const 4)))))
-            (i32.load (i32.const 0))))"#
+          {TURN_COUNTER})"#
     );
-    let (leaves, turns) = with_timeout(Duration::from_secs(60), move || {
-        let engine = Engine::new(wasm_patch_runtime::Config {
-            time_slice: Duration::from_micros(200),
-            ..Default::default()
-        })
-        .unwrap();
-        let mut store = Store::new(&engine, ());
-        let mut linker = Linker::new();
-        linker.add_thread_abi();
-        let inst = linker
-            .instantiate(&mut store, &Module::new(&engine, &wat).unwrap())
-            .unwrap();
-        let tree = store.spawn(func(&store, inst, "tree"), &[]).unwrap();
-        let counter = store.spawn(func(&store, inst, "count_turns"), &[]).unwrap();
-        store.run().unwrap();
-        (
-            store.take_result(tree).unwrap(),
-            i32_of(store.take_result(counter)),
-        )
-    });
+    let (leaves, turns) = run_beside_turn_counter(wat, "tree", Vec::new());
     assert_eq!(leaves, vec![Val::I64(1 << (depth - 1))]);
     assert!(
         turns >= 3,

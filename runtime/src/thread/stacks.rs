@@ -14,6 +14,7 @@
 //! must then stay within the slack left below the limit
 //! (`store::STACK_SLACK`, 128 KiB), or it writes into the next stack.
 
+use crate::vm::reservation::Reservation;
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
@@ -95,45 +96,22 @@ impl StackAllocator {
     }
 }
 
-/// One anonymous read-write mapping holding many stacks; unmapped when the
-/// last stack carved from it is dropped.
+/// One reserved mapping holding many stacks; unmapped when the last stack
+/// carved from it is dropped (each holds an `Arc<Slab>`).
 struct Slab {
     base: usize,
     len: usize,
+    _mapping: Reservation,
 }
 
 impl Slab {
     fn new(len: usize) -> io::Result<Slab> {
-        // SAFETY: a fresh anonymous private mapping; no existing memory is
-        // touched. NORESERVE: pages are committed only when a stack uses
-        // them.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let mapping = Reservation::new(len)?;
         Ok(Slab {
-            base: p as usize,
+            base: mapping.base() as usize,
             len,
+            _mapping: mapping,
         })
-    }
-}
-
-impl Drop for Slab {
-    fn drop(&mut self) {
-        // SAFETY: `base..base+len` is the mapping made in `Slab::new`, and
-        // no stack refers to it any more (each holds an `Arc<Slab>`).
-        unsafe {
-            libc::munmap(self.base as *mut libc::c_void, self.len);
-        }
     }
 }
 

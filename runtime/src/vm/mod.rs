@@ -7,6 +7,7 @@ pub mod libcalls;
 pub mod memory;
 pub mod offsets;
 pub(crate) mod perf_map;
+pub mod reservation;
 pub mod table;
 pub mod traps;
 pub mod vmctx;

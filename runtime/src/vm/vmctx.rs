@@ -91,6 +91,21 @@ pub struct VMContext {
     pub instance: *mut u8,
 }
 
+impl VMContext {
+    /// A context whose arrays are all still null, with `builtins` set.
+    pub fn new(builtins: *const usize) -> VMContext {
+        VMContext {
+            memories: std::ptr::null(),
+            globals: std::ptr::null(),
+            tables: std::ptr::null(),
+            funcrefs: std::ptr::null(),
+            type_ids: std::ptr::null(),
+            builtins,
+            instance: std::ptr::null_mut(),
+        }
+    }
+}
+
 /// The per-thread block passed as the second hidden argument of every
 /// compiled function.
 #[repr(C)]

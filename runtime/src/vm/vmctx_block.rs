@@ -14,6 +14,7 @@
 //! (`MAP_NORESERVE`).
 
 use super::offsets::{SLOT_SIZE, VMCTX_SLOTS, WORLD_STRIDE};
+use super::reservation::Reservation;
 use super::vmctx::{VMContext, VMSlot};
 
 /// The most functions (imports included) an instance can hold.
@@ -23,9 +24,9 @@ pub const MAX_SLOTS: usize = WORLD_STRIDE as usize / SLOT_SIZE as usize;
 #[derive(Debug)]
 pub struct VmctxBlock {
     base: *mut u8,
-    len: usize,
     /// Slots in use in each table.
     slots: usize,
+    _mapping: Reservation,
 }
 
 impl VmctxBlock {
@@ -35,27 +36,16 @@ impl VmctxBlock {
     /// `slots` over [`MAX_SLOTS`], or the mapping failed.
     pub fn new(vmctx: VMContext, slots: usize) -> std::io::Result<VmctxBlock> {
         check_slots(slots)?;
-        let len = VMCTX_SLOTS as usize + 2 * WORLD_STRIDE as usize;
-        // SAFETY: an anonymous private mapping with no address hint has no
-        // effect on existing memory.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let base = base as *mut u8;
+        let mapping = Reservation::new(VMCTX_SLOTS as usize + 2 * WORLD_STRIDE as usize)?;
+        let base = mapping.base();
         // SAFETY: the fresh mapping is page-aligned and large enough; zeroed
         // pages are null slots, so only the context needs writing.
         unsafe { std::ptr::write(base as *mut VMContext, vmctx) };
-        Ok(VmctxBlock { base, len, slots })
+        Ok(VmctxBlock {
+            base,
+            slots,
+            _mapping: mapping,
+        })
     }
 
     /// The context's address, as JIT code and funcrefs see it.
@@ -129,28 +119,12 @@ impl std::ops::DerefMut for VmctxBlock {
     }
 }
 
-impl Drop for VmctxBlock {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; the owner drops the block only when no
-        // code can run with this context any more.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn empty() -> VMContext {
-        VMContext {
-            memories: std::ptr::null(),
-            globals: std::ptr::null(),
-            tables: std::ptr::null(),
-            funcrefs: std::ptr::null(),
-            type_ids: std::ptr::null(),
-            builtins: std::ptr::null(),
-            instance: std::ptr::null_mut(),
-        }
+        VMContext::new(std::ptr::null())
     }
 
     #[test]
