@@ -251,7 +251,7 @@ pub struct FunctionVersions {
 pub(crate) struct Core {
     pub(crate) instances: HashMap<usize, PatchedInstance>,
     pub(crate) transition: Option<transition::Transition>,
-    /// Byte offset (0 or 8) of the settled world in every vmctx.
+    /// The settled world (`VMThread.world` value: 0 or `WORLD_STRIDE`).
     pub(crate) world: u64,
     pub(crate) next_id: u32,
     pub(crate) events: Vec<Event>,

@@ -34,7 +34,8 @@ pub(crate) struct Transition {
     pub(crate) patch: PatchId,
     pub(crate) direction: Direction,
     pub(crate) instance: usize,
-    /// World offsets (0 or 8): pending threads run `from`, switched `to`.
+    /// Worlds (`VMThread.world` values: 0 or `WORLD_STRIDE`): pending
+    /// threads run `from`, switched ones `to`.
     pub(crate) from: u64,
     pub(crate) to: u64,
     /// The check set `C`.
