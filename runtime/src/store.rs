@@ -553,10 +553,14 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         cancelled: false,
         in_wasm: false,
         summary_valid: false,
+        world_stale: false,
+        switch_requested: false,
         summary: 0,
+        world: 0,
         core: &mut *s.patch,
     });
-    ts.vm.world = crate::patch::transition::world_for_new_thread(&s.patch);
+    ts.world = crate::patch::transition::world_for_new_thread(&s.patch);
+    ts.vm.world = ts.world;
     let ts_ptr: *mut ThreadState = &mut *ts;
     ts.vm.host = ts_ptr as *mut u8;
     let body = move |first: Resume, suspend: &mut fiber::ThreadSuspend| {
@@ -627,6 +631,10 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
     };
     t.state = RunState::Running;
     t.summary_valid = false;
+    if t.world_stale {
+        t.world_stale = false;
+        t.vm.world = t.world;
+    }
     // Relaxed: the bit is only a hint; the slow path re-reads with Acquire.
     if t.vm.poll.load(Ordering::Relaxed) & POLL_PREEMPT != 0 {
         t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);

@@ -849,7 +849,7 @@ impl<T: 'static> Store<T> {
         let Some(t) = &self.inner.patch.transition else {
             return Some(ThreadPatchState::None);
         };
-        let in_to = ts.vm.world == t.to;
+        let in_to = ts.world == t.to;
         let patched_side = matches!(
             (t.direction, t.reversed),
             (Direction::Patch | Direction::Replace, false) | (Direction::Unpatch, true)

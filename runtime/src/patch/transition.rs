@@ -188,16 +188,31 @@ fn try_switch_cached(core: &mut Core, ts: &mut ThreadState, cache: &mut ScanCach
 
 fn switch(core: &mut Core, ts: &mut ThreadState) {
     let t = core.transition.as_mut().expect("in transition");
-    ts.vm.world = t.to;
-    // Relaxed: the bit is advisory; the world store above is read by this
-    // thread itself, on this OS thread.
-    ts.vm.poll.fetch_and(!POLL_SWITCH, Ordering::Relaxed);
+    set_world(ts, t.to);
     t.pending.remove(ts.id.0);
     t.switched += 1;
     let (p, id, done) = (t.patch, ts.id, t.pending.is_empty());
     emit(core, Event::ThreadSwitched(p, id));
     if done {
         all_switched(core);
+    }
+}
+
+/// Move `ts` to world `to`. A suspended thread gets the new world in its
+/// `VMThread` when it next resumes; the running one (inside a host call or
+/// a poll) at once.
+fn set_world(ts: &mut ThreadState, to: u64) {
+    ts.world = to;
+    if ts.state == RunState::Running {
+        ts.vm.world = to;
+    } else {
+        ts.world_stale = true;
+    }
+    if ts.switch_requested {
+        ts.switch_requested = false;
+        // Relaxed: the bit is advisory; the world is read by this thread
+        // itself, on this OS thread.
+        ts.vm.poll.fetch_and(!POLL_SWITCH, Ordering::Relaxed);
     }
 }
 
@@ -286,17 +301,16 @@ fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, runnable:
         if ts.state == RunState::Done {
             return Seen::Done;
         }
-        if ts.vm.world == to {
+        if ts.world == to {
             return Seen::Unchanged;
         }
         match blocking_frame(code, bloom, ts, cache) {
             None => {
-                ts.vm.world = to;
-                // Relaxed: as in `switch`.
-                ts.vm.poll.fetch_and(!POLL_SWITCH, Ordering::Relaxed);
+                set_world(ts, to);
                 Seen::Switched(ts.id)
             }
             Some(f) => {
+                ts.switch_requested = true;
                 // Release pairs with the Acquire fetch in the poll slow path.
                 ts.vm.poll.fetch_or(POLL_SWITCH, Ordering::Release);
                 Seen::Blocked(ts.id, f.func)

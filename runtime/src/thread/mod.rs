@@ -138,7 +138,7 @@ where
             next.prefetch_state();
         }
         if let Some(next) = tail.get(AHEAD_VM - 1) {
-            next.prefetch_vm();
+            next.prefetch_vm(prefetch_bloom);
         }
         if let Some(next) = tail.get(AHEAD_STACK - 1) {
             next.prefetch_stack(prefetch_bloom);
@@ -189,10 +189,20 @@ pub(crate) struct ThreadState {
     pub(crate) cancelled: bool,
     /// Whether `summary` describes the current (frozen) stack.
     pub(crate) summary_valid: bool,
+    /// `world` changed while the thread was suspended and `vm.world` still
+    /// holds the old value: the scheduler copies it before resuming.
+    pub(crate) world_stale: bool,
+    /// `POLL_SWITCH` may be set in `vm.poll` (set by transitions).
+    pub(crate) switch_requested: bool,
     /// Bloom summary of the functions on the stack, taken when the thread
     /// last parked or went to sleep (`shadow_stack::summarize`); cleared
     /// when it runs again.
     pub(crate) summary: u64,
+    /// The thread's world (`VMThread.world` value). JIT code reads the copy
+    /// in `vm.world`, equal to this whenever the thread runs; transitions
+    /// read and write this one, so that switching a suspended thread whose
+    /// summary proves it clean touches no line but this one.
+    pub(crate) world: u64,
     pub(crate) vm: Box<VMThread>,
     /// Exit records of outer wasm segments (host → wasm → host → wasm).
     pub(crate) outer_exits: Vec<usize>,
@@ -263,9 +273,13 @@ impl ThreadState {
         prefetch(this + 64);
     }
 
-    /// Ask the CPU to start loading this thread's `VMThread`.
-    pub(crate) fn prefetch_vm(&self) {
-        prefetch(&*self.vm as *const VMThread as usize);
+    /// Ask the CPU to start loading this thread's `VMThread`, unless the
+    /// summary already proves it clean against `bloom` (a check then needs
+    /// only the state's first line: `world` and the summary are there).
+    pub(crate) fn prefetch_vm(&self, bloom: u64) {
+        if !self.surely_clean(bloom) {
+            prefetch(&*self.vm as *const VMThread as usize);
+        }
     }
 
     /// Ask the CPU to start loading the top of this thread's stack (where
@@ -273,7 +287,9 @@ impl ThreadState {
     /// Nothing is loaded when the summary already proves it clean against
     /// `bloom`.
     pub(crate) fn prefetch_stack(&self, bloom: u64) {
-        if self.in_wasm && self.vm.exit_fp != 0 && !self.surely_clean(bloom) {
+        // The summary first: reading `vm.exit_fp` of a thread it clears
+        // would load the line `prefetch_vm` skipped.
+        if self.in_wasm && !self.surely_clean(bloom) && self.vm.exit_fp != 0 {
             prefetch(self.vm.exit_fp);
             prefetch(self.vm.exit_fp + 64);
         }

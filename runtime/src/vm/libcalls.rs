@@ -122,6 +122,8 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
             // Still blocked: check again at the next poll (no retry period,
             // CONSISTENCY.md rule 2). Relaxed: this thread's own bit.
             vm.poll.fetch_or(POLL_SWITCH, Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { (*ts).switch_requested = true };
         }
     }
     if bits & POLL_PREEMPT != 0 {
