@@ -854,22 +854,31 @@ const TURN_COUNTER: &str = r#"
               (br_if $l (i32.eqz (i32.load (i32.const 4)))))
             (i32.load (i32.const 0)))"#;
 
+/// A store of an engine with `config` and an instance of `wat`, which may
+/// import the thread ABI.
+fn with_thread_abi(config: wasm_patch_runtime::Config, wat: &str) -> (Store<()>, Instance) {
+    let engine = Engine::new(config).unwrap();
+    let mut store = Store::new(&engine, ());
+    let mut linker = Linker::new();
+    linker.add_thread_abi();
+    let inst = linker
+        .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
+        .unwrap();
+    (store, inst)
+}
+
 /// Run export `name(args)` of `wat` (which includes [`TURN_COUNTER`] and
 /// sets memory word 4 when done) beside the turn counter, with a 200 µs
 /// time slice; its result and the counter's turns.
 fn run_beside_turn_counter(wat: String, name: &'static str, args: Vec<Val>) -> (Vec<Val>, i32) {
     with_timeout(Duration::from_secs(60), move || {
-        let engine = Engine::new(wasm_patch_runtime::Config {
-            time_slice: Duration::from_micros(200),
-            ..Default::default()
-        })
-        .unwrap();
-        let mut store = Store::new(&engine, ());
-        let mut linker = Linker::new();
-        linker.add_thread_abi();
-        let inst = linker
-            .instantiate(&mut store, &Module::new(&engine, &wat).unwrap())
-            .unwrap();
+        let (mut store, inst) = with_thread_abi(
+            wasm_patch_runtime::Config {
+                time_slice: Duration::from_micros(200),
+                ..Default::default()
+            },
+            &wat,
+        );
         let work = store.spawn(func(&store, inst, name), &args).unwrap();
         let counter = store.spawn(func(&store, inst, "count_turns"), &[]).unwrap();
         store.run().unwrap();
@@ -920,17 +929,13 @@ fn values_live_across_a_preempting_poll_survive() {
     let wat = register_heavy_module();
     let iterations = 2_000_000;
     // The baseline build has no polls: its answer is the reference.
-    let baseline = Engine::new(wasm_patch_runtime::Config {
-        patchable: false,
-        ..Default::default()
-    })
-    .unwrap();
-    let mut store = Store::new(&baseline, ());
-    let mut linker = Linker::new();
-    linker.add_thread_abi();
-    let inst = linker
-        .instantiate(&mut store, &Module::new(&baseline, &wat).unwrap())
-        .unwrap();
+    let (mut store, inst) = with_thread_abi(
+        wasm_patch_runtime::Config {
+            patchable: false,
+            ..Default::default()
+        },
+        &wat,
+    );
     let want = func(&store, inst, "heavy")
         .call(&mut store, &[Val::I32(iterations)])
         .unwrap();

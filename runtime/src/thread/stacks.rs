@@ -29,7 +29,7 @@ pub struct StackAllocator {
     guard_pages: bool,
     /// The slab being carved (unguarded mode) and how many stacks it has
     /// given out.
-    slab: Option<(Arc<Slab>, usize)>,
+    slab: Option<(Arc<Reservation>, usize)>,
     /// Stacks handed out so far (for error messages).
     made: usize,
 }
@@ -69,9 +69,9 @@ impl StackAllocator {
     fn carve(&mut self) -> io::Result<FiberStack> {
         let (slab, used) = match self.slab.take() {
             Some((slab, used)) if used < STACKS_PER_SLAB => (slab, used),
-            _ => (Arc::new(Slab::new(self.size * STACKS_PER_SLAB)?), 0),
+            _ => (Arc::new(Reservation::new(self.size * STACKS_PER_SLAB)?), 0),
         };
-        let start = slab.base + used * self.size;
+        let start = slab.base() as usize + used * self.size;
         let stack = SlabStack {
             slab: slab.clone(),
             range: start..start + self.size,
@@ -96,28 +96,9 @@ impl StackAllocator {
     }
 }
 
-/// One reserved mapping holding many stacks; unmapped when the last stack
-/// carved from it is dropped (each holds an `Arc<Slab>`).
-struct Slab {
-    base: usize,
-    len: usize,
-    _mapping: Reservation,
-}
-
-impl Slab {
-    fn new(len: usize) -> io::Result<Slab> {
-        let mapping = Reservation::new(len)?;
-        Ok(Slab {
-            base: mapping.base() as usize,
-            len,
-            _mapping: mapping,
-        })
-    }
-}
-
 /// A stack inside a slab.
 struct SlabStack {
-    slab: Arc<Slab>,
+    slab: Arc<Reservation>,
     range: Range<usize>,
 }
 
@@ -127,7 +108,7 @@ struct SlabStack {
 // There is no guard region: an empty range at the stack's base says so.
 unsafe impl RuntimeFiberStack for SlabStack {
     fn top(&self) -> *mut u8 {
-        debug_assert!(self.range.end <= self.slab.base + self.slab.len);
+        debug_assert!(self.range.end <= self.slab.base() as usize + self.slab.len());
         self.range.end as *mut u8
     }
 

@@ -23,10 +23,9 @@ pub const MAX_SLOTS: usize = WORLD_STRIDE as usize / SLOT_SIZE as usize;
 /// The mapping: a `VMContext` followed by two slot tables.
 #[derive(Debug)]
 pub struct VmctxBlock {
-    base: *mut u8,
+    mapping: Reservation,
     /// Slots in use in each table.
     slots: usize,
-    _mapping: Reservation,
 }
 
 impl VmctxBlock {
@@ -37,20 +36,15 @@ impl VmctxBlock {
     pub fn new(vmctx: VMContext, slots: usize) -> std::io::Result<VmctxBlock> {
         check_slots(slots)?;
         let mapping = Reservation::new(VMCTX_SLOTS as usize + 2 * WORLD_STRIDE as usize)?;
-        let base = mapping.base();
         // SAFETY: the fresh mapping is page-aligned and large enough; zeroed
         // pages are null slots, so only the context needs writing.
-        unsafe { std::ptr::write(base as *mut VMContext, vmctx) };
-        Ok(VmctxBlock {
-            base,
-            slots,
-            _mapping: mapping,
-        })
+        unsafe { std::ptr::write(mapping.base() as *mut VMContext, vmctx) };
+        Ok(VmctxBlock { mapping, slots })
     }
 
     /// The context's address, as JIT code and funcrefs see it.
     pub fn as_ptr(&self) -> *mut VMContext {
-        self.base as *mut VMContext
+        self.mapping.base() as *mut VMContext
     }
 
     /// The slot table of world `w` (0 or 1).
@@ -71,7 +65,7 @@ impl VmctxBlock {
         assert!(w < 2, "world index {w}");
         let off = VMCTX_SLOTS as usize + w * WORLD_STRIDE as usize;
         // SAFETY: `off` is inside the mapping.
-        unsafe { self.base.add(off) as *mut VMSlot }
+        unsafe { self.mapping.base().add(off) as *mut VMSlot }
     }
 
     /// Use `slots` slots per world (more than before: new ones are null).
@@ -108,14 +102,14 @@ impl std::ops::Deref for VmctxBlock {
     type Target = VMContext;
     fn deref(&self) -> &VMContext {
         // SAFETY: written in `new`, at the start of the live mapping.
-        unsafe { &*(self.base as *const VMContext) }
+        unsafe { &*(self.mapping.base() as *const VMContext) }
     }
 }
 
 impl std::ops::DerefMut for VmctxBlock {
     fn deref_mut(&mut self) -> &mut VMContext {
         // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
-        unsafe { &mut *(self.base as *mut VMContext) }
+        unsafe { &mut *(self.mapping.base() as *mut VMContext) }
     }
 }
 
