@@ -984,3 +984,75 @@ fn a_call_tree_without_loops_or_recursion_is_still_preempted() {
         turns - 1
     );
 }
+
+#[test]
+fn a_counted_loop_too_long_to_run_without_polls_is_still_preempted() {
+    // A counted loop from a known start (compile/loop_bounds.rs) whose
+    // trip count is far above what may run without a header poll.
+    let wat = format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (memory 1)
+          (func (export "count") (result i32) (local $i i32) (local $acc i32)
+            (i32.const 0) (local.set $i)
+            (loop $l
+              (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 31)) (local.get $i)))
+              (br_if $l (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                (i32.const 0x4000000))))
+            (i32.store (i32.const 4) (i32.const 1))
+            (local.get $acc))
+          {TURN_COUNTER})"#
+    );
+    let (got, turns) = run_beside_turn_counter(wat, "count", Vec::new());
+    let want = (0..0x400_0000u32).fold(0u32, |acc, i| acc.wrapping_mul(31).wrapping_add(i));
+    assert_eq!(got, vec![Val::I32(want as i32)]);
+    assert!(
+        turns >= 3,
+        "2^26 iterations ran with only {} preemptions",
+        turns - 1
+    );
+}
+
+#[test]
+fn short_counted_loops_inside_a_long_loop_are_preempted_through_it() {
+    // The inner 64-round loop has no header poll; the outer loop's header
+    // polls once per 64 rounds, and the results match the baseline build.
+    let wat = format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (memory 1)
+          (func (export "rounds") (param $n i32) (result i32)
+            (local $i i32) (local $j i32) (local $h i32)
+            (local.set $h (i32.const 0x6a09e667))
+            (loop $outer
+              (i32.const 0) (local.set $j)
+              (loop $inner
+                (local.set $h (i32.xor (i32.rotl (local.get $h) (i32.const 7))
+                                       (i32.add (local.get $j) (local.get $i))))
+                (br_if $inner (i32.ne (local.tee $j (i32.add (local.get $j) (i32.const 1)))
+                                      (i32.const 64))))
+              (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                      (local.get $n))))
+            (i32.store (i32.const 4) (i32.const 1))
+            (local.get $h))
+          {TURN_COUNTER})"#
+    );
+    let n = 1_000_000;
+    let (mut store, inst) = with_thread_abi(
+        wasm_patch_runtime::Config {
+            patchable: false,
+            ..Default::default()
+        },
+        &wat,
+    );
+    let want = func(&store, inst, "rounds")
+        .call(&mut store, &[Val::I32(n)])
+        .unwrap();
+    let (got, turns) = run_beside_turn_counter(wat, "rounds", vec![Val::I32(n)]);
+    assert_eq!(got, want);
+    assert!(
+        turns >= 3,
+        "64 million rounds ran with only {} preemptions",
+        turns - 1
+    );
+}

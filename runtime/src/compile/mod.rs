@@ -8,6 +8,7 @@
 
 pub(crate) mod environ;
 pub(crate) mod func_env;
+pub(crate) mod loop_bounds;
 pub(crate) mod polls;
 pub(crate) mod stack;
 pub(crate) mod trampolines;

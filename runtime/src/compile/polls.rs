@@ -1,8 +1,10 @@
 //! Which functions of a module poll at entry.
 //!
 //! A poll bounds how long a thread runs without looking at its poll word
-//! (preemption, switch requests, cancellation). Every loop header polls, so
-//! what remains is work done through calls: recursion (a cycle in the call
+//! (preemption, switch requests, cancellation). Every loop header polls
+//! (but those of short counted loops, `loop_bounds.rs`, which contain no
+//! call and run like straight-line code), so what remains is work done
+//! through calls: recursion (a cycle in the call
 //! graph, `fib`) and call trees that fan out without loops (`f` calls `g`
 //! twice, `g` calls `h` twice, ...). Polling at the entry of every function
 //! that calls bounds both, but costs a load and a branch on every call, and

@@ -90,6 +90,7 @@ pub(crate) fn translate_function<E: FuncEnvironment>(
         unreachable_depth: 0,
         num_results: ty.results().len(),
         ptr,
+        self_bounded_loops: Vec::new(),
     };
     match t.translate(ty, body) {
         Ok(()) => {
@@ -128,6 +129,8 @@ struct FuncTranslator<'e, 'f, E> {
     num_results: usize,
     /// The pointer type, also used for references.
     ptr: Type,
+    /// Offsets of the `loop`s whose header needs no poll (`loop_bounds.rs`).
+    self_bounded_loops: Vec<usize>,
 }
 
 /// The CLIF type of a wasm value type (references are pointer-sized).
@@ -276,6 +279,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         }
         self.declare_locals(body)?;
         let entry_poll = calls_or_loops(body);
+        self.self_bounded_loops = super::loop_bounds::self_bounded_loops(body);
         self.env
             .prologue(&mut self.b, params[0], params[1], entry_poll);
 
@@ -465,7 +469,9 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         self.stack.truncate(height);
         self.b.switch_to_block(header);
         self.stack.extend(self.b.block_params(header));
-        self.env.poll(&mut self.b);
+        if self.self_bounded_loops.binary_search(&offset).is_err() {
+            self.env.poll(&mut self.b);
+        }
         self.control.push(ControlFrame {
             kind: FrameKind::Loop { header },
             num_params,
