@@ -261,6 +261,7 @@ impl<T> StoreInner<T> {
     ) -> Result<usize, Error> {
         let m =
             LinearMemory::new(minimum, maximum).map_err(|e| Error::Instantiate(e.to_string()))?;
+        self.preempt.add_hint(m.poll_hint());
         self.memories.push(Box::new(m));
         Ok(self.memories.len() - 1)
     }
@@ -558,6 +559,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         summary: 0,
         world: 0,
         core: &mut *s.patch,
+        preempt: Arc::as_ptr(&s.preempt),
     });
     ts.world = crate::patch::transition::world_for_new_thread(&s.patch);
     ts.vm.world = ts.world;
@@ -638,6 +640,11 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
     // Relaxed: the bit is only a hint; the slow path re-reads with Acquire.
     if t.vm.poll.load(Ordering::Relaxed) & POLL_PREEMPT != 0 {
         t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
+    }
+    // A switch request or cancellation waits in the word: the hints must
+    // say so (thread/poll.rs, "Hints").
+    if t.vm.poll.load(Ordering::SeqCst) != 0 {
+        s.preempt.arm_hints();
     }
     s.preempt.set(&t.vm.poll);
     let prev_running = s.running;

@@ -1452,3 +1452,73 @@ fn thousands_of_runnable_threads_are_checked_exactly() {
     let out = store.wait_transition().unwrap();
     assert_eq!((out.patch, out.reversed), (p, false));
 }
+
+/// `main` waits inside `inside` (in `yield`, then in a polling loop), then
+/// spins calling `target`
+/// until it returns non-zero, and returns how many loop turns that took
+/// (0 when it gave up after 10 million). With `memory`, polls read the
+/// memory's poll hint instead of the thread's poll word.
+fn spin_until_patched(v: i32, memory: bool) -> String {
+    let memory = if memory { "(memory 1)" } else { "" };
+    format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          {memory}
+          (func $target (result i32) i32.const {v})
+          (global $k (mut i32) (i32.const 1000))
+          (func $inside (local $i i32)
+            (call $yield)
+            ;; Polls while still blocked here: each re-requests the check.
+            (local.set $i (global.get $k))
+            (loop $spin
+              (br_if $spin (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
+            (drop (i32.const {v})))
+          (func (export "main") (result i32) (local $n i32)
+            (call $inside)
+            (loop $l
+              (local.set $n (i32.add (local.get $n) (i32.const 1)))
+              (if (i32.ge_u (local.get $n) (i32.const 10000000))
+                (then (return (i32.const 0))))
+              (br_if $l (i32.eqz (call $target))))
+            (local.get $n)))"#
+    )
+}
+
+/// Rule 2: a running thread switches at its next poll where its stack is
+/// clean, with no help from preemption (the time slice here is an hour).
+/// The thread was blocked (inside `inside`) while suspended; the scheduler
+/// resumes it with the switch request pending, its polls inside `inside`
+/// find it still blocked and request the check again, and its first loop
+/// poll after leaving `inside` must switch it, whether polls read the
+/// thread's poll word (no memory) or the memory's poll hint, which the
+/// scheduler must arm when it resumes a thread with a request and the slow
+/// path must re-arm with each new request.
+#[test]
+fn a_blocked_thread_switches_at_its_first_clean_poll() {
+    for memory in [false, true] {
+        let engine = Engine::new(Config {
+            time_slice: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .unwrap();
+        let (mut store, inst) = setup_host_with(engine, &spin_until_patched(0, memory));
+        let main = func(&store, inst, "main");
+        let t = store.spawn(main, &[]).unwrap();
+        assert_eq!(store.run_steps(1), 1, "main runs into its yield");
+        let bytes = bundle(
+            &spin_until_patched(0, memory),
+            &spin_until_patched(1, memory),
+            &[],
+        );
+        apply(&mut store, inst, &bytes);
+        let st = store.transition_status().expect("in transition");
+        assert_eq!(st.pending, 1, "memory {memory}: blocked inside `inside`");
+        store.run().unwrap();
+        assert_eq!(
+            store.take_result(t).unwrap(),
+            vec![Val::I32(1)],
+            "memory {memory}: the first loop poll switches the thread"
+        );
+        assert!(store.transition_status().is_none());
+    }
+}

@@ -336,11 +336,21 @@ impl FuncEnvironment for FuncEnv<'_> {
             return;
         }
         let vmthread = self.vmthread();
-        // Relaxed-equivalent plain load: the scheduler's `fetch_or` (Release
-        // in thread/poll.rs) pairs with the Acquire re-load in the slow path.
-        let word = builder
-            .ins()
-            .load(types::I64, mutable(), vmthread, THREAD_POLL);
+        // Plain loads: the slow path re-reads the poll word with SeqCst.
+        // With a memory, the word is memory 0's poll hint, below the base
+        // that memory accesses keep in a register (thread/poll.rs, "Hints"):
+        // a hot loop then needs no register, and no reload, for `vmthread`.
+        let word = if self.info.memories.is_empty() {
+            builder
+                .ins()
+                .load(types::I64, mutable(), vmthread, THREAD_POLL)
+        } else {
+            let def = self.memory_def(builder, 0);
+            let base = builder.ins().load(types::I64, readonly(), def, MEMORY_BASE);
+            builder
+                .ins()
+                .load(types::I64, mutable(), base, MEMORY_POLL_HINT)
+        };
         let slow = builder.create_block();
         let cont = builder.create_block();
         builder.ins().brif(word, slow, &[], cont, &[]);

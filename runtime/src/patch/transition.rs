@@ -311,8 +311,14 @@ fn settle_all(core: &mut Core, threads: &mut crate::thread::ThreadMap, runnable:
             }
             Some(f) => {
                 ts.switch_requested = true;
-                // Release pairs with the Acquire fetch in the poll slow path.
-                ts.vm.poll.fetch_or(POLL_SWITCH, Ordering::Release);
+                // SeqCst: the bit before any hint (thread/poll.rs, "Hints");
+                // it also pairs with the slow path's fetch.
+                ts.vm.poll.fetch_or(POLL_SWITCH, Ordering::SeqCst);
+                if ts.state == RunState::Running {
+                    // The thread that called into the host: its next poll
+                    // may read a memory hint.
+                    ts.arm_poll_hints();
+                }
                 Seen::Blocked(ts.id, f.func)
             }
         }

@@ -208,6 +208,9 @@ pub(crate) struct ThreadState {
     pub(crate) outer_exits: Vec<usize>,
     pub(crate) suspend: *mut ThreadSuspend,
     /// The store's patch state, for the poll slow path.
+    /// The store's preemption target, whose memory poll hints this
+    /// thread's polls read (`thread/poll.rs`); the store outlives it.
+    pub(crate) preempt: *const poll::PreemptTarget,
     pub(crate) core: *mut crate::patch::Core,
     pub(crate) fiber: Option<ThreadFiber>,
     pub(crate) result: Option<Result<Vec<Val>, Error>>,
@@ -216,6 +219,13 @@ pub(crate) struct ThreadState {
 }
 
 impl ThreadState {
+    /// Arm the store's memory poll hints (`thread/poll.rs`, "Hints"), after
+    /// setting a bit in this running thread's poll word.
+    pub(crate) fn arm_poll_hints(&self) {
+        // SAFETY: the store, which owns the target, outlives its threads.
+        unsafe { (*self.preempt).arm_hints() };
+    }
+
     /// The exact wasm frames of this thread, innermost first. Only
     /// meaningful while the thread is not running.
     pub(crate) fn frames(&self) -> Vec<RawFrame> {

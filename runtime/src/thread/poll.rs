@@ -1,9 +1,22 @@
 //! The per-thread poll word and the process-wide preemption ticker.
 //!
-//! JIT code loads `VMThread.poll` at every loop back-edge and at the entry
-//! of every function with a call or a loop, and takes the slow path (`vm::libcalls::poll`) when it is nonzero. Bits:
-//! `POLL_PREEMPT` (time slice over), `POLL_SWITCH` (a transition wants this
-//! thread to check its stack), `POLL_CANCEL`.
+//! JIT code polls at loop headers and at the entries `compile/polls.rs`
+//! picks, and takes the slow path (`vm::libcalls::poll`) when the word it
+//! loads is nonzero. Bits of `VMThread.poll`: `POLL_PREEMPT` (time slice
+//! over), `POLL_SWITCH` (a transition wants this thread to check its
+//! stack), `POLL_CANCEL`.
+//!
+//! **Hints.** In a module with a memory, polls load memory 0's *poll hint*
+//! instead (`LinearMemory::poll_hint`, just below the base that memory
+//! accesses keep in a register), so that hot loops need no register for
+//! `vmthread`. The hints of a store's memories follow one rule: while the
+//! thread running on the store has a bit in its poll word, every hint is
+//! non-zero. Whoever sets a bit of the running thread arms the hints after
+//! it ([`PreemptTarget::arm_hints`]: the ticker, a blocked switch check);
+//! the scheduler arms them when it resumes a thread with a bit set; the
+//! slow path disarms them *before* it clears the bits it handles, so a bit
+//! set meanwhile re-arms them after (all `SeqCst`). A hint left armed with
+//! no bit set costs one slow path that finds nothing and disarms it.
 //!
 //! The ticker is one OS thread for the whole process. Each store registers a
 //! [`PreemptTarget`] whose `current` points at the poll word of the thread it
@@ -25,12 +38,42 @@ pub struct PreemptTarget {
     slice_ticks: u64,
     /// Ticks since the current thread was resumed.
     elapsed: AtomicU64,
+    /// Addresses of the poll hints of the store's memories (module docs);
+    /// the memories outlive the target's registration.
+    hints: Mutex<Vec<usize>>,
 }
 
 /// The ticker's period: time slices are whole multiples of it.
 pub const TICK: Duration = Duration::from_millis(1);
 
 impl PreemptTarget {
+    /// Add a memory's poll hint (it must stay alive until the store
+    /// unregisters this target).
+    pub fn add_hint(&self, hint: &AtomicU64) {
+        self.lock_hints().push(hint as *const AtomicU64 as usize);
+    }
+
+    /// Arm every hint: the running thread may have a bit in its poll word.
+    pub fn arm_hints(&self) {
+        self.store_hints(1);
+    }
+
+    /// Disarm every hint, before the slow path clears the bits it handles.
+    pub fn disarm_hints(&self) {
+        self.store_hints(0);
+    }
+
+    fn store_hints(&self, v: u64) {
+        for &h in self.lock_hints().iter() {
+            // SAFETY: `add_hint`'s contract: the word is alive.
+            unsafe { (*(h as *const AtomicU64)).store(v, Ordering::SeqCst) };
+        }
+    }
+
+    fn lock_hints(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.hints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Point the ticker at `word` (or null).
     pub fn set(&self, word: *const AtomicU64) {
         // Release pairs with the Acquire load in `tick`: the word is fully
@@ -77,8 +120,9 @@ fn tick() {
         if !p.is_null() && ticks >= t.slice_ticks {
             // SAFETY: the store keeps the word alive until it unregisters,
             // which needs this lock (see `unregister`).
-            // Release pairs with the Acquire swap in the poll slow path.
-            unsafe { (*p).fetch_or(POLL_PREEMPT, Ordering::Release) };
+            // SeqCst: the bit, then the hints (module docs, "Hints").
+            unsafe { (*p).fetch_or(POLL_PREEMPT, Ordering::SeqCst) };
+            t.arm_hints();
         }
     }
 }

@@ -103,12 +103,18 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
     // SAFETY: JIT code passes its own live VMThread, whose `host` is the
     // running ThreadState.
     let (vm, ts) = unsafe { (&*vmthread, (*vmthread).host as *mut ThreadState) };
-    // Acquire pairs with the Release `fetch_or` of the ticker (poll.rs) and
-    // of transitions: what they published before setting a bit is visible.
+    // SAFETY: the store, which owns the target, outlives its threads.
+    let preempt = unsafe { &*(*ts).preempt };
+    // Hints off, then the bits (thread/poll.rs, "Hints"). SeqCst also
+    // pairs with the setters' Release/SeqCst: what they published before
+    // setting a bit is visible.
+    preempt.disarm_hints();
     let bits = vm
         .poll
-        .fetch_and(!(POLL_PREEMPT | POLL_SWITCH), Ordering::Acquire);
+        .fetch_and(!(POLL_PREEMPT | POLL_SWITCH), Ordering::SeqCst);
     if bits & POLL_CANCEL != 0 {
+        // The bit stays: keep the hints armed with it.
+        preempt.arm_hints();
         return 1;
     }
     if bits & POLL_SWITCH != 0 {
@@ -121,7 +127,8 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
         if !switched && unsafe { (*(*ts).core).is_pending((*ts).id.0) } {
             // Still blocked: check again at the next poll (no retry period,
             // CONSISTENCY.md rule 2). Relaxed: this thread's own bit.
-            vm.poll.fetch_or(POLL_SWITCH, Ordering::Relaxed);
+            vm.poll.fetch_or(POLL_SWITCH, Ordering::SeqCst);
+            preempt.arm_hints();
             // SAFETY: as above.
             unsafe { (*ts).switch_requested = true };
         }

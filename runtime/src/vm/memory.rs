@@ -3,10 +3,15 @@
 //! pages read+write as the memory grows. Out-of-bounds accesses hit the
 //! reservation and fault; the trap handler reports them. The base never
 //! moves, so JIT code may hoist its load.
+//!
+//! One read+write page precedes the base; its last word is the memory's poll
+//! hint (`offsets::MEMORY_POLL_HINT`, `thread/poll.rs`). Guest addresses are
+//! unsigned offsets from the base, so no guest access can reach it.
 
 use super::code_memory::page_size;
 use super::vmctx::VMMemory;
 use std::cell::UnsafeCell;
+use std::sync::atomic::AtomicU64;
 
 /// Wasm page size.
 pub const WASM_PAGE: u64 = 65536;
@@ -33,25 +38,34 @@ pub enum MemoryError {
 impl LinearMemory {
     /// A memory of `minimum` pages, growable to `maximum` pages.
     pub fn new(minimum: u64, maximum: Option<u64>) -> Result<LinearMemory, MemoryError> {
+        let page = page_size();
         // SAFETY: an anonymous PROT_NONE reservation with no address hint.
-        let base = unsafe {
+        let start = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                RESERVATION,
+                page + RESERVATION,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
         };
-        if base == libc::MAP_FAILED {
+        if start == libc::MAP_FAILED {
             return Err(MemoryError::Reserve(std::io::Error::last_os_error()));
         }
+        // SAFETY: the first page of the reservation just made; it holds the
+        // poll hint (zero-filled: no request).
+        let rc = unsafe { libc::mprotect(start, page, libc::PROT_READ | libc::PROT_WRITE) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            // SAFETY: unmapping the reservation made above, never shared.
+            unsafe { libc::munmap(start, page + RESERVATION) };
+            return Err(MemoryError::Reserve(err));
+        }
+        // SAFETY: `page` is inside the reservation.
+        let base = unsafe { (start as *mut u8).add(page) };
         let mem = LinearMemory {
-            def: Box::new(UnsafeCell::new(VMMemory {
-                base: base as *mut u8,
-                length: 0,
-            })),
+            def: Box::new(UnsafeCell::new(VMMemory { base, length: 0 })),
             maximum,
         };
         if minimum > 0 && mem.grow(minimum).is_none() {
@@ -65,6 +79,20 @@ impl LinearMemory {
     /// Pointer handed to JIT code.
     pub fn vm_ptr(&self) -> *mut VMMemory {
         self.def.get()
+    }
+
+    /// The poll hint in the page before the base (module docs).
+    pub fn poll_hint(&self) -> &AtomicU64 {
+        // SAFETY: the word lies in the read+write page before the base,
+        // 8-aligned, alive as long as the memory; it is only accessed
+        // atomically (JIT code reads it with a plain aligned load).
+        unsafe {
+            &*(self
+                .def()
+                .base
+                .offset(crate::vm::offsets::MEMORY_POLL_HINT as isize)
+                as *const AtomicU64)
+        }
     }
 
     fn def(&self) -> &VMMemory {
@@ -152,8 +180,12 @@ impl LinearMemory {
 
 impl Drop for LinearMemory {
     fn drop(&mut self) {
-        let base = self.def().base;
-        // SAFETY: the reservation is ours and no instance uses it any more.
-        unsafe { libc::munmap(base as *mut libc::c_void, RESERVATION) };
+        let page = page_size();
+        // SAFETY: the reservation (hint page, then the memory) is ours and no
+        // instance uses it any more.
+        unsafe {
+            let start = self.def().base.sub(page);
+            libc::munmap(start as *mut libc::c_void, page + RESERVATION)
+        };
     }
 }

@@ -87,6 +87,12 @@ pub const FUNCREF_VMCTX: i32 = 8;
 pub const MEMORY_BASE: i32 = 0;
 /// `VMMemory.length` (bytes, u64).
 pub const MEMORY_LENGTH: i32 = 8;
+/// The memory's poll hint, relative to its base (`LinearMemory::poll_hint`):
+/// non-zero when the thread running on the memory's store may have a
+/// request in its poll word. Polls in functions of a module with a memory
+/// read it here, through the base that memory accesses keep in a register,
+/// instead of through `vmthread`.
+pub const MEMORY_POLL_HINT: i32 = -8;
 
 /// `VMTable.base`: pointer to the element array (pointer-sized refs).
 pub const TABLE_BASE: i32 = 0;
