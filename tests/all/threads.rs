@@ -889,6 +889,19 @@ fn run_beside_turn_counter(wat: String, name: &'static str, args: Vec<Val>) -> (
     })
 }
 
+/// `name(args)` of `wat` in the baseline build, which has no polls: the
+/// reference for the same call preempted in the patchable build.
+fn baseline_result(wat: &str, name: &str, args: &[Val]) -> Vec<Val> {
+    let (mut store, inst) = with_thread_abi(
+        wasm_patch_runtime::Config {
+            patchable: false,
+            ..Default::default()
+        },
+        wat,
+    );
+    func(&store, inst, name).call(&mut store, args).unwrap()
+}
+
 /// A loop keeping 12 integers and 12 floats live across its poll, and a
 /// counter of its turns in memory.
 fn register_heavy_module() -> String {
@@ -928,18 +941,7 @@ fn register_heavy_module() -> String {
 fn values_live_across_a_preempting_poll_survive() {
     let wat = register_heavy_module();
     let iterations = 2_000_000;
-    // The baseline build has no polls: its answer is the reference.
-    let (mut store, inst) = with_thread_abi(
-        wasm_patch_runtime::Config {
-            patchable: false,
-            ..Default::default()
-        },
-        &wat,
-    );
-    let want = func(&store, inst, "heavy")
-        .call(&mut store, &[Val::I32(iterations)])
-        .unwrap();
-
+    let want = baseline_result(&wat, "heavy", &[Val::I32(iterations)]);
     let (got, turns) = run_beside_turn_counter(wat, "heavy", vec![Val::I32(iterations)]);
     assert!(
         turns >= 3,
@@ -1038,16 +1040,7 @@ fn short_counted_loops_inside_a_long_loop_are_preempted_through_it() {
           {TURN_COUNTER})"#
     );
     let n = 1_000_000;
-    let (mut store, inst) = with_thread_abi(
-        wasm_patch_runtime::Config {
-            patchable: false,
-            ..Default::default()
-        },
-        &wat,
-    );
-    let want = func(&store, inst, "rounds")
-        .call(&mut store, &[Val::I32(n)])
-        .unwrap();
+    let want = baseline_result(&wat, "rounds", &[Val::I32(n)]);
     let (got, turns) = run_beside_turn_counter(wat, "rounds", vec![Val::I32(n)]);
     assert_eq!(got, want);
     assert!(
