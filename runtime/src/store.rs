@@ -637,13 +637,15 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
         t.world_stale = false;
         t.vm.world = t.world;
     }
-    // Relaxed: the bit is only a hint; the slow path re-reads with Acquire.
-    if t.vm.poll.load(Ordering::Relaxed) & POLL_PREEMPT != 0 {
+    // Only a late tick from this thread's previous run can still write the
+    // word meanwhile; it sets POLL_PREEMPT and arms the hints itself.
+    let bits = t.vm.poll.load(Ordering::SeqCst);
+    if bits & POLL_PREEMPT != 0 {
         t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
     }
     // A switch request or cancellation waits in the word: the hints must
     // say so (thread/poll.rs, "Hints").
-    if t.vm.poll.load(Ordering::SeqCst) != 0 {
+    if bits & !POLL_PREEMPT != 0 {
         s.preempt.arm_hints();
     }
     s.preempt.set(&t.vm.poll);

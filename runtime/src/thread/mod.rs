@@ -207,10 +207,10 @@ pub(crate) struct ThreadState {
     /// Exit records of outer wasm segments (host → wasm → host → wasm).
     pub(crate) outer_exits: Vec<usize>,
     pub(crate) suspend: *mut ThreadSuspend,
-    /// The store's patch state, for the poll slow path.
     /// The store's preemption target, whose memory poll hints this
     /// thread's polls read (`thread/poll.rs`); the store outlives it.
     pub(crate) preempt: *const poll::PreemptTarget,
+    /// The store's patch state, for the poll slow path.
     pub(crate) core: *mut crate::patch::Core,
     pub(crate) fiber: Option<ThreadFiber>,
     pub(crate) result: Option<Result<Vec<Val>, Error>>,

@@ -126,7 +126,7 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
         // SAFETY: as above.
         if !switched && unsafe { (*(*ts).core).is_pending((*ts).id.0) } {
             // Still blocked: check again at the next poll (no retry period,
-            // CONSISTENCY.md rule 2). Relaxed: this thread's own bit.
+            // CONSISTENCY.md rule 2). SeqCst: the bit, then the hints.
             vm.poll.fetch_or(POLL_SWITCH, Ordering::SeqCst);
             preempt.arm_hints();
             // SAFETY: as above.
