@@ -173,6 +173,7 @@ fn error_kind(e: &PatchError) -> &'static str {
         PatchError::Compile(_) => "compile",
         PatchError::Unknown(_) => "unknown_patch",
         PatchError::RevertRefused(..) => "revert_refused",
+        PatchError::Forced(_) => "forced",
         PatchError::FromGuest => "from_guest",
     }
 }

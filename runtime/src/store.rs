@@ -784,7 +784,7 @@ pub(crate) unsafe fn run_until<T: 'static>(
     loop {
         // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
         let s = unsafe { &mut *inner };
-        if s.patch.transition.is_some() || s.patch.completion_due {
+        if s.patch.transition.is_some() {
             crate::patch::ops::drive(inner);
         }
         // SAFETY: forwarded; `drive` may have run callbacks on new threads.

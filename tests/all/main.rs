@@ -1,6 +1,7 @@
 //! Integration tests of the runtime's embedding API: calls through slots,
 //! traps, guest threads, exact stacks, and the host API.
 
+mod adversarial;
 mod api;
 mod bundles;
 mod cli_control;

@@ -137,7 +137,7 @@ fn the_same_bundle_marked_immediate_mixes_versions() {
 // finally returns `f(0)` as its world sees it.
 // ---------------------------------------------------------------------------
 
-fn app_with(f_body: &str, g_body: &str, extra: &str) -> String {
+pub(crate) fn app_with(f_body: &str, g_body: &str, extra: &str) -> String {
     format!(
         r#"(module
       (import "env" "park" (func $park))
@@ -183,13 +183,13 @@ fn app_with(f_body: &str, g_body: &str, extra: &str) -> String {
 }
 
 /// `f` returns `f`, `g` returns `g`.
-fn app(f: i32, g: i32) -> String {
+pub(crate) fn app(f: i32, g: i32) -> String {
     app_with(&format!("i32.const {f}"), &format!("i32.const {g}"), "")
 }
 
 /// Callback functions of a new build: each records its code and sets its bit
 /// in `$cb`; `pre` returns `veto`.
-fn callbacks(veto: i32) -> String {
+pub(crate) fn callbacks(veto: i32) -> String {
     let cb = |name: &str, code: i32, bit: i32, ret: i32| {
         format!(
             "(func ${name} (result i32) i32.const {code} call $record \
@@ -205,17 +205,17 @@ fn callbacks(veto: i32) -> String {
     .join("\n")
 }
 
-fn diff_with(old: &str, new: &str, opts: &DiffOptions) -> patch_format::Bundle {
+pub(crate) fn diff_with(old: &str, new: &str, opts: &DiffOptions) -> patch_format::Bundle {
     let old = wat::parse_str(old).unwrap();
     let new = wat::parse_str(new).unwrap();
     diff(&old, &new, opts).expect("diff").bundle
 }
 
-fn bytes_with(old: &str, new: &str, opts: &DiffOptions) -> Vec<u8> {
+pub(crate) fn bytes_with(old: &str, new: &str, opts: &DiffOptions) -> Vec<u8> {
     diff_with(old, new, opts).to_bytes()
 }
 
-fn imm(names: &[&str]) -> DiffOptions {
+pub(crate) fn imm(names: &[&str]) -> DiffOptions {
     DiffOptions {
         immediate: names.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
@@ -223,18 +223,24 @@ fn imm(names: &[&str]) -> DiffOptions {
 }
 
 #[derive(Default)]
-struct Host {
-    rec: Vec<i32>,
-    mem: Vec<u8>,
+pub(crate) struct Host {
+    pub(crate) rec: Vec<i32>,
+    pub(crate) mem: Vec<u8>,
 }
 
-fn setup_host(src: &str) -> (Store<Host>, Instance) {
+pub(crate) fn setup_host(src: &str) -> (Store<Host>, Instance) {
     setup_host_with(Engine::default(), src)
 }
 
-fn setup_host_with(engine: Engine, src: &str) -> (Store<Host>, Instance) {
+pub(crate) fn setup_host_with(engine: Engine, src: &str) -> (Store<Host>, Instance) {
     let module = Module::new(&engine, src).unwrap();
     let mut store = Store::new(&engine, Host::default());
+    let inst = host_linker().instantiate(&mut store, &module).unwrap();
+    (store, inst)
+}
+
+/// The thread ABI plus `env.park`, `env.record` and `env.snap`.
+pub(crate) fn host_linker() -> Linker<Host> {
     let mut linker: Linker<Host> = Linker::new();
     linker.add_thread_abi();
     linker.func_new("env", "park", FuncType::new([], []), |c, _, _| c.park());
@@ -252,24 +258,23 @@ fn setup_host_with(engine: Engine, src: &str) -> (Store<Host>, Instance) {
         c.data_mut().mem = m;
         Ok(())
     });
-    let inst = linker.instantiate(&mut store, &module).unwrap();
-    (store, inst)
+    linker
 }
 
-fn func(store: &Store<Host>, inst: Instance, name: &str) -> Func {
+pub(crate) fn func(store: &Store<Host>, inst: Instance, name: &str) -> Func {
     inst.get_func(store, name)
         .unwrap_or_else(|| panic!("no export {name}"))
 }
 
 /// Call an export on a new thread and run until it returns its i32.
 #[track_caller]
-fn call(store: &mut Store<Host>, inst: Instance, name: &str) -> i32 {
+pub(crate) fn call(store: &mut Store<Host>, inst: Instance, name: &str) -> i32 {
     let f = func(store, inst, name);
     crate::i32_of(f.call(store, &[]))
 }
 
 /// Spawn `name(args)` and run every thread until all are parked or done.
-fn park(store: &mut Store<Host>, inst: Instance, name: &str, args: &[Val]) -> ThreadId {
+pub(crate) fn park(store: &mut Store<Host>, inst: Instance, name: &str, args: &[Val]) -> ThreadId {
     let f = func(store, inst, name);
     let id = store.spawn(f, args).unwrap();
     store.run().unwrap();
@@ -278,31 +283,31 @@ fn park(store: &mut Store<Host>, inst: Instance, name: &str, args: &[Val]) -> Th
 }
 
 /// Wake `id` and run until everything is parked or done.
-fn wake(store: &mut Store<Host>, id: ThreadId) {
+pub(crate) fn wake(store: &mut Store<Host>, id: ThreadId) {
     store.unpark(id);
     store.run().unwrap();
 }
 
-fn snapshot(store: &mut Store<Host>, inst: Instance) -> Vec<u8> {
+pub(crate) fn snapshot(store: &mut Store<Host>, inst: Instance) -> Vec<u8> {
     let f = func(store, inst, "snap");
     f.call(store, &[]).unwrap();
     std::mem::take(&mut store.data_mut().mem)
 }
 
-fn transcript(store: &Store<Host>) -> Vec<String> {
+pub(crate) fn transcript(store: &Store<Host>) -> Vec<String> {
     store.events().iter().map(|e| e.to_string()).collect()
 }
 
-fn f_index(store: &Store<Host>, inst: Instance, name: &str) -> u32 {
+pub(crate) fn f_index(store: &Store<Host>, inst: Instance, name: &str) -> u32 {
     store.func_index(inst, name).unwrap()
 }
 
-fn live(store: &Store<Host>, inst: Instance, name: &str) -> Option<PatchId> {
+pub(crate) fn live(store: &Store<Host>, inst: Instance, name: &str) -> Option<PatchId> {
     let i = f_index(store, inst, name);
     store.function_versions(inst, i).unwrap().live.patch
 }
 
-fn apply(store: &mut Store<Host>, inst: Instance, bytes: &[u8]) -> PatchId {
+pub(crate) fn apply(store: &mut Store<Host>, inst: Instance, bytes: &[u8]) -> PatchId {
     store
         .apply(inst, bytes, &ApplyOptions::default())
         .expect("apply")
@@ -697,7 +702,7 @@ struct Observed {
     transition: bool,
     states: Vec<Option<ThreadPatchState>>,
     events: usize,
-    rec: Vec<i32>,
+    pub(crate) rec: Vec<i32>,
 }
 
 fn fnv(bytes: &[u8]) -> (usize, u64) {

@@ -8,6 +8,7 @@
 //! shadow-data accessors. The per-thread state machine is in
 //! `transition.rs`, version history and worlds in `versions.rs`.
 
+pub(crate) mod checks;
 pub(crate) mod ops;
 pub(crate) mod shadow;
 pub(crate) mod state;
@@ -72,6 +73,9 @@ pub enum PatchError {
     /// Revert refused.
     #[error("cannot revert {0}: {1}")]
     RevertRefused(PatchId, String),
+    /// The transition in progress was forced: it can only complete.
+    #[error("{0} was forced: its transition can no longer be reversed")]
+    Forced(PatchId),
     /// Called from inside a guest thread.
     #[error("patch operations must be made from the host, not from a guest thread")]
     FromGuest,
@@ -260,12 +264,17 @@ pub(crate) struct Core {
     pub(crate) zombies: Vec<Arc<CodeUnit>>,
     /// Outcome of the last finished transition.
     pub(crate) last_outcome: Option<TransitionOutcome>,
-    /// Set when a transition finished its switching and its completion
-    /// (callbacks, reclaim) is due on the host side.
-    pub(crate) completion_due: bool,
 }
 
 impl Core {
+    /// Whether a transition has no pending thread left and its completion
+    /// (callbacks, bookkeeping, reclaim) is due on the host side.
+    pub(crate) fn completion_due(&self) -> bool {
+        self.transition
+            .as_ref()
+            .is_some_and(|t| t.phase.completion_due())
+    }
+
     /// Whether thread `id` is pending in the transition in progress.
     pub(crate) fn is_pending(&self, id: u32) -> bool {
         self.transition

@@ -3,11 +3,11 @@
 //! anything, so a refused operation leaves every slot, thread and byte of
 //! memory as it was (CONSISTENCY.md rules 10, 11, 14).
 
-use super::transition::{self, Transition};
+use super::transition::{self, Phase, Side, Transition};
 use super::versions::{AppliedBundle, PatchedInstance};
 use super::{
-    state, AppliedInfo, ApplyOptions, Blocker, Direction, Event, FunctionVersions, PatchError,
-    PatchId, ThreadPatchState, TransitionOutcome, TransitionStatus, VersionInfo,
+    checks, state, AppliedInfo, ApplyOptions, Blocker, Direction, Event, FunctionVersions,
+    PatchError, PatchId, ThreadPatchState, TransitionOutcome, TransitionStatus, VersionInfo,
 };
 use crate::compile::{self, CompiledBundle};
 use crate::errors::{Error, FrameInfo};
@@ -17,7 +17,7 @@ use crate::thread::ThreadId;
 use crate::val::Val;
 use crate::vm::vmctx::{VMContext, VMFuncRef, VMSlot};
 use crate::vm::vmctx_block::{other_world, world_index, VmctxBlock};
-use patch_format::{Bundle, CallbackKind, EntryKind, ModuleHash, TargetInterface};
+use patch_format::{Bundle, CallbackKind, EntryKind};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -118,21 +118,18 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
         let inst = &mut s.instances[inst_index];
         transition::check_timeout(&mut s.patch, inst, &mut s.threads, runnable, &d);
     }
-    if !s.patch.completion_due {
-        return;
-    }
     let Some(t) = s.patch.transition.as_ref() else {
-        s.patch.completion_due = false;
         return;
     };
-    let (patch, instance, direction, reversed) = (t.patch, t.instance, t.direction, t.reversed);
-    // The bundle whose callbacks run, taken before `finish` may drop it.
+    if !t.phase.completion_due() {
+        return;
+    }
+    let (patch, instance) = (t.patch, t.instance);
+    // The bundle whose callbacks run, taken before `complete` may drop it.
     let cb_bundle = s.patch.instances[&instance].position(patch);
-    let callback = match (direction, reversed) {
-        (Direction::Patch | Direction::Replace, false) => Some(CallbackKind::PostPatch),
-        (Direction::Patch | Direction::Replace, true) => Some(CallbackKind::PostUnpatch),
-        (Direction::Unpatch, false) => Some(CallbackKind::PostUnpatch),
-        (Direction::Unpatch, true) => Some(CallbackKind::PostPatch),
+    let callback = match t.phase.toward() {
+        Side::Patched => Some(CallbackKind::PostPatch),
+        Side::Unpatched => Some(CallbackKind::PostUnpatch),
     };
     // Keep the compiled bundle alive through its callback even if `finish`
     // removes it from the applied list.
@@ -145,7 +142,9 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
             b.compiled.callbacks.clone(),
         )
     });
-    transition::finish(&mut s.patch);
+    if transition::complete(&mut s.patch, &mut s.instances[instance]).is_none() {
+        return;
+    }
     if let (Some(kind), Some((unit, trampolines, info, callbacks))) = (callback, held) {
         let compiled = CompiledBundle {
             unit,
@@ -185,7 +184,7 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
 /// When the scheduler must wake up to apply the timeout policy.
 pub(crate) fn timeout_deadline(core: &super::Core) -> Option<Instant> {
     let t = core.transition.as_ref()?;
-    if t.reversed || core.completion_due {
+    if t.reversed() || t.phase.completion_due() {
         return None;
     }
     t.timeout.map(|d| t.started + d)
@@ -202,60 +201,6 @@ impl<T> StoreInner<T> {
             .take()
             .unwrap_or_else(|| Err(Error::BadCall(format!("{id} has no result"))))
     }
-}
-
-/// Whether the interface the bundle was validated against is the target's:
-/// the same index spaces and types, except that a replaced function may
-/// carry its new type (a signature change, checked separately).
-fn interface_fits(
-    target: &TargetInterface,
-    bundle: &Bundle,
-    info: &crate::module::ModuleInfo,
-) -> Result<(), String> {
-    let b = bundle.interface();
-    let differ = |what: &str| {
-        Err(format!(
-            "the bundle's view of the target's {what} differs from the target"
-        ))
-    };
-    if b.tables() != target.tables() {
-        return differ("tables");
-    }
-    if b.memories() != target.memories() {
-        return differ("memories");
-    }
-    if b.globals() != target.globals() {
-        return differ("globals");
-    }
-    if b.tags() != target.tags()
-        || b.data_count() != target.data_count()
-        || b.elem_types() != target.elem_types()
-    {
-        return differ("segments");
-    }
-    if b.type_count() != target.type_count()
-        || (0..target.type_count()).any(|i| bundle.func_type(i) != info.types.get(i as usize))
-    {
-        return differ("types");
-    }
-    let replaced: HashMap<u32, u32> = bundle
-        .entries()
-        .iter()
-        .filter_map(|e| match e.kind {
-            EntryKind::Replace { target_index } => Some((target_index, e.type_index)),
-            EntryKind::Add { .. } => None,
-        })
-        .collect();
-    let (bt, tt) = (b.func_type_indices(), target.func_type_indices());
-    if bt.len() != tt.len() {
-        return differ("functions");
-    }
-    for (f, (have, want)) in bt.iter().zip(tt).enumerate() {
-        if have != want && replaced.get(&(f as u32)) != Some(have) {
-            return differ(&format!("type of function {}", info.func_name(f as u32)));
-        }
-    }
-    Ok(())
 }
 
 /// The guest-visible state of one instance: memories, globals, tables.
@@ -307,34 +252,6 @@ impl Snapshot {
     }
 }
 
-/// Functions of the target that call `f` directly.
-fn direct_callers(
-    info: &crate::module::ModuleInfo,
-    targets: &HashSet<u32>,
-) -> Result<Vec<(u32, u32)>, Error> {
-    let mut out = Vec::new();
-    for (i, range) in info.bodies.iter().enumerate() {
-        let caller = info.num_imported_funcs + i as u32;
-        let body = wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
-            &info.bytes[range.clone()],
-            range.start as u64,
-        ));
-        let mut ops = body
-            .get_operators_reader()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        while !ops.eof() {
-            if let wasmparser::Operator::Call { function_index } =
-                ops.read().map_err(|e| Error::Invalid(e.to_string()))?
-            {
-                if targets.contains(&function_index) {
-                    out.push((caller, function_index));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl<T: 'static> Store<T> {
     fn check_idle(&self) -> Result<(), PatchError> {
         if self.inner.running != 0 {
@@ -374,80 +291,15 @@ impl<T: 'static> Store<T> {
         let inst_index = instance.index;
         let module = self.inner.instances[inst_index].module.clone();
         let info = module.info();
-        let actual = ModuleHash::of(&info.bytes);
-        if bundle.target_hash() != actual {
-            return Err(PatchError::WrongTarget {
-                expected: patch_format::hex(bundle.target_hash().as_bytes()),
-                actual: patch_format::hex(actual.as_bytes()),
-            });
-        }
-        let iface = TargetInterface::from_module(&info.bytes)?;
-        interface_fits(&iface, &bundle, info).map_err(PatchError::Incompatible)?;
-        // Stacking and states.
-        let empty: Vec<AppliedBundle> = Vec::new();
-        let applied = self
-            .inner
-            .patch
-            .instances
-            .get(&inst_index)
-            .map(|p| &p.applied)
-            .unwrap_or(&empty);
-        for need in bundle.sits_on() {
-            if !applied.iter().any(|b| b.bundle.bundle_id() == *need) {
-                return Err(PatchError::Incompatible(format!(
-                    "bundle sits on {}, which is not applied",
-                    patch_format::hex(&need.0)
-                )));
-            }
-        }
-        let provided: Vec<_> = applied
-            .iter()
-            .flat_map(|b| b.bundle.states().iter().copied())
-            .collect();
-        if let Some(missing) = state::first_unmet(bundle.requires_states(), &provided) {
-            return Err(PatchError::MissingState(missing));
-        }
-        // Types: a replacement whose signature changes is never immediate,
-        // and every direct caller of it must be replaced too.
-        let entries: HashSet<u32> = bundle
-            .entries()
-            .iter()
-            .map(|e| e.kind.func_index())
-            .collect();
-        let mut changed = HashSet::new();
-        for e in bundle.entries() {
-            if let EntryKind::Replace { target_index } = e.kind {
-                if (target_index as usize) < info.func_types.len()
-                    && info.func_type(target_index) != &e.ty
-                {
-                    if opts.immediate || bundle.is_immediate(e) {
-                        return Err(PatchError::Incompatible(format!(
-                            "function {} changes its signature and cannot be immediate",
-                            e.name
-                        )));
-                    }
-                    changed.insert(target_index);
-                }
-            }
-        }
-        if !changed.is_empty() {
-            for (caller, callee) in direct_callers(info, &changed).map_err(PatchError::Compile)? {
-                if !entries.contains(&caller) {
-                    return Err(PatchError::Incompatible(format!(
-                        "function {} changes its signature but its caller {} is not in the bundle",
-                        info.func_name(callee),
-                        info.func_name(caller)
-                    )));
-                }
-            }
-            for (name, kind, idx) in &info.exports {
-                if *kind == crate::module::ExportKind::Func && changed.contains(idx) {
-                    return Err(PatchError::Incompatible(format!(
-                        "exported function {name} cannot change its signature"
-                    )));
-                }
-            }
-        }
+        let published = self.inner.instances[inst_index].vmctx.table(0).len();
+        checks::check(
+            &self.inner.engine,
+            info,
+            self.inner.patch.instances.get(&inst_index),
+            published,
+            &bundle,
+            opts.immediate,
+        )?;
         let engine = self.inner.engine.clone();
         let compiled =
             compile::compile_bundle(&engine, info, &bundle).map_err(PatchError::Compile)?;
@@ -500,6 +352,7 @@ impl<T: 'static> Store<T> {
                 units: [module.inner.compiled.unit.id()].into_iter().collect(),
                 stubs: Vec::new(),
                 removed_info: HashMap::new(),
+                added: HashMap::new(),
             });
         pi.units.insert(compiled.unit.id());
         let mut slots = Vec::new();
@@ -535,6 +388,25 @@ impl<T: 'static> Store<T> {
                     });
                     pi.stubs.push(compiled.trampolines.clone());
                 }
+                pi.added
+                    .entry(f)
+                    .or_insert_with(|| super::versions::AddedIndex {
+                        name: e.name.clone(),
+                        signature: engine.signature_id(&e.ty),
+                        by: PatchId(s.patch.next_id + 1),
+                    });
+            }
+        }
+        // A fresh added index holds its removed-function stub in both worlds
+        // until the transition maps it (rule 6): a reversed apply leaves the
+        // stub behind, never an empty slot.
+        for &f in &added {
+            let stub = pi.removed[&f];
+            for w in 0..2 {
+                let slot = &mut inst.vmctx.table_mut(w)[f as usize];
+                if *slot == VMSlot::NULL {
+                    *slot = stub;
+                }
             }
         }
         let id = PatchId({
@@ -564,7 +436,7 @@ impl<T: 'static> Store<T> {
         });
         // Free the checks' scratch data now: with many threads the
         // allocator's frees are not free, and they are no part of a switch.
-        drop((iface, provided, entries, changed, snapshot, type_ids));
+        drop((snapshot, type_ids));
         self.start_transition(
             inst_index,
             id,
@@ -583,8 +455,8 @@ impl<T: 'static> Store<T> {
         inst_index: usize,
         id: PatchId,
         direction: Direction,
-        keep_reversed: Vec<PatchId>,
-        keep_forward: Vec<PatchId>,
+        keep_unpatched: Vec<PatchId>,
+        keep_patched: Vec<PatchId>,
         timeout: Option<Duration>,
         names: std::sync::Arc<crate::module::ModuleInfo>,
     ) {
@@ -600,7 +472,11 @@ impl<T: 'static> Store<T> {
         let list = |keep: &[PatchId]| -> Vec<&AppliedBundle> {
             pi.applied.iter().filter(|b| keep.contains(&b.id)).collect()
         };
-        let to_slots = pi.world(&list(&keep_forward), len);
+        let keep_to = match transition::initial_side(direction) {
+            Side::Patched => &keep_patched,
+            Side::Unpatched => &keep_unpatched,
+        };
+        let to_slots = pi.world(&list(keep_to), len);
         let from_world = s.patch.world;
         let from_slots: Vec<VMSlot> = inst.vmctx.table(world_index(from_world)).to_vec();
         // Functions that switch at once: the moving bundle's immediate ones,
@@ -618,7 +494,11 @@ impl<T: 'static> Store<T> {
                 continue;
             }
             let f32_ = f as u32;
-            let is_add = direction != Direction::Unpatch && moving.added.contains(&f32_);
+            // An added function that no world maps yet (its slot holds the
+            // removed stub) switches at once; one that is live already (a
+            // cumulative replacement adds it again) is a new version.
+            let fresh = pi.removed.get(&f32_) == Some(&a);
+            let is_add = direction != Direction::Unpatch && moving.added.contains(&f32_) && fresh;
             if moving.immediate.contains(&f32_) || is_add {
                 immediate.push((f32_, a, b));
             } else {
@@ -638,12 +518,12 @@ impl<T: 'static> Store<T> {
             check_bloom: 0,
             switched: 0,
             started: Instant::now(),
-            all_switched: None,
             timeout,
-            reversed: false,
-            forced: false,
-            keep_forward,
-            keep_reversed,
+            phase: Phase::Switching {
+                toward: transition::initial_side(direction),
+            },
+            keep_patched,
+            keep_unpatched,
             names,
             reported: HashSet::new(),
             timeout_blockers: Vec::new(),
@@ -719,12 +599,13 @@ impl<T: 'static> Store<T> {
                 Event::BlockedBy(id, ThreadId(0), format!("pre-unpatch callback failed: {e}")),
             );
         }
+        // The patched side of a revert is the world it starts from.
         self.start_transition(
             inst_index,
             id,
             Direction::Unpatch,
-            before,
             after,
+            before,
             timeout,
             names,
         );
@@ -795,7 +676,7 @@ impl<T: 'static> Store<T> {
             // SAFETY: the store is live; no fiber is running (we hold &mut).
             if !unsafe { store::step(inner) } {
                 let s = &mut *self.inner;
-                if s.patch.completion_due {
+                if s.patch.completion_due() {
                     continue;
                 }
                 let wake = match (timeout_deadline(&s.patch), store::next_wake(s)) {
@@ -826,7 +707,7 @@ impl<T: 'static> Store<T> {
             pending: t.pending.len(),
             switched: t.switched,
             elapsed: t.started.elapsed(),
-            reversed: t.reversed,
+            reversed: t.reversed(),
             blockers: transition::blockers(&s.patch, &s.threads, &d),
         })
     }
@@ -849,15 +730,9 @@ impl<T: 'static> Store<T> {
         let Some(t) = &self.inner.patch.transition else {
             return Some(ThreadPatchState::None);
         };
-        let in_to = ts.world == t.to;
-        let patched_side = matches!(
-            (t.direction, t.reversed),
-            (Direction::Patch | Direction::Replace, false) | (Direction::Unpatch, true)
-        );
-        Some(if in_to == patched_side {
-            ThreadPatchState::Patched
-        } else {
-            ThreadPatchState::Unpatched
+        Some(match t.side_of(ts.world) {
+            Side::Patched => ThreadPatchState::Patched,
+            Side::Unpatched => ThreadPatchState::Unpatched,
         })
     }
 

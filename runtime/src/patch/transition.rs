@@ -29,11 +29,95 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Which side of its bundle a transition moves threads to. The patched
+/// side is the world in which the transition's bundle is applied (for a
+/// revert: the world it came from); it is the one answer to "is this
+/// thread patched", used by completion, callbacks, events and
+/// `thread_patch_state` alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The bundle is applied in the `to` world.
+    Patched,
+    /// The bundle is not applied in the `to` world.
+    Unpatched,
+}
+
+impl Side {
+    /// The other side.
+    pub(crate) fn flip(self) -> Side {
+        match self {
+            Side::Patched => Side::Unpatched,
+            Side::Unpatched => Side::Patched,
+        }
+    }
+}
+
+/// The lifecycle of a transition, one value. Edges (anything else is
+/// refused by the operation that would take it):
+///
+/// | from               | operation                  | to                   |
+/// |--------------------|----------------------------|----------------------|
+/// | (none)             | `start`, threads pending   | `Switching(s)`       |
+/// | (none)             | `start`, none pending      | `Switched(s)`        |
+/// | `Switching(s)`     | last pending thread switches or ends | `Switched(s)` |
+/// | `Switching(s)`     | `reverse`                  | `Switching(!s)` or `Switched(!s)` |
+/// | `Switched(s)`      | `reverse`                  | `Switching(!s)` or `Switched(!s)` |
+/// | `Switching(s)`, `Switched(s)` | `force`         | `Forced(s)`          |
+/// | `Forced(s)`        | `force`                    | `Forced(s)` (no-op)  |
+/// | `Forced(s)`        | `reverse`                  | refused: permanent   |
+/// | `Switched(s)`, `Forced(s)` | `complete`         | (none)               |
+/// | `Switching(s)`     | `complete`                 | refused: pending threads |
+///
+/// `s` is the side of `to`. Completion is due exactly in `Switched` and
+/// `Forced`, where no thread is pending: a reverse that makes a thread
+/// pending again leaves the due state, whatever the order of requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Some threads are pending; they switch toward `toward` at safe points.
+    Switching {
+        /// Side of the `to` world.
+        toward: Side,
+    },
+    /// No thread is pending since `at`; completion is due.
+    Switched {
+        /// Side of the `to` world.
+        toward: Side,
+        /// When the last pending thread switched.
+        at: Instant,
+    },
+    /// Every pending thread was switched by `force` at `at`, ignoring the
+    /// stack rule: permanent, completion is due.
+    Forced {
+        /// Side of the `to` world.
+        toward: Side,
+        /// When it was forced (or when the last thread switched before).
+        at: Instant,
+    },
+}
+
+impl Phase {
+    /// The side of the `to` world.
+    pub(crate) fn toward(self) -> Side {
+        match self {
+            Phase::Switching { toward }
+            | Phase::Switched { toward, .. }
+            | Phase::Forced { toward, .. } => toward,
+        }
+    }
+
+    /// Whether completion is due (no thread pending).
+    pub(crate) fn completion_due(self) -> bool {
+        !matches!(self, Phase::Switching { .. })
+    }
+}
+
 /// The one transition in progress (CONSISTENCY.md rule 10).
 pub(crate) struct Transition {
     pub(crate) patch: PatchId,
     pub(crate) direction: Direction,
     pub(crate) instance: usize,
+    /// The lifecycle (see [`Phase`]).
+    pub(crate) phase: Phase,
     /// Worlds (`VMThread.world` values: 0 or `WORLD_STRIDE`): pending
     /// threads run `from`, switched ones `to`.
     pub(crate) from: u64,
@@ -50,16 +134,11 @@ pub(crate) struct Transition {
     pub(crate) pending: ThreadSet,
     pub(crate) switched: usize,
     pub(crate) started: Instant,
-    /// When the last pending thread switched (what `elapsed` measures to;
-    /// callbacks and bookkeeping after it are not part of the switch).
-    pub(crate) all_switched: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
-    pub(crate) reversed: bool,
-    pub(crate) forced: bool,
-    /// Applied bundles kept when the transition completes forward, and when
-    /// it completes reversed.
-    pub(crate) keep_forward: Vec<PatchId>,
-    pub(crate) keep_reversed: Vec<PatchId>,
+    /// Applied bundles kept when the transition completes on the patched
+    /// side, and when it completes on the unpatched side.
+    pub(crate) keep_patched: Vec<PatchId>,
+    pub(crate) keep_unpatched: Vec<PatchId>,
     /// Names for blockers and events (the patched module view).
     pub(crate) names: Arc<ModuleInfo>,
     /// Threads already reported as blocked (one event each).
@@ -67,7 +146,34 @@ pub(crate) struct Transition {
     pub(crate) timeout_blockers: Vec<Blocker>,
 }
 
+/// The side a transition in `direction` starts toward.
+pub(crate) fn initial_side(direction: Direction) -> Side {
+    match direction {
+        Direction::Patch | Direction::Replace => Side::Patched,
+        Direction::Unpatch => Side::Unpatched,
+    }
+}
+
 impl Transition {
+    /// Whether the transition now leads away from where it started.
+    pub(crate) fn reversed(&self) -> bool {
+        self.phase.toward() != initial_side(self.direction)
+    }
+
+    /// Whether it was forced.
+    pub(crate) fn forced(&self) -> bool {
+        matches!(self.phase, Phase::Forced { .. })
+    }
+
+    /// The side a thread in world `world` is on.
+    pub(crate) fn side_of(&self, world: u64) -> Side {
+        if world == self.to {
+            self.phase.toward()
+        } else {
+            self.phase.toward().flip()
+        }
+    }
+
     /// The innermost frame of `ts` that blocks it, if any (its offset is
     /// not resolved: 0).
     fn blocking_frame(&self, ts: &ThreadState, cache: &mut ScanCache) -> Option<RawFrame> {
@@ -216,12 +322,18 @@ fn set_world(ts: &mut ThreadState, to: u64) {
     }
 }
 
-/// No thread is pending any more: the transition's completion is due.
+/// No thread is pending any more: `Switching` becomes `Switched` (the
+/// completion is due). Other phases stay as they are.
 fn all_switched(core: &mut Core) {
     if let Some(t) = core.transition.as_mut() {
-        t.all_switched.get_or_insert_with(Instant::now);
+        debug_assert!(t.pending.is_empty());
+        if let Phase::Switching { toward } = t.phase {
+            t.phase = Phase::Switched {
+                toward,
+                at: Instant::now(),
+            };
+        }
     }
-    core.completion_due = true;
 }
 
 /// A thread finished: it no longer holds the transition back.
@@ -371,10 +483,13 @@ pub(crate) fn reverse(
         .transition
         .as_mut()
         .ok_or(super::PatchError::NoTransition)?;
+    if t.forced() {
+        return Err(super::PatchError::Forced(t.patch));
+    }
     std::mem::swap(&mut t.from, &mut t.to);
-    t.reversed = !t.reversed;
-    t.all_switched = None;
-    std::mem::swap(&mut t.keep_forward, &mut t.keep_reversed);
+    t.phase = Phase::Switching {
+        toward: t.phase.toward().flip(),
+    };
     for e in t.immediate.iter_mut() {
         std::mem::swap(&mut e.1, &mut e.2);
     }
@@ -399,8 +514,10 @@ pub(crate) fn force(
         .transition
         .as_mut()
         .ok_or(super::PatchError::NoTransition)?;
-    t.forced = true;
     let p = t.patch;
+    if t.forced() {
+        return Ok(p);
+    }
     let pending: Vec<u32> = t.pending.iter().collect();
     emit(core, Event::Forced(p));
     for id in pending {
@@ -409,7 +526,14 @@ pub(crate) fn force(
             None => thread_done(core, id),
         }
     }
-    all_switched(core);
+    let t = core.transition.as_mut().expect("in transition");
+    debug_assert!(t.pending.is_empty());
+    let toward = t.phase.toward();
+    let at = match t.phase {
+        Phase::Switched { at, .. } => at,
+        _ => Instant::now(),
+    };
+    t.phase = Phase::Forced { toward, at };
     Ok(p)
 }
 
@@ -456,7 +580,7 @@ pub(crate) fn check_timeout(
         return false;
     };
     let Some(limit) = t.timeout else { return false };
-    if t.reversed || t.started.elapsed() < limit || t.pending.is_empty() {
+    if t.reversed() || t.phase.completion_due() || t.started.elapsed() < limit {
         return false;
     }
     let b = blockers(core, threads, describe);
@@ -466,18 +590,36 @@ pub(crate) fn check_timeout(
     reverse(core, inst, threads, runnable).is_ok()
 }
 
-/// Finish a transition whose pending set is empty: the `to` world becomes
-/// the only one, bundles leave or stay per the direction, and their code
-/// goes to the reclaim list. Returns the outcome and the bundles removed.
-pub(crate) fn finish(core: &mut Core) -> Option<TransitionOutcome> {
+/// Complete a transition whose completion is due (`Switched` or `Forced`:
+/// no thread is pending): the `to` world becomes the only one and is
+/// copied over the `from` table, so that the instance's two tables agree
+/// again (a later transition of another instance flips every thread's
+/// world); bundles leave or stay per the side reached, and the code of
+/// those that left goes to the reclaim list. Refused (`None`) while a
+/// thread is pending.
+pub(crate) fn complete(core: &mut Core, inst: &mut InstanceData) -> Option<TransitionOutcome> {
+    let t = core.transition.as_ref()?;
+    if !t.phase.completion_due() || !t.pending.is_empty() {
+        debug_assert!(!t.phase.completion_due(), "due with pending threads");
+        return None;
+    }
     let t = core.transition.take()?;
-    core.completion_due = false;
     core.world = t.to;
+    let (to_idx, from_idx) = (world_index(t.to), world_index(t.from));
+    if to_idx != from_idx {
+        let len = inst.vmctx.table(to_idx).len();
+        let to_slots: Vec<VMSlot> = inst.vmctx.table(to_idx)[..len].to_vec();
+        inst.vmctx.table_mut(from_idx)[..len].copy_from_slice(&to_slots);
+    }
     let pi = core
         .instances
         .get_mut(&t.instance)
         .expect("patched instance");
-    let keep: HashSet<PatchId> = t.keep_forward.iter().copied().collect();
+    let toward = t.phase.toward();
+    let keep: HashSet<PatchId> = match toward {
+        Side::Patched => t.keep_patched.iter().copied().collect(),
+        Side::Unpatched => t.keep_unpatched.iter().copied().collect(),
+    };
     let mut removed = Vec::new();
     let mut kept = Vec::new();
     for b in pi.applied.drain(..) {
@@ -488,7 +630,12 @@ pub(crate) fn finish(core: &mut Core) -> Option<TransitionOutcome> {
         }
     }
     pi.applied = kept;
-    if t.forced {
+    let (forced, at) = match t.phase {
+        Phase::Forced { at, .. } => (true, at),
+        Phase::Switched { at, .. } => (false, at),
+        Phase::Switching { .. } => unreachable!("checked above"),
+    };
+    if forced {
         if let Some(b) = pi.applied.iter_mut().find(|b| b.id == t.patch) {
             b.forced = true;
         }
@@ -496,25 +643,23 @@ pub(crate) fn finish(core: &mut Core) -> Option<TransitionOutcome> {
     for b in removed {
         core.zombies.push(b.compiled.unit.clone());
     }
+    let reversed = t.reversed();
     let outcome = TransitionOutcome {
         patch: t.patch,
         direction: t.direction,
-        reversed: t.reversed,
-        forced: t.forced,
-        elapsed: t.all_switched.unwrap_or_else(Instant::now) - t.started,
+        reversed,
+        forced,
+        elapsed: at - t.started,
         blockers: t.timeout_blockers,
     };
-    emit(
-        core,
-        Event::Completed(
-            t.patch,
-            if t.reversed {
-                Direction::Unpatch
-            } else {
-                t.direction
-            },
-        ),
-    );
+    // The words name the side reached: a reversed revert completes as a
+    // patch (its bundle stays applied), a reversed apply as an unpatch.
+    let reached = match (toward, t.direction) {
+        (Side::Unpatched, _) => Direction::Unpatch,
+        (Side::Patched, Direction::Unpatch) => Direction::Patch,
+        (Side::Patched, d) => d,
+    };
+    emit(core, Event::Completed(t.patch, reached));
     core.last_outcome = Some(outcome.clone());
     Some(outcome)
 }

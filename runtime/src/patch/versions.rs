@@ -39,6 +39,18 @@ pub struct RemovedInfo {
     pub patch: PatchId,
 }
 
+/// A function index that a bundle added to the instance. It keeps its
+/// function and type for the life of the instance: references to it may
+/// sit in tables and memory after a revert, and code calls it by index.
+pub(crate) struct AddedIndex {
+    /// The function's name.
+    pub(crate) name: String,
+    /// Its type's engine signature id.
+    pub(crate) signature: u32,
+    /// The bundle that first added it.
+    pub(crate) by: PatchId,
+}
+
 /// Patch bookkeeping of one instance.
 pub(crate) struct PatchedInstance {
     /// Version 0 of every function (imports included).
@@ -56,6 +68,8 @@ pub(crate) struct PatchedInstance {
     pub(crate) stubs: Vec<Arc<CodeUnit>>,
     /// Per added function: what its removed-function stub reports.
     pub(crate) removed_info: HashMap<u32, Box<RemovedInfo>>,
+    /// Every index a bundle ever added, with its function and type.
+    pub(crate) added: HashMap<u32, AddedIndex>,
 }
 
 impl PatchedInstance {
