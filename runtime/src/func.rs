@@ -328,7 +328,7 @@ pub(crate) unsafe extern "C" fn yield_dispatch(
     // handle. Nothing here can panic across the `extern "C"` boundary.
     unsafe {
         let ts = (*vmthread).host as *mut ThreadState;
-        if !(*ts).cancelled && fiber::suspend((*ts).suspend, Yield::Yield) == Resume::Go {
+        if !(*ts).cancelled && fiber::suspend((*ts).suspend, Yield::Turn) == Resume::Go {
             return 0;
         }
         (*ts).host_error = Some(Error::Host("thread cancelled".into()));
@@ -415,7 +415,7 @@ impl<T: 'static> Caller<'_, T> {
     /// # Errors
     /// [`Error::Host`] when the thread is being cancelled.
     pub fn yield_now(&mut self) -> Result<(), Error> {
-        self.suspend(Yield::Yield)
+        self.suspend(Yield::Turn)
     }
 
     /// Sleep for `d` (other threads run meanwhile).

@@ -12,6 +12,7 @@
 //! assert_eq!(add.call(&mut store, (2, 3)).unwrap(), 5);
 //! ```
 #![deny(missing_docs)]
+#![deny(unnameable_types)]
 
 pub(crate) mod compile;
 mod engine;
@@ -20,22 +21,22 @@ mod func;
 mod instance;
 mod linker;
 mod module;
-pub mod patch;
+mod patch;
 mod store;
-pub mod thread;
-pub mod trap;
+mod thread;
+mod trap;
 mod val;
-pub mod vm;
+mod vm;
 
 pub use engine::{Config, Engine};
 pub use errors::{Error, FrameInfo, Trap};
 pub use func::{Caller, Func, TypedFunc, WasmParams, WasmResults, WasmTy};
 pub use instance::{Extern, Instance};
 pub use linker::{Linker, THREAD_ABI_MODULE};
-pub use module::{ExportKind, ImportKind, Module, ModuleInfo};
+pub use module::Module;
 pub use patch::{
-    ApplyOptions, Blocker, Direction, Event, FunctionVersions, PatchError, PatchId,
-    ThreadPatchState, TransitionOutcome, TransitionStatus,
+    AppliedInfo, ApplyOptions, Blocker, Direction, Event, FunctionVersions, PatchError, PatchId,
+    Shadow, ThreadPatchState, TransitionOutcome, TransitionStatus, VersionInfo,
 };
 pub use store::Store;
 pub use thread::{RunState, ThreadId};

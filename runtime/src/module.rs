@@ -147,7 +147,7 @@ pub struct DataSegment {
 
 /// Everything known about a module after parsing.
 #[derive(Debug, Default)]
-pub struct ModuleInfo {
+pub(crate) struct ModuleInfo {
     /// Type section.
     pub types: Vec<FuncType>,
     /// Type index of every function (imports first).
@@ -471,7 +471,7 @@ impl Module {
     }
 
     /// Everything known about the module.
-    pub fn info(&self) -> &ModuleInfo {
+    pub(crate) fn info(&self) -> &ModuleInfo {
         &self.inner.info
     }
 

@@ -677,7 +677,7 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
             crate::patch::transition::thread_done(&mut s.patch, id);
             return;
         }
-        Err(Yield::Yield) => {
+        Err(Yield::Turn) => {
             t.state = RunState::Ready;
             s.ready.push_back(me);
         }

@@ -21,7 +21,7 @@ pub enum Resume {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Yield {
     /// Give others a turn (yield or preemption); runnable at once.
-    Yield,
+    Turn,
     /// Sleep until the instant.
     Sleep(std::time::Instant),
     /// Parked until someone unparks it.

@@ -175,11 +175,6 @@ impl CodeRanges {
         self.ranges.iter().any(|r| r.unit == unit)
     }
 
-    /// Whether nothing is to be found.
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
-
     fn at_pc(&self, pc: usize) -> Option<&CodeRange> {
         if self.ranges.len() <= 8 {
             return self.ranges.iter().find(|r| r.range.contains(&pc));

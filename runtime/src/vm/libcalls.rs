@@ -135,7 +135,7 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
     }
     if bits & POLL_PREEMPT != 0 {
         // SAFETY: we run on `ts`'s fiber; its suspend handle is set.
-        let r = unsafe { fiber::suspend((*ts).suspend, Yield::Yield) };
+        let r = unsafe { fiber::suspend((*ts).suspend, Yield::Turn) };
         if r == Resume::Cancel {
             return 1;
         }

@@ -39,6 +39,7 @@ pub const VMCTX_TYPE_IDS: i32 = 32;
 /// `VMContext.builtins`.
 pub const VMCTX_BUILTINS: i32 = 40;
 /// Size of `VMContext`.
+#[cfg_attr(not(test), allow(dead_code))] // checked by the layout test
 pub const VMCTX_SIZE: usize = 56;
 /// Distance from a `VMContext` to its world-0 slot table.
 pub const VMCTX_SLOTS: i32 = 128;
@@ -58,6 +59,7 @@ pub const THREAD_STACK_LIMIT: i32 = 16;
 /// is the wasm call or poll site).
 pub const THREAD_EXIT_FP: i32 = 24;
 /// `VMThread.host`: the host-side thread state.
+#[cfg_attr(not(test), allow(dead_code))] // checked by the layout test
 pub const THREAD_HOST: i32 = 32;
 /// `VMThread.trap_arg`: a pointer a stub stores before it traps (the
 /// removed-function stub stores its slot context, naming the function).
@@ -100,6 +102,7 @@ pub const TABLE_BASE: i32 = 0;
 pub const TABLE_LENGTH: i32 = 8;
 
 /// Pointer size on the host.
+#[cfg_attr(not(test), allow(dead_code))] // checked by the layout test
 pub const POINTER_SIZE: i64 = 8;
 
 /// Poll word bit: the scheduler asks the thread to yield (time slice over).

@@ -53,11 +53,6 @@ impl Reservation {
     pub fn len(&self) -> usize {
         self.len
     }
-
-    /// Whether the reservation is empty (it never is: `mmap` refuses 0).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 impl Drop for Reservation {

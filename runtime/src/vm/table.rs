@@ -54,11 +54,6 @@ impl Table {
         self.elems().len() as u32
     }
 
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Maximum, if declared.
     pub fn maximum(&self) -> Option<u32> {
         self.maximum
@@ -67,17 +62,6 @@ impl Table {
     /// Element `i`.
     pub fn get(&self, i: u32) -> Option<usize> {
         self.elems().get(i as usize).copied()
-    }
-
-    /// Set element `i`; false when out of bounds.
-    pub fn set(&self, i: u32, v: usize) -> bool {
-        match self.elems().get_mut(i as usize) {
-            Some(e) => {
-                *e = v;
-                true
-            }
-            None => false,
-        }
     }
 
     /// Grow by `delta`; the old length or `None`.
