@@ -1,7 +1,7 @@
 //! Transitions: per-thread consistency, immediate functions, blockers,
 //! reverse, force, timeout rollback, revert order, atomic rejection, spawn
 //! during a transition, reclaim. Each test follows one rule of
-//! `../shared/CONSISTENCY.md`.
+//! `docs/consistency.md`.
 
 use patch_format::{diff, DiffOptions};
 use wasm_patch_runtime::*;

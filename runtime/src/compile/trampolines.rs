@@ -4,7 +4,7 @@
 //!   `vm::traps::enter`) by the host to run a wasm function: reads the
 //!   arguments from `values` (16 bytes each), calls the function through the
 //!   funcref's slot in the *calling thread's world* (so host calls into
-//!   exports follow the thread's world, CONSISTENCY.md rule 5), and writes
+//!   exports follow the thread's world, docs/consistency.md rule 5), and writes
 //!   the results back to `values`.
 //! - **host** `(hostctx, vmthread, args...)` — has the wasm signature and
 //!   sits in the slot of an imported host function: records its own frame
@@ -46,7 +46,7 @@ fn flags() -> MemFlagsData {
 /// Compile the trampolines of every type, in one unit: placed index `3*t`
 /// is the entry trampoline of type `t`, `3*t + 1` its host trampoline, and
 /// `3*t + 2` the stub that traps "removed function" (the slot of a function
-/// added by a bundle, once that bundle is reverted: CONSISTENCY.md rule 6).
+/// added by a bundle, once that bundle is reverted: docs/consistency.md rule 6).
 pub(crate) fn compile_for_types(
     engine: &Engine,
     types_: &[FuncType],

@@ -1,4 +1,4 @@
-//! The checks `apply` makes before it publishes anything (CONSISTENCY.md
+//! The checks `apply` makes before it publishes anything (docs/consistency.md
 //! rule 14): the bundle's target and its view of the target's interface,
 //! stacking and states, the signature rule, the indices of added
 //! functions, and what callbacks may reach. Each returns the first

@@ -1,5 +1,5 @@
 //! Hot patching: applying and reverting bundles on a running instance, with
-//! per-thread consistency (see `../shared/CONSISTENCY.md` for the rules this
+//! per-thread consistency (see `docs/consistency.md` for the rules this
 //! implements and the names of the events).
 //!
 //! Entry points (all on [`Store`](crate::Store)): `apply`, `revert`,
@@ -38,7 +38,7 @@ impl std::fmt::Display for PatchId {
 /// Errors of patching. A refused operation changes nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
-    /// Another transition is in progress (CONSISTENCY.md rule 10).
+    /// Another transition is in progress (docs/consistency.md rule 10).
     #[error("busy: {0} is in transition; wait for it, reverse it or force it")]
     Busy(PatchId),
     /// No transition is in progress.

@@ -1,7 +1,7 @@
 //! The patch operations on a `Store`: apply, revert, reverse, force, wait,
 //! and the queries. Each one checks its preconditions before it changes
 //! anything, so a refused operation leaves every slot, thread and byte of
-//! memory as it was (CONSISTENCY.md rules 10, 11, 14).
+//! memory as it was (docs/consistency.md rules 10, 11, 14).
 
 use super::transition::{self, Phase, Side, Transition};
 use super::versions::{AppliedBundle, PatchedInstance};

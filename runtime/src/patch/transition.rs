@@ -111,7 +111,7 @@ impl Phase {
     }
 }
 
-/// The one transition in progress (CONSISTENCY.md rule 10).
+/// The one transition in progress (docs/consistency.md rule 10).
 pub(crate) struct Transition {
     pub(crate) patch: PatchId,
     pub(crate) direction: Direction,

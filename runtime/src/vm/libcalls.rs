@@ -118,7 +118,7 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
         return 1;
     }
     if bits & POLL_SWITCH != 0 {
-        // A safe point of a running thread (CONSISTENCY.md): the exit
+        // A safe point of a running thread (docs/consistency.md): the exit
         // record written just before this call makes its stack readable.
         // SAFETY: `core` is the store's boxed patch state, alive while any
         // of its threads runs; `ts` is this running thread.
@@ -126,7 +126,7 @@ unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i3
         // SAFETY: as above.
         if !switched && unsafe { (*(*ts).core).is_pending((*ts).id.0) } {
             // Still blocked: check again at the next poll (no retry period,
-            // CONSISTENCY.md rule 2). SeqCst: the bit, then the hints.
+            // docs/consistency.md rule 2). SeqCst: the bit, then the hints.
             vm.poll.fetch_or(POLL_SWITCH, Ordering::SeqCst);
             preempt.arm_hints();
             // SAFETY: as above.

@@ -29,7 +29,7 @@ impl VMSlot {
 
 /// What a `funcref` points to: the identity of one function of one instance.
 /// A funcref names a function, not a code address, so calls through it
-/// resolve in the caller's world (CONSISTENCY.md rule 5).
+/// resolve in the caller's world (docs/consistency.md rule 5).
 #[repr(C)]
 #[derive(Debug)]
 pub struct VMFuncRef {
