@@ -173,14 +173,14 @@ impl<T: 'static> Store<T> {
         let inner: *mut StoreInner<T> = &mut *self.inner;
         let mut ran = 0;
         while ran < n {
-            crate::patch::ops::drive(inner);
+            crate::patch::verbs::drive(inner);
             // SAFETY: `inner` is the live boxed store; we hold `&mut self`.
             if !unsafe { step(inner) } {
                 break;
             }
             ran += 1;
         }
-        crate::patch::ops::drive(inner);
+        crate::patch::verbs::drive(inner);
         ran
     }
 
@@ -785,7 +785,7 @@ pub(crate) unsafe fn run_until<T: 'static>(
         // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
         let s = unsafe { &mut *inner };
         if s.patch.transition.is_some() {
-            crate::patch::ops::drive(inner);
+            crate::patch::verbs::drive(inner);
         }
         // SAFETY: forwarded; `drive` may have run callbacks on new threads.
         let s = unsafe { &mut *inner };
@@ -810,7 +810,7 @@ pub(crate) unsafe fn run_until<T: 'static>(
             return r;
         }
         let mut wake = s.sleepers.peek().map(|Reverse((at, _))| *at);
-        if let Some(deadline) = crate::patch::ops::timeout_deadline(&s.patch) {
+        if let Some(deadline) = crate::patch::verbs::timeout_deadline(&s.patch) {
             wake = Some(wake.map_or(deadline, |w| w.min(deadline)));
         }
         if let Some(at) = wake {

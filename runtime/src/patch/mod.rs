@@ -8,11 +8,13 @@
 //! shadow-data accessors. The per-thread state machine is in
 //! `transition.rs`, version history and worlds in `versions.rs`.
 
+pub(crate) mod callbacks;
 pub(crate) mod checks;
-pub(crate) mod ops;
+pub(crate) mod queries;
 pub(crate) mod shadow;
 pub(crate) mod state;
 pub(crate) mod transition;
+pub(crate) mod verbs;
 pub(crate) mod versions;
 
 use crate::errors::{Error, FrameInfo};

@@ -1,108 +1,27 @@
-//! The patch operations on a `Store`: apply, revert, reverse, force, wait,
-//! and the queries. Each one checks its preconditions before it changes
-//! anything, so a refused operation leaves every slot, thread and byte of
-//! memory as it was (docs/consistency.md rules 10, 11, 14).
+//! The patch verbs on a `Store`: apply, revert, reverse, force and wait,
+//! and `drive`, which the scheduler calls between threads to complete a
+//! transition and apply the timeout policy. Each verb checks its
+//! preconditions before it changes anything, so a refused operation leaves
+//! every slot, thread and byte of memory as it was (docs/consistency.md
+//! rules 10, 11, 14).
 
+use super::callbacks::{run_callback, Snapshot};
+use super::queries::describe;
 use super::transition::{self, Phase, Side, Transition};
 use super::versions::{AppliedBundle, PatchedInstance};
 use super::{
-    checks, state, AppliedInfo, ApplyOptions, Blocker, Direction, Event, FunctionVersions,
-    PatchError, PatchId, ThreadPatchState, TransitionOutcome, TransitionStatus, VersionInfo,
+    checks, state, ApplyOptions, Direction, Event, PatchError, PatchId, TransitionOutcome,
 };
 use crate::compile::{self, CompiledBundle};
-use crate::errors::{Error, FrameInfo};
-use crate::instance::{Instance, InstanceData};
-use crate::store::{self, Callee, Store, StoreInner};
+use crate::errors::Error;
+use crate::instance::Instance;
+use crate::store::{self, Store, StoreInner};
 use crate::thread::ThreadId;
-use crate::val::Val;
-use crate::vm::vmctx::{VMContext, VMFuncRef, VMSlot};
-use crate::vm::vmctx_block::{other_world, world_index, VmctxBlock};
+use crate::vm::vmctx::{VMContext, VMSlot};
+use crate::vm::vmctx_block::{other_world, world_index};
 use patch_format::{Bundle, CallbackKind, EntryKind};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-
-/// A private call path to a bundle function that has no published slot
-/// (callbacks): a copy of the instance's vmctx whose slot tables hold only
-/// that function, so that nothing the guest can reach changes.
-struct PrivateCall {
-    _vmctx: VmctxBlock,
-    record: Box<VMFuncRef>,
-}
-
-fn private_call(
-    inst: &InstanceData,
-    compiled: &CompiledBundle,
-    func: u32,
-    placed: usize,
-) -> Result<PrivateCall, Error> {
-    let real = inst.vmctx.as_ptr();
-    // The copy is only read by the entry trampoline (for its slot tables);
-    // the callee gets the real vmctx from the slot.
-    let mut vmctx = VmctxBlock::new((*inst.vmctx).clone(), func as usize + 1)
-        .map_err(|e| Error::Host(format!("callback context: {e}")))?;
-    let slot = VMSlot {
-        code: compiled.unit.entry(placed),
-        vmctx: real as *mut u8,
-    };
-    for w in 0..2 {
-        vmctx.table_mut(w)[func as usize] = slot;
-    }
-    let record = Box::new(VMFuncRef {
-        slot: func,
-        type_id: 0,
-        vmctx: vmctx.as_ptr(),
-    });
-    Ok(PrivateCall {
-        _vmctx: vmctx,
-        record,
-    })
-}
-
-/// Run callback `kind` of `compiled` (if the bundle has one) on a new guest
-/// thread to completion. `Ok(None)` when there is no such callback.
-fn run_callback<T: 'static>(
-    inner: *mut StoreInner<T>,
-    instance: usize,
-    compiled: &CompiledBundle,
-    kind: CallbackKind,
-) -> Result<Option<i32>, Error> {
-    let Some(&(_, func)) = compiled.callbacks.iter().find(|(k, _)| *k == kind) else {
-        return Ok(None);
-    };
-    let placed = compiled
-        .unit
-        .funcs()
-        .iter()
-        .position(|f| f.func_index == func)
-        .expect("callback compiled");
-    // SAFETY: `inner` is the live store; no fiber runs (checked by callers).
-    let s = unsafe { &mut *inner };
-    let call = private_call(&s.instances[instance], compiled, func, placed)?;
-    let ty_index = compiled.info.func_types[func as usize];
-    let callee = Callee::Raw {
-        funcref: &*call.record as *const VMFuncRef as usize,
-        tramp: compiled.entry_trampoline(ty_index),
-        ty: compiled.info.types[ty_index as usize].clone(),
-    };
-    // SAFETY: as above; the private call path outlives the thread (joined
-    // below before `call` is dropped).
-    let id = unsafe { store::spawn_raw(inner, callee, Vec::new())? };
-    // SAFETY: as above.
-    unsafe { store::run_until(inner, Some(id.0))? };
-    // SAFETY: as above.
-    let r = unsafe { &mut *inner }.take_result_raw(id);
-    drop(call);
-    match r?.first() {
-        Some(Val::I32(v)) => Ok(Some(*v)),
-        _ => Ok(Some(0)),
-    }
-}
-
-fn describe<T>(
-    s: &StoreInner<T>,
-) -> impl Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo + '_ {
-    move |f| s.frame_info(f)
-}
 
 /// Complete a transition that is due, run its callbacks, reclaim code; and
 /// apply the timeout policy. Called by the scheduler between threads.
@@ -188,68 +107,6 @@ pub(crate) fn timeout_deadline(core: &super::Core) -> Option<Instant> {
         return None;
     }
     t.timeout.map(|d| t.started + d)
-}
-
-impl<T> StoreInner<T> {
-    fn take_result_raw(&mut self, id: ThreadId) -> Result<Vec<Val>, Error> {
-        let t = self
-            .threads
-            .remove(&id.0)
-            .ok_or_else(|| Error::BadCall(format!("no {id}")))?;
-        let mut t = t;
-        t.result
-            .take()
-            .unwrap_or_else(|| Err(Error::BadCall(format!("{id} has no result"))))
-    }
-}
-
-/// The guest-visible state of one instance: memories, globals, tables.
-struct Snapshot {
-    memories: Vec<(usize, u64, Vec<u8>)>,
-    globals: Vec<(usize, u128)>,
-    tables: Vec<(usize, Vec<usize>)>,
-}
-
-impl Snapshot {
-    fn take<T>(s: &StoreInner<T>, instance: usize) -> Snapshot {
-        let inst = &s.instances[instance];
-        Snapshot {
-            memories: inst
-                .memories
-                .iter()
-                .map(|&m| {
-                    let mem = &s.memories[m];
-                    // SAFETY: no guest code runs while the host copies.
-                    (m, mem.pages(), unsafe { mem.bytes_mut() }.to_vec())
-                })
-                .collect(),
-            globals: inst
-                .globals
-                .iter()
-                .map(|&g| (g, s.globals[g].get_raw()))
-                .collect(),
-            tables: inst
-                .tables
-                .iter()
-                .map(|&t| (t, s.tables[t].snapshot()))
-                .collect(),
-        }
-    }
-
-    fn restore<T>(self, s: &StoreInner<T>) {
-        for (m, pages, bytes) in self.memories {
-            let mem = &s.memories[m];
-            mem.shrink_to(pages);
-            // SAFETY: as in `take`.
-            unsafe { mem.bytes_mut() }.copy_from_slice(&bytes);
-        }
-        for (g, v) in self.globals {
-            s.globals[g].set_raw(v);
-        }
-        for (t, elems) in self.tables {
-            s.tables[t].restore(&elems);
-        }
-    }
 }
 
 impl<T: 'static> Store<T> {
@@ -694,141 +551,5 @@ impl<T: 'static> Store<T> {
                 }
             }
         }
-    }
-
-    /// The transition in progress, with its blockers.
-    pub fn transition_status(&self) -> Option<TransitionStatus> {
-        let s = &*self.inner;
-        let t = s.patch.transition.as_ref()?;
-        let d = describe(s);
-        Some(TransitionStatus {
-            patch: t.patch,
-            direction: t.direction,
-            pending: t.pending.len(),
-            switched: t.switched,
-            elapsed: t.started.elapsed(),
-            reversed: t.reversed(),
-            blockers: transition::blockers(&s.patch, &s.threads, &d),
-        })
-    }
-
-    /// The blockers of the transition in progress.
-    pub fn blockers(&self) -> Vec<Blocker> {
-        self.transition_status()
-            .map(|t| t.blockers)
-            .unwrap_or_default()
-    }
-
-    /// How the last transition ended.
-    pub fn last_transition(&self) -> Option<&TransitionOutcome> {
-        self.inner.patch.last_outcome.as_ref()
-    }
-
-    /// A thread's patch state (`/proc/<pid>/patch_state`).
-    pub fn thread_patch_state(&self, id: ThreadId) -> Option<ThreadPatchState> {
-        let ts = self.inner.threads.get(&id.0)?;
-        let Some(t) = &self.inner.patch.transition else {
-            return Some(ThreadPatchState::None);
-        };
-        Some(match t.side_of(ts.world) {
-            Side::Patched => ThreadPatchState::Patched,
-            Side::Unpatched => ThreadPatchState::Unpatched,
-        })
-    }
-
-    /// Applied bundles (and the one in transition), oldest first.
-    pub fn applied(&self) -> Vec<AppliedInfo> {
-        let s = &*self.inner;
-        let mut out = Vec::new();
-        let mut keys: Vec<_> = s.patch.instances.keys().copied().collect();
-        keys.sort();
-        for i in keys {
-            for b in &s.patch.instances[&i].applied {
-                out.push(AppliedInfo {
-                    id: b.id,
-                    name: b.bundle.metadata().name.clone(),
-                    bundle_id: patch_format::hex(&b.bundle.bundle_id().0),
-                    instance: Instance {
-                        store_id: s.id,
-                        index: i,
-                    },
-                    functions: b.bundle.entries().iter().map(|e| e.name.clone()).collect(),
-                    forced: b.forced,
-                    in_transition: s.patch.transition.as_ref().is_some_and(|t| t.patch == b.id),
-                });
-            }
-        }
-        out
-    }
-
-    /// The transcript of patch events so far.
-    pub fn events(&self) -> &[Event] {
-        &self.inner.patch.events
-    }
-
-    /// Which versions function `func` of `instance` has, which is live, and
-    /// which are executing on some thread's stack now.
-    pub fn function_versions(&self, instance: Instance, func: u32) -> Option<FunctionVersions> {
-        let s = &*self.inner;
-        let inst = s.instances.get(instance.index)?;
-        let base_unit = inst.module.inner.compiled.unit.id();
-        let v0 = VersionInfo {
-            patch: None,
-            unit: base_unit,
-        };
-        let mut history = vec![v0.clone()];
-        let mut live = v0;
-        if let Some(pi) = s.patch.instances.get(&instance.index) {
-            for b in &pi.applied {
-                if b.slots.iter().any(|(f, _)| *f == func) {
-                    let v = VersionInfo {
-                        patch: Some(b.id),
-                        unit: b.compiled.unit.id(),
-                    };
-                    history.push(v.clone());
-                    let settled = s.patch.transition.as_ref().is_none_or(|t| t.patch != b.id);
-                    if settled {
-                        live = v;
-                    }
-                }
-            }
-        }
-        let mut on_stack: Vec<u32> = s
-            .threads
-            .values()
-            .flat_map(|t| t.frames_any())
-            .filter(|f| f.func == func && history.iter().any(|v| v.unit == f.unit))
-            .map(|f| f.unit)
-            .collect();
-        on_stack.sort();
-        on_stack.dedup();
-        Some(FunctionVersions {
-            func_index: func,
-            history,
-            live,
-            on_stack,
-        })
-    }
-
-    /// Look up a function index of `instance` by name.
-    pub fn func_index(&self, instance: Instance, name: &str) -> Option<u32> {
-        let inst = self.inner.instances.get(instance.index)?;
-        let info = inst.module.info();
-        (0..info.func_types.len() as u32).find(|&f| info.func_name(f) == name)
-    }
-
-    /// Shadow data of this store.
-    pub fn shadow(&self) -> &super::Shadow {
-        &self.inner.patch.shadow
-    }
-
-    /// Shadow data of this store, mutably.
-    pub fn shadow_mut(&mut self) -> &mut super::Shadow {
-        &mut self.inner.patch.shadow
-    }
-
-    /// Code units kept only because a stack may still execute them.
-    pub fn reclaim_pending(&self) -> usize {
-        self.inner.patch.zombies.len()
     }
 }

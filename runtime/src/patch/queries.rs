@@ -1,0 +1,157 @@
+//! What a host can see of patching (docs/consistency.md, "What a host
+//! can see"): the transition and its blockers, per-thread patch state, the
+//! applied bundles, per-function versions, the transcript, shadow data.
+
+use super::transition::{self, Side};
+use super::{
+    AppliedInfo, Blocker, Event, FunctionVersions, ThreadPatchState, TransitionOutcome,
+    TransitionStatus, VersionInfo,
+};
+use crate::errors::FrameInfo;
+use crate::instance::Instance;
+use crate::store::{Store, StoreInner};
+use crate::thread::ThreadId;
+
+pub(crate) fn describe<T>(
+    s: &StoreInner<T>,
+) -> impl Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo + '_ {
+    move |f| s.frame_info(f)
+}
+
+impl<T: 'static> Store<T> {
+    /// The transition in progress, with its blockers.
+    pub fn transition_status(&self) -> Option<TransitionStatus> {
+        let s = &*self.inner;
+        let t = s.patch.transition.as_ref()?;
+        let d = describe(s);
+        Some(TransitionStatus {
+            patch: t.patch,
+            direction: t.direction,
+            pending: t.pending.len(),
+            switched: t.switched,
+            elapsed: t.started.elapsed(),
+            reversed: t.reversed(),
+            blockers: transition::blockers(&s.patch, &s.threads, &d),
+        })
+    }
+
+    /// The blockers of the transition in progress.
+    pub fn blockers(&self) -> Vec<Blocker> {
+        self.transition_status()
+            .map(|t| t.blockers)
+            .unwrap_or_default()
+    }
+
+    /// How the last transition ended.
+    pub fn last_transition(&self) -> Option<&TransitionOutcome> {
+        self.inner.patch.last_outcome.as_ref()
+    }
+
+    /// A thread's patch state (`/proc/<pid>/patch_state`).
+    pub fn thread_patch_state(&self, id: ThreadId) -> Option<ThreadPatchState> {
+        let ts = self.inner.threads.get(&id.0)?;
+        let Some(t) = &self.inner.patch.transition else {
+            return Some(ThreadPatchState::None);
+        };
+        Some(match t.side_of(ts.world) {
+            Side::Patched => ThreadPatchState::Patched,
+            Side::Unpatched => ThreadPatchState::Unpatched,
+        })
+    }
+
+    /// Applied bundles (and the one in transition), oldest first.
+    pub fn applied(&self) -> Vec<AppliedInfo> {
+        let s = &*self.inner;
+        let mut out = Vec::new();
+        let mut keys: Vec<_> = s.patch.instances.keys().copied().collect();
+        keys.sort();
+        for i in keys {
+            for b in &s.patch.instances[&i].applied {
+                out.push(AppliedInfo {
+                    id: b.id,
+                    name: b.bundle.metadata().name.clone(),
+                    bundle_id: patch_format::hex(&b.bundle.bundle_id().0),
+                    instance: Instance {
+                        store_id: s.id,
+                        index: i,
+                    },
+                    functions: b.bundle.entries().iter().map(|e| e.name.clone()).collect(),
+                    forced: b.forced,
+                    in_transition: s.patch.transition.as_ref().is_some_and(|t| t.patch == b.id),
+                });
+            }
+        }
+        out
+    }
+
+    /// The transcript of patch events so far.
+    pub fn events(&self) -> &[Event] {
+        &self.inner.patch.events
+    }
+
+    /// Which versions function `func` of `instance` has, which is live, and
+    /// which are executing on some thread's stack now.
+    pub fn function_versions(&self, instance: Instance, func: u32) -> Option<FunctionVersions> {
+        let s = &*self.inner;
+        let inst = s.instances.get(instance.index)?;
+        let base_unit = inst.module.inner.compiled.unit.id();
+        let v0 = VersionInfo {
+            patch: None,
+            unit: base_unit,
+        };
+        let mut history = vec![v0.clone()];
+        let mut live = v0;
+        if let Some(pi) = s.patch.instances.get(&instance.index) {
+            for b in &pi.applied {
+                if b.slots.iter().any(|(f, _)| *f == func) {
+                    let v = VersionInfo {
+                        patch: Some(b.id),
+                        unit: b.compiled.unit.id(),
+                    };
+                    history.push(v.clone());
+                    let settled = s.patch.transition.as_ref().is_none_or(|t| t.patch != b.id);
+                    if settled {
+                        live = v;
+                    }
+                }
+            }
+        }
+        let mut on_stack: Vec<u32> = s
+            .threads
+            .values()
+            .flat_map(|t| t.frames_any())
+            .filter(|f| f.func == func && history.iter().any(|v| v.unit == f.unit))
+            .map(|f| f.unit)
+            .collect();
+        on_stack.sort();
+        on_stack.dedup();
+        Some(FunctionVersions {
+            func_index: func,
+            history,
+            live,
+            on_stack,
+        })
+    }
+
+    /// Look up a function index of `instance` by name.
+    pub fn func_index(&self, instance: Instance, name: &str) -> Option<u32> {
+        let inst = self.inner.instances.get(instance.index)?;
+        let info = inst.module.info();
+        (0..info.func_types.len() as u32).find(|&f| info.func_name(f) == name)
+    }
+
+    /// Shadow data of this store.
+    pub fn shadow(&self) -> &super::Shadow {
+        &self.inner.patch.shadow
+    }
+
+    /// Shadow data of this store, mutably.
+    pub fn shadow_mut(&mut self) -> &mut super::Shadow {
+        &mut self.inner.patch.shadow
+    }
+
+    /// Code units kept only because a stack may still execute them.
+    pub fn reclaim_pending(&self) -> usize {
+        self.inner.patch.zombies.len()
+    }
+}
