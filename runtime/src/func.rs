@@ -1,7 +1,7 @@
 //! Functions: `Func` handles, typed calls, host functions and `Caller`.
 
 use crate::errors::Error;
-use crate::store::{self, Store, StoreInner};
+use crate::store::{self, store_mut, store_ref, Store, StoreInner};
 use crate::thread::fiber::{self, Resume, Yield};
 use crate::thread::{ThreadId, ThreadState};
 use crate::val::Val;
@@ -363,12 +363,12 @@ impl<T: 'static> Caller<'_, T> {
     fn inner(&self) -> &StoreInner<T> {
         // SAFETY: the store outlives every host call; the scheduler holds
         // no reference to it while the fiber runs.
-        unsafe { &*self.store }
+        unsafe { store_ref(self.store) }
     }
 
     fn inner_mut(&mut self) -> &mut StoreInner<T> {
         // SAFETY: see `inner`.
-        unsafe { &mut *self.store }
+        unsafe { store_mut(self.store) }
     }
 
     fn thread(&mut self) -> &mut ThreadState {

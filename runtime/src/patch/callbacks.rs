@@ -6,7 +6,7 @@
 use crate::compile::CompiledBundle;
 use crate::errors::Error;
 use crate::instance::InstanceData;
-use crate::store::{self, Callee, StoreInner};
+use crate::store::{self, store_mut, Callee, StoreInner};
 use crate::thread::ThreadId;
 use crate::val::Val;
 use crate::vm::vmctx::{VMFuncRef, VMSlot};
@@ -68,7 +68,7 @@ pub(crate) fn run_callback<T: 'static>(
         .position(|f| f.func_index == func)
         .expect("callback compiled");
     // SAFETY: `inner` is the live store; no fiber runs (checked by callers).
-    let s = unsafe { &mut *inner };
+    let s = unsafe { store_mut(inner) };
     let call = private_call(&s.instances[instance], compiled, func, placed)?;
     let ty_index = compiled.info.func_types[func as usize];
     let callee = Callee::Raw {
@@ -82,7 +82,7 @@ pub(crate) fn run_callback<T: 'static>(
     // SAFETY: as above.
     unsafe { store::run_until(inner, Some(id.0))? };
     // SAFETY: as above.
-    let r = unsafe { &mut *inner }.take_result_raw(id);
+    let r = unsafe { store_mut(inner) }.take_result_raw(id);
     drop(call);
     match r?.first() {
         Some(Val::I32(v)) => Ok(Some(*v)),

@@ -15,7 +15,7 @@ use super::{
 use crate::compile::{self, CompiledBundle};
 use crate::errors::Error;
 use crate::instance::Instance;
-use crate::store::{self, Store, StoreInner};
+use crate::store::{self, store_mut, Store, StoreInner};
 use crate::thread::ThreadId;
 use crate::vm::vmctx::{VMContext, VMSlot};
 use crate::vm::vmctx_block::{other_world, world_index};
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// apply the timeout policy. Called by the scheduler between threads.
 pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
     // SAFETY: called by the scheduler with the live store, between threads.
-    let s = unsafe { &mut *inner };
+    let s = unsafe { store_mut(inner) };
     if let Some(inst_index) = s.patch.transition.as_ref().map(|t| t.instance) {
         let names: *const StoreInner<T> = s;
         // SAFETY: `describe` only reads `units`, which the transition
@@ -73,7 +73,7 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
         };
         if let Err(e) = run_callback(inner, instance, &compiled, kind) {
             // SAFETY: as above.
-            let s = unsafe { &mut *inner };
+            let s = unsafe { store_mut(inner) };
             transition::emit(
                 &mut s.patch,
                 Event::BlockedBy(
@@ -85,7 +85,7 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
         }
     }
     // SAFETY: as above.
-    let s = unsafe { &mut *inner };
+    let s = unsafe { store_mut(inner) };
     transition::reclaim(&mut s.patch, &mut s.threads);
     // Forget the names of code that is gone.
     let mut live: HashSet<u32> = s
