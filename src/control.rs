@@ -157,6 +157,7 @@ fn status_json(t: &TransitionStatus) -> Value {
         "switched": t.switched,
         "elapsed_ms": ms(t.elapsed),
         "reversed": t.reversed,
+        "phase": t.phase.name(),
         "blockers": blockers_json(&t.blockers),
     })
 }

@@ -5,6 +5,7 @@ mod adversarial;
 mod api;
 mod bundles;
 mod cli_control;
+mod lifecycle;
 mod slots;
 mod stacks;
 mod threads;

@@ -116,6 +116,29 @@ pub struct Blocker {
     pub frame: FrameInfo,
 }
 
+/// Where a transition stands in its lifecycle (`docs/consistency.md`, "The
+/// lifecycle of a transition").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransitionPhase {
+    /// Some threads are pending.
+    Switching,
+    /// No thread is pending; the completion runs at the scheduler's next turn.
+    Switched,
+    /// Forced: no thread is pending, and it can no longer be reversed.
+    Forced,
+}
+
+impl TransitionPhase {
+    /// `switching`, `switched` or `forced`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransitionPhase::Switching => "switching",
+            TransitionPhase::Switched => "switched",
+            TransitionPhase::Forced => "forced",
+        }
+    }
+}
+
 /// What a transition looks like now.
 #[derive(Clone, Debug)]
 pub struct TransitionStatus {
@@ -129,8 +152,10 @@ pub struct TransitionStatus {
     pub switched: usize,
     /// Time since the transition started.
     pub elapsed: Duration,
-    /// Whether it has been reversed.
+    /// Whether it has been reversed (it now leads back).
     pub reversed: bool,
+    /// Where it stands.
+    pub phase: TransitionPhase,
     /// Pending threads whose stacks hold a function of the check set.
     pub blockers: Vec<Blocker>,
 }

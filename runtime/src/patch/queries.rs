@@ -5,7 +5,7 @@
 use super::transition::{self, Side};
 use super::{
     AppliedInfo, Blocker, Event, FunctionVersions, ThreadPatchState, TransitionOutcome,
-    TransitionStatus, VersionInfo,
+    TransitionPhase, TransitionStatus, VersionInfo,
 };
 use crate::errors::FrameInfo;
 use crate::instance::Instance;
@@ -31,6 +31,11 @@ impl<T: 'static> Store<T> {
             switched: t.switched,
             elapsed: t.started.elapsed(),
             reversed: t.reversed(),
+            phase: match t.phase {
+                transition::Phase::Switching { .. } => TransitionPhase::Switching,
+                transition::Phase::Switched { .. } => TransitionPhase::Switched,
+                transition::Phase::Forced { .. } => TransitionPhase::Forced,
+            },
             blockers: transition::blockers(&s.patch, &s.threads, &d),
         })
     }
