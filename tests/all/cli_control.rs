@@ -633,3 +633,71 @@ fn demo_guest_is_fixed_and_reverted_live() {
     assert_eq!(*sums.last().unwrap(), "45", "{sums:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends raw bytes (several requests) on a fresh connection and reads `n`
+/// reply lines.
+fn raw_n(sock: &Path, bytes: &[u8], n: usize) -> Vec<Value> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut r = BufReader::new(s);
+    (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply not JSON ({e}): {line:?}"))
+        })
+        .collect()
+}
+
+/// Issue 11, item 1, as an operator's script sends it: two reverses in one
+/// write, handled in one control poll. The thread asleep in `slow` is
+/// pending again after the second, so the apply completes only once it
+/// leaves `slow`; meanwhile `status` shows the transition open.
+#[test]
+fn two_reverses_in_one_write_keep_the_transition_open() {
+    let dir = scratch("batched");
+    let (old, new) = write_service(&dir);
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &[]);
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    // 20 workers for 4 s; one thread asleep inside `slow` for 2 s.
+    let g = Guest::start(&sock, &old, "main", &["20", "4000", "2000"]);
+    wait_threads(&sock, 22);
+    let o = wasm_patch(&[
+        "apply",
+        "--control",
+        s,
+        bundle.to_str().unwrap(),
+        "--no-wait",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let sock2 = sock.clone();
+    let batch = std::thread::spawn(move || {
+        raw_n(&sock2, b"{\"op\":\"reverse\"}\n{\"op\":\"reverse\"}\n", 2)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let st = json_of(&wasm_patch(&["status", "--control", s, "--json"]));
+    assert!(
+        st["transition"]["pending"].as_u64() >= Some(1),
+        "the sleeper inside `slow` keeps the transition open: {st}"
+    );
+    assert_eq!(st["transition"]["reversed"], false, "{st}");
+    let replies = batch.join().unwrap();
+    // Both requests answer when the transition ends: forward, applied.
+    for r in &replies {
+        assert_eq!(r["outcome"]["reversed"], false, "{replies:?}");
+        assert_eq!(r["outcome"]["direction"], "patch", "{replies:?}");
+    }
+    let st = json_of(&wasm_patch(&["status", "--control", s, "--json"]));
+    assert!(st["transition"].is_null(), "{st}");
+    assert_eq!(st["last_transition"]["reversed"], false, "{st}");
+    let list = json_of(&wasm_patch(&["list", "--control", s, "--json"]));
+    assert_eq!(list["applied"].as_array().unwrap().len(), 1, "{list}");
+    let (rc, out, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let (_, v2, mixed) = tally(&out);
+    assert!(v2 > 0, "new code ran");
+    assert_eq!(mixed, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
