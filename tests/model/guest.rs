@@ -1,0 +1,202 @@
+//! The guest module, generated from a parameter table, and the bundles
+//! built from its variants with `patch_format::diff`.
+//!
+//! Every version of every patchable function records `(function, version)`
+//! through the host import `record` as its first call, then runs a command
+//! loop: it asks the host for the next command (`cmd`, which parks the
+//! thread while there is none) and calls what it is told to, or returns.
+//! So the host decides every thread's exact frame set, and every safe point
+//! a thread reaches is either a park inside `cmd` or a poll between two
+//! commands.
+
+use crate::ops::{Spec, ADDS, N};
+use patch_format::{diff, BundleId, CallbackKind, DiffOptions, StateVersion};
+
+/// Function id recorded by `f{i}`: `i`; by `add{k}`: `ADD_BASE + k`.
+pub const ADD_BASE: i32 = 10;
+
+/// Command codes returned by `cmd` (0 = return).
+pub const CODE_CALL: i32 = 1;
+/// `call_indirect` through table slot `j`.
+pub const CODE_INDIRECT: i32 = 10;
+/// Host call into export `f{j}`.
+pub const CODE_HOST: i32 = 20;
+/// Call of `add{k}`.
+pub const CODE_ADDED: i32 = 30;
+
+/// Callback kinds as recorded by the `cb` import.
+pub const CB_KINDS: [CallbackKind; 4] = [
+    CallbackKind::PrePatch,
+    CallbackKind::PostPatch,
+    CallbackKind::PreUnpatch,
+    CallbackKind::PostUnpatch,
+];
+
+/// One version of the module: the version number of each `f{i}` (0 =
+/// original), the added functions with their version, which added
+/// functions each `f{i}` knows, and the callbacks.
+struct Variant {
+    versions: [i32; N as usize],
+    /// `(k, version)` of each added function, in index order.
+    adds: Vec<(u8, i32)>,
+    /// Added functions every changed function (and added one) can call.
+    knows: Vec<u8>,
+    /// Callback functions: (tag, veto, post sleeps).
+    callbacks: Option<(i32, bool, bool)>,
+}
+
+fn dispatch(knows: &[u8]) -> String {
+    let mut s = String::new();
+    for j in 0..N as i32 {
+        s += &format!(
+            "(if (i32.eq (local.get $c) (i32.const {})) (then (call $f{j})))\n",
+            CODE_CALL + j
+        );
+        s += &format!(
+            "(if (i32.eq (local.get $c) (i32.const {})) (then (call_indirect (type $t) (i32.const {j}))))\n",
+            CODE_INDIRECT + j
+        );
+        s += &format!(
+            "(if (i32.eq (local.get $c) (i32.const {})) (then (call $hostcall (i32.const {j}))))\n",
+            CODE_HOST + j
+        );
+    }
+    for &k in knows {
+        s += &format!(
+            "(if (i32.eq (local.get $c) (i32.const {})) (then (call $add{k})))\n",
+            CODE_ADDED + k as i32
+        );
+    }
+    s
+}
+
+fn body(record: Option<(i32, i32)>, knows: &[u8]) -> String {
+    let rec = record
+        .map(|(f, v)| format!("(call $record (i32.const {f}) (i32.const {v}))"))
+        .unwrap_or_default();
+    format!(
+        "(local $c i32)
+  {rec}
+  (block $exit
+    (loop $l
+      (local.set $c (call $cmd))
+      (br_if $exit (i32.eqz (local.get $c)))
+      {}
+      (br $l)))",
+        dispatch(knows)
+    )
+}
+
+fn wat(v: &Variant) -> String {
+    let mut m = String::from(
+        r#"(module
+  (import "env" "cmd" (func $cmd (result i32)))
+  (import "env" "record" (func $record (param i32 i32)))
+  (import "env" "hostcall" (func $hostcall (param i32)))
+  (import "env" "cb" (func $cb (param i32 i32)))
+  (import "env" "cbsleep" (func $cbsleep))
+  (type $t (func))
+"#,
+    );
+    m += &format!("  (table {N} funcref)\n  (elem (i32.const 0) func");
+    for j in 0..N {
+        m += &format!(" $f{j}");
+    }
+    m += ")\n";
+    m += &format!("  (func $run (export \"run\")\n  {})\n", body(None, &[]));
+    for i in 0..N as usize {
+        let ver = v.versions[i];
+        let knows: &[u8] = if ver != 0 { &v.knows } else { &[] };
+        m += &format!(
+            "  (func $f{i} (export \"f{i}\")\n  {})\n",
+            body(Some((i as i32, ver)), knows)
+        );
+    }
+    for &(k, ver) in &v.adds {
+        m += &format!(
+            "  (func $add{k}\n  {})\n",
+            body(Some((ADD_BASE + k as i32, ver)), &v.knows)
+        );
+    }
+    if let Some((tag, veto, sleep)) = v.callbacks {
+        for (n, kind) in CB_KINDS.iter().enumerate() {
+            let ret = if n == 0 && veto { 1 } else { 0 };
+            let extra = if n == 1 && sleep {
+                "(call $cbsleep)"
+            } else {
+                ""
+            };
+            m += &format!(
+                "  (func $cb_{} (result i32) (call $cb (i32.const {tag}) (i32.const {n})) {extra} (i32.const {ret}))\n",
+                kind.name().replace('-', "_")
+            );
+        }
+    }
+    m += ")\n";
+    m
+}
+
+/// WAT text of the original module.
+pub fn base_wat() -> String {
+    wat(&Variant {
+        versions: [0; N as usize],
+        adds: Vec::new(),
+        knows: Vec::new(),
+        callbacks: None,
+    })
+}
+
+/// The added functions of `spec`, in index order: `(k, index offset)`.
+pub fn added(spec: &Spec) -> Vec<u8> {
+    (0..ADDS).filter(|k| spec.adds & (1 << k) != 0).collect()
+}
+
+/// Build the bundle of `spec` with version number `tag`, against `base`
+/// (binary). `sits_on` is the bundle id it sits on, if any.
+///
+/// # Panics
+/// When `diff` refuses the variant (a generator bug, not a runtime one).
+pub fn bundle(base: &[u8], tag: i32, spec: &Spec, sits_on: Option<BundleId>) -> Vec<u8> {
+    let mut versions = [0; N as usize];
+    for (i, v) in versions.iter_mut().enumerate() {
+        if spec.funcs & (1 << i) != 0 {
+            *v = tag;
+        }
+    }
+    let adds = added(spec);
+    let variant = Variant {
+        versions,
+        adds: adds.iter().map(|&k| (k, tag)).collect(),
+        knows: adds.clone(),
+        callbacks: Some((tag, spec.veto, spec.post_sleep)),
+    };
+    let new = wat::parse_str(wat(&variant)).expect("variant parses");
+    let immediate = (0..N)
+        .filter(|i| spec.immediate & (1 << i) != 0)
+        .map(|i| format!("f{i}"))
+        .collect();
+    let sv = |(id, version): (u32, u32)| StateVersion { id, version };
+    let opts = DiffOptions {
+        name: format!("b{tag}"),
+        immediate,
+        replace: spec.replace,
+        states: spec.state.map(sv).into_iter().collect(),
+        requires: spec.requires.map(sv).into_iter().collect(),
+        sits_on: sits_on.into_iter().collect(),
+        callbacks: CB_KINDS
+            .iter()
+            .map(|k| (*k, format!("cb_{}", k.name().replace('-', "_"))))
+            .collect(),
+        ..Default::default()
+    };
+    diff(base, &new, &opts)
+        .unwrap_or_else(|e| panic!("diff refused the variant of {spec:?}: {e}"))
+        .bundle
+        .to_bytes()
+}
+
+/// A bundle id no bundle has (what `sits_on` names when the patch it
+/// points at was never applied).
+pub fn unknown_bundle_id() -> BundleId {
+    BundleId([0xab; 32])
+}

@@ -1,0 +1,81 @@
+//! Model-based test of the consistency rules (issue 11): random operation
+//! sequences run against the real runtime and against an executable model
+//! of `CONSISTENCY.md`, compared after every operation. See
+//! `docs/model-testing.md`.
+//!
+//! `cargo test --test model` runs a fixed-seed budget; `MODEL_CASES`,
+//! `MODEL_SEED`, `MODEL_LEN` and `MODEL_SKIP` change it.
+
+mod guest;
+mod model;
+mod ops;
+mod regressions;
+mod runner;
+
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use std::cell::RefCell;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Random sequences against the model. Each counterexample is shrunk and
+/// printed as a `replay(&[...])` call; after one, the search goes on with
+/// the next seed until the budget of sequences is spent.
+#[test]
+fn random_sequences_follow_the_model() {
+    let budget = env_u64("MODEL_CASES", 200);
+    let max_len = env_u64("MODEL_LEN", 30) as usize;
+    let mut seed = env_u64("MODEL_SEED", 11);
+    let counts = RefCell::new(runner::Counts::default());
+    let mut found = Vec::new();
+    let mut explored = 0u64;
+    while explored < budget {
+        let cases = (budget - explored) as u32;
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            max_shrink_iters: 2_000,
+            ..Config::default()
+        };
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        let before = counts.borrow().sequences;
+        let result = runner.run(&ops::sequence(max_len), |seq| {
+            runner::check(&seq, &mut counts.borrow_mut()).map_err(TestCaseError::fail)
+        });
+        match result {
+            Ok(()) => explored = budget,
+            Err(TestError::Fail(why, seq)) => {
+                // Shrinking runs count as sequences too; the budget counts
+                // the generated ones only (roughly: one per seed's cases).
+                explored += (counts.borrow().sequences - before).min(cases as u64);
+                eprintln!(
+                    "counterexample {} (seed {seed}): {why}\nreplay({});\n",
+                    found.len() + 1,
+                    ops::listing(&seq)
+                );
+                found.push(seq);
+            }
+            Err(TestError::Abort(why)) => panic!("proptest aborted: {why}"),
+        }
+        seed += 1;
+    }
+    let c = *counts.borrow();
+    eprintln!(
+        "model: {} sequences, {} operations, {} counterexamples",
+        c.sequences,
+        c.operations,
+        found.len()
+    );
+    assert!(
+        found.is_empty(),
+        "{} counterexamples (printed above)",
+        found.len()
+    );
+}
