@@ -192,6 +192,12 @@ pub struct Model {
     pub callbacks: Vec<(i32, i32)>,
     /// Whether any transition completed.
     pub any_completed: bool,
+    /// `MODEL_SHARED_CODE_BLOCKS=1`: a frame of `f` in another instance of
+    /// the same module, running the module's code, also blocks a
+    /// transition that changes `f` (the runtime checks by code address, and
+    /// instances of one module share its code). Off by default: by the
+    /// rules a function belongs to one instance.
+    pub shared_code_blocks: bool,
 }
 
 const PRE_PATCH: i32 = 0;
@@ -207,6 +213,7 @@ impl Model {
     /// A store with `INSTANCES` unpatched instances and no thread.
     pub fn new() -> Model {
         Model {
+            shared_code_blocks: std::env::var_os("MODEL_SHARED_CODE_BLOCKS").is_some(),
             applied: vec![Vec::new(); INSTANCES as usize],
             live: vec![base_world(); INSTANCES as usize],
             ..Default::default()
@@ -276,7 +283,13 @@ impl Model {
             return true;
         };
         let th = &self.threads[i];
-        th.inst != t.inst || !th.frames.iter().any(|f| t.check.contains(&f.func))
+        // Another instance's frames block only in the shared-code mode,
+        // and then only those running the module's own code (v0): bundle
+        // code belongs to one instance.
+        !th.frames.iter().any(|f| {
+            t.check.contains(&f.func)
+                && (th.inst == t.inst || self.shared_code_blocks && f.ver == 0)
+        })
     }
 
     /// A safe point of thread `i`: a pending thread whose frames hold no

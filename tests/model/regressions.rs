@@ -57,3 +57,82 @@ fn reverse_after_force_is_refused() {
         Reverse,
     ]);
 }
+
+/// Issue 11 item 5: two bundles that each add a different function at the
+/// same index (both diffed from the same base). The second must be refused
+/// (or get its own index); the runtime accepted it, and callers of the
+/// first added function reach the second.
+#[test]
+fn second_bundle_adding_at_the_same_index_is_refused() {
+    replay(&[
+        Apply {
+            inst: 1,
+            spec: Spec {
+                funcs: 1,
+                adds: 1,
+                ..Default::default()
+            },
+        },
+        Spawn { inst: 0 },
+        Apply {
+            inst: 1,
+            spec: Spec {
+                funcs: 1,
+                adds: 2,
+                ..Default::default()
+            },
+        },
+    ]);
+}
+
+/// Issue 11 item 4: two instances in one store. After a transition of
+/// instance 0 completes, instance 1's calls must still reach its own
+/// applied bundle; the runtime sent them back to the original code.
+#[test]
+fn a_transition_of_one_instance_keeps_the_other_instance_patched() {
+    replay(&[
+        Apply {
+            inst: 1,
+            spec: Spec {
+                funcs: 4,
+                ..Default::default()
+            },
+        },
+        Spawn { inst: 1 },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 1,
+                ..Default::default()
+            },
+        },
+        Thread {
+            thread: 0,
+            cmds: vec![Host(2), Ret, Call(2)],
+        },
+    ]);
+}
+
+/// A thread of instance 0 inside `f0` does not block a transition of
+/// instance 1 that changes instance 1's `f0` (rules 1 and 2: a function
+/// belongs to one instance). The runtime matches frames by code address,
+/// and instances of one module share that code, so the thread stays
+/// pending. Liveness only; if this conservatism is intended, run the
+/// model with `MODEL_SHARED_CODE_BLOCKS=1` and drop this test.
+#[test]
+fn frames_of_another_instance_do_not_block() {
+    replay(&[
+        Spawn { inst: 0 },
+        Thread {
+            thread: 0,
+            cmds: vec![Call(0)],
+        },
+        Apply {
+            inst: 1,
+            spec: Spec {
+                funcs: 1,
+                ..Default::default()
+            },
+        },
+    ]);
+}
