@@ -443,7 +443,8 @@ impl Model {
         let moving = self.bundles[&t.patch].clone();
         let mut imm = BTreeSet::new();
         for i in 0..N {
-            if moving.spec.all_immediate || moving.spec.immediate & (1 << i) != 0 {
+            let entry = moving.spec.funcs & (1 << i) != 0;
+            if entry && (moving.spec.all_immediate || moving.spec.immediate & (1 << i) != 0) {
                 imm.insert(FuncId::F(i));
             }
         }

@@ -217,14 +217,37 @@ fn allowed(op: &Op, skip: &[String]) -> bool {
     }
 }
 
+/// Drop the operation patterns `MODEL_SKIP` names: `double_reverse` (a
+/// second reverse with no scheduler pass since the first), `force_reverse`
+/// (any reverse after a force).
+fn sanitize(ops: Vec<Op>, skip: &[String]) -> Vec<Op> {
+    let double = skip.iter().any(|s| s == "double_reverse");
+    let after_force = skip.iter().any(|s| s == "force_reverse");
+    let mut out = Vec::with_capacity(ops.len());
+    let (mut reversed, mut forced) = (false, false);
+    for op in ops {
+        match op {
+            Op::Reverse if (double && reversed) || (after_force && forced) => continue,
+            Op::Reverse => reversed = true,
+            Op::Force => forced = true,
+            Op::Spawn { .. } | Op::Thread { .. } | Op::Drive | Op::Wait => reversed = false,
+            _ => {}
+        }
+        out.push(op);
+    }
+    out
+}
+
 /// A random sequence of up to `max_len` operations (shrinks towards fewer
 /// and simpler operations).
 pub fn sequence(max_len: usize) -> impl Strategy<Value = Vec<Op>> {
     let skip = skipped();
+    let skip2 = skip.clone();
     prop::collection::vec(
         op().prop_filter("excluded by MODEL_SKIP", move |o| allowed(o, &skip)),
         1..max_len,
     )
+    .prop_map(move |v| sanitize(v, &skip2))
 }
 
 /// Prints only the fields that differ from the default, as a Rust

@@ -136,3 +136,28 @@ fn frames_of_another_instance_do_not_block() {
         },
     ]);
 }
+
+/// Issue 11 item 1: two reverses in a row. The first leaves nobody pending
+/// (completion due); the second makes the thread inside `f1` pending
+/// again. The transition must not complete while it is pending; the
+/// runtime completed it, stranding the thread in the old world.
+#[test]
+fn two_reverses_do_not_complete_with_a_pending_thread() {
+    replay(&[
+        Spawn { inst: 0 },
+        Thread {
+            thread: 0,
+            cmds: vec![Call(1)],
+        },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 2,
+                ..Default::default()
+            },
+        },
+        Reverse,
+        Reverse,
+        Drive,
+    ]);
+}

@@ -430,12 +430,19 @@ impl Run {
 pub fn check(ops: &[Op], counts: &mut Counts) -> Result<(), String> {
     let mut run = Run::new();
     counts.sequences += 1;
+    let debug = std::env::var_os("MODEL_DEBUG").is_some();
     for (n, op) in ops.iter().enumerate() {
         counts.operations += 1;
-        run.step(n, op)
-            .map_err(|e| format!("after operation {n} ({op:?}): {e}"))?;
+        if let Err(e) = run.step(n, op) {
+            if debug {
+                for e in run.store.events() {
+                    eprintln!("{e}");
+                }
+            }
+            return Err(format!("after operation {n} ({op:?}): {e}"));
+        }
     }
-    if std::env::var_os("MODEL_DEBUG").is_some() {
+    if debug {
         for (i, t) in run.model.threads.iter().enumerate() {
             eprintln!("thread {i}: {:?}", t.records);
         }
