@@ -30,6 +30,9 @@ fn random_sequences_follow_the_model() {
     let budget = env_u64("MODEL_CASES", 200);
     let max_len = env_u64("MODEL_LEN", 30) as usize;
     let mut seed = env_u64("MODEL_SEED", 11);
+    // MODEL_FORK=1: each sequence runs in a forked child, so that a crash
+    // (SIGSEGV) is a counterexample that shrinks like any other.
+    let fork = std::env::var_os("MODEL_FORK").is_some();
     let counts = RefCell::new(runner::Counts::default());
     let mut found = Vec::new();
     let mut explored = 0u64;
@@ -47,7 +50,12 @@ fn random_sequences_follow_the_model() {
         let mut runner = TestRunner::new_with_rng(config, rng);
         let before = counts.borrow().sequences;
         let result = runner.run(&ops::sequence(max_len), |seq| {
-            runner::check(&seq, &mut counts.borrow_mut()).map_err(TestCaseError::fail)
+            let mut c = counts.borrow_mut();
+            if fork {
+                runner::check_forked(&seq, &mut c).map_err(TestCaseError::fail)
+            } else {
+                runner::check(&seq, &mut c).map_err(TestCaseError::fail)
+            }
         });
         match result {
             Ok(()) => explored = budget,

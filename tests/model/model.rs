@@ -531,8 +531,9 @@ impl Model {
     }
 
     /// Apply `spec` as bundle `tag` on `inst`, given what the runtime did
-    /// for an [`Expect::Either`] (`accepted`). Returns the expectation.
-    pub fn apply(&mut self, inst: u8, tag: i32, spec: &Spec, accepted: bool) -> Expect {
+    /// (`runtime`: `None` when it accepted, else its refusal), which
+    /// decides an [`Expect::Either`]. Returns the expectation.
+    pub fn apply(&mut self, inst: u8, tag: i32, spec: &Spec, runtime: Option<Refusal>) -> Expect {
         let e = self.check_apply(inst, spec);
         let go = match e {
             Expect::Ok => true,
@@ -542,12 +543,14 @@ impl Model {
             }
             Expect::Refused(_) => false,
             Expect::Either => {
-                if accepted && spec.veto {
-                    // The conflict was not a refusal; the veto still is.
+                let passed = matches!(runtime, None | Some(Refusal::Vetoed));
+                if passed && spec.veto {
+                    // The runtime let the added functions through; the
+                    // veto still refuses.
                     self.callbacks.push((tag, PRE_PATCH));
                     return Expect::Refused(Refusal::Vetoed);
                 }
-                accepted
+                runtime.is_none()
             }
         };
         if !go {

@@ -219,17 +219,35 @@ fn allowed(op: &Op, skip: &[String]) -> bool {
 
 /// Drop the operation patterns `MODEL_SKIP` names: `double_reverse` (a
 /// second reverse with no scheduler pass since the first), `force_reverse`
-/// (any reverse after a force).
+/// (any reverse after a force), `add_conflict` (every bundle that adds
+/// functions adds all of them, so no two add different functions at one
+/// index), `reverse_adds` (any reverse after a bundle that adds
+/// functions).
 fn sanitize(ops: Vec<Op>, skip: &[String]) -> Vec<Op> {
     let double = skip.iter().any(|s| s == "double_reverse");
     let after_force = skip.iter().any(|s| s == "force_reverse");
+    let add_conflict = skip.iter().any(|s| s == "add_conflict");
+    let reverse_adds = skip.iter().any(|s| s == "reverse_adds");
+    let mut added = false;
     let mut out = Vec::with_capacity(ops.len());
     let (mut reversed, mut forced) = (false, false);
     for op in ops {
+        let op = match op {
+            Op::Apply { inst, mut spec } if add_conflict && spec.adds != 0 => {
+                spec.adds = (1 << ADDS) - 1;
+                Op::Apply { inst, spec }
+            }
+            op => op,
+        };
         match op {
-            Op::Reverse if (double && reversed) || (after_force && forced) => continue,
+            Op::Reverse
+                if (double && reversed) || (after_force && forced) || (reverse_adds && added) =>
+            {
+                continue
+            }
             Op::Reverse => reversed = true,
             Op::Force => forced = true,
+            Op::Apply { ref spec, .. } if spec.adds != 0 => added = true,
             Op::Spawn { .. } | Op::Thread { .. } | Op::Drive | Op::Wait => reversed = false,
             _ => {}
         }
@@ -283,7 +301,7 @@ impl std::fmt::Debug for Spec {
 pub fn listing(ops: &[Op]) -> String {
     let mut s = String::from("&[\n");
     for op in ops {
-        s += &format!("    {op:?},\n");
+        s += &format!("    {op:?},\n").replace("cmds: [", "cmds: vec![");
     }
     s + "]"
 }

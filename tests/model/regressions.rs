@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 use crate::ops::{Cmd::*, Op::*, Spec};
 #[allow(unused_imports)]
-use crate::runner::replay;
+use crate::runner::{replay, replay_forked};
 
 /// Not a counterexample: the harness itself on a hand-written sequence
 /// (a thread inside a changed function stays pending until it returns,
@@ -159,5 +159,39 @@ fn two_reverses_do_not_complete_with_a_pending_thread() {
         Reverse,
         Reverse,
         Drive,
+    ]);
+}
+
+/// Issue 11 item 6: reversing an apply that added a function. Thread 1
+/// runs the bundle's `f0`, whose frame survives the reverse; its call to
+/// the added function must trap cleanly (`RemovedFunction`, rule 6). The
+/// runtime left a null slot there: SIGSEGV.
+#[test]
+fn call_to_an_added_function_after_a_reverse_traps() {
+    replay_forked(&[
+        Spawn { inst: 0 },
+        Spawn { inst: 0 },
+        Thread {
+            thread: 0,
+            cmds: vec![Call(0)],
+        },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 7,
+                immediate: 2,
+                adds: 3,
+                ..Default::default()
+            },
+        },
+        Thread {
+            thread: 1,
+            cmds: vec![Call(0)],
+        },
+        Reverse,
+        Thread {
+            thread: 1,
+            cmds: vec![Added(0)],
+        },
     ]);
 }

@@ -272,7 +272,9 @@ impl Run {
                 let got = self
                     .store
                     .apply(self.instances[inst as usize], &bytes, &opts);
-                let expect = self.model.apply(inst, tag, spec, got.is_ok());
+                let expect = self
+                    .model
+                    .apply(inst, tag, spec, got.as_ref().err().map(refusal_of));
                 judge("apply", expect, &got, refusal_of)?;
                 if let Ok(p) = got {
                     let id = Bundle::parse(&bytes).expect("bundle parses").bundle_id();
@@ -428,6 +430,10 @@ impl Run {
 /// Run `ops` against the runtime and the model; the first difference, with
 /// the operation that showed it.
 pub fn check(ops: &[Op], counts: &mut Counts) -> Result<(), String> {
+    if let Some(path) = std::env::var_os("MODEL_TRACE") {
+        // The sequence about to run, for a crash that kills the process.
+        let _ = std::fs::write(path, crate::ops::listing(ops));
+    }
     let mut run = Run::new();
     counts.sequences += 1;
     let debug = std::env::var_os("MODEL_DEBUG").is_some();
@@ -458,6 +464,81 @@ pub fn check(ops: &[Op], counts: &mut Counts) -> Result<(), String> {
 #[track_caller]
 pub fn replay(ops: &[Op]) {
     if let Err(e) = check(ops, &mut Counts::default()) {
+        panic!("counterexample: {e}");
+    }
+}
+
+/// [`check`] in a forked child process: a crash of the runtime (a signal)
+/// becomes an error instead of killing the test. The child gets 60 s.
+///
+/// Forking a multi-threaded process is safe here because the child only
+/// runs this sequence and exits with `_exit`; the one lock another thread
+/// (the preemption ticker) takes is held for a few instructions, and the
+/// alarm bounds the rare case where the child inherits it held.
+pub fn check_forked(ops: &[Op], counts: &mut Counts) -> Result<(), String> {
+    counts.sequences += 1;
+    counts.operations += ops.len() as u64;
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors `pipe` writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err("pipe failed".into());
+    }
+    // SAFETY: the child only runs `check` and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: plain system calls in the child on descriptors it owns.
+        unsafe {
+            libc::close(fds[0]);
+            libc::alarm(60);
+        }
+        let r = check(ops, &mut Counts::default());
+        let msg = r.as_ref().err().cloned().unwrap_or_default();
+        // SAFETY: writes `msg`'s bytes to the pipe, then leaves without
+        // running destructors.
+        unsafe {
+            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(if r.is_ok() { 0 } else { 1 });
+        }
+    }
+    // SAFETY: closing the parent's copy of the write end.
+    unsafe { libc::close(fds[1]) };
+    if pid < 0 {
+        // SAFETY: closing the read end we own.
+        unsafe { libc::close(fds[0]) };
+        return Err("fork failed".into());
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reads into `buf`, within its length.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; closes the read end we own.
+    unsafe {
+        libc::close(fds[0]);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        return Err(format!("the host process crashed with signal {sig}"));
+    }
+    if libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// [`replay`] in a forked child: for counterexamples that crash the host,
+/// so that the crash fails this test only.
+#[track_caller]
+pub fn replay_forked(ops: &[Op]) {
+    if let Err(e) = check_forked(ops, &mut Counts::default()) {
         panic!("counterexample: {e}");
     }
 }
