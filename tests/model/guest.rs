@@ -41,8 +41,9 @@ struct Variant {
     adds: Vec<(u8, i32)>,
     /// Added functions every changed function (and added one) can call.
     knows: Vec<u8>,
-    /// Callback functions: (tag, veto, post sleeps).
-    callbacks: Option<(i32, bool, bool)>,
+    /// Callback functions: (tag, veto, post sleeps, added function that
+    /// pre-patch and post-patch call).
+    callbacks: Option<(i32, bool, bool, Option<u8>)>,
 }
 
 fn dispatch(knows: &[u8]) -> String {
@@ -118,14 +119,16 @@ fn wat(v: &Variant) -> String {
             body(Some((ADD_BASE + k as i32, ver)), &v.knows)
         );
     }
-    if let Some((tag, veto, sleep)) = v.callbacks {
+    if let Some((tag, veto, sleep, calls)) = v.callbacks {
         for (n, kind) in CB_KINDS.iter().enumerate() {
             let ret = if n == 0 && veto { 1 } else { 0 };
-            let extra = if n == 1 && sleep {
-                "(call $cbsleep)"
-            } else {
-                ""
-            };
+            let mut extra = String::new();
+            if n == 1 && sleep {
+                extra += "(call $cbsleep)";
+            }
+            if let (0 | 1, Some(k)) = (n, calls) {
+                extra += &format!("(call $add{k})");
+            }
             m += &format!(
                 "  (func $cb_{} (result i32) (call $cb (i32.const {tag}) (i32.const {n})) {extra} (i32.const {ret}))\n",
                 kind.name().replace('-', "_")
@@ -168,7 +171,12 @@ pub fn bundle(base: &[u8], tag: i32, spec: &Spec, sits_on: Option<BundleId>) -> 
         versions,
         adds: adds.iter().map(|&k| (k, tag)).collect(),
         knows: adds.clone(),
-        callbacks: Some((tag, spec.veto, spec.post_sleep)),
+        callbacks: Some((
+            tag,
+            spec.veto,
+            spec.post_sleep,
+            spec.cb_calls_added.then(|| adds.first().copied()).flatten(),
+        )),
     };
     let new = wat::parse_str(wat(&variant)).expect("variant parses");
     let immediate = (0..N)

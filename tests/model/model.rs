@@ -521,7 +521,10 @@ impl Model {
                 }
             }
         }
-        if either {
+        // A pre-patch callback that calls a function its own bundle adds:
+        // the call works, or the bundle is refused before anything runs
+        // (issue 11 item 7).
+        if either || (spec.cb_calls_added && spec.adds != 0) {
             return Expect::Either;
         }
         if spec.veto {
@@ -544,9 +547,11 @@ impl Model {
             Expect::Refused(_) => false,
             Expect::Either => {
                 let passed = matches!(runtime, None | Some(Refusal::Vetoed));
-                if passed && spec.veto {
-                    // The runtime let the added functions through; the
-                    // veto still refuses.
+                if passed && (spec.veto || runtime.is_some()) {
+                    // The runtime let the added functions through and ran
+                    // the pre-patch callback; its veto (or its trap on
+                    // the unpublished added function, which the runtime
+                    // undoes like a veto) refuses.
                     self.callbacks.push((tag, PRE_PATCH));
                     return Expect::Refused(Refusal::Vetoed);
                 }

@@ -62,6 +62,9 @@ pub struct Spec {
     pub veto: bool,
     /// The post-patch callback sleeps.
     pub post_sleep: bool,
+    /// The pre-patch callback calls the first function the bundle adds
+    /// (issue 11 item 7); the post-patch callback calls it too.
+    pub cb_calls_added: bool,
     /// Apply with a zero timeout: reversed at the first scheduler pass
     /// that finds a thread pending.
     pub timeout0: bool,
@@ -160,10 +163,18 @@ fn spec() -> impl Strategy<Value = Spec> {
             prop::bool::weighted(0.1),
             prop::bool::weighted(0.2),
             prop::bool::weighted(0.1),
+            prop::bool::weighted(0.3),
         ),
     )
         .prop_map(
-            |((funcs, imm, all_immediate), adds, replace, sits_on, (st, req), (veto, ps, t0))| {
+            |(
+                (funcs, imm, all_immediate),
+                adds,
+                replace,
+                sits_on,
+                (st, req),
+                (veto, ps, t0, ca),
+            )| {
                 Spec {
                     funcs,
                     // Mostly per-thread bundles, some mixed.
@@ -176,6 +187,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                     requires: req,
                     veto,
                     post_sleep: ps,
+                    cb_calls_added: ca && adds != 0,
                     timeout0: t0,
                 }
             },
@@ -222,19 +234,25 @@ fn allowed(op: &Op, skip: &[String]) -> bool {
 /// (any reverse after a force), `add_conflict` (every bundle that adds
 /// functions adds all of them, so no two add different functions at one
 /// index), `reverse_adds` (any reverse after a bundle that adds
-/// functions).
+/// functions), `cb_added` (no callback calls an added function).
 fn sanitize(ops: Vec<Op>, skip: &[String]) -> Vec<Op> {
     let double = skip.iter().any(|s| s == "double_reverse");
     let after_force = skip.iter().any(|s| s == "force_reverse");
     let add_conflict = skip.iter().any(|s| s == "add_conflict");
     let reverse_adds = skip.iter().any(|s| s == "reverse_adds");
+    let cb_added = skip.iter().any(|s| s == "cb_added");
     let mut added = false;
     let mut out = Vec::with_capacity(ops.len());
     let (mut reversed, mut forced) = (false, false);
     for op in ops {
         let op = match op {
-            Op::Apply { inst, mut spec } if add_conflict && spec.adds != 0 => {
-                spec.adds = (1 << ADDS) - 1;
+            Op::Apply { inst, mut spec } if add_conflict || cb_added => {
+                if add_conflict && spec.adds != 0 {
+                    spec.adds = (1 << ADDS) - 1;
+                }
+                if cb_added {
+                    spec.cb_calls_added = false;
+                }
                 Op::Apply { inst, spec }
             }
             op => op,
@@ -291,6 +309,7 @@ impl std::fmt::Debug for Spec {
         field!(requires);
         field!(veto);
         field!(post_sleep);
+        field!(cb_calls_added);
         field!(timeout0);
         parts.push("..Default::default()".into());
         write!(f, "Spec {{ {} }}", parts.join(", "))

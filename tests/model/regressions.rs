@@ -195,3 +195,19 @@ fn call_to_an_added_function_after_a_reverse_traps() {
         },
     ]);
 }
+
+/// Issue 11 item 7: a pre-patch callback that calls a function its own
+/// bundle adds. The call must work, or the bundle be refused; the runtime
+/// crashed (SIGSEGV) during the apply.
+#[test]
+fn pre_patch_callback_calling_an_added_function_does_not_crash() {
+    replay_forked(&[Apply {
+        inst: 0,
+        spec: Spec {
+            funcs: 1,
+            adds: 3,
+            cb_calls_added: true,
+            ..Default::default()
+        },
+    }]);
+}

@@ -80,8 +80,13 @@ fn linker() -> Linker<Host> {
         FuncType::new([], [ValType::I32]),
         |c, _, r| loop {
             let id = c.thread_id().0;
-            let next = c.data_mut().queues.get_mut(&id).and_then(|q| q.pop_front());
-            match next {
+            let Some(q) = c.data_mut().queues.get_mut(&id) else {
+                // Not a thread of the sequence (a callback's thread): every
+                // function it reaches returns at once.
+                r[0] = Val::I32(0);
+                return Ok(());
+            };
+            match q.pop_front() {
                 None => c.park()?,
                 Some(Cmd::Yield) => c.yield_now()?,
                 Some(Cmd::Sleep) => c.sleep(Duration::ZERO)?,
@@ -243,6 +248,7 @@ impl Run {
                     .map_err(|e| format!("spawn failed: {e}"))?;
                 self.tids.push(id);
                 self.reaped.push(false);
+                self.store.data_mut().queues.insert(id.0, VecDeque::new());
                 self.model.spawn(inst);
                 self.run_scheduler()?;
             }
@@ -258,7 +264,10 @@ impl Run {
                 self.store.unpark(id);
                 self.model.thread(i, cmds);
                 self.run_scheduler()?;
-                self.store.data_mut().queues.remove(&id.0);
+                if let Some(q) = self.store.data_mut().queues.get_mut(&id.0) {
+                    // Commands after the thread finished are dropped.
+                    q.clear();
+                }
             }
             Op::Apply { inst, spec } => {
                 let inst = *inst % INSTANCES;
