@@ -23,6 +23,16 @@ pub const CODE_INDIRECT: i32 = 10;
 pub const CODE_HOST: i32 = 20;
 /// Call of `add{k}`.
 pub const CODE_ADDED: i32 = 30;
+/// `call_indirect` through the last table slot, which holds `$tf`.
+pub const CODE_TABLE: i32 = 40;
+/// Function id recorded by `$tf` (in the table only: not exported, never
+/// called directly).
+pub const TF: i32 = 20;
+/// Function id recorded by `$h` (called only by `$tf`; the function whose
+/// signature bundles may change).
+pub const H: i32 = 21;
+/// Index of `$tf` in the module (5 imports, `run`, `f0..f{N-1}`).
+pub const TF_INDEX: u32 = 6 + N as u32;
 
 /// Callback kinds as recorded by the `cb` import.
 pub const CB_KINDS: [CallbackKind; 4] = [
@@ -41,6 +51,9 @@ struct Variant {
     adds: Vec<(u8, i32)>,
     /// Added functions every changed function (and added one) can call.
     knows: Vec<u8>,
+    /// `Some(tag)`: `$tf` and `$h` are this bundle's, `$h` with a new
+    /// signature.
+    sig: Option<i32>,
     /// Callback functions: (tag, veto, post sleeps, added function that
     /// pre-patch and post-patch call).
     callbacks: Option<(i32, bool, bool, Option<u8>)>,
@@ -62,6 +75,9 @@ fn dispatch(knows: &[u8]) -> String {
             CODE_HOST + j
         );
     }
+    s += &format!(
+        "(if (i32.eq (local.get $c) (i32.const {CODE_TABLE})) (then (call_indirect (type $t) (i32.const {N}))))\n"
+    );
     for &k in knows {
         s += &format!(
             "(if (i32.eq (local.get $c) (i32.const {})) (then (call $add{k})))\n",
@@ -99,11 +115,11 @@ fn wat(v: &Variant) -> String {
   (type $t (func))
 "#,
     );
-    m += &format!("  (table {N} funcref)\n  (elem (i32.const 0) func");
+    m += &format!("  (table {} funcref)\n  (elem (i32.const 0) func", N + 1);
     for j in 0..N {
         m += &format!(" $f{j}");
     }
-    m += ")\n";
+    m += " $tf)\n";
     m += &format!("  (func $run (export \"run\")\n  {})\n", body(None, &[]));
     for i in 0..N as usize {
         let ver = v.versions[i];
@@ -113,6 +129,15 @@ fn wat(v: &Variant) -> String {
             body(Some((i as i32, ver)), knows)
         );
     }
+    // `$tf` calls `$h`; a signature-changing version passes two arguments.
+    let (tv, args, params) = match v.sig {
+        Some(t) => (t, "(i32.const 0) (i32.const 0)", "(param i32 i32)"),
+        None => (0, "(i32.const 0)", "(param i32)"),
+    };
+    m += &format!(
+        "  (func $tf (call $record (i32.const {TF}) (i32.const {tv})) (call $h {args}))\n"
+    );
+    m += &format!("  (func $h {params} (call $record (i32.const {H}) (i32.const {tv})))\n");
     for &(k, ver) in &v.adds {
         m += &format!(
             "  (func $add{k}\n  {})\n",
@@ -145,6 +170,7 @@ pub fn base_wat() -> String {
         versions: [0; N as usize],
         adds: Vec::new(),
         knows: Vec::new(),
+        sig: None,
         callbacks: None,
     })
 }
@@ -171,6 +197,7 @@ pub fn bundle(base: &[u8], tag: i32, spec: &Spec, sits_on: Option<BundleId>) -> 
         versions,
         adds: adds.iter().map(|&k| (k, tag)).collect(),
         knows: adds.clone(),
+        sig: spec.sig.then_some(tag),
         callbacks: Some((
             tag,
             spec.veto,
@@ -207,4 +234,46 @@ pub fn bundle(base: &[u8], tag: i32, spec: &Spec, sits_on: Option<BundleId>) -> 
 /// points at was never applied).
 pub fn unknown_bundle_id() -> BundleId {
     BundleId([0xab; 32])
+}
+
+fn sleb(mut v: i64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        let done = (v == 0 && byte & 0x40 == 0) || (v == -1 && byte & 0x40 != 0);
+        out.push(if done { byte } else { byte | 0x80 });
+        if done {
+            return;
+        }
+    }
+}
+
+/// A crafted bundle (one `diff` refuses to make) that changes the type of
+/// `$tf`, a function in the table, to `(i32) -> ()`: the runtime must
+/// refuse it whatever the bundle claims (issue 11 item 10).
+pub fn table_signature_bundle(base: &[u8], tag: i32) -> Vec<u8> {
+    use patch_format::{BundleBuilder, Entry, EntryKind, ModuleHash, TargetInterface};
+    use wasm_patch_runtime::{FuncType, ValType};
+    let iface = TargetInterface::from_module(base).expect("base interface");
+    let mut b = BundleBuilder::new(ModuleHash::of(base), iface);
+    let ty = FuncType::new([ValType::I32], []);
+    let t = b.add_type(&ty).expect("type");
+    b.set_func_type(TF_INDEX, t).expect("set type");
+    // No locals; record(TF, tag); end.
+    let mut body = vec![0x00, 0x41];
+    sleb(TF as i64, &mut body);
+    body.push(0x41);
+    sleb(tag as i64, &mut body);
+    body.extend_from_slice(&[0x10, 0x01, 0x0b]);
+    b.entry(Entry {
+        kind: EntryKind::Replace {
+            target_index: TF_INDEX,
+        },
+        name: "tf".into(),
+        type_index: t,
+        ty,
+        immediate: false,
+        body,
+    });
+    b.build().expect("crafted bundle builds").to_bytes()
 }

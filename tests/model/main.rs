@@ -64,23 +64,29 @@ fn random_sequences_follow_the_model() {
                 // Shrinking runs count as sequences too; the budget counts
                 // the generated ones only (roughly: one per seed's cases).
                 explored += (counts.borrow().sequences - before).min(cases as u64);
-                eprintln!(
-                    "counterexample {} (seed {seed}): {why}\nreplay({});\n",
-                    found.len() + 1,
-                    ops::listing(&seq)
-                );
-                found.push(seq);
+                if !found.iter().any(|(w, _)| *w == why.to_string()) {
+                    eprintln!(
+                        "counterexample {} (seed {seed}): {why}\nreplay({});\n",
+                        found.len() + 1,
+                        ops::listing(&seq)
+                    );
+                }
+                found.push((why.to_string(), seq));
             }
             Err(TestError::Abort(why)) => panic!("proptest aborted: {why}"),
         }
         seed += 1;
     }
     let c = *counts.borrow();
+    let mut distinct: Vec<&String> = found.iter().map(|(w, _)| w).collect();
+    distinct.sort();
+    distinct.dedup();
     eprintln!(
-        "model: {} sequences, {} operations, {} counterexamples",
+        "model: {} sequences, {} operations, {} counterexamples ({} distinct)",
         c.sequences,
         c.operations,
-        found.len()
+        found.len(),
+        distinct.len()
     );
     assert!(
         found.is_empty(),

@@ -29,6 +29,10 @@ pub enum FuncId {
     F(u8),
     /// `add{k}`.
     Add(u8),
+    /// `$tf` (table only).
+    Tf,
+    /// `$h` (called by `$tf` only).
+    H,
 }
 
 impl FuncId {
@@ -38,6 +42,8 @@ impl FuncId {
             FuncId::Root => -1,
             FuncId::F(i) => i as i32,
             FuncId::Add(k) => ADD_BASE + k as i32,
+            FuncId::Tf => crate::guest::TF,
+            FuncId::H => crate::guest::H,
         }
     }
 }
@@ -206,7 +212,11 @@ const PRE_UNPATCH: i32 = 2;
 const POST_UNPATCH: i32 = 3;
 
 fn base_world() -> World {
-    (0..N).map(|i| (FuncId::F(i), 0)).collect()
+    (0..N)
+        .map(FuncId::F)
+        .chain([FuncId::Tf, FuncId::H])
+        .map(|f| (f, 0))
+        .collect()
 }
 
 impl Model {
@@ -249,6 +259,10 @@ impl Model {
                 if b.spec.adds & (1 << k) != 0 {
                     w.insert(FuncId::Add(k), b.tag);
                 }
+            }
+            if b.spec.sig {
+                w.insert(FuncId::Tf, b.tag);
+                w.insert(FuncId::H, b.tag);
             }
         }
         w
@@ -390,6 +404,13 @@ impl Model {
                         self.call(i, FuncId::Add(k));
                     }
                 }
+                Cmd::Table => {
+                    // Leaves: `$tf` calls `$h`, both return at once.
+                    self.call(i, FuncId::Tf);
+                    self.call(i, FuncId::H);
+                    let frames = &mut self.threads[i].frames;
+                    frames.truncate(frames.len() - 2);
+                }
                 Cmd::Ret => {
                     let th = &mut self.threads[i];
                     th.frames.pop();
@@ -501,6 +522,10 @@ impl Model {
             if !met {
                 return Expect::Refused(Refusal::MissingState);
             }
+        }
+        // A function whose type changes is never immediate (rule 4).
+        if spec.sig && spec.all_immediate {
+            return Expect::Refused(Refusal::Incompatible);
         }
         // Added functions: each gets the next index after the module's
         // functions, in order; two different functions at one index are
@@ -739,6 +764,18 @@ fn set(w: &mut World, f: FuncId, v: Option<Ver>) {
         }
         None => {
             w.remove(&f);
+        }
+    }
+}
+
+impl Model {
+    /// A bundle that changes the type of a function in a table: refused
+    /// (issue 11 item 10), or busy during a transition.
+    pub fn sig_table(&self) -> Expect {
+        if self.transition.is_some() {
+            Expect::Refused(Refusal::Busy)
+        } else {
+            Expect::Refused(Refusal::Any)
         }
     }
 }

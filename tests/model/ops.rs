@@ -27,6 +27,9 @@ pub enum Cmd {
     /// The current frame calls `add{k}`, when its version knows it (a
     /// version of the bundle that added it); otherwise nothing happens.
     Added(u8),
+    /// The current frame calls the table-only function `$tf` through the
+    /// table; `$tf` calls `$h` and both return.
+    Table,
     /// The current frame returns (at the root frame the thread finishes).
     Ret,
     /// Yield inside the host call (a safe point with the same frames).
@@ -65,6 +68,9 @@ pub struct Spec {
     /// The pre-patch callback calls the first function the bundle adds
     /// (issue 11 item 7); the post-patch callback calls it too.
     pub cb_calls_added: bool,
+    /// The bundle replaces `$tf` and `$h`, changing `$h`'s signature (its
+    /// only caller, `$tf`, is in the bundle: a legal change).
+    pub sig: bool,
     /// Apply with a zero timeout: reversed at the first scheduler pass
     /// that finds a thread pending.
     pub timeout0: bool,
@@ -82,6 +88,9 @@ pub enum Op {
     Thread { thread: u8, cmds: Vec<Cmd> },
     /// Apply a bundle to instance `inst`.
     Apply { inst: u8, spec: Spec },
+    /// Apply a crafted bundle changing the type of `$tf`, which is in the
+    /// table: always refused.
+    SigTable { inst: u8 },
     /// Revert patch `id`, optionally with a zero timeout.
     Revert { id: u32, timeout0: bool },
     /// Reverse the transition in progress.
@@ -115,6 +124,7 @@ impl Op {
                     "apply"
                 }
             }
+            Op::SigTable { .. } => "sig_table",
             Op::Revert { .. } => "revert",
             Op::Reverse => "reverse",
             Op::Force => "force",
@@ -142,6 +152,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         2 => (0..N).prop_map(Cmd::Indirect),
         2 => (0..N).prop_map(Cmd::Host),
         3 => (0..ADDS).prop_map(Cmd::Added),
+        2 => Just(Cmd::Table),
         6 => Just(Cmd::Ret),
         1 => Just(Cmd::Yield),
         1 => Just(Cmd::Sleep),
@@ -164,6 +175,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             prop::bool::weighted(0.2),
             prop::bool::weighted(0.1),
             prop::bool::weighted(0.3),
+            prop::bool::weighted(0.15),
         ),
     )
         .prop_map(
@@ -173,7 +185,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 replace,
                 sits_on,
                 (st, req),
-                (veto, ps, t0, ca),
+                (veto, ps, t0, ca, sig),
             )| {
                 Spec {
                     funcs,
@@ -188,6 +200,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                     veto,
                     post_sleep: ps,
                     cb_calls_added: ca && adds != 0,
+                    sig,
                     timeout0: t0,
                 }
             },
@@ -204,6 +217,7 @@ fn op() -> impl Strategy<Value = Op> {
             cmds: (0..n as u8).map(|i| Cmd::Call((f + i) % N)).collect(),
         }),
         4 => (0..INSTANCES, spec()).prop_map(|(inst, spec)| Op::Apply { inst, spec }),
+        1 => (0..INSTANCES).prop_map(|inst| Op::SigTable { inst }),
         3 => (1..8u32, prop::bool::weighted(0.1))
             .prop_map(|(id, timeout0)| Op::Revert { id, timeout0 }),
         2 => Just(Op::Reverse),
@@ -224,7 +238,9 @@ fn allowed(op: &Op, skip: &[String]) -> bool {
                 || skip.iter().any(|s| s == "instances") && *inst != 0)
         }
         Op::Revert { timeout0, .. } => !(skip.iter().any(|s| s == "timeout") && *timeout0),
-        Op::Spawn { inst } => !(skip.iter().any(|s| s == "instances") && *inst != 0),
+        Op::Spawn { inst } | Op::SigTable { inst } => {
+            !(skip.iter().any(|s| s == "instances") && *inst != 0)
+        }
         _ => true,
     }
 }
@@ -310,6 +326,7 @@ impl std::fmt::Debug for Spec {
         field!(veto);
         field!(post_sleep);
         field!(cb_calls_added);
+        field!(sig);
         field!(timeout0);
         parts.push("..Default::default()".into());
         write!(f, "Spec {{ {} }}", parts.join(", "))

@@ -211,3 +211,12 @@ fn pre_patch_callback_calling_an_added_function_does_not_crash() {
         },
     }]);
 }
+
+/// Issue 11 item 10: a (crafted) bundle changes the type of `$tf`, which
+/// is in a table (and not exported, and called directly by nobody).
+/// `call_indirect` callers with the old type would reach code expecting
+/// the new one: the runtime must refuse it; it accepted it.
+#[test]
+fn type_change_of_a_table_function_is_refused() {
+    replay(&[SigTable { inst: 0 }]);
+}

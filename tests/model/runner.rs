@@ -9,7 +9,7 @@
 //! forced flags, and the callbacks that ran. Any difference is a
 //! counterexample.
 
-use crate::guest::{self, CODE_ADDED, CODE_CALL, CODE_HOST, CODE_INDIRECT};
+use crate::guest::{self, CODE_ADDED, CODE_CALL, CODE_HOST, CODE_INDIRECT, CODE_TABLE};
 use crate::model::{Expect, Model, PatchState, Refusal};
 use crate::ops::{Cmd, Op, Spec, INSTANCES};
 use patch_format::{Bundle, BundleId};
@@ -67,6 +67,7 @@ fn code(c: &Cmd) -> Option<i32> {
         Cmd::Indirect(j) => CODE_INDIRECT + j as i32,
         Cmd::Host(j) => CODE_HOST + j as i32,
         Cmd::Added(k) => CODE_ADDED + k as i32,
+        Cmd::Table => CODE_TABLE,
         Cmd::Ret => 0,
         Cmd::Yield | Cmd::Sleep => return None,
     })
@@ -295,6 +296,21 @@ impl Run {
                         ));
                     }
                 }
+            }
+            Op::SigTable { inst } => {
+                let inst = *inst % INSTANCES;
+                let bytes = with_shared(|s| guest::table_signature_bundle(&s.base, n as i32 + 1));
+                let got = self.store.apply(
+                    self.instances[inst as usize],
+                    &bytes,
+                    &ApplyOptions::default(),
+                );
+                judge(
+                    "apply (type change of a table function)",
+                    self.model.sig_table(),
+                    &got,
+                    refusal_of,
+                )?;
             }
             Op::Revert { id, timeout0 } => {
                 let got = self
