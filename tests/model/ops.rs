@@ -172,7 +172,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         (state(), state()),
         (
             prop::bool::weighted(0.1),
-            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.4),
             prop::bool::weighted(0.1),
             prop::bool::weighted(0.3),
             prop::bool::weighted(0.15),
@@ -222,7 +222,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(id, timeout0)| Op::Revert { id, timeout0 }),
         2 => Just(Op::Reverse),
         1 => Just(Op::Force),
-        2 => Just(Op::Drive),
+        3 => Just(Op::Drive),
         1 => Just(Op::Wait),
     ]
 }

@@ -220,3 +220,51 @@ fn pre_patch_callback_calling_an_added_function_does_not_crash() {
 fn type_change_of_a_table_function_is_refused() {
     replay(&[SigTable { inst: 0 }]);
 }
+
+/// Issue 11 item 3: a stale frame-summary cache. Bundle 1's post-patch
+/// callback sleeps (its thread's stack is summarised with bundle 1's code
+/// addresses in the scan cache); bundle 1 is reverted and bundle 2, of the
+/// same shape, lands at the same address. The thread then parks inside
+/// bundle 2's `f1` above `f0`; bundle 3 changes `f0`, so the thread must
+/// stay pending. The runtime switched it at once (its summary missed
+/// `f0`). Written from the issue's description and confirmed by the model
+/// (the random search had not reached it yet).
+#[test]
+fn a_reused_code_address_does_not_hide_a_blocking_frame() {
+    replay_forked(&[
+        Spawn { inst: 0 },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 2,
+                post_sleep: true,
+                ..Default::default()
+            },
+        },
+        Drive,
+        Revert {
+            id: 1,
+            timeout0: false,
+        },
+        Drive,
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 2,
+                ..Default::default()
+            },
+        },
+        Drive,
+        Thread {
+            thread: 0,
+            cmds: vec![Call(0), Call(1)],
+        },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 1,
+                ..Default::default()
+            },
+        },
+    ]);
+}
