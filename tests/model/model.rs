@@ -139,6 +139,8 @@ pub struct Thread {
     pub done: bool,
     /// Finished by a trap (a call to a removed function).
     pub trapped: bool,
+    /// The removed function whose call trapped it.
+    pub trap: Option<FuncId>,
     /// In the *to* world of the transition in progress (meaningless
     /// outside one).
     pub in_to: bool,
@@ -361,6 +363,7 @@ impl Model {
                 let th = &mut self.threads[i];
                 th.done = true;
                 th.trapped = true;
+                th.trap = Some(f);
                 th.frames.clear();
             }
         }
@@ -377,6 +380,7 @@ impl Model {
             }],
             done: false,
             trapped: false,
+            trap: None,
             in_to: self.transition.is_some(),
             records: Vec::new(),
         });

@@ -268,3 +268,37 @@ fn a_reused_code_address_does_not_hide_a_blocking_frame() {
         },
     ]);
 }
+
+/// Not a counterexample: rule 6 on the harness. Bundle 1's `f0` is
+/// immediate, so reverting it leaves a thread inside that `f0`; once the
+/// revert completes, the frame's call to the added function it knew traps
+/// with an error naming it.
+#[test]
+fn sanity_removed_function_traps() {
+    replay_forked(&[
+        Spawn { inst: 0 },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 1,
+                immediate: 1,
+                adds: 1,
+                ..Default::default()
+            },
+        },
+        Drive,
+        Thread {
+            thread: 0,
+            cmds: vec![Call(0), Added(0), Ret],
+        },
+        Revert {
+            id: 1,
+            timeout0: false,
+        },
+        Drive,
+        Thread {
+            thread: 0,
+            cmds: vec![Added(0)],
+        },
+    ]);
+}

@@ -402,6 +402,15 @@ impl Run {
                             th.trapped
                         ));
                     }
+                    // Rule 6: the error names the removed function.
+                    if let (Err(e), Some(crate::model::FuncId::Add(k))) = (&r, th.trap) {
+                        let text = format!("{e}");
+                        if !text.contains(&format!("add{k}")) {
+                            return Err(format!(
+                                "thread {i} ({id}) trapped calling the removed add{k}, but the error does not name it: {text}"
+                            ));
+                        }
+                    }
                 }
             }
         }
