@@ -200,11 +200,12 @@ pub struct Model {
     pub callbacks: Vec<(i32, i32)>,
     /// Whether any transition completed.
     pub any_completed: bool,
-    /// `MODEL_SHARED_CODE_BLOCKS=1`: a frame of `f` in another instance of
-    /// the same module, running the module's code, also blocks a
-    /// transition that changes `f` (the runtime checks by code address, and
-    /// instances of one module share its code). Off by default: by the
-    /// rules a function belongs to one instance.
+    /// A frame of `f` in another instance of the same module, running the
+    /// module's code, also blocks a transition that changes `f`: the runtime
+    /// matches frames by code (a frame does not record its instance), and
+    /// instances of one module share that code (docs/consistency.md,
+    /// "Frame set"). `MODEL_SHARED_CODE_BLOCKS=0` models the stricter
+    /// reading where a function belongs to one instance only.
     pub shared_code_blocks: bool,
 }
 
@@ -225,7 +226,7 @@ impl Model {
     /// A store with `INSTANCES` unpatched instances and no thread.
     pub fn new() -> Model {
         Model {
-            shared_code_blocks: std::env::var_os("MODEL_SHARED_CODE_BLOCKS").is_some(),
+            shared_code_blocks: std::env::var("MODEL_SHARED_CODE_BLOCKS").as_deref() != Ok("0"),
             applied: vec![Vec::new(); INSTANCES as usize],
             live: vec![base_world(); INSTANCES as usize],
             ..Default::default()

@@ -113,14 +113,12 @@ fn a_transition_of_one_instance_keeps_the_other_instance_patched() {
     ]);
 }
 
-/// A thread of instance 0 inside `f0` does not block a transition of
-/// instance 1 that changes instance 1's `f0` (rules 1 and 2: a function
-/// belongs to one instance). The runtime matches frames by code address,
-/// and instances of one module share that code, so the thread stays
-/// pending. Liveness only; if this conservatism is intended, run the
-/// model with `MODEL_SHARED_CODE_BLOCKS=1` and drop this test.
+/// A thread of instance 0 inside `f0` stays pending in a transition of
+/// instance 1 that changes instance 1's `f0`: frames are matched by code,
+/// which instances of one module share (docs/consistency.md, "Frame set").
+/// Conservative: it can only delay a switch, never mix versions.
 #[test]
-fn frames_of_another_instance_do_not_block() {
+fn frames_of_another_instance_running_shared_code_block_conservatively() {
     replay(&[
         Spawn { inst: 0 },
         Thread {
