@@ -5,6 +5,7 @@ mod api;
 mod bundles;
 mod cli_control;
 mod concurrency;
+mod frame_scan;
 mod slots;
 mod stacks;
 mod threads;

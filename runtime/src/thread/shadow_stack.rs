@@ -190,12 +190,18 @@ impl CodeRanges {
     }
 }
 
-/// What a scan learned about code addresses, reusable across threads: the
-/// last wasm unit and the last other unit (entry trampolines) seen. It
-/// holds the wasm unit alive (as the registry's lookup cache does).
+/// What a scan learned about code addresses, reusable across threads and
+/// kept by a store for its whole life: the last wasm unit and the last
+/// other unit (entry trampolines) seen. It holds the wasm unit alive (as
+/// the registry's lookup cache does); the other unit's addresses are only
+/// believed while the code registry's generation is the one read when they
+/// were learned (`code_memory::generation`): a unit unmapped since then may
+/// have left them to new wasm code.
 pub struct ScanCache {
     wasm: Option<Arc<CodeUnit>>,
     other: std::ops::Range<usize>,
+    /// The registry generation `other` was learned at.
+    other_generation: u64,
     /// Return address → function index of recent wasm frames, direct
     /// mapped: parked threads mostly wait at a few call sites, and a
     /// recursion repeats one return address at every level.
@@ -212,6 +218,7 @@ impl Default for ScanCache {
         ScanCache {
             wasm: None,
             other: 0..0,
+            other_generation: 0,
             memo: [(0, 0); MEMO],
             memo_units: Vec::new(),
         }
@@ -249,8 +256,16 @@ impl ScanCache {
             return self.wasm.as_deref();
         }
         if self.other.contains(&pc) {
-            return None;
+            if self.other_generation == code_memory::generation() {
+                return None;
+            }
+            // Some unit was unmapped since: `pc` may be new code.
+            self.other = 0..0;
         }
+        // Read before the lookup: a unit unmapped after it bumps the
+        // generation past this value, so `other` is never believed newer
+        // than it is.
+        let generation = code_memory::generation();
         match code_memory::lookup(pc) {
             Some(u) if u.kind() == UnitKind::Wasm => {
                 self.wasm = Some(u);
@@ -258,6 +273,7 @@ impl ScanCache {
             }
             Some(u) => {
                 self.other = u.range();
+                self.other_generation = generation;
                 None
             }
             None => None,
