@@ -1,9 +1,10 @@
 //! The frame scan that decides whether a thread may switch: it must never
-//! read a stack as clean when it did not see all of it, for instance
-//! because a cache mistook a reused code address for the code that was
-//! there before.
+//! read a stack as clean when it did not see all of it, whether a cache
+//! mistook a reused code address for the code that was there before, or a
+//! stack was deeper than any fixed bound on the walk.
 
 use patch_format::{diff, CallbackKind, DiffOptions};
+use std::time::Duration;
 use wasm_patch_runtime::{
     ApplyOptions, Config, Engine, Func, FuncType, Instance, Linker, Module, RunState, Store,
     ThreadId, ThreadPatchState, Val,
@@ -121,4 +122,54 @@ fn a_reused_code_address_is_not_mistaken_for_the_old_code() {
     let t = park(&mut store, inst, "low", &[]);
     store.unpark(t);
     assert_eq!(crate::i32_of(store.join(t)), 5, "b3's $low over b2's $h");
+}
+
+/// Deeper than the 2^20 frames a walk used to stop at.
+const DEPTH: i32 = (1 << 20) + 64;
+
+/// `$bottom` calls `$deep`, which recurses `n` times and parks at the top.
+fn deep_module(bottom: i32) -> String {
+    format!(
+        r#"(module
+          (import "env" "park" (func $park))
+          (func $bottom (export "bottom") (param $n i32) (result i32)
+            local.get $n call $deep i32.const {bottom} i32.add)
+          (func $deep (param $n i32) (result i32)
+            (if (result i32) (local.get $n)
+              (then (i32.add (call $deep (i32.sub (local.get $n) (i32.const 1))) (i32.const 0)))
+              (else (call $park) (i32.const 0)))))"#
+    )
+}
+
+/// Issue 11, item 9. A thread parked more than 2^20 frames above a changed
+/// function (`$bottom`) must stay pending: a walk cut off at a fixed depth
+/// missed `$bottom` and switched the thread with it on its stack.
+#[test]
+fn a_changed_function_below_a_million_frames_keeps_its_thread_pending() {
+    crate::with_timeout(Duration::from_secs(120), || {
+        let config = Config {
+            // Each `$deep` frame takes a few dozen bytes at most.
+            stack_size: 256 << 20,
+            ..Default::default()
+        };
+        let v0 = deep_module(0);
+        let (mut store, inst) = setup(config, &v0);
+        let t = park(&mut store, inst, "bottom", &[Val::I32(DEPTH)]);
+        let b = bundle(&v0, &deep_module(1), &DiffOptions::default());
+        store.apply(inst, &b, &ApplyOptions::default()).unwrap();
+        assert_eq!(
+            store.thread_patch_state(t),
+            Some(ThreadPatchState::Unpatched),
+            "the thread still has the old $bottom on its stack"
+        );
+        let blockers = store.blockers();
+        assert_eq!(blockers.len(), 1);
+        assert_eq!(blockers[0].thread, t);
+        assert_eq!(blockers[0].frame.name, "bottom");
+        assert_eq!(blockers[0].backtrace.len(), DEPTH as usize + 2);
+        // It finishes in the old `$bottom` (adds 0); then the bundle is in.
+        store.unpark(t);
+        assert_eq!(crate::i32_of(store.join(t)), 0);
+        assert!(!store.wait_transition().unwrap().reversed);
+    });
 }
