@@ -5,6 +5,8 @@ mod adversarial;
 mod api;
 mod bundles;
 mod cli_control;
+mod concurrency;
+mod frame_scan;
 mod lifecycle;
 mod slots;
 mod stacks;

@@ -33,8 +33,13 @@
 //! - `$i = $i ± c; br_if ($i != k)` (also `br_if $i`, i.e. `k = 0`) when
 //!   `$i` holds a constant `s` on entry (set in straight-line code before
 //!   the `loop`): the count is the exact number of steps from `s` to `k`;
-//! - `$i = $i + c; br_if ($i <u k)` with `c > 0`, whatever `$i` holds on
-//!   entry: at most `k / c + 1` runs.
+//! - `$i = $i + c; br_if ($i <u k)` with `c > 0` and `k + c <= 2^32`
+//!   (unsigned), whatever `$i` holds on entry: at most `ceil(k / c) + 1`
+//!   runs. With `k + c > 2^32` the counter can step over `k` and wrap
+//!   round below it, and the loop need never end.
+//!
+//! All arithmetic is modulo 2^32, as the machine's. Only i32 counters are
+//! recognised (an i64 counter keeps its poll).
 //!
 //! Anything else (or a body that cannot be read) keeps its poll.
 
@@ -228,9 +233,19 @@ fn trip_count(step: i32, exit: Exit, start: Option<i32>) -> Option<u64> {
             (d != 0 && d % s == 0).then_some(u64::from(d / s))
         }
         Exit::LtU(k) => {
-            // Each run but the last leaves the counter below k, so the
-            // counter, rising by step, never wraps: at most k / step + 1 runs.
-            (step > 0).then(|| u64::from(k as u32 / step as u32) + 1)
+            // Each run but the last leaves the counter below k. From a value
+            // below k, adding s (= step > 0) stays below 2^32, so does not
+            // wrap, exactly when k + s <= 2^32: then the counter rises by s
+            // from the first run's value c1 >= 0 (the start is unknown, and
+            // its first step may wrap), c1 + (n - 2) s < k, so
+            // n <= ceil(k / s) + 1. When k + s > 2^32, a counter in
+            // [2^32 - s, k) steps over the bound and wraps below it: the loop
+            // can run for ever (e.g. `+= 1 << 20` against `<u -1`).
+            if step <= 0 {
+                return None;
+            }
+            let (k, s) = (u64::from(k as u32), u64::from(step as u32));
+            (k + s <= 1 << 32).then(|| k.div_ceil(s) + 1)
         }
     }
 }
@@ -321,6 +336,74 @@ mod tests {
         let down = "loop local.get 0 i32.const 1 i32.sub local.tee 0
             i32.const 1000 i32.lt_u br_if 0 end";
         assert_eq!(picked(&func(down)), Vec::<usize>::new());
+    }
+
+    /// `$i += c; br_if ($i <u k)` with the counter starting at the
+    /// parameter (any value).
+    fn lt_u(c: &str, k: &str) -> String {
+        func(&format!(
+            "loop local.get 0 i32.const {c} i32.add local.tee 0
+             i32.const {k} i32.lt_u br_if 0 end"
+        ))
+    }
+
+    #[test]
+    fn an_unsigned_bound_the_counter_can_step_over_and_wrap_below_keeps_the_poll() {
+        // Issue 11, item 8: 2^20 + (2^32 - 1) > 2^32. From 0xFFF0_0000 the
+        // counter steps to 0, below the bound again: it never ends.
+        assert_eq!(picked(&lt_u("0x100000", "-1")), Vec::<usize>::new());
+        // Four steps of 2^30 from 0 reach 0xC000_0000, still below the
+        // bound; the fifth wraps to 0.
+        assert_eq!(
+            picked(&lt_u("0x40000000", "0xC0000001")),
+            Vec::<usize>::new()
+        );
+        // The same step written as subtracting its negation.
+        let sub = "loop local.get 0 i32.const -0x100000 i32.sub local.tee 0
+            i32.const -1 i32.lt_u br_if 0 end";
+        assert_eq!(picked(&func(sub)), Vec::<usize>::new());
+        // A step of 2^31 (as an add of i32::MIN) against any bound above it.
+        assert_eq!(
+            picked(&lt_u("0x80000000", "0x80000001")),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn an_unsigned_bound_the_counter_cannot_wrap_below_needs_no_poll() {
+        // Bound + step = 2^32 exactly: the last value below the bound, at
+        // most 0xBFFF_FFFF, steps to at most 0xFFFF_FFFF without wrapping.
+        assert_eq!(picked(&lt_u("0x40000000", "0xC0000000")), vec![0]);
+        assert_eq!(picked(&lt_u("1", "-1")), Vec::<usize>::new(), "too long");
+        assert_eq!(
+            trip_count(1 << 30, Exit::LtU(0xC000_0000u32 as i32), None),
+            Some(4)
+        );
+        // Not a multiple of the step: runs with counters 0, 3, 6, 9, 12
+        // (the first value may be 0, whatever the start).
+        assert_eq!(trip_count(3, Exit::LtU(10), None), Some(5));
+        assert_eq!(trip_count(1, Exit::LtU(0), None), Some(1));
+    }
+
+    #[test]
+    fn an_equality_exit_counts_modulo_2_to_the_32() {
+        // From -16 by 8 to 8 through zero: 3 runs (-8, 0, 8).
+        let through_zero = "i32.const -16 local.set 1
+            loop local.get 1 i32.const 8 i32.add local.tee 1
+            i32.const 8 i32.ne br_if 0 end";
+        assert_eq!(picked(&func(through_zero)), vec![0]);
+        assert_eq!(trip_count(8, Exit::Ne(8), Some(-16)), Some(3));
+        // Downwards from 16 by 8 to -8: 3 runs.
+        assert_eq!(trip_count(-8, Exit::Ne(-8), Some(16)), Some(3));
+        // 3 does not divide 1: the counter first equals 1 after
+        // 0xAAAA_AAAB steps (3's inverse modulo 2^32).
+        assert_eq!(trip_count(3, Exit::Ne(1), Some(0)), None);
+        // An i64 counter is not recognised at all.
+        let wide = "(module (func (local i64)
+            i64.const 0 local.set 0
+            loop local.get 0 i64.const 1 i64.add local.tee 0
+            i64.const 64 i64.ne br_if 0 end))";
+        assert_eq!(picked(wide), Vec::<usize>::new());
     }
 
     #[test]

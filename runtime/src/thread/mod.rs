@@ -64,8 +64,10 @@ pub(crate) const PARALLEL_MIN: usize = 4096;
 /// `workers` OS threads, the calling one included.
 ///
 /// `f` may read and write the thread's plain fields and `VMThread`, and
-/// scan its stack; it must not resume, drop or otherwise use the fiber or
-/// the raw pointers (`suspend`, `core`): it may run on another OS thread.
+/// scan its stack (reading the bounds of the fiber's stack, plain data set
+/// when the fiber was made); it must not resume, drop or otherwise use the
+/// fiber or the raw pointers (`suspend`, `core`): it may run on another OS
+/// thread. `docs/concurrency.md` has the whole argument.
 /// `prefetch_bloom` is passed to [`ThreadState::prefetch_stack`].
 pub(crate) fn visit_suspended<R, F, S>(
     list: &mut [&mut ThreadState],
@@ -244,28 +246,43 @@ impl ThreadState {
             .take(n)
     }
 
+    /// The addresses of the thread's machine stack, which bound every walk
+    /// of its frames (`shadow_stack`, "Complete or not clean"). Every
+    /// thread that can be inside wasm has its fiber; without one nothing
+    /// bounds the walk but its rising frame pointers.
+    fn stack_bounds(&self) -> shadow_stack::StackBounds {
+        self.fiber
+            .as_ref()
+            .and_then(|f| f.stack().range())
+            .unwrap_or(0..usize::MAX)
+    }
+
     /// Scan the thread's wasm frames for code in `ranges` (see
-    /// [`shadow_stack::scan`]); same conditions as [`Self::frames_any`].
+    /// [`shadow_stack::scan`]: a chain that cannot be followed to its end
+    /// reports every range); same conditions as [`Self::frames_any`].
     pub(crate) fn scan(
         &self,
         ranges: &shadow_stack::CodeRanges,
         cache: &mut shadow_stack::ScanCache,
         hit: &mut dyn FnMut(&shadow_stack::CodeRange, Option<usize>) -> bool,
     ) -> bool {
+        let stack = self.stack_bounds();
         // SAFETY: as in `frames_any`: the thread is suspended (or inside a
         // host call or poll), so its stack is frozen and its exit records
         // are the ones written at its latest exits from JIT code.
-        unsafe { shadow_stack::scan(self.segments(), ranges, cache, hit) }
+        unsafe { shadow_stack::scan(self.segments(), &stack, ranges, cache, hit) }
     }
 
     /// Take the frame summary of this (just suspended) thread.
     pub(crate) fn summarize(&mut self, cache: &mut shadow_stack::ScanCache) {
         /// Deeper stacks are left to a full scan: the summary is taken on
-        /// every park, so its cost stays bounded.
+        /// every park, so its cost stays bounded. (A deeper stack has no
+        /// summary at all: a summary never stands for part of a stack.)
         const MAX_FRAMES: usize = 256;
+        let stack = self.stack_bounds();
         // SAFETY: as in `scan`: the thread has just suspended, its stack is
         // frozen and its exit records are current.
-        let s = unsafe { shadow_stack::summarize(self.segments(), cache, MAX_FRAMES) };
+        let s = unsafe { shadow_stack::summarize(self.segments(), &stack, cache, MAX_FRAMES) };
         self.summary = s.unwrap_or(0);
         self.summary_valid = s.is_some();
     }
@@ -306,18 +323,18 @@ impl ThreadState {
     }
 
     /// The exact wasm frames, also for the running thread when it is inside
-    /// a host call or a poll (its exit record is then current).
+    /// a host call or a poll (its exit record is then current); all of
+    /// them, however deep the stack (a chain that breaks ends the list
+    /// there).
     pub(crate) fn frames_any(&self) -> Vec<RawFrame> {
         let mut frames = Vec::new();
-        if !self.in_wasm {
-            return frames;
-        }
-        // SAFETY: the thread is suspended, so its stack is frozen and its
-        // exit records were written at its latest exits from JIT code.
-        unsafe {
-            shadow_stack::walk_exit(self.vm.exit_fp, &mut frames);
-            for &fp in self.outer_exits.iter().rev() {
-                shadow_stack::walk_exit(fp, &mut frames);
+        let stack = self.stack_bounds();
+        for fp in self.segments() {
+            // SAFETY: the thread is suspended, so its stack is frozen and
+            // its exit records were written at its latest exits from JIT
+            // code.
+            if !unsafe { shadow_stack::walk_exit(fp, &stack, &mut frames) } {
+                break;
             }
         }
         frames

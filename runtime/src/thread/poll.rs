@@ -24,6 +24,9 @@
 //! Poll words live in `VMThread` boxes that a store frees only after it has
 //! unregistered its target under the registry lock that the ticker holds
 //! while it writes, so the ticker never writes freed memory.
+//!
+//! `docs/concurrency.md` lists every party, shared word and ordering here,
+//! and why each interleaving is safe.
 
 use crate::vm::offsets::POLL_PREEMPT;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -65,6 +68,14 @@ impl PreemptTarget {
 
     fn store_hints(&self, v: u64) {
         for &h in self.lock_hints().iter() {
+            // SeqCst pairs with the SeqCst read-modify-writes of the poll
+            // word: arming (v = 1) comes after a setter's `fetch_or` (the
+            // ticker's in `tick`, `transition::settle_all`'s, the slow
+            // path's re-request) or the scheduler's load in
+            // `store::resume_ready`; disarming (v = 0) comes before the
+            // slow path's `fetch_and` (`vm::libcalls::poll`). One total
+            // order over the four makes "bit set, hint 0, nobody left to
+            // see the bit" impossible (docs/concurrency.md, "Hints").
             // SAFETY: `add_hint`'s contract: the word is alive.
             unsafe { (*(h as *const AtomicU64)).store(v, Ordering::SeqCst) };
         }
@@ -119,8 +130,14 @@ fn tick() {
         let ticks = t.elapsed.fetch_add(1, Ordering::Relaxed) + 1;
         if !p.is_null() && ticks >= t.slice_ticks {
             // SAFETY: the store keeps the word alive until it unregisters,
-            // which needs this lock (see `unregister`).
-            // SeqCst: the bit, then the hints (module docs, "Hints").
+            // which needs this lock (see `unregister`); a `VMThread` that
+            // was ever `current` is never freed before that (recycled into
+            // the store's pool), so a word loaded just before the store
+            // moved on is still a live word (docs/concurrency.md).
+            // SeqCst: the bit, then the hints (module docs, "Hints"); pairs
+            // with the slow path's SeqCst disarm-then-`fetch_and`
+            // (`vm::libcalls::poll`) and the scheduler's SeqCst load in
+            // `store::resume_ready`.
             unsafe { (*p).fetch_or(POLL_PREEMPT, Ordering::SeqCst) };
             t.arm_hints();
         }

@@ -13,6 +13,19 @@
 //!
 //! This is the "reliable stack trace" of the consistency model: exact, never
 //! guessed, and read without the thread's cooperation while it is parked.
+//!
+//! **Complete or not clean.** A walk of a suspended thread has no depth
+//! limit: it is bounded by the thread's stack instead. Every frame record
+//! lies inside the stack, 16 bytes or more above the one before, so a valid
+//! chain ends at its entry trampoline after at most `stack size / 16`
+//! frames, however deep the recursion. A chain that leaves the stack, is
+//! misaligned or does not rise is not followed further, and the scan
+//! reports every range it looks for as possibly present ([`scan`]); a frame
+//! summary of such a stack, or of one deeper than its limit, is no summary
+//! ([`summarize`]). Caches of code lookups ([`ScanCache`]) keep alive the
+//! units whose addresses they remember, or drop what they learned when the
+//! code registry's generation changes: a reused address is never taken for
+//! the code that was there before.
 
 use crate::vm::code_memory::{self, CodeUnit, UnitKind};
 use std::sync::Arc;
@@ -37,9 +50,36 @@ impl RawFrame {
     };
 }
 
-/// Frames beyond this depth are not walked (a runaway recursion stops at the
-/// stack limit long before).
+/// Frames beyond this depth are not walked by [`walk_raw`], which has no
+/// stack bounds (trap backtraces, in a signal handler). Walks of suspended
+/// threads are bounded by their stack instead (module docs).
 const MAX_WALK: usize = 1 << 20;
+
+/// The addresses a frame record may occupy: a thread's machine stack.
+pub type StackBounds = std::ops::Range<usize>;
+
+/// The frame record (saved fp, return address) at `fp`, if `fp` can head
+/// one inside `stack`; `None` for a broken chain.
+///
+/// # Safety
+/// `stack` must be readable memory (a live thread stack), or `fp` must head
+/// an intact chain of frames.
+#[inline(always)]
+unsafe fn record(fp: usize, stack: &StackBounds) -> Option<(usize, usize)> {
+    if fp == 0 || !fp.is_multiple_of(8) || fp < stack.start || fp > stack.end.saturating_sub(16) {
+        return None;
+    }
+    // SAFETY: `fp..fp + 16` lies in `stack`, which the caller guarantees is
+    // readable (or `fp` heads an intact chain).
+    Some(unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) })
+}
+
+/// Whether `next_fp` can be the caller's frame of the frame at `fp`: a
+/// caller's record lies above its callee's whole record.
+#[inline(always)]
+fn rises(fp: usize, next_fp: usize) -> bool {
+    next_fp >= fp.saturating_add(16)
+}
 
 fn find(pc: usize, in_signal: bool) -> Option<Arc<CodeUnit>> {
     if in_signal {
@@ -61,7 +101,8 @@ fn frame_at(unit: &CodeUnit, pc: usize, is_return_address: bool) -> Option<RawFr
 
 /// Walk wasm frames innermost first, starting at `pc` (if it is in wasm
 /// code) and the frame-pointer chain at `fp`. `visit` returns `false` to
-/// stop early.
+/// stop early. At most 2^20 frames: for trap backtraces, which have no
+/// stack bounds at hand (see [`walk_exit`] for suspended threads).
 ///
 /// # Safety
 /// `fp` must be the frame pointer of a live frame on a stack that is not
@@ -69,16 +110,33 @@ fn frame_at(unit: &CodeUnit, pc: usize, is_return_address: bool) -> Option<RawFr
 /// suspended fiber's), whose chain of JIT frames is intact.
 pub unsafe fn walk_raw(
     pc: Option<usize>,
-    mut fp: usize,
+    fp: usize,
     in_signal: bool,
     visit: &mut dyn FnMut(RawFrame) -> bool,
 ) {
+    // SAFETY: forwarded from the caller (an intact chain).
+    unsafe { walk_chain(pc, fp, &(0..usize::MAX), in_signal, MAX_WALK, visit) };
+}
+
+/// [`walk_raw`] within `stack` and at most `limit` frames. Returns whether
+/// the chain was followed to its end (`false` when `visit` stopped it too).
+///
+/// # Safety
+/// As [`walk_raw`]; or `stack` is the readable stack of a suspended thread.
+unsafe fn walk_chain(
+    pc: Option<usize>,
+    mut fp: usize,
+    stack: &StackBounds,
+    in_signal: bool,
+    limit: usize,
+    visit: &mut dyn FnMut(RawFrame) -> bool,
+) -> bool {
     if let Some(pc) = pc {
         if let Some(unit) = find(pc, in_signal) {
             if unit.kind() == UnitKind::Wasm {
                 if let Some(f) = frame_at(&unit, pc, false) {
                     if !visit(f) {
-                        return;
+                        return false;
                     }
                 }
             }
@@ -86,54 +144,55 @@ pub unsafe fn walk_raw(
     }
     // Consecutive frames are usually in the same unit: look it up once.
     let mut last: Option<Arc<CodeUnit>> = None;
-    for _ in 0..MAX_WALK {
-        if fp == 0 || !fp.is_multiple_of(8) {
-            return;
-        }
-        // SAFETY: the caller guarantees `fp` heads an intact chain of frames
-        // created by JIT code, each storing (saved fp, return address).
-        let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+    for _ in 0..limit {
+        // SAFETY: forwarded from the caller.
+        let Some((next_fp, ra)) = (unsafe { record(fp, stack) }) else {
+            return false;
+        };
         let unit = match last.take() {
             Some(u) if u.contains(ra) => u,
             _ => match find(ra, in_signal) {
                 Some(u) => u,
-                None => return,
+                None => return true,
             },
         };
         if unit.kind() != UnitKind::Wasm {
-            return;
+            return true;
         }
         let Some(f) = frame_at(&unit, ra, true) else {
-            return;
+            return false;
         };
         if !visit(f) {
-            return;
+            return false;
         }
         last = Some(unit);
-        if next_fp <= fp {
-            return;
+        if !rises(fp, next_fp) {
+            return false;
         }
         fp = next_fp;
     }
+    false
 }
 
 /// The wasm frames of one segment of a parked thread, from the exit record
-/// written when it left JIT code (`exit_fp`).
+/// written when it left JIT code (`exit_fp`), on the thread's `stack`, with
+/// no depth limit. Returns whether the chain was followed to its end.
 ///
 /// # Safety
-/// The thread must be parked (not running) and the exit record must be the
-/// one written by its latest exit from JIT code.
-pub unsafe fn walk_exit(exit_fp: usize, frames: &mut Vec<RawFrame>) {
+/// The thread must be parked (not running), `stack` must be its stack, and
+/// the exit record must be the one written by its latest exit from JIT
+/// code.
+pub unsafe fn walk_exit(exit_fp: usize, stack: &StackBounds, frames: &mut Vec<RawFrame>) -> bool {
     if exit_fp == 0 {
-        return;
+        return true;
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        walk_raw(None, exit_fp, false, &mut |f| {
+        walk_chain(None, exit_fp, stack, false, usize::MAX, &mut |f| {
             frames.push(f);
             true
         })
-    };
+    }
 }
 
 /// Code of interest to a scan: one function of a unit, or a whole unit.
@@ -175,6 +234,11 @@ impl CodeRanges {
         self.ranges.iter().any(|r| r.unit == unit)
     }
 
+    /// Every range, by address.
+    pub fn iter(&self) -> impl Iterator<Item = &CodeRange> {
+        self.ranges.iter()
+    }
+
     fn at_pc(&self, pc: usize) -> Option<&CodeRange> {
         if self.ranges.len() <= 8 {
             return self.ranges.iter().find(|r| r.range.contains(&pc));
@@ -185,12 +249,18 @@ impl CodeRanges {
     }
 }
 
-/// What a scan learned about code addresses, reusable across threads: the
-/// last wasm unit and the last other unit (entry trampolines) seen. It
-/// holds the wasm unit alive (as the registry's lookup cache does).
+/// What a scan learned about code addresses, reusable across threads and
+/// kept by a store for its whole life: the last wasm unit and the last
+/// other unit (entry trampolines) seen. It holds the wasm unit alive (as
+/// the registry's lookup cache does); the other unit's addresses are only
+/// believed while the code registry's generation is the one read when they
+/// were learned (`code_memory::generation`): a unit unmapped since then may
+/// have left them to new wasm code.
 pub struct ScanCache {
     wasm: Option<Arc<CodeUnit>>,
     other: std::ops::Range<usize>,
+    /// The registry generation `other` was learned at.
+    other_generation: u64,
     /// Return address → function index of recent wasm frames, direct
     /// mapped: parked threads mostly wait at a few call sites, and a
     /// recursion repeats one return address at every level.
@@ -207,6 +277,7 @@ impl Default for ScanCache {
         ScanCache {
             wasm: None,
             other: 0..0,
+            other_generation: 0,
             memo: [(0, 0); MEMO],
             memo_units: Vec::new(),
         }
@@ -244,8 +315,16 @@ impl ScanCache {
             return self.wasm.as_deref();
         }
         if self.other.contains(&pc) {
-            return None;
+            if self.other_generation == code_memory::generation() {
+                return None;
+            }
+            // Some unit was unmapped since: `pc` may be new code.
+            self.other = 0..0;
         }
+        // Read before the lookup: a unit unmapped after it bumps the
+        // generation past this value, so `other` is never believed newer
+        // than it is.
+        let generation = code_memory::generation();
         match code_memory::lookup(pc) {
             Some(u) if u.kind() == UnitKind::Wasm => {
                 self.wasm = Some(u);
@@ -253,6 +332,7 @@ impl ScanCache {
             }
             Some(u) => {
                 self.other = u.range();
+                self.other_generation = generation;
                 None
             }
             None => None,
@@ -273,7 +353,8 @@ pub fn func_bit(func: u32) -> u64 {
 
 /// The summary of a suspended thread's frames: the OR of [`func_bit`] over
 /// the function of every wasm frame, or `None` when it has more than
-/// `max_frames` frames or one cannot be resolved. A check set whose bits
+/// `max_frames` frames, one cannot be resolved, or the chain breaks (module
+/// docs): a summary always covers the whole stack. A check set whose bits
 /// miss the summary is certainly not on the stack; a hit means "look".
 ///
 /// Computed when a thread parks, while its stack is still in cache, so
@@ -283,6 +364,7 @@ pub fn func_bit(func: u32) -> u64 {
 /// As [`walk_exit`], for every segment.
 pub unsafe fn summarize(
     segments: impl Iterator<Item = usize>,
+    stack: &StackBounds,
     cache: &mut ScanCache,
     max_frames: usize,
 ) -> Option<u64> {
@@ -294,12 +376,10 @@ pub unsafe fn summarize(
         }
         let mut fp = exit_fp;
         loop {
-            if fp == 0 || !fp.is_multiple_of(8) {
-                break;
-            }
             // SAFETY: as in `scan`.
-            let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+            let (next_fp, ra) = unsafe { record(fp, stack) }?;
             let Some(func) = cache.func_of_return(ra) else {
+                // The segment's entry trampoline: its end.
                 break;
             };
             frames += 1;
@@ -307,8 +387,8 @@ pub unsafe fn summarize(
                 return None;
             }
             bits |= func_bit(func?);
-            if next_fp <= fp {
-                break;
+            if !rises(fp, next_fp) {
+                return None;
             }
             fp = next_fp;
         }
@@ -320,7 +400,13 @@ pub unsafe fn summarize(
 /// `ranges`: `hit` sees each frame that falls in one (with the frame's pc)
 /// and returns `false` to stop the scan. Other frames cost a few compares:
 /// no allocation, no function or offset lookup. `segments` are the exit
-/// records (`exit_fp`), innermost segment first.
+/// records (`exit_fp`), innermost segment first, on the thread's `stack`.
+///
+/// The walk has no depth limit: every chain ends at its entry trampoline
+/// within the stack. A chain that breaks before (module docs) may hide any
+/// frame, so `hit` then sees every range of `ranges`, with no pc: a caller
+/// looking for blocking code finds some, one collecting the units in use
+/// keeps them all.
 ///
 /// Returns `false` when `hit` stopped it.
 ///
@@ -328,6 +414,7 @@ pub unsafe fn summarize(
 /// As [`walk_exit`], for every segment.
 pub unsafe fn scan(
     segments: impl Iterator<Item = usize>,
+    stack: &StackBounds,
     ranges: &CodeRanges,
     cache: &mut ScanCache,
     hit: &mut dyn FnMut(&CodeRange, Option<usize>) -> bool,
@@ -336,38 +423,59 @@ pub unsafe fn scan(
         if exit_fp == 0 {
             continue;
         }
-        let mut fp = exit_fp;
-        // The last return address found to be wasm code outside `ranges`:
-        // a recursion repeats it at every level.
-        let mut plain_ra = 0;
-        for _ in 0..MAX_WALK {
-            if fp == 0 || !fp.is_multiple_of(8) {
-                break;
-            }
-            // SAFETY: the caller guarantees `fp` heads an intact chain of
-            // JIT frames, each storing (saved fp, return address).
-            let (next_fp, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-            // Deep stacks: keep the lines a few frames up on their way.
-            super::prefetch(next_fp.wrapping_add(512));
-            // A return address is looked up at `ra - 1`, inside the call.
-            let pc = ra.wrapping_sub(1);
-            if ra == plain_ra {
-                // Same verdict as the frame before: go on.
-            } else if let Some(r) = ranges.at_pc(pc) {
-                if !hit(r, Some(pc)) {
-                    return false;
-                }
-            } else if cache.is_wasm(ra) {
-                plain_ra = ra;
-            } else {
-                // Left wasm code: the segment's entry trampoline.
-                break;
-            }
-            if next_fp <= fp {
-                break;
-            }
-            fp = next_fp;
+        // SAFETY: forwarded from the caller.
+        if !unsafe { scan_segment(exit_fp, stack, ranges, cache, hit) } {
+            return false;
         }
     }
     true
+}
+
+/// [`scan`] of one segment. Returns `false` when `hit` stopped it.
+///
+/// # Safety
+/// As [`scan`].
+unsafe fn scan_segment(
+    mut fp: usize,
+    stack: &StackBounds,
+    ranges: &CodeRanges,
+    cache: &mut ScanCache,
+    hit: &mut dyn FnMut(&CodeRange, Option<usize>) -> bool,
+) -> bool {
+    // The last return address found to be wasm code outside `ranges`: a
+    // recursion repeats it at every level.
+    let mut plain_ra = 0;
+    loop {
+        // SAFETY: the caller guarantees `stack` is the thread's frozen
+        // stack and `fp` one of its exit records; `record` reads only
+        // inside `stack`.
+        let Some((next_fp, ra)) = (unsafe { record(fp, stack) }) else {
+            return broken(ranges, hit);
+        };
+        // Deep stacks: keep the lines a few frames up on their way.
+        super::prefetch(next_fp.wrapping_add(512));
+        // A return address is looked up at `ra - 1`, inside the call.
+        let pc = ra.wrapping_sub(1);
+        if ra == plain_ra {
+            // Same verdict as the frame before: go on.
+        } else if let Some(r) = ranges.at_pc(pc) {
+            if !hit(r, Some(pc)) {
+                return false;
+            }
+        } else if cache.is_wasm(ra) {
+            plain_ra = ra;
+        } else {
+            // Left wasm code: the segment's entry trampoline, its end.
+            return true;
+        }
+        if !rises(fp, next_fp) {
+            return broken(ranges, hit);
+        }
+        fp = next_fp;
+    }
+}
+
+/// A chain that could not be followed to its end: any range may be on it.
+fn broken(ranges: &CodeRanges, hit: &mut dyn FnMut(&CodeRange, Option<usize>) -> bool) -> bool {
+    ranges.iter().all(|r| hit(r, None))
 }

@@ -9,10 +9,17 @@
 //!
 //! The registry is read by the trap signal handler: it is a `RwLock` that the
 //! handler only ever `try_read`s, and no JIT code runs while a writer holds it.
+//!
+//! **Reused addresses.** Once a unit is unmapped, the kernel may hand its
+//! addresses to the next unit mapped, wasm code where there were
+//! trampolines or the other way round. A cache of lookups must therefore
+//! either hold the `Arc` of every unit it remembers (an address is never
+//! reused while its unit lives) or check the registry's [`generation`],
+//! which every unregistration bumps before the addresses are unmapped.
 
 use crate::trap::TrapKind;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// What a unit holds.
@@ -72,6 +79,24 @@ static NEXT_UNIT_ID: AtomicU32 = AtomicU32::new(1);
 pub fn next_unit_id() -> u32 {
     // Relaxed: a unique counter, no data published through it.
     NEXT_UNIT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Bumped by every unregistration (module docs, "Reused addresses").
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The registry's generation: it changes whenever a unit is unregistered,
+/// before its addresses can be mapped again. What a cache learned about an
+/// address of a unit it does not keep alive holds only while this value
+/// stays the one it read when it learned it.
+pub fn generation() -> u64 {
+    // Acquire pairs with the Release increment in `CodeUnit::drop`. The
+    // increment happens before the unmapping, and any mapping of the same
+    // addresses happens after it; whoever has seen code at a reused address
+    // (a return address on a stack) got that address from a unit published
+    // later under the registry's write lock, which the dropping thread
+    // released after the increment. So a reader that can hold a reused
+    // address reads the increased value.
+    GENERATION.load(Ordering::Acquire)
 }
 
 /// A mapped, executable unit of code.
@@ -262,6 +287,11 @@ impl Drop for CodeUnit {
     fn drop(&mut self) {
         let mut reg = registry().write().unwrap_or_else(|e| e.into_inner());
         reg.remove(&(self.base as usize));
+        // Release pairs with the Acquire load in `generation`: caches that
+        // read the new value see the unregistration. Bumped under the
+        // write lock and before `munmap`, so before any unit can be mapped
+        // at these addresses.
+        GENERATION.fetch_add(1, Ordering::Release);
         drop(reg);
         // SAFETY: the last reference is gone, the unit is unregistered, and
         // no frame executes it (the owners keep an `Arc` while any might).
