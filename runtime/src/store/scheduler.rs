@@ -225,6 +225,9 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
     }
     // Only a late tick from this thread's previous run can still write the
     // word meanwhile; it sets POLL_PREEMPT and arms the hints itself.
+    // SeqCst: pairs with the ticker's and the switch setters' SeqCst
+    // `fetch_or` (thread/poll.rs, transition.rs): a bit set before this load
+    // is seen here and re-arms the hints below (docs/concurrency.md).
     let bits = t.vm.poll.load(Ordering::SeqCst);
     if bits & POLL_PREEMPT != 0 {
         t.vm.poll.fetch_and(!POLL_PREEMPT, Ordering::Relaxed);
