@@ -86,7 +86,10 @@ impl Engine {
         let isa = isa_builder
             .finish(settings::Flags::new(flags))
             .map_err(|e| Error::Unsupported(e.to_string()))?;
-        let poll_stub = crate::compile::trampolines::compile_poll_stub(&*isa)?;
+        let poll_stub = crate::compile::trampolines::compile_poll_stub(
+            &*isa,
+            crate::thread::poll::slow_path_address(),
+        )?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 isa,

@@ -16,12 +16,12 @@ use crate::func::Func;
 use crate::instance::InstanceData;
 use crate::module::{Module, ModuleInfo};
 use crate::thread::poll::{self, PreemptTarget};
-use crate::thread::shadow_stack::RawFrame;
 use crate::thread::{RunState, ThreadId, ThreadState};
 use crate::trap::TrapKind;
 use crate::val::Val;
 use crate::vm::memory::LinearMemory;
 use crate::vm::offsets::POLL_CANCEL;
+use crate::vm::stack_walk::RawFrame;
 use crate::vm::table::Table;
 use crate::vm::traps::{self, TrapRecord};
 use crate::vm::vmctx::{VMGlobal, VMThread};
@@ -79,7 +79,7 @@ pub(crate) struct StoreInner<T> {
     sleepers: BinaryHeap<Reverse<(Instant, u32)>>,
     stack_pool: Vec<wasmtime_fiber::FiberStack>,
     /// Code lookups shared by the frame summaries of parking threads.
-    scan_cache: crate::thread::shadow_stack::ScanCache,
+    scan_cache: crate::vm::stack_walk::ScanCache,
     /// Where new stacks come from when the pool is empty.
     stacks: crate::thread::stacks::StackAllocator,
     vm_pool: Vec<Box<VMThread>>,

@@ -28,7 +28,6 @@ use crate::engine::Engine;
 use crate::errors::Error;
 use crate::trap::TrapKind;
 use crate::vm::code_memory::{self, CodeUnit, UnitKind};
-use crate::vm::libcalls;
 use crate::vm::offsets::*;
 use cranelift_codegen::ir::{
     self, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName,
@@ -77,12 +76,16 @@ pub(crate) fn compile_for_types(
     .map_err(|e| Error::Compile(e.to_string()))
 }
 
-/// Compile the engine's poll stub (see the module doc) into a unit of its own.
-pub(crate) fn compile_poll_stub(isa: &dyn TargetIsa) -> Result<Arc<CodeUnit>, Error> {
+/// Compile the engine's poll stub (see the module doc) into a unit of its
+/// own; it calls the runtime's poll slow path at address `slow_path`.
+pub(crate) fn compile_poll_stub(
+    isa: &dyn TargetIsa,
+    slow_path: usize,
+) -> Result<Arc<CodeUnit>, Error> {
     let mut ctx = Context::new();
     let mut fctx = FunctionBuilderContext::new();
     ctx.func.name = UserFuncName::user(2, 0);
-    build_poll_stub(&mut ctx.func, &mut fctx, isa.frontend_config());
+    build_poll_stub(&mut ctx.func, &mut fctx, isa.frontend_config(), slow_path);
     let a =
         super::finish(isa, &mut ctx, 0).map_err(|e| Error::Compile(format!("poll stub: {e}")))?;
     CodeUnit::publish(code_memory::next_unit_id(), UnitKind::Trampolines, vec![a])
@@ -100,6 +103,7 @@ fn build_poll_stub(
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
     fc: TargetFrontendConfig,
+    slow_path: usize,
 ) {
     func.signature = poll_stub_signature();
     let mut b = FunctionBuilder::new(func, fctx);
@@ -116,7 +120,7 @@ fn build_poll_stub(
     psig.params.push(ir::AbiParam::new(types::I64));
     psig.returns.push(ir::AbiParam::new(types::I32));
     let psig = b.import_signature(psig);
-    let poll = b.ins().iconst(types::I64, libcalls::poll_address() as i64);
+    let poll = b.ins().iconst(types::I64, slow_path as i64);
     let no_vmctx = b.ins().iconst(types::I64, 0);
     let call = b.ins().call_indirect(psig, poll, &[no_vmctx, vmthread]);
     let status = b.inst_results(call)[0];

@@ -14,7 +14,7 @@ use crate::thread::ThreadId;
 
 pub(crate) fn describe<T>(
     s: &StoreInner<T>,
-) -> impl Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo + '_ {
+) -> impl Fn(&crate::vm::stack_walk::RawFrame) -> FrameInfo + '_ {
     move |f| s.frame_info(f)
 }
 

@@ -18,10 +18,10 @@ use crate::errors::FrameInfo;
 use crate::instance::InstanceData;
 use crate::module::ModuleInfo;
 use crate::thread::set::ThreadSet;
-use crate::thread::shadow_stack::{func_bit, CodeRange, CodeRanges, RawFrame, ScanCache};
 use crate::thread::{RunState, ThreadId, ThreadState};
 use crate::vm::code_memory::CodeUnit;
 use crate::vm::offsets::POLL_SWITCH;
+use crate::vm::stack_walk::{func_bit, CodeRange, CodeRanges, RawFrame, ScanCache};
 use crate::vm::vmctx::VMSlot;
 use crate::vm::vmctx_block::world_index;
 use std::collections::HashSet;
@@ -127,7 +127,7 @@ pub(crate) struct Transition {
     /// The code of `C`'s functions in every live version (filled by
     /// `start`): what a stack check looks for.
     pub(crate) check_code: CodeRanges,
-    /// The check set's bits in a frame summary (`shadow_stack::func_bit`).
+    /// The check set's bits in a frame summary (`stack_walk::func_bit`).
     pub(crate) check_bloom: u64,
     /// Slots changed in both worlds at once: (function, before, after).
     pub(crate) immediate: Vec<(u32, VMSlot, VMSlot)>,
@@ -240,7 +240,7 @@ fn check_code(
     })
 }
 
-fn frame_info(names: &ModuleInfo, f: &crate::thread::shadow_stack::RawFrame) -> FrameInfo {
+fn frame_info(names: &ModuleInfo, f: &crate::vm::stack_walk::RawFrame) -> FrameInfo {
     FrameInfo {
         func_index: f.func,
         name: names.func_name(f.func),
@@ -262,6 +262,12 @@ fn trim_events(core: &mut Core) {
     if core.events.len() >= MAX_EVENTS {
         let excess = core.events.len() - MAX_EVENTS / 2;
         core.events.drain(..excess);
+    }
+}
+
+impl crate::thread::SafePoint for Core {
+    fn check(&mut self, ts: &mut ThreadState) -> bool {
+        !try_switch(self, ts) && self.is_pending(ts.id.0)
     }
 }
 
@@ -541,7 +547,7 @@ pub(crate) fn force(
 pub(crate) fn blockers(
     core: &Core,
     threads: &crate::thread::ThreadMap,
-    describe: &dyn Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo,
+    describe: &dyn Fn(&crate::vm::stack_walk::RawFrame) -> FrameInfo,
 ) -> Vec<Blocker> {
     let Some(t) = core.transition.as_ref() else {
         return Vec::new();
@@ -574,7 +580,7 @@ pub(crate) fn check_timeout(
     inst: &mut InstanceData,
     threads: &mut crate::thread::ThreadMap,
     runnable: usize,
-    describe: &dyn Fn(&crate::thread::shadow_stack::RawFrame) -> FrameInfo,
+    describe: &dyn Fn(&crate::vm::stack_walk::RawFrame) -> FrameInfo,
 ) -> bool {
     let Some(t) = core.transition.as_ref() else {
         return false;

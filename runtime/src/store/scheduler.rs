@@ -144,7 +144,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         switch_requested: false,
         summary: 0,
         world: 0,
-        core: &mut *s.patch,
+        safe_point: &mut *s.patch as &mut dyn crate::thread::SafePoint,
         preempt: Arc::as_ptr(&s.preempt),
     });
     ts.world = crate::patch::transition::world_for_new_thread(&s.patch);

@@ -4,14 +4,14 @@
 pub mod fiber;
 pub mod poll;
 pub mod set;
-pub mod shadow_stack;
 pub mod stacks;
 
 use crate::errors::Error;
 use crate::val::Val;
+use crate::vm::prefetch;
+use crate::vm::stack_walk::{self, RawFrame};
 use crate::vm::vmctx::VMThread;
 use fiber::{ThreadFiber, ThreadSuspend};
-use shadow_stack::RawFrame;
 
 /// Hasher for maps keyed by small integer ids (thread ids): one multiply,
 /// instead of SipHash on the scheduler's hot path. Ids are not attacker
@@ -37,22 +37,6 @@ impl std::hash::Hasher for IdHasher {
 pub(crate) type ThreadMap =
     std::collections::HashMap<u32, Box<ThreadState>, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// Hint the CPU to load the cache line at `addr` (a no-op where there is no
-/// such hint). Scans of many threads are bound by memory latency: each
-/// thread's state, `VMThread` and stack top are separate cold lines, so
-/// loading the next threads' lines while checking this one pays off.
-#[inline(always)]
-pub(crate) fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults and changes no
-    // architectural state, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
-
 /// Lists shorter than this are visited on the calling OS thread alone.
 pub(crate) const PARALLEL_MIN: usize = 4096;
 
@@ -77,7 +61,7 @@ pub(crate) fn visit_suspended<R, F, S>(
     mut sink: S,
 ) where
     R: Send,
-    F: Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync,
+    F: Fn(&mut ThreadState, &mut stack_walk::ScanCache) -> R + Sync,
     S: FnMut(R),
 {
     if workers <= 1 || list.len() < PARALLEL_MIN {
@@ -121,7 +105,7 @@ pub(crate) fn visit_suspended<R, F, S>(
 #[inline(always)]
 fn visit_chunk<R, F, S>(list: &mut [&mut ThreadState], prefetch_bloom: u64, f: &F, sink: &mut S)
 where
-    F: Fn(&mut ThreadState, &mut shadow_stack::ScanCache) -> R + Sync,
+    F: Fn(&mut ThreadState, &mut stack_walk::ScanCache) -> R + Sync,
     S: FnMut(R),
 {
     // Load the lines in the order their addresses become known: state,
@@ -133,7 +117,7 @@ where
     for ts in list.iter().take(AHEAD_STATE) {
         ts.prefetch_state();
     }
-    let mut cache = shadow_stack::ScanCache::default();
+    let mut cache = stack_walk::ScanCache::default();
     for i in 0..list.len() {
         let (head, tail) = list.split_at_mut(i + 1);
         if let Some(next) = tail.get(AHEAD_STATE - 1) {
@@ -197,7 +181,7 @@ pub(crate) struct ThreadState {
     /// `POLL_SWITCH` may be set in `vm.poll` (set by transitions).
     pub(crate) switch_requested: bool,
     /// Bloom summary of the functions on the stack, taken when the thread
-    /// last parked or went to sleep (`shadow_stack::summarize`); cleared
+    /// last parked or went to sleep (`stack_walk::summarize`); cleared
     /// when it runs again.
     pub(crate) summary: u64,
     /// The thread's world (`VMThread.world` value). JIT code reads the copy
@@ -212,12 +196,23 @@ pub(crate) struct ThreadState {
     /// The store's preemption target, whose memory poll hints this
     /// thread's polls read (`thread/poll.rs`); the store outlives it.
     pub(crate) preempt: *const poll::PreemptTarget,
-    /// The store's patch state, for the poll slow path.
-    pub(crate) core: *mut crate::patch::Core,
+    /// What the poll slow path asks at a safe point: the store's patch
+    /// state, seen through the narrow [`SafePoint`] interface.
+    pub(crate) safe_point: *mut dyn SafePoint,
     pub(crate) fiber: Option<ThreadFiber>,
     pub(crate) result: Option<Result<Vec<Val>, Error>>,
     /// Error raised by the host function the thread is returning from.
     pub(crate) host_error: Option<Error>,
+}
+
+/// The one thing the thread layer asks of the layer above it: at a running
+/// thread's safe point (a poll with its switch bit set), check the thread
+/// against the transition in progress (docs/consistency.md rules 1 and 2).
+/// Implemented by the store's patch state.
+pub(crate) trait SafePoint {
+    /// Check `ts`, switching it when its stack allows; true when it is
+    /// still pending and must check again at its next poll.
+    fn check(&mut self, ts: &mut ThreadState) -> bool;
 }
 
 impl ThreadState {
@@ -247,10 +242,10 @@ impl ThreadState {
     }
 
     /// The addresses of the thread's machine stack, which bound every walk
-    /// of its frames (`shadow_stack`, "Complete or not clean"). Every
+    /// of its frames (`vm::stack_walk`, "Complete or not clean"). Every
     /// thread that can be inside wasm has its fiber; without one nothing
     /// bounds the walk but its rising frame pointers.
-    fn stack_bounds(&self) -> shadow_stack::StackBounds {
+    fn stack_bounds(&self) -> stack_walk::StackBounds {
         self.fiber
             .as_ref()
             .and_then(|f| f.stack().range())
@@ -258,23 +253,23 @@ impl ThreadState {
     }
 
     /// Scan the thread's wasm frames for code in `ranges` (see
-    /// [`shadow_stack::scan`]: a chain that cannot be followed to its end
+    /// [`stack_walk::scan`]: a chain that cannot be followed to its end
     /// reports every range); same conditions as [`Self::frames_any`].
     pub(crate) fn scan(
         &self,
-        ranges: &shadow_stack::CodeRanges,
-        cache: &mut shadow_stack::ScanCache,
-        hit: &mut dyn FnMut(&shadow_stack::CodeRange, Option<usize>) -> bool,
+        ranges: &stack_walk::CodeRanges,
+        cache: &mut stack_walk::ScanCache,
+        hit: &mut dyn FnMut(&stack_walk::CodeRange, Option<usize>) -> bool,
     ) -> bool {
         let stack = self.stack_bounds();
         // SAFETY: as in `frames_any`: the thread is suspended (or inside a
         // host call or poll), so its stack is frozen and its exit records
         // are the ones written at its latest exits from JIT code.
-        unsafe { shadow_stack::scan(self.segments(), &stack, ranges, cache, hit) }
+        unsafe { stack_walk::scan(self.segments(), &stack, ranges, cache, hit) }
     }
 
     /// Take the frame summary of this (just suspended) thread.
-    pub(crate) fn summarize(&mut self, cache: &mut shadow_stack::ScanCache) {
+    pub(crate) fn summarize(&mut self, cache: &mut stack_walk::ScanCache) {
         /// Deeper stacks are left to a full scan: the summary is taken on
         /// every park, so its cost stays bounded. (A deeper stack has no
         /// summary at all: a summary never stands for part of a stack.)
@@ -282,7 +277,7 @@ impl ThreadState {
         let stack = self.stack_bounds();
         // SAFETY: as in `scan`: the thread has just suspended, its stack is
         // frozen and its exit records are current.
-        let s = unsafe { shadow_stack::summarize(self.segments(), &stack, cache, MAX_FRAMES) };
+        let s = unsafe { stack_walk::summarize(self.segments(), &stack, cache, MAX_FRAMES) };
         self.summary = s.unwrap_or(0);
         self.summary_valid = s.is_some();
     }
@@ -333,7 +328,7 @@ impl ThreadState {
             // SAFETY: the thread is suspended, so its stack is frozen and
             // its exit records were written at its latest exits from JIT
             // code.
-            if !unsafe { shadow_stack::walk_exit(fp, &stack, &mut frames) } {
+            if !unsafe { stack_walk::walk_exit(fp, &stack, &mut frames) } {
                 break;
             }
         }

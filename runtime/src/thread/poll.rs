@@ -28,7 +28,10 @@
 //! `docs/concurrency.md` lists every party, shared word and ordering here,
 //! and why each interleaving is safe.
 
-use crate::vm::offsets::POLL_PREEMPT;
+use super::fiber::{self, Resume, Yield};
+use super::ThreadState;
+use crate::vm::offsets::{POLL_CANCEL, POLL_PREEMPT, POLL_SWITCH};
+use crate::vm::vmctx::{VMContext, VMThread};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -169,4 +172,64 @@ pub fn unregister(t: &Arc<PreemptTarget>) {
         let mut targets = reg.targets.lock().unwrap_or_else(|e| e.into_inner());
         targets.retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(t)));
     }
+}
+
+/// The poll slow path, which the engine's poll stub calls (its address is
+/// [`slow_path_address`]) when the running thread's poll word or a poll hint
+/// is set. A preempt request gives the other threads a turn; a switch
+/// request checks the thread at this safe point through its [`SafePoint`](super::SafePoint);
+/// a cancellation (or a cancelled resume) returns nonzero, on which the stub
+/// traps.
+///
+/// # Safety
+/// Called only by the poll stub, on the running thread's fiber, with that
+/// thread's live `VMThread` (whose `host` is its `ThreadState`).
+pub(crate) unsafe extern "C" fn slow_path(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i32 {
+    // SAFETY: JIT code passes its own live VMThread, whose `host` is the
+    // running ThreadState.
+    let (vm, ts) = unsafe { (&*vmthread, (*vmthread).host as *mut ThreadState) };
+    // SAFETY: the store, which owns the target, outlives its threads.
+    let preempt = unsafe { &*(*ts).preempt };
+    // Hints off, then the bits (thread/poll.rs, "Hints"). SeqCst also
+    // pairs with the setters' Release/SeqCst: what they published before
+    // setting a bit is visible.
+    preempt.disarm_hints();
+    let bits = vm
+        .poll
+        .fetch_and(!(POLL_PREEMPT | POLL_SWITCH), Ordering::SeqCst);
+    if bits & POLL_CANCEL != 0 {
+        // The bit stays: keep the hints armed with it.
+        preempt.arm_hints();
+        return 1;
+    }
+    if bits & POLL_SWITCH != 0 {
+        // A safe point of a running thread (docs/consistency.md): the exit
+        // record written just before this call makes its stack readable.
+        // SAFETY: `safe_point` is the store's boxed patch state, alive while
+        // any of its threads runs, and a different object from `ts`, this
+        // running thread.
+        let pending = unsafe { (*(*ts).safe_point).check(&mut *ts) };
+        if pending {
+            // Still blocked: check again at the next poll (no retry period,
+            // docs/consistency.md rule 2). SeqCst: the bit, then the hints.
+            vm.poll.fetch_or(POLL_SWITCH, Ordering::SeqCst);
+            preempt.arm_hints();
+            // SAFETY: as above.
+            unsafe { (*ts).switch_requested = true };
+        }
+    }
+    if bits & POLL_PREEMPT != 0 {
+        // SAFETY: we run on `ts`'s fiber; its suspend handle is set.
+        let r = unsafe { fiber::suspend((*ts).suspend, Yield::Turn) };
+        if r == Resume::Cancel {
+            return 1;
+        }
+    }
+    0
+}
+
+/// Address of [`slow_path`], `(vmctx, vmthread) -> status` (`vmctx`
+/// unused), for the engine's poll stub.
+pub(crate) fn slow_path_address() -> usize {
+    slow_path as *const () as usize
 }

@@ -1,16 +1,12 @@
 //! Runtime functions called from JIT code: the memory and table operations
-//! too large to inline, through `VMContext.builtins`, and the poll slow
-//! path, through the engine's poll stub (`compile/trampolines.rs`). Each
-//! takes `(vmctx, vmthread, ...)` and returns 0 for success or a nonzero
-//! status on which the JIT code traps.
+//! too large to inline, through `VMContext.builtins` (the poll slow path
+//! lives with the thread code, `thread/poll.rs`). Each takes `(vmctx,
+//! vmthread, ...)` and returns 0 for success or a nonzero status on which
+//! the JIT code traps.
 
 use super::vmctx::{VMContext, VMThread};
 use crate::instance::InstanceData;
-use crate::thread::fiber::{self, Resume, Yield};
-use crate::thread::ThreadState;
-use crate::vm::offsets::{POLL_CANCEL, POLL_PREEMPT, POLL_SWITCH};
 use cranelift_codegen::ir::{types, Type};
-use std::sync::atomic::Ordering;
 
 /// The builtins, in table order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,61 +82,11 @@ pub fn builtins_ptr() -> *const usize {
     BUILTINS.0.as_ptr() as *const usize
 }
 
-/// Address of the `poll` runtime function, `(vmctx, vmthread) -> status`
-/// (`vmctx` unused), which the engine's poll stub calls.
-pub(crate) fn poll_address() -> usize {
-    poll as *const () as usize
-}
-
 /// # Safety
 /// `vmctx` is a live instance context.
 unsafe fn instance<'a>(vmctx: *mut VMContext) -> &'a mut InstanceData {
     // SAFETY: `instance` points at the boxed InstanceData owning `vmctx`.
     unsafe { &mut *((*vmctx).instance as *mut InstanceData) }
-}
-
-unsafe extern "C" fn poll(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i32 {
-    // SAFETY: JIT code passes its own live VMThread, whose `host` is the
-    // running ThreadState.
-    let (vm, ts) = unsafe { (&*vmthread, (*vmthread).host as *mut ThreadState) };
-    // SAFETY: the store, which owns the target, outlives its threads.
-    let preempt = unsafe { &*(*ts).preempt };
-    // Hints off, then the bits (thread/poll.rs, "Hints"). SeqCst also
-    // pairs with the setters' Release/SeqCst: what they published before
-    // setting a bit is visible.
-    preempt.disarm_hints();
-    let bits = vm
-        .poll
-        .fetch_and(!(POLL_PREEMPT | POLL_SWITCH), Ordering::SeqCst);
-    if bits & POLL_CANCEL != 0 {
-        // The bit stays: keep the hints armed with it.
-        preempt.arm_hints();
-        return 1;
-    }
-    if bits & POLL_SWITCH != 0 {
-        // A safe point of a running thread (docs/consistency.md): the exit
-        // record written just before this call makes its stack readable.
-        // SAFETY: `core` is the store's boxed patch state, alive while any
-        // of its threads runs; `ts` is this running thread.
-        let switched = unsafe { crate::patch::transition::try_switch(&mut *(*ts).core, &mut *ts) };
-        // SAFETY: as above.
-        if !switched && unsafe { (*(*ts).core).is_pending((*ts).id.0) } {
-            // Still blocked: check again at the next poll (no retry period,
-            // docs/consistency.md rule 2). SeqCst: the bit, then the hints.
-            vm.poll.fetch_or(POLL_SWITCH, Ordering::SeqCst);
-            preempt.arm_hints();
-            // SAFETY: as above.
-            unsafe { (*ts).switch_requested = true };
-        }
-    }
-    if bits & POLL_PREEMPT != 0 {
-        // SAFETY: we run on `ts`'s fiber; its suspend handle is set.
-        let r = unsafe { fiber::suspend((*ts).suspend, Yield::Turn) };
-        if r == Resume::Cancel {
-            return 1;
-        }
-    }
-    0
 }
 
 unsafe extern "C" fn memory_grow(

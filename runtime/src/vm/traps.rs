@@ -20,8 +20,8 @@
 //! undefined; rewriting the context and returning from the handler is not.
 
 use super::code_memory;
-use crate::thread::shadow_stack::{self, RawFrame};
 use crate::trap::TrapKind;
+use crate::vm::stack_walk::{self, RawFrame};
 use std::cell::Cell;
 
 /// Frames kept in a trap record: innermost first.
@@ -282,7 +282,7 @@ unsafe extern "C" fn trap_handler(
         a.trap_kind = Some(kind);
         let mut n = 0;
         let mut depth = 0;
-        shadow_stack::walk_raw(Some(pc), fp, true, &mut |f| {
+        stack_walk::walk_raw(Some(pc), fp, true, &mut |f| {
             if n < MAX_TRAP_FRAMES {
                 a.frames[n] = f;
                 n += 1;
