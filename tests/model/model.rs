@@ -476,10 +476,13 @@ impl Model {
         }
         // Added functions exist in both worlds from the start (rule 6); a
         // revert removes them under the switch rule unless the whole
-        // bundle was applied immediate.
+        // bundle was applied immediate. A function added again while an
+        // earlier bundle's version of it is live has an older version: it
+        // is a replacement, switched per thread like any other.
         if t.dir != Dir::Unpatch || moving.spec.all_immediate {
             for k in 0..ADDS {
-                if moving.spec.adds & (1 << k) != 0 {
+                let fresh = t.from.get(&FuncId::Add(k)).is_none();
+                if moving.spec.adds & (1 << k) != 0 && (fresh || moving.spec.all_immediate) {
                     imm.insert(FuncId::Add(k));
                 }
             }

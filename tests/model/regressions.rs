@@ -300,3 +300,51 @@ fn sanity_removed_function_traps() {
         },
     ]);
 }
+
+/// A cumulative replacement that adds a function again while an earlier
+/// bundle's version of it is live gives it a new version, switched per
+/// thread (rules 1 and 6: it has an older version, so it is not "added").
+/// Found by the long run (seed 15).
+#[test]
+fn a_function_added_again_while_live_is_a_per_thread_replacement() {
+    replay(&[
+        Spawn { inst: 0 },
+        Spawn { inst: 0 },
+        Spawn { inst: 0 },
+        Spawn { inst: 0 },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 6,
+                adds: 1,
+                ..Default::default()
+            },
+        },
+        Thread {
+            thread: 57,
+            cmds: vec![Call(1)],
+        },
+        Thread {
+            thread: 58,
+            cmds: vec![Ret],
+        },
+        Spawn { inst: 0 },
+        Thread {
+            thread: 142,
+            cmds: vec![Call(0)],
+        },
+        Apply {
+            inst: 0,
+            spec: Spec {
+                funcs: 1,
+                adds: 3,
+                replace: true,
+                ..Default::default()
+            },
+        },
+        Thread {
+            thread: 69,
+            cmds: vec![Added(0)],
+        },
+    ]);
+}
