@@ -4,6 +4,7 @@
 mod api;
 mod bundles;
 mod cli_control;
+mod differential;
 mod slots;
 mod stacks;
 mod threads;

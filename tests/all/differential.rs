@@ -1,0 +1,290 @@
+//! Functions with more results than fit in registers (issue 11, item 11),
+//! on every call path: direct, `call_indirect`, host → wasm, wasm → host,
+//! and through a patched bundle.
+
+use patch_format::{diff, DiffOptions};
+use wasm_patch_runtime::{
+    ApplyOptions, Engine, FuncType, Instance, Linker, Module, Store, Val, ValType,
+};
+
+/// The result list of issue 11: nine floats, one more than the `tail`
+/// convention returns in registers.
+const ISSUE: &[ValType] = &[
+    ValType::I64,
+    ValType::F64,
+    ValType::F32,
+    ValType::F32,
+    ValType::F64,
+    ValType::F32,
+    ValType::F32,
+    ValType::F64,
+    ValType::F32,
+    ValType::F32,
+    ValType::I64,
+];
+
+/// Twelve integers and twelve floats, interleaved: both register files
+/// overflow.
+fn wide() -> Vec<ValType> {
+    (0..24)
+        .map(|i| match i % 4 {
+            0 => ValType::I32,
+            1 => ValType::F64,
+            2 => ValType::I64,
+            _ => ValType::F32,
+        })
+        .collect()
+}
+
+fn wat_ty(t: ValType) -> &'static str {
+    match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        other => panic!("no test values of type {other:?}"),
+    }
+}
+
+/// Result `k` of the generated functions for argument `x`, tagged by
+/// `version`: `x * 1000 + version * 100 + k` in the result's type (floats
+/// add one half, so that a float never looks like an integer by accident).
+fn expected(types: &[ValType], x: i32, version: i32) -> Vec<Val> {
+    types
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let n = x as i64 * 1000 + version as i64 * 100 + k as i64;
+            match t {
+                ValType::I32 => Val::I32(n as i32),
+                ValType::I64 => Val::I64(n),
+                ValType::F32 => Val::F32((n as f32 + 0.5).to_bits()),
+                ValType::F64 => Val::F64((n as f64 + 0.5).to_bits()),
+                other => panic!("no test values of type {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// Instructions pushing [`expected`]`(types, local 0, version)`.
+fn push_results(types: &[ValType], version: i32) -> String {
+    let mut s = String::new();
+    for (k, t) in types.iter().enumerate() {
+        let n = version * 100 + k as i32;
+        let base = format!("local.get 0 i32.const 1000 i32.mul i32.const {n} i32.add");
+        s.push_str(&match t {
+            ValType::I32 => base,
+            ValType::I64 => {
+                format!("local.get 0 i64.extend_i32_s i64.const 1000 i64.mul i64.const {n} i64.add")
+            }
+            ValType::F32 => format!("{base} f32.convert_i32_s f32.const 0.5 f32.add"),
+            ValType::F64 => format!("{base} f64.convert_i32_s f64.const 0.5 f64.add"),
+            other => panic!("no test values of type {other:?}"),
+        });
+        s.push('\n');
+    }
+    s
+}
+
+/// A module whose `many` returns `types`, with callers on every path.
+/// `version` tags the results of `many`; the host import tags its own with
+/// [`HOST_VERSION`]. `caller_extra` is appended to the `direct` caller's
+/// body before its call (a no-op that makes a bundle change it).
+fn module(types: &[ValType], version: i32, caller_extra: &str) -> String {
+    let results: Vec<&str> = types.iter().map(|t| wat_ty(*t)).collect();
+    let results = results.join(" ");
+    let body = push_results(types, version);
+    format!(
+        r#"(module
+  (type $many (func (param i32) (result {results})))
+  (import "env" "many" (func $host_many (type $many)))
+  (table 2 funcref)
+  (elem (i32.const 0) $many $host_many)
+  (func $many (export "many") (type $many)
+{body})
+  (func (export "direct") (type $many)
+    {caller_extra}
+    local.get 0 call $many)
+  (func (export "indirect") (param i32 i32) (result {results})
+    local.get 0 local.get 1 call_indirect (type $many))
+  (func (export "via_host") (type $many)
+    local.get 0 call $host_many))"#
+    )
+}
+
+/// The tag of the host import's results.
+const HOST_VERSION: i32 = 7;
+
+fn instantiate(types: &[ValType], src: &str) -> (Store<()>, Instance) {
+    let engine = Engine::default();
+    let module = Module::new(&engine, src).expect("module with many results compiles");
+    let mut store = Store::new(&engine, ());
+    let mut linker: Linker<()> = Linker::new();
+    let tys = types.to_vec();
+    linker.func_new(
+        "env",
+        "many",
+        FuncType::new([ValType::I32], types.iter().copied()),
+        move |_, args, results| {
+            let x = args[0].i32().expect("i32 argument");
+            results.copy_from_slice(&expected(&tys, x, HOST_VERSION));
+            Ok(())
+        },
+    );
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    (store, inst)
+}
+
+fn call(store: &mut Store<()>, inst: Instance, name: &str, args: &[Val]) -> Vec<Val> {
+    let f = inst.get_func(store, name).unwrap();
+    f.call(store, args)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Every call path returns every result, in order, for `types`.
+fn check_all_paths(types: &[ValType]) {
+    let (mut store, inst) = instantiate(types, &module(types, 1, ""));
+    for x in [0, 3, -41] {
+        let want = expected(types, x, 1);
+        assert_eq!(
+            call(&mut store, inst, "many", &[Val::I32(x)]),
+            want,
+            "host → wasm"
+        );
+        assert_eq!(
+            call(&mut store, inst, "direct", &[Val::I32(x)]),
+            want,
+            "direct call"
+        );
+        assert_eq!(
+            call(&mut store, inst, "indirect", &[Val::I32(x), Val::I32(0)]),
+            want,
+            "call_indirect to a wasm function"
+        );
+        let host = expected(types, x, HOST_VERSION);
+        assert_eq!(
+            call(&mut store, inst, "via_host", &[Val::I32(x)]),
+            host,
+            "call of a host import"
+        );
+        assert_eq!(
+            call(&mut store, inst, "indirect", &[Val::I32(x), Val::I32(1)]),
+            host,
+            "call_indirect to a host function"
+        );
+    }
+}
+
+#[test]
+fn many_float_results_on_every_call_path() {
+    check_all_paths(ISSUE);
+}
+
+#[test]
+fn many_integer_and_float_results_on_every_call_path() {
+    check_all_paths(&wide());
+}
+
+/// A bundle replaces `many` (new tag) and `direct`, and adds a function
+/// with many results that the new `direct` calls: the patched code returns
+/// the new values on every path.
+#[test]
+fn many_results_through_a_patched_bundle() {
+    let types = wide();
+    let results: Vec<&str> = types.iter().map(|t| wat_ty(*t)).collect();
+    let results = results.join(" ");
+    let old = module(&types, 1, "");
+    // `direct` v2 calls an added function (its slot carries a context) and
+    // drops its results, then calls `many` as before.
+    let added_body = push_results(&types, 3);
+    let drops = "drop ".repeat(types.len());
+    let new = module(&types, 2, &format!("local.get 0 call $added {drops}")).replacen(
+        "(func (export \"direct\")",
+        &format!(
+            "(func $added (param i32) (result {results})\n{added_body})\n  (func (export \"direct\")"
+        ),
+        1,
+    );
+    let (mut store, inst) = instantiate(&types, &old);
+    let x = 5;
+    assert_eq!(
+        call(&mut store, inst, "direct", &[Val::I32(x)]),
+        expected(&types, x, 1)
+    );
+    let bundle = diff(
+        &wat::parse_str(&old).unwrap(),
+        &wat::parse_str(&new).unwrap(),
+        &DiffOptions::default(),
+    )
+    .expect("diff")
+    .bundle
+    .to_bytes();
+    store
+        .apply(inst, &bundle, &ApplyOptions::default())
+        .expect("bundle with many-result functions applies");
+    store.run().unwrap();
+    assert!(store.transition_status().is_none(), "transition completed");
+    let want = expected(&types, x, 2);
+    assert_eq!(
+        call(&mut store, inst, "many", &[Val::I32(x)]),
+        want,
+        "host → patched"
+    );
+    assert_eq!(
+        call(&mut store, inst, "direct", &[Val::I32(x)]),
+        want,
+        "patched caller"
+    );
+    assert_eq!(
+        call(&mut store, inst, "indirect", &[Val::I32(x), Val::I32(0)]),
+        want,
+        "call_indirect to the patched function"
+    );
+}
+
+/// Many parameters (some passed on the stack) and many results together:
+/// `rev` returns its 24 arguments in reverse order, called from the host,
+/// directly, through `call_indirect`, and as a host import.
+#[test]
+fn many_parameters_and_many_results_together() {
+    let params = wide();
+    let results: Vec<ValType> = params.iter().rev().copied().collect();
+    let list = |ts: &[ValType]| ts.iter().map(|t| wat_ty(*t)).collect::<Vec<_>>().join(" ");
+    let (p, r) = (list(&params), list(&results));
+    let n = params.len();
+    let rev: String = (0..n).rev().map(|i| format!("local.get {i} ")).collect();
+    let fwd: String = (0..n).map(|i| format!("local.get {i} ")).collect();
+    let src = format!(
+        r#"(module
+  (type $rev (func (param {p}) (result {r})))
+  (import "env" "rev" (func $host_rev (type $rev)))
+  (table 2 funcref)
+  (elem (i32.const 0) $rev $host_rev)
+  (func $rev (export "rev") (type $rev) {rev})
+  (func (export "direct") (type $rev) {fwd} call $rev)
+  (func (export "indirect0") (type $rev) {fwd} i32.const 0 call_indirect (type $rev))
+  (func (export "indirect1") (type $rev) {fwd} i32.const 1 call_indirect (type $rev))
+  (func (export "via_host") (type $rev) {fwd} call $host_rev))"#
+    );
+    let engine = Engine::default();
+    let module = Module::new(&engine, &src).expect("module compiles");
+    let mut store = Store::new(&engine, ());
+    let mut linker: Linker<()> = Linker::new();
+    linker.func_new(
+        "env",
+        "rev",
+        FuncType::new(params.iter().copied(), results.iter().copied()),
+        |_, args, out| {
+            for (o, a) in out.iter_mut().zip(args.iter().rev()) {
+                *o = *a;
+            }
+            Ok(())
+        },
+    );
+    let inst = linker.instantiate(&mut store, &module).unwrap();
+    let args = expected(&params, 9, 4);
+    let want: Vec<Val> = args.iter().rev().copied().collect();
+    for name in ["rev", "direct", "indirect0", "indirect1", "via_host"] {
+        assert_eq!(call(&mut store, inst, name, &args), want, "{name}");
+    }
+}
