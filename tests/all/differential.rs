@@ -1,6 +1,13 @@
-//! Functions with more results than fit in registers (issue 11, item 11),
-//! on every call path: direct, `call_indirect`, host → wasm, wasm → host,
-//! and through a patched bundle.
+//! Differential testing against a reference interpreter, and the bug it
+//! found first.
+//!
+//! - A fixed-seed run of the differential fuzzer (`fuzz/src/differential.rs`,
+//!   shared with the cargo-fuzz target `differential`): random modules run
+//!   in wasm-patch and in wasmi must agree. `DIFF_FUZZ_CASES=N` runs N cases
+//!   instead of the default, `DIFF_FUZZ_SEED=S` starts from another seed.
+//! - Functions with more results than fit in registers (issue 11, item 11),
+//!   on every call path: direct, `call_indirect`, host → wasm, wasm → host,
+//!   and through a patched bundle.
 
 use patch_format::{diff, DiffOptions};
 use wasm_patch_runtime::{
@@ -287,4 +294,118 @@ fn many_parameters_and_many_results_together() {
     for name in ["rev", "direct", "indirect0", "indirect1", "via_host"] {
         assert_eq!(call(&mut store, inst, name, &args), want, "{name}");
     }
+}
+
+#[path = "../../fuzz/src/differential.rs"]
+mod oracle;
+
+/// Seeds whose divergence is a bug of the reference interpreter, with the
+/// reason: their divergences are counted, not failed. (Not "must still
+/// diverge": the wasmi bug below reads a stale value, which could be right
+/// by chance.)
+const KNOWN_REFERENCE_BUGS: &[(u64, &str)] = &[(
+    0x5eed_0089,
+    "wasmi 2.0.0 computes a wrong value after an `if (param i64) (result ...x10)` \
+     taken on its `else` arm inside nested loops (reduced: fuzz/known/wasmi-if-params.wat)",
+)];
+
+/// Cases of the default run: a few seconds in a debug build.
+const DEFAULT_CASES: u64 = 150;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Random modules (wasm-smith, from a fixed seed) behave the same in
+/// wasm-patch and in wasmi: results, traps, host calls, and the final
+/// contents of exported memories, globals and tables. Each divergence is
+/// written to `target/tmp/differential/` (binary and WAT) and named with
+/// its seed; the run fails if there is any.
+#[test]
+fn random_modules_agree_with_the_reference_interpreter() {
+    if let Ok(file) = std::env::var("DIFF_FUZZ_FILE") {
+        // Replay one module (a written divergence, or a hand-reduced WAT).
+        let wasm = wat::parse_file(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let verdict = oracle::Runner::new().run(&wasm);
+        assert!(
+            !matches!(verdict, oracle::Verdict::Diverged(_)),
+            "{file}: {verdict:?}"
+        );
+        return;
+    }
+    let cases = env_u64("DIFF_FUZZ_CASES", DEFAULT_CASES);
+    let first = env_u64("DIFF_FUZZ_SEED", 0x5eed_0000);
+    let verbose = std::env::var("DIFF_FUZZ_VERBOSE").is_ok();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential");
+    let runner = oracle::Runner::new();
+    let config = oracle::smith_config();
+    let (mut agreed, mut cut, mut refused, mut ungenerated, mut steps) =
+        (0u64, 0u64, 0u64, 0u64, 0usize);
+    let mut divergences = Vec::new();
+    let mut known = 0u64;
+    for seed in first..first + cases {
+        // Sizes from 1 KiB to 16 KiB: wasm-smith makes bigger modules from
+        // more bytes.
+        let data = oracle::case_bytes(seed, 1024 << (seed % 5));
+        let Some(wasm) = oracle::generate(&config, &data) else {
+            ungenerated += 1;
+            continue;
+        };
+        if verbose {
+            eprintln!("seed {seed}: {} bytes", wasm.len());
+        }
+        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(&wasm)))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                oracle::Verdict::Diverged(format!("panicked: {msg}"))
+            });
+        let is_known = KNOWN_REFERENCE_BUGS.iter().any(|(s, _)| *s == seed);
+        match verdict {
+            oracle::Verdict::Agree { steps: n, cut: c } => {
+                agreed += 1;
+                cut += c as u64;
+                steps += n;
+            }
+            oracle::Verdict::BothRefused => refused += 1,
+            oracle::Verdict::Diverged(why) if is_known => {
+                known += 1;
+                if verbose {
+                    eprintln!("seed {seed}: known reference bug: {why}");
+                }
+            }
+            oracle::Verdict::Diverged(why) => {
+                std::fs::create_dir_all(&dir).unwrap();
+                let path = dir.join(format!("seed-{seed}.wasm"));
+                std::fs::write(&path, &wasm).unwrap();
+                let text = oracle::wat(&wasm);
+                std::fs::write(path.with_extension("wat"), &text).unwrap();
+                eprintln!("seed {seed} diverges: {why}\n  module: {}", path.display());
+                if text.len() < 4_000 {
+                    eprintln!("{text}");
+                }
+                divergences.push(format!("seed {seed}: {why}"));
+            }
+        }
+    }
+    eprintln!(
+        "differential: {cases} seeds from {first}: {agreed} agreed ({cut} cut short by a stack \
+         overflow, {steps} steps compared), {refused} refused by both, {ungenerated} not \
+         generated, {known} known reference bugs, {} diverged",
+        divergences.len()
+    );
+    assert!(
+        divergences.is_empty(),
+        "{} of {cases} cases diverge:\n{}",
+        divergences.len(),
+        divergences.join("\n")
+    );
 }
