@@ -309,8 +309,8 @@ const KNOWN_REFERENCE_BUGS: &[(u64, &str)] = &[(
      taken on its `else` arm inside nested loops (reduced: fuzz/known/wasmi-if-params.wat)",
 )];
 
-/// Cases of the default run: a few seconds in a debug build.
-const DEFAULT_CASES: u64 = 150;
+/// Cases of the default run: about 4 s in a debug build on 2 cores.
+const DEFAULT_CASES: u64 = 500;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
