@@ -373,6 +373,38 @@ impl Runner {
         }
     }
 
+    /// Both traces of `wasm`, one line per step (memories by length and
+    /// checksum), for replaying a divergence.
+    pub fn dump(&self, wasm: &[u8]) -> String {
+        let exports = exports(wasm).unwrap_or_default();
+        let mut out = String::new();
+        for (engine, trace) in [
+            ("wasm-patch", wp_run(&self.wp, wasm, &exports)),
+            ("wasmi", wi_run(&self.wi, wasm, &exports)),
+        ] {
+            let _ = writeln!(out, "== {engine}");
+            match trace {
+                Err(e) => {
+                    let _ = writeln!(out, "refused: {e}");
+                }
+                Ok(steps) => {
+                    for s in steps {
+                        let o = match &s.outcome {
+                            Outcome::Memory(m) => format!(
+                                "Memory({} bytes, sum {:#x})",
+                                m.len(),
+                                m.iter().fold(0u64, |h, b| h.rotate_left(5) ^ *b as u64)
+                            ),
+                            o => format!("{o:?}"),
+                        };
+                        let _ = writeln!(out, "{}: {o} ({} host calls)", s.what, s.host.len());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Run `wasm` in both engines and compare.
     pub fn run(&self, wasm: &[u8]) -> Verdict {
         let exports = match exports(wasm) {

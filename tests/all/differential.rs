@@ -331,7 +331,9 @@ fn random_modules_agree_with_the_reference_interpreter() {
     if let Ok(file) = std::env::var("DIFF_FUZZ_FILE") {
         // Replay one module (a written divergence, or a hand-reduced WAT).
         let wasm = wat::parse_file(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let verdict = oracle::Runner::new().run(&wasm);
+        let runner = oracle::Runner::new();
+        eprintln!("{}", runner.dump(&wasm));
+        let verdict = runner.run(&wasm);
         assert!(
             !matches!(verdict, oracle::Verdict::Diverged(_)),
             "{file}: {verdict:?}"
