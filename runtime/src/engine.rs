@@ -76,6 +76,9 @@ impl Engine {
         set(&mut flags, "preserve_frame_pointers", "true")?;
         set(&mut flags, "enable_probestack", "true")?;
         set(&mut flags, "probestack_strategy", "inline")?;
+        // Results beyond the `tail` convention's registers (8 integer, 8
+        // float) go through a return area the caller passes (issue 11).
+        set(&mut flags, "enable_multi_ret_implicit_sret", "true")?;
         set(
             &mut flags,
             "enable_verifier",

@@ -475,6 +475,14 @@ impl Module {
         &self.inner.info
     }
 
+    /// The element type of the table exported as `name`, if there is one.
+    pub fn export_table_type(&self, name: &str) -> Option<RefType> {
+        match self.inner.info.export(name)? {
+            (ExportKind::Table, t) => self.table_type(t),
+            _ => None,
+        }
+    }
+
     /// Whether the module uses reference-typed tables of functions (helper for
     /// embedders). Returns the element type of table `t`.
     pub fn table_type(&self, t: u32) -> Option<RefType> {

@@ -6,6 +6,7 @@ mod api;
 mod bundles;
 mod cli_control;
 mod concurrency;
+mod differential;
 mod frame_scan;
 mod lifecycle;
 mod slots;

@@ -481,7 +481,7 @@ impl Model {
         // is a replacement, switched per thread like any other.
         if t.dir != Dir::Unpatch || moving.spec.all_immediate {
             for k in 0..ADDS {
-                let fresh = t.from.get(&FuncId::Add(k)).is_none();
+                let fresh = !t.from.contains_key(&FuncId::Add(k));
                 if moving.spec.adds & (1 << k) != 0 && (fresh || moving.spec.all_immediate) {
                     imm.insert(FuncId::Add(k));
                 }

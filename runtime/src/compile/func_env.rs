@@ -46,8 +46,14 @@ pub(crate) fn clif_type(ty: ValType) -> ir::Type {
 /// CLIF signature of a wasm function type with the two hidden parameters.
 ///
 /// Wasm functions use Cranelift's `tail` convention whatever the host's:
-/// it returns any number of results (multi-value), where System V refuses
-/// more than fit in registers.
+/// it returns up to 8 integer and 8 float results in registers, where
+/// System V returns 2 of each. Results beyond those go through a return
+/// area: with the engine's `enable_multi_ret_implicit_sret` flag, Cranelift
+/// gives such a signature a hidden first parameter pointing at a stack area
+/// the caller reserves, the callee stores the overflow results there and the
+/// caller loads them after the call (issue 11). Caller and callee derive it
+/// from the same signature, so it holds for slot calls, `call_indirect` and
+/// both trampolines alike; signatures whose results fit are unchanged.
 pub(crate) fn wasm_signature(ty: &FuncType, _host: CallConv) -> ir::Signature {
     let mut sig = ir::Signature::new(CallConv::Tail);
     sig.params.push(ir::AbiParam::new(types::I64));
