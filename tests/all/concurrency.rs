@@ -305,3 +305,49 @@ fn the_parallel_check_pass_is_exact_beside_preempted_threads() {
         }
     });
 }
+
+/// The trap handler looks the faulting pc up in the code registry while
+/// other OS threads register and unregister code units (compiling and
+/// dropping modules). A lookup that gave up while a writer held the lock
+/// turned the guest's trap into a host crash; every trap must come back as
+/// a trap, however busy the registry is.
+#[test]
+fn traps_are_reported_while_other_threads_map_and_unmap_code() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine = Engine::default();
+    let churn: Vec<_> = (0..2)
+        .map(|i| {
+            let (stop, engine) = (stop.clone(), engine.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 20_000 {
+                    let src = format!("(module (func (export \"f\") (result i32) i32.const {i}))");
+                    drop(Module::new(&engine, src).unwrap());
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let module = Module::new(
+        &engine,
+        r#"(module (func (export "boom") (param i32) (result i32)
+             local.get 0 i32.const 0 i32.div_s))"#,
+    )
+    .unwrap();
+    let (mut store, inst) = instantiate(&engine, &module);
+    let boom = func(&store, inst, "boom");
+    let t0 = std::time::Instant::now();
+    let mut traps = 0;
+    while t0.elapsed() < Duration::from_millis(1500) && traps < 20_000 {
+        let r = boom.call(&mut store, &[Val::I32(7)]);
+        assert!(
+            matches!(r, Err(wasm_patch_runtime::Error::Trap(_))),
+            "{r:?}"
+        );
+        traps += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let churned: u32 = churn.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(traps > 0 && churned > 0);
+}

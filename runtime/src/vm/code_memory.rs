@@ -205,10 +205,13 @@ impl CodeUnit {
             mapped_len,
             funcs,
         });
-        registry()
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(base as usize, Arc::downgrade(&unit));
+        {
+            let _holding = Holding::new();
+            registry()
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(base as usize, Arc::downgrade(&unit));
+        }
         super::perf_map::record(&unit);
         Ok(unit)
     }
@@ -285,6 +288,7 @@ impl CodeUnit {
 
 impl Drop for CodeUnit {
     fn drop(&mut self) {
+        let holding = Holding::new();
         let mut reg = registry().write().unwrap_or_else(|e| e.into_inner());
         reg.remove(&(self.base as usize));
         // Release pairs with the Acquire load in `generation`: caches that
@@ -293,6 +297,7 @@ impl Drop for CodeUnit {
         // at these addresses.
         GENERATION.fetch_add(1, Ordering::Release);
         drop(reg);
+        drop(holding);
         // SAFETY: the last reference is gone, the unit is unregistered, and
         // no frame executes it (the owners keep an `Arc` while any might).
         unsafe { libc::munmap(self.base as *mut libc::c_void, self.mapped_len) };
@@ -300,6 +305,27 @@ impl Drop for CodeUnit {
 }
 
 type Registry = RwLock<BTreeMap<usize, std::sync::Weak<CodeUnit>>>;
+
+thread_local! {
+    /// How many registry locks this OS thread holds now (see `try_lookup`).
+    static HOLDING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks this OS thread as holding a registry lock while it lives.
+struct Holding;
+
+impl Holding {
+    fn new() -> Holding {
+        HOLDING.with(|h| h.set(h.get() + 1));
+        Holding
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(h.get() - 1));
+    }
+}
 
 fn registry() -> &'static Registry {
     static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
@@ -317,9 +343,11 @@ pub fn lookup(pc: usize) -> Option<Arc<CodeUnit>> {
     if let Some(u) = LAST.with(|l| l.borrow().as_ref().filter(|u| u.contains(pc)).cloned()) {
         return Some(u);
     }
+    let holding = Holding::new();
     let reg = registry().read().unwrap_or_else(|e| e.into_inner());
     let found = lookup_in(&reg, pc);
     drop(reg);
+    drop(holding);
     if let Some(u) = &found {
         LAST.with(|l| *l.borrow_mut() = Some(u.clone()));
     }
@@ -332,17 +360,25 @@ fn lookup_in(reg: &BTreeMap<usize, std::sync::Weak<CodeUnit>>, pc: usize) -> Opt
     unit.contains(pc).then_some(unit)
 }
 
-/// Signal-handler variant of [`lookup`]: never blocks. Returns `None` when the
-/// registry is being written by another OS thread.
+/// Signal-handler variant of [`lookup`]: never sleeps on the lock.
+///
+/// When this OS thread holds a registry lock itself, the fault happened in
+/// host code (wasm code never runs while a lock is held), so the answer is
+/// `None` at once. Otherwise the lock is held by another OS thread, whose
+/// short critical section (a map insert or remove) ends without waiting for
+/// this one: spin until it does. Giving up after a bounded spin would turn
+/// a guest trap into a host crash whenever the writer was descheduled.
 pub fn try_lookup(pc: usize) -> Option<Arc<CodeUnit>> {
-    for _ in 0..1000 {
+    if HOLDING.with(|h| h.get()) != 0 {
+        return None;
+    }
+    loop {
         match registry().try_read() {
             Ok(reg) => return lookup_in(&reg, pc),
             Err(std::sync::TryLockError::Poisoned(p)) => return lookup_in(&p.into_inner(), pc),
             Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
         }
     }
-    None
 }
 
 /// The host page size.
