@@ -127,6 +127,9 @@ fn add_print_functions(linker: &mut Linker<()>) {
 /// `--env` variables and `--dir` preopens.
 fn wasi_ctx(args: &RunArgs) -> anyhow::Result<wasm_patch_wasi::WasiCtx> {
     let mut ctx = wasm_patch_wasi::WasiCtx::new();
+    // The run loop below drives the reactor: a guest thread blocked on
+    // stdin parks only itself.
+    ctx.park_blocked_threads(true);
     let name = args
         .file
         .file_name()
@@ -264,9 +267,17 @@ fn serve(
             Some(s) => s.poll(store, instance),
             None => false,
         };
-        if ran == 0 && !busy {
+        // Guest threads parked on stdin (or poll_oneoff on it) run again
+        // once it is readable: checked without waiting while others run,
+        // waited for (briefly, so control requests stay prompt) when idle.
+        if ran != 0 || busy {
+            for id in wasi.wait_ready(Duration::ZERO) {
+                store.unpark(id);
+            }
+        } else {
             let live = store.threads();
             if store.transition_status().is_none()
+                && !wasi.has_waiters()
                 && !live.is_empty()
                 && live
                     .iter()
@@ -274,7 +285,13 @@ fn serve(
             {
                 return Err(Error::Deadlock(main.0).into());
             }
-            std::thread::sleep(Duration::from_millis(1));
+            if wasi.has_waiters() {
+                for id in wasi.wait_ready(Duration::from_millis(1)) {
+                    store.unpark(id);
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 }

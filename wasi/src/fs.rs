@@ -4,7 +4,8 @@
 
 use crate::errno::{Errno, Fail};
 use crate::mem::{self, iovecs};
-use crate::{def, u32a, u64a, Shared, WasiCtx};
+use crate::reactor::{readable_now, Reactor};
+use crate::{def, def_caller, u32a, u64a, Shared, WasiCtx};
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, SystemTimeSpec};
 use cap_std::fs::{Dir, MetadataExt as _, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -91,6 +92,8 @@ pub(crate) struct State {
     pub(crate) env: Vec<String>,
     fds: Vec<Option<Entry>>,
     pub(crate) exit_code: Option<i32>,
+    /// Present when blocked guest threads park (`park_blocked_threads`).
+    pub(crate) reactor: Option<Reactor>,
 }
 
 impl State {
@@ -119,7 +122,15 @@ impl State {
             env: ctx.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             fds,
             exit_code: None,
+            reactor: if ctx.park { Reactor::new() } else { None },
         }
+    }
+
+    /// Whether `fd` is stdin and a read of it would park the caller.
+    pub(crate) fn stdin_would_park(&self, fd: u32) -> bool {
+        self.reactor.is_some()
+            && matches!(self.entry(fd).map(|e| &e.kind), Ok(Kind::Stdin))
+            && !readable_now(0)
     }
 
     /// The open descriptor `fd`, or `EBADF`.
@@ -584,9 +595,24 @@ fn path_open(m: &mut [u8], s: &mut State, a: &[Val]) -> Result<(), Fail> {
 
 /// Define the `fd_*` and `path_*` functions.
 pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
-    def(l, st, "fd_read", "iiii", |m, s, a| {
-        let n = fd_read(m, s, a, None)?;
-        mem::write_u32(m, u32a(a, 3), n)
+    def_caller(l, st, "fd_read", "iiii", |c, st, a| loop {
+        {
+            let mut s = st.borrow_mut();
+            let fd = u32a(a, 0);
+            let park =
+                s.reactor.is_some() && matches!(s.entry(fd)?.kind, Kind::Stdin) && !readable_now(0);
+            if !park {
+                let m = c.memory(0).ok_or(Errno::Fault)?;
+                let n = fd_read(m, &mut s, a, None)?;
+                return mem::write_u32(m, u32a(a, 3), n);
+            }
+            // Only this guest thread waits; the reactor wakes it.
+            let me = c.thread_id();
+            if let Some(r) = s.reactor.as_mut() {
+                r.wait_for(me, Some(0), None);
+            }
+        }
+        c.park().map_err(Fail::Fatal)?;
     });
     def(l, st, "fd_pread", "iiiIi", |m, s, a| {
         let n = fd_read(m, s, a, Some(u64a(a, 3)))?;

@@ -6,15 +6,19 @@
 //! reached only through preopened directories, with `cap-std`, so `..`,
 //! absolute paths and symlinks that lead outside a preopen are refused.
 //!
-//! What this first landing does not do yet: a read on stdin (or `poll_oneoff`
-//! on an fd) blocks the whole store rather than only the calling guest
-//! thread; fd subscriptions of `poll_oneoff` are reported ready at once.
+//! Blocking: with [`WasiCtx::park_blocked_threads`], a guest thread whose
+//! read of stdin (or `poll_oneoff` on stdin) would block parks only itself
+//! and waits in a readiness reactor (`reactor.rs`); whoever drives the store
+//! unparks it through [`WasiHandle::wait_ready`]. Without it (the default
+//! for embedders that only call `Func::call`), such a read blocks the store.
+//! Clock waits (`poll_oneoff`) always sleep only the calling guest thread.
 
 mod errno;
 mod fs;
 mod fs_path;
 mod mem;
 mod poll;
+mod reactor;
 
 pub use errno::Errno;
 
@@ -22,7 +26,7 @@ use errno::Fail;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use wasm_patch_runtime::{Caller, Error, FuncType, Linker, Val, ValType};
+use wasm_patch_runtime::{Caller, Error, FuncType, Linker, ThreadId, Val, ValType};
 
 /// The import module name of WASI preview 1.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
@@ -52,6 +56,7 @@ pub struct WasiCtx {
     args: Vec<String>,
     env: Vec<(String, String)>,
     preopens: Vec<(cap_std::fs::Dir, String)>,
+    park: bool,
 }
 
 impl WasiCtx {
@@ -84,6 +89,15 @@ impl WasiCtx {
         Ok(self)
     }
 
+    /// Park a guest thread whose stdin read would block, instead of blocking
+    /// the store. The embedder must then call [`WasiHandle::wait_ready`]
+    /// while it runs the store (between time slices and when idle) and
+    /// unpark the threads it returns.
+    pub fn park_blocked_threads(&mut self, on: bool) -> &mut Self {
+        self.park = on;
+        self
+    }
+
     /// Preopen host directory `host` under the guest name `guest`.
     ///
     /// # Errors
@@ -112,6 +126,27 @@ impl WasiHandle {
     /// The status passed to `proc_exit`, once a guest thread called it.
     pub fn exit_code(&self) -> Option<i32> {
         self.state.borrow().exit_code
+    }
+
+    /// Whether a guest thread is parked waiting for an fd or a deadline
+    /// (see [`WasiCtx::park_blocked_threads`]): such a store is not
+    /// deadlocked while all its threads are parked.
+    pub fn has_waiters(&self) -> bool {
+        self.state
+            .borrow()
+            .reactor
+            .as_ref()
+            .is_some_and(reactor::Reactor::has_waiters)
+    }
+
+    /// Wait at most `timeout` for the fds and deadlines parked guest
+    /// threads wait for; returns the threads to unpark (with
+    /// `Store::unpark`). Returns at once when no thread waits.
+    pub fn wait_ready(&self, timeout: std::time::Duration) -> Vec<ThreadId> {
+        match self.state.borrow_mut().reactor.as_mut() {
+            Some(r) => r.wait(timeout),
+            None => Vec::new(),
+        }
     }
 }
 
