@@ -405,10 +405,7 @@ fn fd_write(m: &mut [u8], s: &mut State, a: &[Val], pos: Option<u64>) -> Result<
 /// them; the cookie is the index of the next entry.
 fn readdir(m: &mut [u8], s: &mut State, a: &[Val]) -> Result<(), Fail> {
     let (buf, len, cookie, used_ptr) = (u32a(a, 1), u32a(a, 2), u64a(a, 3), u32a(a, 4));
-    let dir = s.dir(u32a(a, 0)).map_err(|e| match e {
-        Fail::Errno(Errno::Notdir) => Fail::Errno(Errno::Notdir),
-        e => e,
-    })?;
+    let dir = s.dir(u32a(a, 0))?;
     let me = dir.dir_metadata()?;
     let mut list: Vec<(Vec<u8>, u64, u8)> = vec![
         (b".".to_vec(), me.ino(), FT_DIR),
@@ -727,14 +724,26 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
         sync(s, u32a(a, 0), true)
     });
     def(l, st, "fd_advise", "iIIi", |_, s, a| {
-        if u32a(a, 3) > 5 {
-            return Err(Errno::Inval.into());
-        }
-        s.file(u32a(a, 0)).map_err(|e| match e {
+        let advice = match u32a(a, 3) {
+            0 => libc::POSIX_FADV_NORMAL,
+            1 => libc::POSIX_FADV_SEQUENTIAL,
+            2 => libc::POSIX_FADV_RANDOM,
+            3 => libc::POSIX_FADV_WILLNEED,
+            4 => libc::POSIX_FADV_DONTNEED,
+            5 => libc::POSIX_FADV_NOREUSE,
+            _ => return Err(Errno::Inval.into()),
+        };
+        let f = s.file(u32a(a, 0)).map_err(|e| match e {
             Fail::Errno(Errno::Isdir) => Fail::Errno(Errno::Badf),
             e => e,
         })?;
-        // Advice is only a hint: accepting it without acting is conforming.
+        let (off, len) = (a[1].i64().unwrap_or(0), a[2].i64().unwrap_or(0));
+        // SAFETY: the descriptor is open (owned by `f`); the call only
+        // passes a hint to the kernel.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), off, len, advice) };
+        if r != 0 {
+            return Err(Errno::from_io(&std::io::Error::from_raw_os_error(r)).into());
+        }
         Ok(())
     });
     def(l, st, "fd_allocate", "iII", |_, s, a| {
