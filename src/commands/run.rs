@@ -1,8 +1,15 @@
-//! `wasm-patch run [--invoke NAME] FILE [ARGS...]`, following wasmtime's
-//! conventions: with `--invoke`, call that export with ARGS (parsed by the
-//! parameter types) and print each result on its own line; without it, run
-//! `_start`. The run ends when that call returns. A trap prints its kind and
-//! wasm backtrace to stderr and exits with status 134 (as wasmtime does).
+//! `wasm-patch run [--dir HOST[::GUEST]]... [--env NAME[=VALUE]]...
+//! [--invoke NAME] FILE [ARGS...]`, following wasmtime's conventions: with
+//! `--invoke`, call that export with ARGS (parsed by the parameter types)
+//! and print each result on its own line; without it, run `_start` with
+//! ARGS as the WASI program's arguments (after the file name). The run ends
+//! when that call returns, or when any guest thread calls WASI `proc_exit(n)`:
+//! then the exit status is `n`. A trap prints its kind and wasm backtrace to
+//! stderr and exits with status 134 (as wasmtime does).
+//!
+//! Every run links WASI preview 1 (`wasm_patch_wasi`): the environment holds
+//! only the `--env` variables, and the guest reaches only the `--dir`
+//! directories.
 //!
 //! With `--control SOCKET`, the run also serves the live-control protocol
 //! (`crate::control`) on a Unix socket while the guest runs: the store stays
@@ -28,6 +35,12 @@ pub struct RunArgs {
     /// Call this exported function instead of `_start`.
     #[arg(long, value_name = "NAME")]
     pub invoke: Option<String>,
+    /// Preopen host directory HOST for the guest, as GUEST (default: HOST).
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    pub dirs: Vec<String>,
+    /// Set a WASI environment variable; `NAME` alone passes the host's value.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub envs: Vec<String>,
     /// Serve live control (apply, status, revert, ...) on this Unix socket
     /// while the guest runs. Created with mode 0600 and removed when the run
     /// ends; refused if another server answers there.
@@ -35,8 +48,8 @@ pub struct RunArgs {
     pub control: Option<std::path::PathBuf>,
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
-    /// Arguments for the invoked function (integers in decimal, floats as
-    /// decimals).
+    /// Arguments: the WASI program's, or with `--invoke` the function's
+    /// (integers in decimal, floats as decimals).
     #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
     pub args: Vec<String>,
 }
@@ -110,6 +123,40 @@ fn add_print_functions(linker: &mut Linker<()>) {
     });
 }
 
+/// The WASI context of a run: program name and ARGS (without `--invoke`),
+/// `--env` variables and `--dir` preopens.
+fn wasi_ctx(args: &RunArgs) -> anyhow::Result<wasm_patch_wasi::WasiCtx> {
+    let mut ctx = wasm_patch_wasi::WasiCtx::new();
+    // The run loop below drives the reactor: a guest thread blocked on
+    // stdin parks only itself.
+    ctx.park_blocked_threads(true);
+    let name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ctx.arg(&name)?;
+    if args.invoke.is_none() {
+        for a in &args.args {
+            ctx.arg(a)?;
+        }
+    }
+    for e in &args.envs {
+        match e.split_once('=') {
+            Some((k, v)) => ctx.env(k, v)?,
+            None => match std::env::var(e) {
+                Ok(v) => ctx.env(e, &v)?,
+                Err(_) => &mut ctx,
+            },
+        };
+    }
+    for d in &args.dirs {
+        let (host, guest) = d.split_once("::").unwrap_or((d, d));
+        ctx.preopen_dir(std::path::Path::new(host), guest)?;
+    }
+    Ok(ctx)
+}
+
 /// Entry point.
 pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     // Bind first: a refused socket must not start the guest.
@@ -123,6 +170,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     let mut linker = Linker::new();
     linker.add_thread_abi();
     add_print_functions(&mut linker);
+    let wasi = wasm_patch_wasi::add_wasi(&mut linker, wasi_ctx(&args)?);
     let instance = match linker.instantiate(&mut store, &module) {
         Ok(i) => i,
         Err(Error::Trap(t)) => {
@@ -136,29 +184,33 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         .get_func(&store, name)
         .with_context(|| format!("{} has no exported function `{name}`", args.file.display()))?;
     let ty = func.ty(&store);
-    if ty.params().len() != args.args.len() {
+    if args.invoke.is_some() && ty.params().len() != args.args.len() {
         bail!(
             "`{name}` takes {} argument(s), {} given",
             ty.params().len(),
             args.args.len()
         );
     }
-    let vals = args
-        .args
-        .iter()
-        .zip(ty.params())
-        .map(|(s, t)| parse_arg(s, *t))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let result = match server {
-        None => func.call(&mut store, &vals),
-        Some(mut server) => {
-            let main = store.spawn(func, &vals)?;
-            let r = serve(&mut store, instance, main, &mut server);
-            server.shutdown();
-            r?;
-            store.take_result(main)
-        }
+    let vals = if args.invoke.is_some() {
+        args.args
+            .iter()
+            .zip(ty.params())
+            .map(|(s, t)| parse_arg(s, *t))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
     };
+    let mut server = server;
+    let main = store.spawn(func, &vals)?;
+    let r = serve(&mut store, instance, main, server.as_mut(), &wasi);
+    if let Some(s) = server {
+        s.shutdown();
+    }
+    r?;
+    if let Some(code) = wasi.exit_code() {
+        return Ok(code);
+    }
+    let result = store.take_result(main);
     match result {
         Ok(results) => {
             for r in results {
@@ -181,25 +233,51 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
 /// alternate on this thread until the main thread (`_start` or `--invoke`)
 /// finishes. Requests never block the loop: a client waiting for a
 /// transition is answered when it ends.
+///
+/// Without a server (a WASI run), the loop only steps the guest; either way
+/// it ends as soon as a guest thread has called `proc_exit`.
 fn serve(
     store: &mut Store<()>,
     instance: wasm_patch_runtime::Instance,
     main: wasm_patch_runtime::ThreadId,
-    server: &mut control::Server,
+    mut server: Option<&mut control::Server>,
+    wasi: &wasm_patch_wasi::WasiHandle,
 ) -> anyhow::Result<()> {
     loop {
         // 16 slices of at most 5 ms each: control requests wait < 100 ms
-        // even for a busy guest.
-        let ran = store.run_steps(16);
-        server.after_steps(store);
+        // even for a busy guest. The exit status is checked after each.
+        let mut ran = 0;
+        for _ in 0..16 {
+            if store.run_steps(1) == 0 {
+                break;
+            }
+            ran += 1;
+            if wasi.exit_code().is_some() {
+                return Ok(());
+            }
+        }
+        if let Some(s) = server.as_deref_mut() {
+            s.after_steps(store);
+        }
         match store.thread_state(main) {
             Some(RunState::Done) | None => return Ok(()),
             _ => {}
         }
-        let busy = server.poll(store, instance);
-        if ran == 0 && !busy {
+        let busy = match server.as_deref_mut() {
+            Some(s) => s.poll(store, instance),
+            None => false,
+        };
+        // Guest threads parked on stdin (or poll_oneoff on it) run again
+        // once it is readable: checked without waiting while others run,
+        // waited for (briefly, so control requests stay prompt) when idle.
+        if ran != 0 || busy {
+            for id in wasi.wait_ready(Duration::ZERO) {
+                store.unpark(id);
+            }
+        } else {
             let live = store.threads();
             if store.transition_status().is_none()
+                && !wasi.has_waiters()
                 && !live.is_empty()
                 && live
                     .iter()
@@ -207,7 +285,13 @@ fn serve(
             {
                 return Err(Error::Deadlock(main.0).into());
             }
-            std::thread::sleep(Duration::from_millis(1));
+            if wasi.has_waiters() {
+                for id in wasi.wait_ready(Duration::from_millis(1)) {
+                    store.unpark(id);
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 }

@@ -1,0 +1,449 @@
+//! Runs the official WASI preview 1 testsuite (72 prebuilt programs in
+//! `rust/`, `c/` and `assemblyscript/`) through `wasm-patch run`, each as its
+//! JSON specification says (the suite's `SPECIFICATION.md`): `args` after the
+//! file, `env` through `--env` (and nothing else), `root` copied fresh and
+//! preopened as `/` (`--dir COPY::/`), then `exit_code` is compared, and
+//! `stdout` and `stderr` when the spec gives them (as the suite's own runner
+//! does). Specs in the operation-based
+//! form (`run`/`read`/`wait`) are read the same way.
+//!
+//! Failures are checked against [`EXPECTED_FAILURES`] in both directions: an
+//! unlisted failure fails the run, and so does a listed program that passes.
+//!
+//! The suite is read from `$WASI_TESTSUITE`, else `../shared/wasi-testsuite`
+//! beside the project; when it is absent the runner says so and skips it.
+//!
+//! Before the suite, the CLI checks of this project's own (see
+//! [`cli_checks`]) run: a guest thread blocked reading stdin parks only
+//! itself (the other threads keep printing, the control socket keeps
+//! answering), `proc_exit` in a spawned thread ends the run with its status,
+//! and `--invoke` links WASI.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasm-patch");
+
+/// Programs known to fail, as `DIR/NAME` (without `.wasm`), with why.
+const EXPECTED_FAILURES: &[(&str, &str)] = &[];
+
+fn suite_dir() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("WASI_TESTSUITE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/wasi-testsuite"));
+    dir.is_dir().then_some(dir)
+}
+
+/// What one program must do.
+#[derive(Default)]
+struct Spec {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    root: Option<String>,
+    exit_code: i32,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn env_of(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_spec(text: Option<&str>) -> Result<Spec, String> {
+    let mut spec = Spec::default();
+    let Some(text) = text else { return Ok(spec) };
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("bad spec JSON: {e}"))?;
+    let Some(ops) = v.get("operations").and_then(Value::as_array) else {
+        spec.args = strings(v.get("args"));
+        spec.env = env_of(v.get("env"));
+        spec.root = v.get("root").and_then(Value::as_str).map(String::from);
+        spec.exit_code = v.get("exit_code").and_then(Value::as_i64).unwrap_or(0) as i32;
+        spec.stdout = v.get("stdout").and_then(Value::as_str).map(String::from);
+        spec.stderr = v.get("stderr").and_then(Value::as_str).map(String::from);
+        return Ok(spec);
+    };
+    for op in ops {
+        match op.get("type").and_then(Value::as_str) {
+            Some("run") => {
+                spec.args = strings(op.get("args"));
+                spec.env = env_of(op.get("env"));
+                spec.root = op.get("root").and_then(Value::as_str).map(String::from);
+            }
+            Some("wait") => {
+                spec.exit_code = op.get("exit_code").and_then(Value::as_i64).unwrap_or(0) as i32
+            }
+            Some("read") => {
+                let payload = op
+                    .get("payload")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                match op.get("id").and_then(Value::as_str).unwrap_or("stdout") {
+                    "stderr" => spec.stderr = Some(payload),
+                    _ => spec.stdout = Some(payload),
+                }
+            }
+            other => return Err(format!("unsupported operation {other:?} (network tests)")),
+        }
+    }
+    Ok(spec)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if src.extension().is_none_or(|x| x != "cleanup") {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Run one program; `Err` says how it failed.
+fn run_one(wasm: &Path, scratch: &Path) -> Result<(), String> {
+    let json = wasm.with_extension("json");
+    let text = std::fs::read_to_string(&json).ok();
+    let spec = parse_spec(text.as_deref())?;
+    let dir = wasm.parent().expect("in a directory");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run");
+    if let Some(root) = &spec.root {
+        let copy = scratch.join(root);
+        let _ = std::fs::remove_dir_all(&copy);
+        copy_dir(&dir.join(root), &copy).map_err(|e| format!("copying {root}: {e}"))?;
+        cmd.arg("--dir").arg(format!("{}::/", copy.display()));
+    }
+    for (k, v) in &spec.env {
+        cmd.arg("--env").arg(format!("{k}={v}"));
+    }
+    cmd.arg(wasm).args(&spec.args);
+    cmd.current_dir(scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = cmd.output().map_err(|e| format!("spawning {BIN}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code().unwrap_or(-1);
+    if code != spec.exit_code {
+        return Err(format!(
+            "exit code {code}, expected {}; stderr: {}",
+            spec.exit_code,
+            stderr.trim()
+        ));
+    }
+    if let Some(o) = &spec.stdout {
+        if &stdout != o {
+            return Err(format!("stdout {stdout:?}, expected {o:?}"));
+        }
+    }
+    if let Some(e) = &spec.stderr {
+        if &stderr != e {
+            return Err(format!("stderr {stderr:?}, expected {e:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Main prints `tick` every 2 ms forever; a spawned reader blocks in
+/// `fd_read(stdin)`, echoes `read: LINE` and calls `proc_exit(7)`.
+const BLOCKING_GUEST: &str = r#"(module
+  (import "wasm-patch" "spawn" (func $spawn (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (table 1 funcref)
+  (elem (i32.const 0) $reader)
+  (data (i32.const 100) "\c8\00\00\00\05\00\00\00")
+  (data (i32.const 200) "tick\n")
+  (data (i32.const 300) "\90\01\00\00\40\00\00\00")
+  (data (i32.const 500) "\58\02\00\00\06\00\00\00")
+  (data (i32.const 600) "read: ")
+  (data (i32.const 1016) "\01\00\00\00")
+  (data (i32.const 1024) "\80\84\1e\00\00\00\00\00")
+  (func $reader (param i32)
+    (drop (call $fd_read (i32.const 0) (i32.const 300) (i32.const 1) (i32.const 116)))
+    (i32.store (i32.const 508) (i32.const 400))
+    (i32.store (i32.const 512) (i32.load (i32.const 116)))
+    (drop (call $fd_write (i32.const 1) (i32.const 500) (i32.const 2) (i32.const 120)))
+    (call $exit (i32.const 7)))
+  (func (export "_start")
+    (drop (call $spawn (i32.const 0) (i32.const 0)))
+    (loop $l
+      (drop (call $fd_write (i32.const 1) (i32.const 100) (i32.const 1) (i32.const 124)))
+      (drop (call $poll (i32.const 1000) (i32.const 1100) (i32.const 1) (i32.const 1140)))
+      (br $l))))"#;
+
+/// Lines of a child's stdout, delivered through a channel; `next` fails
+/// the check instead of hanging when the child stops printing for a minute
+/// (a hang guard, not a timing assertion).
+struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    fn new(out: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    fn next(&self, what: &str) -> Result<String, String> {
+        self.0
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| format!("no output line while waiting for {what}"))
+    }
+}
+
+/// A guest thread blocked on stdin parks only itself: `tick`s keep coming
+/// and `list` over the control socket answers while the reader waits; the
+/// line written then reaches it, and its `proc_exit(7)` ends the run.
+fn blocked_reader_parks_only_itself(scratch: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let wat = scratch.join("blocking.wat");
+    std::fs::write(&wat, BLOCKING_GUEST).map_err(|e| e.to_string())?;
+    let sock = scratch.join("ctl.sock");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg("--control")
+        .arg(&sock)
+        .arg(&wat)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = Lines::new(child.stdout.take().expect("piped"));
+    let result = (|| {
+        for i in 0..5 {
+            let l = lines.next(&format!("tick {i} while the reader is blocked"))?;
+            if l != "tick" {
+                return Err(format!("expected `tick`, got {l:?}"));
+            }
+        }
+        let list = Command::new(BIN)
+            .args(["list", "--control"])
+            .arg(&sock)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !list.status.success() {
+            return Err(format!(
+                "control socket did not answer while the reader was blocked: {}",
+                String::from_utf8_lossy(&list.stderr)
+            ));
+        }
+        for i in 0..5 {
+            let l = lines.next(&format!("tick {i} after the control request"))?;
+            if l != "tick" {
+                return Err(format!("expected `tick`, got {l:?}"));
+            }
+        }
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(b"hello\n").map_err(|e| e.to_string())?;
+        loop {
+            let l = lines.next("the reader's echo")?;
+            if l == "read: hello" {
+                break;
+            }
+            if l != "tick" {
+                return Err(format!("unexpected line {l:?}"));
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    // Hang guard: a run that does not end on proc_exit is killed after a
+    // minute and reported.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the run did not end after proc_exit(7) in the reader thread".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    result?;
+    match status.code() {
+        Some(7) => Ok(()),
+        other => Err(format!(
+            "proc_exit(7) in the reader thread must end the run with status 7, got {other:?}"
+        )),
+    }
+}
+
+/// `--invoke` calls an export of a WASI program with WASI linked.
+fn invoke_links_wasi(scratch: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let wat = scratch.join("invoke.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8) "\10\00\00\00\03\00\00\00")
+  (data (i32.const 16) "hi\n")
+  (func (export "f") (param i32) (result i32)
+    (drop (call $w (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 32)))
+    (i32.add (local.get 0) (i32.const 1))))"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let out = Command::new(BIN)
+        .args(["run", "--invoke", "f"])
+        .arg(&wat)
+        .arg("41")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || stdout != "hi\n42\n" {
+        return Err(format!(
+            "status {:?}, stdout {stdout:?}, stderr {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// This project's own CLI checks; returns the failures.
+fn cli_checks(scratch: &Path) -> Vec<String> {
+    type Check = fn(&Path) -> Result<(), String>;
+    let checks: [(&str, Check); 2] = [
+        (
+            "blocked_reader_parks_only_itself",
+            blocked_reader_parks_only_itself,
+        ),
+        ("invoke_links_wasi", invoke_links_wasi),
+    ];
+    let mut failed = Vec::new();
+    for (name, check) in checks {
+        match check(&scratch.join(name)) {
+            Ok(()) => println!("ok   cli/{name}"),
+            Err(e) => {
+                println!("FAIL cli/{name}: {e}");
+                failed.push(format!("cli/{name}: {e}"));
+            }
+        }
+    }
+    failed
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let scratch = std::env::temp_dir().join(format!("wasm-patch-wasi-{}", std::process::id()));
+    let cli_failed = if filter.is_none() {
+        cli_checks(&scratch.join("cli"))
+    } else {
+        Vec::new()
+    };
+    let Some(suite) = suite_dir() else {
+        let _ = std::fs::remove_dir_all(&scratch);
+        println!(
+            "WASI TESTSUITE ABSENT: set WASI_TESTSUITE or place it at ../shared/wasi-testsuite; \
+             only the CLI checks ran"
+        );
+        println!(
+            "wasi testsuite: {} passed, {} failed",
+            2 - cli_failed.len(),
+            cli_failed.len()
+        );
+        if !cli_failed.is_empty() {
+            std::process::exit(1);
+        }
+        return;
+    };
+    let mut programs = Vec::new();
+    for lang in ["rust", "c", "assemblyscript"] {
+        let Ok(rd) = std::fs::read_dir(suite.join(lang)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "wasm") {
+                let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+                programs.push((format!("{lang}/{stem}"), p));
+            }
+        }
+    }
+    programs.sort();
+    let expected: BTreeSet<&str> = EXPECTED_FAILURES.iter().map(|(n, _)| *n).collect();
+    let (mut passed, mut failed, mut wrong) = (0, 0, cli_failed);
+    for (name, wasm) in &programs {
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        let work = scratch.join(name);
+        std::fs::create_dir_all(&work).expect("scratch directory");
+        let r = run_one(wasm, &work);
+        let listed = expected.contains(name.as_str());
+        match (&r, listed) {
+            (Ok(()), false) => {
+                passed += 1;
+                println!("ok   {name}");
+            }
+            (Err(e), true) => {
+                failed += 1;
+                println!("xfail {name}: {e}");
+            }
+            (Err(e), false) => {
+                failed += 1;
+                println!("FAIL {name}: {e}");
+                wrong.push(format!("{name}: unexpected failure"));
+            }
+            (Ok(()), true) => {
+                passed += 1;
+                println!("XPASS {name}");
+                wrong.push(format!("{name}: listed as an expected failure but passes"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    for w in &wrong {
+        println!("unexpected: {w}");
+    }
+    println!("wasi testsuite: {passed} passed, {failed} failed");
+    if !wrong.is_empty() {
+        std::process::exit(1);
+    }
+}
