@@ -177,11 +177,19 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                 }
                 if new_ty != old_ty || body != old_norm {
                     replaced_new.insert(j);
+                    // Same signature: the target's own type index, not the
+                    // canonical one (the bundle imports the target function
+                    // with its own index, and identical types can repeat).
+                    let type_index = if new_ty == old_ty {
+                        o.func_types[oi as usize]
+                    } else {
+                        new_ty
+                    };
                     entries.push(Entry {
                         kind: EntryKind::Replace { target_index: oi },
                         immediate: opts.all_immediate || opts.immediate.contains(&name),
                         name,
-                        type_index: new_ty,
+                        type_index,
                         ty: FuncType::new([], []),
                         body,
                     });
