@@ -31,6 +31,7 @@ use crate::bundle::{
 };
 use crate::error::{DiffError, Side, Unpatchable};
 use crate::module_view::ModuleView;
+use crate::names;
 use crate::Bundle;
 
 /// What `diff` should put in the bundle besides the functions.
@@ -114,11 +115,13 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     // Callback functions of the new build.
     let mut callbacks = Vec::new();
     for (kind, name) in &opts.callbacks {
-        let idx = find_defined(&n, name).ok_or_else(|| {
-            DiffError::Option(format!(
-                "--{kind} `{name}`: the new module has no function of that name"
-            ))
-        })?;
+        let idx = find_defined(&n, name)
+            .map_err(|e| DiffError::Option(format!("--{kind} {e}")))?
+            .ok_or_else(|| {
+                DiffError::Option(format!(
+                    "--{kind} `{name}`: the new module has no function of that name"
+                ))
+            })?;
         let ty = n.func_type(n.func_types[idx as usize]);
         if !ty.is_some_and(|t| t.params().is_empty() && t.results() == [ValType::I32]) {
             return Err(DiffError::Option(format!(
@@ -155,7 +158,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     let mut sig_changes = Vec::new();
     let body_err = |name: String, e: String| {
         DiffError::Option(format!(
-            "function `{name}` cannot be rewritten for the target: {e}"
+            "function `{}` cannot be rewritten for the target: {e}",
+            names::readable(&name)
         ))
     };
     for j in n.imported_funcs..n.func_types.len() as u32 {
@@ -187,7 +191,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                     };
                     entries.push(Entry {
                         kind: EntryKind::Replace { target_index: oi },
-                        immediate: opts.all_immediate || opts.immediate.contains(&name),
+                        immediate: opts.all_immediate
+                            || opts.immediate.iter().any(|q| names::matches(&name, q)),
                         name,
                         type_index,
                         ty: FuncType::new([], []),
@@ -256,15 +261,19 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         return Err(DiffError::NoChange);
     }
     for name in &opts.immediate {
-        let is_replace = entries
+        let found =
+            find_defined(&n, name).map_err(|e| DiffError::Option(format!("--immediate {e}")))?;
+        let raw = found.map(|j| n.display_name(j));
+        let is = |e: &Entry| raw.as_deref() == Some(e.name.as_str());
+        if entries
             .iter()
-            .any(|e| e.name == *name && matches!(e.kind, EntryKind::Replace { .. }));
-        if is_replace {
+            .any(|e| is(e) && matches!(e.kind, EntryKind::Replace { .. }))
+        {
             continue;
         }
-        let why = if entries.iter().any(|e| e.name == *name) {
+        let why = if entries.iter().any(is) {
             "it is added by the bundle; only replacements can be immediate"
-        } else if find_defined(&n, name).is_some() {
+        } else if found.is_some() {
             "it did not change, so it is not in the bundle"
         } else {
             "the new module has no function of that name"
@@ -312,10 +321,40 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     Ok(DiffOutcome { bundle, notes })
 }
 
-/// The defined function of `v` whose key is `name`.
-fn find_defined(v: &ModuleView<'_>, name: &str) -> Option<u32> {
-    (v.imported_funcs..v.func_types.len() as u32)
+/// The defined function of `v` that `name` names (see [`names::matches`]):
+/// its raw key first, else the one function whose demangled name it is.
+///
+/// # Errors
+/// The message when `name` fits several functions (generic instances of one
+/// Rust path differ only in their hashes).
+fn find_defined(v: &ModuleView<'_>, name: &str) -> Result<Option<u32>, String> {
+    let defined = v.imported_funcs..v.func_types.len() as u32;
+    if let Some(i) = defined
+        .clone()
         .find(|&i| v.keys[i as usize].as_deref() == Some(name))
+    {
+        return Ok(Some(i));
+    }
+    let found: Vec<u32> = defined
+        .filter(|&i| {
+            v.keys[i as usize]
+                .as_deref()
+                .is_some_and(|k| names::matches(k, name))
+        })
+        .collect();
+    match found[..] {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(format!(
+            "`{name}` names {} functions; give the raw name of one: {}",
+            found.len(),
+            found
+                .iter()
+                .map(|&i| v.display_name(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// Functions of `v` referenced by some body (call or ref.func), an export,
@@ -369,7 +408,7 @@ fn match_functions(
                     refused.push(Unpatchable::Unmatched(format!(
                         "function #{j} of the new module has no name, but function #{j} of the \
                          old module is `{}`",
-                        o.display_name(j)
+                        o.readable_name(j)
                     )));
                 }
             }
@@ -868,8 +907,8 @@ impl Checker<'_, '_> {
                     Some(if a.0 == 0 && b.0 == 0 {
                         format!(
                             "it exported `{}` and now exports `{}`",
-                            o.display_name(a.1),
-                            n.display_name(new_idx)
+                            o.readable_name(a.1),
+                            n.readable_name(new_idx)
                         )
                     } else {
                         "it now names a different item".to_string()
@@ -899,16 +938,16 @@ impl Checker<'_, '_> {
         let what = match (o.start, new) {
             (Some(a), Some(b)) if a != b => Some(format!(
                 "it was `{}` and is now `{}`",
-                o.display_name(a),
-                n.display_name(n.start.unwrap_or(0))
+                o.readable_name(a),
+                n.readable_name(n.start.unwrap_or(0))
             )),
             (Some(a), None) => Some(format!(
                 "`{}` is no longer the start function",
-                o.display_name(a)
+                o.readable_name(a)
             )),
             (None, Some(_)) => Some(format!(
                 "`{}` became the start function",
-                n.display_name(n.start.unwrap_or(0))
+                n.readable_name(n.start.unwrap_or(0))
             )),
             _ => None,
         };
@@ -936,13 +975,13 @@ impl Checker<'_, '_> {
             if matched[r as usize] {
                 continue;
             }
-            let name = o.display_name(r);
+            let name = o.readable_name(r);
             let mut referrer = None;
             for p in o.imported_funcs..o.func_types.len() as u32 {
                 let d = (p - o.imported_funcs) as usize;
                 let uses = o.calls[d].contains(&r) || o.refs[d].contains(&r);
                 if uses && matched[p as usize] && !replaced_old[p as usize] {
-                    referrer = Some(format!("function `{}` (unchanged)", o.display_name(p)));
+                    referrer = Some(format!("function `{}` (unchanged)", o.readable_name(p)));
                     break;
                 }
             }
@@ -984,14 +1023,15 @@ impl Checker<'_, '_> {
         in_bundle: &dyn Fn(u32) -> bool,
     ) {
         let (o, n) = (self.o, self.n);
-        let name = n.display_name(j);
+        let raw = n.display_name(j);
+        let name = n.readable_name(j);
         let refuse = |reason: String| Unpatchable::Signature {
             name: name.clone(),
             old: o.signature(oi),
             new: n.signature(j),
             reason,
         };
-        if opts.all_immediate || opts.immediate.contains(&name) {
+        if opts.all_immediate || opts.immediate.iter().any(|q| names::matches(&raw, q)) {
             self.refused.push(refuse(
                 "a function whose type changes can never be immediate (drop --immediate for it)"
                     .into(),
@@ -1012,7 +1052,7 @@ impl Checker<'_, '_> {
             } else if let Some(d) = v.refs.iter().position(|r| r.contains(&idx)) {
                 indirect = Some(format!(
                     "`{}` takes a reference to it (ref.func) in the {side} module",
-                    v.display_name(v.imported_funcs + d as u32)
+                    v.readable_name(v.imported_funcs + d as u32)
                 ));
             } else if v.global_refs().iter().any(|&(_, f)| f == idx) {
                 indirect = Some(format!(
@@ -1031,7 +1071,7 @@ impl Checker<'_, '_> {
                 self.refused.push(refuse(format!(
                     "its caller `{}` is not in the bundle (unchanged), so it would call the new \
                      version with the old arguments",
-                    n.display_name(caller)
+                    n.readable_name(caller)
                 )));
             }
         }

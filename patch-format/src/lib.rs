@@ -41,6 +41,7 @@ mod bundle;
 mod diff;
 mod error;
 mod module_view;
+pub mod names;
 mod read;
 mod sign;
 mod write;

@@ -216,6 +216,12 @@ impl<'a> ModuleView<'a> {
         }
     }
 
+    /// The key of function `index` as a person reads it (demangled), for
+    /// messages.
+    pub(crate) fn readable_name(&self, index: u32) -> String {
+        crate::names::readable(&self.display_name(index))
+    }
+
     /// The function type of type index `t`, if it is one.
     pub(crate) fn func_type(&self, t: u32) -> Option<&wasmparser::FuncType> {
         match &self.types.get(t as usize)?.composite_type.inner {

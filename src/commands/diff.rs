@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use patch_format::names::readable;
 use patch_format::{Bundle, BundleId, CallbackKind, DiffOptions, EntryKind, StateVersion};
 
 /// Arguments of `wasm-patch diff`.
@@ -134,10 +135,19 @@ fn summary(out: &Path, b: &Bundle) -> String {
         } else {
             ""
         };
-        s.push_str(&format!("  {:<8}{}{imm}\n", e.kind.verb(), e.name));
+        s.push_str(&format!(
+            "  {:<8}{}{imm}\n",
+            e.kind.verb(),
+            readable(&e.name)
+        ));
     }
     for c in b.callbacks() {
-        s.push_str(&format!("  {:<8}{} ({})\n", "callback", c.name, c.kind));
+        s.push_str(&format!(
+            "  {:<8}{} ({})\n",
+            "callback",
+            readable(&c.name),
+            c.kind
+        ));
     }
     s
 }

@@ -8,6 +8,7 @@ mod cli_control;
 mod concurrency;
 mod frame_scan;
 mod lifecycle;
+mod real_rust;
 mod slots;
 mod stacks;
 mod threads;
