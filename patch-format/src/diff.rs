@@ -23,7 +23,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
 use wasm_encoder::Encode;
-use wasmparser::{CompositeInnerType, ExternalKind, FuncType, FunctionBody, SubType, ValType};
+use wasmparser::{
+    BinaryReader, CompositeInnerType, ExternalKind, FuncType, FunctionBody, SubType, ValType,
+};
 
 use crate::bundle::{
     BundleBuilder, BundleId, Callback, CallbackKind, Entry, EntryKind, Metadata, ModuleHash,
@@ -32,6 +34,7 @@ use crate::bundle::{
 use crate::error::{DiffError, Side, Unpatchable};
 use crate::module_view::ModuleView;
 use crate::names;
+use crate::relocs::{is_layout_global, relocate_body, Linked, NeedsData};
 use crate::Bundle;
 
 /// What `diff` should put in the bundle besides the functions.
@@ -59,6 +62,9 @@ pub struct DiffOptions {
     pub sits_on: Vec<BundleId>,
     /// Callbacks: kind and the name of a function of the new build.
     pub callbacks: Vec<(CallbackKind, String)>,
+    /// Take in functions whose only change is a panic location's line or
+    /// column (left out by default; they then need new data).
+    pub include_line_only: bool,
 }
 
 /// A bundle made by [`diff`], with remarks for the operator.
@@ -68,6 +74,11 @@ pub struct DiffOutcome {
     pub bundle: Bundle,
     /// Things worth saying that are not errors (removed functions left in place).
     pub notes: Vec<String>,
+    /// Functions left out because only a panic location's line or column
+    /// changed (raw names).
+    pub line_only: Vec<String>,
+    /// Whether both builds had relocation sections (`--emit-relocs`).
+    pub relocations: bool,
 }
 
 /// `(i32, i32) -> i64` for a function type.
@@ -96,7 +107,17 @@ pub(crate) fn signature(ty: &FuncType) -> String {
 pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, DiffError> {
     let o = ModuleView::parse(old, Side::Old)?;
     let n = ModuleView::parse(new, Side::New)?;
+    let linked = |bytes, side| {
+        Linked::parse(bytes).map_err(|message| DiffError::Module {
+            side,
+            offset: 0,
+            message: format!("malformed linking or relocation section: {message}"),
+        })
+    };
+    let (lo, ln) = (linked(old, Side::Old)?, linked(new, Side::New)?);
+    let relocs = lo.as_ref().zip(ln.as_ref());
     let mut refused = Vec::new();
+    let mut line_only = Vec::new();
 
     let types = match TypeMap::new(&o, &n) {
         Ok(t) => t,
@@ -166,6 +187,39 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         let new_body = &n.bodies[(j - n.imported_funcs) as usize];
         let new_ty = types.new_to_target[n.func_types[j as usize] as usize];
         let name = n.display_name(j);
+        // With relocations: the new body in the target's data layout.
+        let old_range = new_to_old[j as usize]
+            .filter(|&oi| oi >= o.imported_funcs)
+            .map(|oi| body_range(&o.bodies[(oi - o.imported_funcs) as usize]));
+        let mut moved_lines = false;
+        let relocated;
+        let new_body = match relocs {
+            Some((lo, ln)) if new_to_target[j as usize] != u32::MAX => {
+                let range = body_range(new_body);
+                match relocate_body(
+                    lo,
+                    ln,
+                    range.clone(),
+                    old_range,
+                    &new_to_target,
+                    opts.include_line_only,
+                ) {
+                    Ok(r) => {
+                        moved_lines = r.line_only;
+                        relocated = r.bytes;
+                        &FunctionBody::new(BinaryReader::new(&relocated, range.start as u64))
+                    }
+                    Err(NeedsData(what)) => {
+                        refused.push(Unpatchable::NeedsData {
+                            function: n.readable_name(j),
+                            what,
+                        });
+                        continue;
+                    }
+                }
+            }
+            _ => new_body,
+        };
         match new_to_old[j as usize] {
             Some(oi) => {
                 let mut remap = Remap::new(&new_to_target, &types.new_to_target);
@@ -178,6 +232,9 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                 let old_ty = types.old_canon[o.func_types[oi as usize] as usize];
                 if new_ty != old_ty {
                     sig_changes.push((oi, j));
+                }
+                if new_ty == old_ty && body == old_norm && moved_lines {
+                    line_only.push(name.clone());
                 }
                 if new_ty != old_ty || body != old_norm {
                     replaced_new.insert(j);
@@ -239,11 +296,19 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         new_to_target: &new_to_target,
         refused: &mut refused,
     };
-    check.globals();
+    check.globals(relocs.map(|(lo, _)| lo));
     check.memories();
     check.tables();
     check.tags();
-    check.data();
+    if relocs.is_none() {
+        // With relocations, data is followed per object from the code that
+        // uses it (relocs.rs); segments themselves are live state.
+        let before = check.refused.len();
+        check.data();
+        if let Some(Unpatchable::Data { what, .. }) = check.refused.get_mut(before) {
+            what.push_str(NO_RELOCS_HINT);
+        }
+    }
     let notes = check.removed(&new_to_old, &replaced_new);
     check.elements();
     check.exports();
@@ -258,6 +323,9 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         return Err(DiffError::Unpatchable(refused));
     }
     if entries.is_empty() {
+        if !line_only.is_empty() {
+            return Err(DiffError::OnlyLineChanges(line_only));
+        }
         return Err(DiffError::NoChange);
     }
     for name in &opts.immediate {
@@ -318,7 +386,23 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         b.callback(c);
     }
     let bundle = b.build()?;
-    Ok(DiffOutcome { bundle, notes })
+    Ok(DiffOutcome {
+        bundle,
+        notes,
+        line_only,
+        relocations: relocs.is_some(),
+    })
+}
+
+/// Added to the first data refusal when the builds have no relocations.
+pub(crate) const NO_RELOCS_HINT: &str = " (the builds have no relocation sections, so data \
+    cannot be followed by symbol: rebuild both with --emit-relocs, rustc: \
+    RUSTFLAGS=\"-C link-arg=--emit-relocs\", clang: -Wl,--emit-relocs, and diff again)";
+
+/// The file range of a body's content (after its size).
+fn body_range(b: &FunctionBody<'_>) -> std::ops::Range<usize> {
+    let r = b.range();
+    r.start as usize..r.end as usize
 }
 
 /// The defined function of `v` that `name` names (see [`names::matches`]):
@@ -656,7 +740,9 @@ impl Checker<'_, '_> {
         Remap::identity(&self.types.old_canon)
     }
 
-    fn globals(&mut self) {
+    /// Globals; with relocations, the layout globals' initial values are
+    /// live state and not compared.
+    fn globals(&mut self, linked: Option<&Linked<'_>>) {
         let (o, n) = (self.o, self.n);
         for i in 0..o.globals.len().max(n.globals.len()) {
             let index = o.imported_globals + i as u32;
@@ -665,6 +751,15 @@ impl Checker<'_, '_> {
                 .get(&index)
                 .or(n.global_names.get(&index))
                 .cloned();
+            // By symbol, name-section name or export name (wasm-ld exports
+            // `__heap_base` and `__data_end` without a symbol).
+            let exported = o.exports.iter().find(|e| {
+                e.kind == ExternalKind::Global
+                    && e.index == index
+                    && crate::relocs::LAYOUT_GLOBALS.contains(&e.name)
+            });
+            let layout =
+                is_layout_global(linked, name.as_deref().or(exported.map(|e| e.name)), index);
             let what = match (o.globals.get(i), n.globals.get(i)) {
                 (Some(a), Some(b)) => {
                     let ea = encoded::<wasm_encoder::GlobalSection>(|s| {
@@ -681,7 +776,7 @@ impl Checker<'_, '_> {
                             if b.ty.mutable { "mut " } else { "" },
                             b.ty.content_type
                         ))
-                    } else if ea.is_none() || ea != eb {
+                    } else if (ea.is_none() || ea != eb) && !layout {
                         Some("its initial value changed".to_string())
                     } else {
                         None

@@ -43,6 +43,7 @@ mod error;
 mod module_view;
 pub mod names;
 mod read;
+mod relocs;
 mod sign;
 mod write;
 

@@ -98,3 +98,118 @@ fn refusals_show_demangled_names() {
     assert!(e.contains("`orders::other`"), "{e}");
     assert!(!e.contains("_ZN6orders6worker"), "{e}");
 }
+
+// ---------------------------------------------------------------------------
+// The `bank` service (guests/service), built with --emit-relocs.
+
+use patch_format::names::readable;
+use patch_format::{diff, DiffError, DiffOutcome, Unpatchable};
+
+fn rev(n: u32) -> Vec<u8> {
+    let path = format!(
+        "{}/../guests/built/service/r{n}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn diff_revs(a: u32, b: u32, o: &DiffOptions) -> Result<DiffOutcome, DiffError> {
+    diff(&rev(a), &rev(b), o)
+}
+
+fn carried(o: &DiffOutcome) -> Vec<String> {
+    o.bundle
+        .entries()
+        .iter()
+        .map(|e| readable(&e.name))
+        .collect()
+}
+
+/// `bytes` without its `linking` and `reloc.*` custom sections.
+fn strip_relocs(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes[..8].to_vec();
+    for p in wasmparser::Parser::new(0).parse_all(bytes) {
+        let p = p.unwrap();
+        if let Some((id, range)) = p.as_section() {
+            if let wasmparser::Payload::CustomSection(c) = &p {
+                if c.name() == "linking" || c.name().starts_with("reloc.") {
+                    continue;
+                }
+            }
+            let body = &bytes[range.start as usize..range.end as usize];
+            out.push(id);
+            let mut n = body.len();
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                out.push(if n > 0 { byte | 0x80 } else { byte });
+                if n == 0 {
+                    break;
+                }
+            }
+            out.extend_from_slice(body);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_code_fix_in_a_real_build_carries_the_inlining_callers_and_leaves_line_only_ones_out() {
+    // r1 adds an overdraft check to `move_money`, inlined into `step` and
+    // into the export `transfer`; the three added lines move the panic
+    // locations of `balance` below them, and nothing else of `balance`.
+    let o = diff_revs(0, 1, &opts()).unwrap();
+    assert!(o.relocations);
+    assert_eq!(carried(&o), ["bank::step", "transfer"]);
+    let left: Vec<String> = o.line_only.iter().map(|n| readable(n)).collect();
+    assert_eq!(left, ["balance"]);
+}
+
+#[test]
+fn the_same_pair_without_relocations_is_refused_with_how_to_rebuild() {
+    let e = diff(&strip_relocs(&rev(0)), &strip_relocs(&rev(1)), &opts()).unwrap_err();
+    let DiffError::Unpatchable(list) = &e else {
+        panic!("{e}")
+    };
+    assert!(matches!(&list[0], Unpatchable::Data { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("-C link-arg=--emit-relocs"), "{text}");
+    assert!(text.contains("-Wl,--emit-relocs"), "{text}");
+}
+
+#[test]
+fn lines_shifted_above_unchanged_functions_leave_them_out_and_a_flag_takes_them_in() {
+    let o = diff_revs(1, 2, &opts()).unwrap();
+    assert_eq!(carried(&o), ["transfer"]);
+    assert_eq!(o.line_only.len(), 1);
+    // Taken in, `balance` needs its new location: new data.
+    let with = DiffOptions {
+        include_line_only: true,
+        ..opts()
+    };
+    let list = refusals(diff_revs(1, 2, &with).map(|o| o.bundle));
+    assert!(
+        list.iter().any(|u| matches!(u,
+            Unpatchable::NeedsData { function, what }
+                if function == "balance" && what.contains("panic location"))),
+        "{list:?}"
+    );
+}
+
+#[test]
+fn a_new_string_or_static_is_refused_naming_it_and_layout_globals_are_not() {
+    let list = refusals(diff_revs(2, 3, &opts()).map(|o| o.bundle));
+    assert!(
+        list.iter()
+            .any(|u| matches!(u, Unpatchable::NeedsData { what, .. } if what.contains("\"insufficient funds\""))),
+        "{list:?}"
+    );
+    let list = refusals(diff_revs(2, 4, &opts()).map(|o| o.bundle));
+    assert!(!list.is_empty());
+    for u in &list {
+        assert!(
+            matches!(u, Unpatchable::NeedsData { what, .. } if what.contains("new static `bank::REFUSED`")),
+            "{u}"
+        );
+    }
+}
