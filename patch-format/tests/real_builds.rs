@@ -213,3 +213,11 @@ fn a_new_string_or_static_is_refused_naming_it_and_layout_globals_are_not() {
         );
     }
 }
+
+#[test]
+fn statics_that_moved_do_not_make_their_users_changed() {
+    // r5 removes `balance`'s panic location: every static moves down 16
+    // bytes; `step`, `transfer`, `total`, `worker` differ only in addresses.
+    let o = diff_revs(1, 5, &opts()).unwrap();
+    assert_eq!(carried(&o), ["balance"]);
+}

@@ -79,3 +79,173 @@ fn a_trap_backtrace_shows_demangled_names() {
     assert!(s.contains("- orders::crash"), "{s}");
     assert!(!s.contains("_ZN6orders5crash"), "{s}");
 }
+
+// ---------------------------------------------------------------------------
+// The `bank` service (guests/service), patched live through the embedding
+// API while its workers move money.
+
+use patch_format::{diff, DiffOptions};
+use wasm_patch_runtime::{ApplyOptions, Engine, Instance, Linker, Module, Store, Val};
+
+/// Accounts × opening balance: what the balances always add up to.
+const TOTAL: i64 = 8 * 1000;
+
+fn rev(n: u32) -> Vec<u8> {
+    let path = format!(
+        "{}/guests/built/service/r{n}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+struct Bank {
+    store: Store<()>,
+    inst: Instance,
+}
+
+impl Bank {
+    fn start(rev_n: u32, workers: i32) -> Bank {
+        let engine = Engine::default();
+        let module = Module::new(&engine, rev(rev_n)).unwrap();
+        let mut store = Store::new(&engine, ());
+        let mut linker: Linker<()> = Linker::new();
+        linker.add_thread_abi();
+        let inst = linker.instantiate(&mut store, &module).unwrap();
+        let mut b = Bank { store, inst };
+        b.call("start", &[Val::I32(workers)]);
+        b
+    }
+
+    fn call(&mut self, name: &str, args: &[Val]) -> Option<Val> {
+        let f = self.inst.get_func(&self.store, name).unwrap();
+        f.call(&mut self.store, args).unwrap().first().cloned()
+    }
+
+    fn i64(&mut self, name: &str, args: &[Val]) -> i64 {
+        self.call(name, args).unwrap().i64().unwrap()
+    }
+
+    fn transfer(&mut self, from: i32, to: i32, amount: i64) -> i32 {
+        let v = self.call(
+            "transfer",
+            &[Val::I32(from), Val::I32(to), Val::I64(amount)],
+        );
+        v.unwrap().i32().unwrap()
+    }
+
+    /// Runs the workers until `moves` grew by at least `n`.
+    fn work(&mut self, n: i64) {
+        let before = self.i64("moves", &[]);
+        let mut rounds = 0;
+        while self.i64("moves", &[]) < before + n {
+            self.store.run_steps(64);
+            rounds += 1;
+            assert!(rounds < 20_000, "the workers stopped moving money");
+        }
+    }
+
+    /// Applies the bundle `a → b` and runs until its transition completed.
+    fn patch(&mut self, a: u32, b: u32) -> patch_format::DiffOutcome {
+        let outcome = diff(&rev(a), &rev(b), &DiffOptions::default()).unwrap();
+        self.store
+            .apply(
+                self.inst,
+                &outcome.bundle.to_bytes(),
+                &ApplyOptions::default(),
+            )
+            .unwrap();
+        let mut rounds = 0;
+        while self.store.transition_status().is_some() {
+            self.store.run_steps(64);
+            rounds += 1;
+            assert!(rounds < 20_000, "the transition never completed");
+        }
+        outcome
+    }
+
+    fn finish(mut self) {
+        self.call("stop", &[]);
+        self.store.run().unwrap();
+        assert_eq!(self.call("stop", &[]).unwrap().i32(), Some(0));
+    }
+}
+
+#[test]
+fn a_code_only_fix_inlined_into_two_callers_applies_live_and_money_is_conserved() {
+    let mut bank = Bank::start(0, 4);
+    bank.work(200);
+    // Revision 0's bug: an overdraft goes through.
+    assert_eq!(bank.transfer(0, 1, 1_000_000), 1);
+    assert!(bank.i64("balance", &[Val::I32(0)]) < 0);
+    assert_eq!(bank.transfer(1, 0, 1_000_000), 1);
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+
+    let outcome = bank.patch(0, 1);
+    let carried: Vec<String> = outcome
+        .bundle
+        .entries()
+        .iter()
+        .map(|e| patch_format::names::readable(&e.name))
+        .collect();
+    assert_eq!(carried, ["bank::step", "transfer"]);
+
+    // Fixed, for the host's calls and for the workers (which keep running
+    // the patched `step` from their unchanged loop).
+    assert_eq!(bank.transfer(0, 1, 1_000_000), 0);
+    let before = bank.i64("moves", &[]);
+    bank.work(300);
+    assert!(bank.i64("moves", &[]) >= before + 300);
+    for i in 0..8 {
+        let b = bank.i64("balance", &[Val::I32(i)]);
+        assert!(b > -1_000_000, "account {i}: {b}");
+    }
+    // The state built by revision 0 survived: the same money, the moves
+    // counted before the patch still there.
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    assert!(bank.i64("moves", &[]) >= 500);
+    bank.finish();
+}
+
+#[test]
+fn a_fix_below_shifted_lines_applies_and_line_only_functions_stay() {
+    let mut bank = Bank::start(1, 3);
+    bank.work(100);
+    // Revision 1 lets a negative amount through.
+    assert_eq!(bank.transfer(0, 1, -5), 1);
+    let outcome = bank.patch(1, 2);
+    assert_eq!(outcome.line_only.len(), 1);
+    assert_eq!(outcome.bundle.entries().len(), 1);
+    assert_eq!(bank.transfer(0, 1, -5), 0);
+    // Overdrafts are still refused (the carried `transfer` reads the
+    // running instance's balances at their addresses).
+    assert_eq!(bank.transfer(0, 1, 1_000_000), 0);
+    assert_eq!(bank.transfer(0, 1, 1), 1);
+    bank.work(200);
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    bank.finish();
+}
+
+#[test]
+fn a_fix_that_moves_every_static_carries_one_function_relocated_to_the_running_layout() {
+    // Revision 5 drops `balance`'s panic location: `.rodata` shrinks and
+    // every static moves down. Only `balance` changed; it must read the
+    // running instance's balances at their old addresses.
+    let mut bank = Bank::start(1, 3);
+    bank.work(100);
+    let f = bank.inst.get_func(&bank.store, "balance").unwrap();
+    assert!(
+        f.call(&mut bank.store, &[Val::I32(99)]).is_err(),
+        "r1 panics"
+    );
+    let outcome = bank.patch(1, 5);
+    assert_eq!(outcome.bundle.entries().len(), 1);
+    assert_eq!(bank.i64("balance", &[Val::I32(99)]), 0);
+    bank.work(200);
+    // Stopped, so that no transfer runs between the reads.
+    bank.call("stop", &[]);
+    bank.store.run().unwrap();
+    let sum: i64 = (0..8).map(|i| bank.i64("balance", &[Val::I32(i)])).sum();
+    assert_eq!(sum, TOTAL, "the patched `balance` reads the live balances");
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    bank.finish();
+}

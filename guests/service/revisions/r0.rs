@@ -47,7 +47,7 @@ extern "C" fn worker(id: i32) {
     let mut seed = id as u32 * 7919 + 1;
     while STOP.load(Relaxed) == 0 {
         seed = step(seed);
-        wp_guest::sleep(100_000);
+        wp_guest::yield_now();
     }
     RUNNING.fetch_sub(1, Relaxed);
 }
