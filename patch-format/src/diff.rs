@@ -13,7 +13,12 @@
 //!    added in the middle, which shifts every index, changes nothing else.
 //! 3. Changed bodies are replacements, new functions additions; nothing
 //!    unchanged is included. Callback-only new functions become callbacks.
-//! 4. Refused, naming the item: changes to imports, data, globals, memories,
+//! 4. With `--emit-relocs` sections in both builds, new bodies are first
+//!    put into the target's data layout (`relocs`): moved addresses are not
+//!    changes, line-only panic locations are left out and counted, layout
+//!    globals' initial values and data segments are live state, and new data
+//!    a body needs is refused naming it.
+//! 5. Refused, naming the item: changes to imports, data, globals, memories,
 //!    tables, tags, element segments (declarative ones aside), exports, the
 //!    start function; removed functions still used by unpatched code; type
 //!    changes whose callers are not all in the bundle, that are reachable
