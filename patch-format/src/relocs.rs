@@ -182,7 +182,7 @@ impl<'a> Linked<'a> {
                             for (k, f) in fs.into_iter().enumerate() {
                                 table_slots
                                     .entry(f.map_err(e)?)
-                                    .or_insert(value as u32 + k as u32);
+                                    .or_insert((value as u32).wrapping_add(k as u32));
                             }
                         }
                     }
@@ -265,7 +265,7 @@ impl<'a> Linked<'a> {
     fn addr(&self, i: u32) -> Option<u32> {
         match self.syms.get(i as usize)?.kind {
             SymKind::Data { seg, offset, .. } => {
-                Some(self.segments.get(seg as usize)?.addr? + offset)
+                self.segments.get(seg as usize)?.addr?.checked_add(offset)
             }
             _ => None,
         }
@@ -277,7 +277,7 @@ impl<'a> Linked<'a> {
             return None;
         };
         let s = self.segments.get(seg as usize)?;
-        let r = offset as usize..(offset + size) as usize;
+        let r = offset as usize..offset as usize + size as usize;
         let b = s.bytes.get(r.clone())?;
         Some((b, s.file_offset + r.start..s.file_offset + r.end, s.name))
     }
@@ -315,7 +315,7 @@ impl<'a> Linked<'a> {
     /// points at (depth-limited: data cycles end in a placeholder).
     fn content_key(&self, i: u32, depth: u32) -> Option<String> {
         let (b, range, _) = self.object(i)?;
-        if depth > 8 {
+        if depth > 3 {
             return Some(format!("deep:{}", b.len()));
         }
         let mut key = String::new();
@@ -467,7 +467,7 @@ pub(crate) fn relocate_body(
             if is_loc.is_some() {
                 loc_pos += 1;
             }
-            i64::from(base) + r.addend
+            i64::from(base).wrapping_add(r.addend)
         } else if is_table_index(r.ty) {
             let Some(SymKind::Func(f)) = new.syms.get(r.index as usize).map(|s| s.kind) else {
                 continue;
@@ -494,7 +494,9 @@ pub(crate) fn relocate_body(
 /// Address in the old build of new data symbol `i` (rules 1 and 2 of the
 /// module docs).
 fn old_address(old: &Linked<'_>, new: &Linked<'_>, i: u32) -> Result<u32, String> {
-    let s = &new.syms[i as usize];
+    let Some(s) = new.syms.get(i as usize) else {
+        return Err(format!("symbol {i}, which the symbol table does not have"));
+    };
     let name = s.name.unwrap_or("");
     let SymKind::Data { size, .. } = s.kind else {
         return Err(format!(

@@ -221,3 +221,36 @@ fn statics_that_moved_do_not_make_their_users_changed() {
     let o = diff_revs(1, 5, &opts()).unwrap();
     assert_eq!(carried(&o), ["balance"]);
 }
+
+#[test]
+fn corrupted_linking_and_relocation_sections_never_panic_diff() {
+    let (old, new) = (rev(0), rev(1));
+    // File ranges of the new build's linking and reloc.* sections.
+    let mut ranges = Vec::new();
+    for p in wasmparser::Parser::new(0).parse_all(&new) {
+        if let wasmparser::Payload::CustomSection(c) = p.unwrap() {
+            if c.name() == "linking" || c.name().starts_with("reloc.") {
+                let start = c.data_offset() as usize;
+                let r = start..start + c.data().len();
+                ranges.push(r);
+            }
+        }
+    }
+    assert_eq!(ranges.len(), 3);
+    let mut seed = 0x2545_f491_u32;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    for _ in 0..600 {
+        let mut m = new.clone();
+        let r = &ranges[next() as usize % ranges.len()];
+        let at = r.start + next() as usize % (r.end - r.start);
+        m[at] = next() as u8;
+        // Any result but a panic: a bundle, a refusal, or a format error.
+        let _ = diff(&old, &m, &opts());
+        let _ = diff(&m, &old, &opts());
+    }
+}

@@ -249,3 +249,12 @@ fn a_fix_that_moves_every_static_carries_one_function_relocated_to_the_running_l
     assert_eq!(bank.i64("total", &[]), TOTAL);
     bank.finish();
 }
+
+#[test]
+fn blockers_are_printed_with_demangled_names() {
+    let frame = serde_json::json!({"name": WORKER, "func_index": 3, "offset": 16});
+    let blockers = serde_json::json!([{ "thread": 7, "frame": frame, "backtrace": [frame] }]);
+    let s = wasm_patch_cli::control::format_blockers(&blockers, "");
+    assert!(s.contains("blocked in `orders::worker`"), "{s}");
+    assert!(s.contains("0: orders::worker   <- blocks"), "{s}");
+}
