@@ -160,7 +160,10 @@ fn a_code_fix_in_a_real_build_carries_the_inlining_callers_and_leaves_line_only_
     // locations of `balance` below them, and nothing else of `balance`.
     let o = diff_revs(0, 1, &opts()).unwrap();
     assert!(o.relocations);
-    assert_eq!(carried(&o), ["bank::step", "transfer"]);
+    assert_eq!(
+        carried(&o),
+        ["bank::try_overdraft", "bank::step", "transfer"]
+    );
     let left: Vec<String> = o.line_only.iter().map(|n| readable(n)).collect();
     assert_eq!(left, ["balance"]);
 }

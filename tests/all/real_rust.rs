@@ -187,7 +187,7 @@ fn a_code_only_fix_inlined_into_two_callers_applies_live_and_money_is_conserved(
         .iter()
         .map(|e| patch_format::names::readable(&e.name))
         .collect();
-    assert_eq!(carried, ["bank::step", "transfer"]);
+    assert_eq!(carried, ["bank::try_overdraft", "bank::step", "transfer"]);
 
     // Fixed, for the host's calls and for the workers (which keep running
     // the patched `step` from their unchanged loop).
@@ -257,4 +257,86 @@ fn blockers_are_printed_with_demangled_names() {
     let s = wasm_patch_cli::control::format_blockers(&blockers, "");
     assert!(s.contains("blocked in `orders::worker`"), "{s}");
     assert!(s.contains("0: orders::worker   <- blocks"), "{s}");
+}
+
+/// `wasm-patch run --control SOCK r0.wasm --invoke serve 4`: `serve` runs
+/// until an overdraft is refused, which only the fix makes happen.
+#[test]
+fn the_service_is_fixed_live_under_run_control_and_exits_with_the_money_intact() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::process::Stdio;
+
+    let d = scratch("control");
+    let sock = d.join("bank.sock");
+    let (old, new, bundle) = (d.join("r0.wasm"), d.join("r1.wasm"), d.join("fix.wpatch"));
+    std::fs::write(&old, rev(0)).unwrap();
+    std::fs::write(&new, rev(1)).unwrap();
+    let o = wasm_patch(&["diff", p(&old), p(&new), "-o", p(&bundle)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(s.contains("replace bank::try_overdraft"), "{s}");
+    assert!(s.contains("left out 1 function(s)"), "{s}");
+
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--control",
+            p(&sock),
+            "--invoke",
+            "serve",
+            p(&old),
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Waiting for the server, not timing it: the loop ends when it answers.
+    let mut tries = 0;
+    while UnixStream::connect(&sock).is_err() {
+        tries += 1;
+        if tries > 3000 {
+            let _ = child.kill();
+            panic!("the control socket never appeared");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Threads blocked or not, `status` names them readably.
+    let st = wasm_patch(&["status", "--control", p(&sock), "--backtraces"]);
+    let s = text(&st.stdout);
+    assert!(st.status.success(), "{}", text(&st.stderr));
+    assert!(!s.contains("_ZN4bank"), "{s}");
+
+    let a = wasm_patch(&["apply", "--control", p(&sock), p(&bundle)]);
+    assert!(a.status.success(), "{}{}", text(&a.stdout), text(&a.stderr));
+    // The guest ends by itself once the fix is in: `serve` returns the total.
+    let mut waits = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        waits += 1;
+        if waits > 6000 {
+            let _ = child.kill();
+            panic!("the guest did not end after the fix");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), TOTAL.to_string(), "{err}");
 }

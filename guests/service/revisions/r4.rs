@@ -73,6 +73,44 @@ pub extern "C" fn start(n: i32) {
     }
 }
 
+/// Whether the last overdraft attempt went through (read and written
+/// volatile, so that `serve` cannot know it from the code of
+/// `try_overdraft`, and stays the same code in every revision).
+static mut LAST_TRY: i32 = 0;
+
+/// Tries an overdraft of account 0 and undoes it; records in `LAST_TRY`
+/// whether it went through.
+#[inline(never)]
+fn try_overdraft() {
+    let big = 1_000_000_000;
+    let went = move_money(0, 1, big);
+    if went == 1 {
+        move_money(1, 0, big);
+    }
+    // SAFETY: guest threads are fibers on one OS thread; a plain store.
+    unsafe { core::ptr::addr_of_mut!(LAST_TRY).write_volatile(went) }
+}
+
+/// Runs `workers` workers until an overdraft is refused (until the fix is
+/// in), stops them and returns the total.
+#[no_mangle]
+pub extern "C" fn serve(workers: i32) -> i64 {
+    start(workers);
+    loop {
+        try_overdraft();
+        // SAFETY: as in `try_overdraft`: a plain load.
+        if unsafe { core::ptr::addr_of!(LAST_TRY).read_volatile() } != 1 {
+            break;
+        }
+        wp_guest::yield_now();
+    }
+    STOP.store(1, Relaxed);
+    while RUNNING.load(Relaxed) != 0 {
+        wp_guest::yield_now();
+    }
+    total()
+}
+
 /// Asks the workers to stop; returns how many still run.
 #[no_mangle]
 pub extern "C" fn stop() -> i32 {
