@@ -141,7 +141,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     // Callback functions of the new build.
     let mut callbacks = Vec::new();
     for (kind, name) in &opts.callbacks {
-        let idx = find_defined(&n, name)
+        let idx = n
+            .find_defined(name)
             .map_err(|e| DiffError::Option(format!("--{kind} {e}")))?
             .ok_or_else(|| {
                 DiffError::Option(format!(
@@ -282,10 +283,28 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     }
     let mut callback_entries = Vec::new();
     for &(kind, j) in &callbacks {
-        let new_body = &n.bodies[(j - n.imported_funcs) as usize];
+        let mut new_body = n.bodies[(j - n.imported_funcs) as usize].clone();
         let mut remap = Remap::new(&new_to_target, &types.new_to_target);
         let name = n.display_name(j);
-        let body = remap_body(new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
+        let relocated;
+        if let Some((lo, ln)) = relocs {
+            // A callback runs in the target too: the target's data layout.
+            let range = body_range(&new_body);
+            match relocate_body(lo, ln, range.clone(), None, &new_to_target, true) {
+                Ok(r) => {
+                    relocated = r.bytes;
+                    new_body = FunctionBody::new(BinaryReader::new(&relocated, range.start as u64));
+                }
+                Err(NeedsData(what)) => {
+                    refused.push(Unpatchable::NeedsData {
+                        function: n.readable_name(j),
+                        what,
+                    });
+                    continue;
+                }
+            }
+        }
+        let body = remap_body(&new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
         callback_entries.push(Callback {
             kind,
             name,
@@ -334,8 +353,9 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         return Err(DiffError::NoChange);
     }
     for name in &opts.immediate {
-        let found =
-            find_defined(&n, name).map_err(|e| DiffError::Option(format!("--immediate {e}")))?;
+        let found = n
+            .find_defined(name)
+            .map_err(|e| DiffError::Option(format!("--immediate {e}")))?;
         let raw = found.map(|j| n.display_name(j));
         let is = |e: &Entry| raw.as_deref() == Some(e.name.as_str());
         if entries
@@ -408,42 +428,6 @@ pub(crate) const NO_RELOCS_HINT: &str = " (the builds have no relocation section
 fn body_range(b: &FunctionBody<'_>) -> std::ops::Range<usize> {
     let r = b.range();
     r.start as usize..r.end as usize
-}
-
-/// The defined function of `v` that `name` names (see [`names::matches`]):
-/// its raw key first, else the one function whose demangled name it is.
-///
-/// # Errors
-/// The message when `name` fits several functions (generic instances of one
-/// Rust path differ only in their hashes).
-fn find_defined(v: &ModuleView<'_>, name: &str) -> Result<Option<u32>, String> {
-    let defined = v.imported_funcs..v.func_types.len() as u32;
-    if let Some(i) = defined
-        .clone()
-        .find(|&i| v.keys[i as usize].as_deref() == Some(name))
-    {
-        return Ok(Some(i));
-    }
-    let found: Vec<u32> = defined
-        .filter(|&i| {
-            v.keys[i as usize]
-                .as_deref()
-                .is_some_and(|k| names::matches(k, name))
-        })
-        .collect();
-    match found[..] {
-        [] => Ok(None),
-        [one] => Ok(Some(one)),
-        _ => Err(format!(
-            "`{name}` names {} functions; give the raw name of one: {}",
-            found.len(),
-            found
-                .iter()
-                .map(|&i| v.display_name(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
 }
 
 /// Functions of `v` referenced by some body (call or ref.func), an export,

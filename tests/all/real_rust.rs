@@ -340,3 +340,28 @@ fn the_service_is_fixed_live_under_run_control_and_exits_with_the_money_intact()
     assert!(status.success(), "{err}");
     assert_eq!(out.trim(), TOTAL.to_string(), "{err}");
 }
+
+#[test]
+fn a_callback_reads_the_running_instances_statics() {
+    // `panic_line` as the pre-patch callback of r1 → r5: in r5's layout
+    // PANIC_LINE is where r1 keeps a balance (nonzero: a veto). Relocated,
+    // it reads r1's PANIC_LINE, which is 0.
+    let mut bank = Bank::start(1, 2);
+    bank.work(50);
+    let opts = DiffOptions {
+        callbacks: vec![(patch_format::CallbackKind::PrePatch, "panic_line".into())],
+        ..DiffOptions::default()
+    };
+    let b = diff(&rev(1), &rev(5), &opts).unwrap().bundle;
+    bank.store
+        .apply(bank.inst, &b.to_bytes(), &ApplyOptions::default())
+        .expect("the callback read PANIC_LINE, not a balance");
+    let mut rounds = 0;
+    while bank.store.transition_status().is_some() {
+        bank.store.run_steps(64);
+        rounds += 1;
+        assert!(rounds < 20_000, "the transition never completed");
+    }
+    assert_eq!(bank.i64("balance", &[Val::I32(99)]), 0);
+    bank.finish();
+}
