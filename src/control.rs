@@ -29,6 +29,7 @@
 //! stops the guest.
 
 use anyhow::{bail, Context};
+use patch_format::names::readable;
 use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -867,7 +868,7 @@ pub fn format_blockers(blockers: &Value, indent: &str) -> String {
         out.push_str(&format!(
             "{indent}thread {} is blocked in `{}` (func {}, offset {:#x})\n",
             b["thread"],
-            frame["name"].as_str().unwrap_or("?"),
+            readable(frame["name"].as_str().unwrap_or("?")),
             frame["func_index"],
             frame["offset"].as_u64().unwrap_or(0)
         ));
@@ -875,7 +876,7 @@ pub fn format_blockers(blockers: &Value, indent: &str) -> String {
         for (i, f) in b["backtrace"].as_array().into_iter().flatten().enumerate() {
             out.push_str(&format!(
                 "{indent}    {i:>3}: {}{}\n",
-                f["name"].as_str().unwrap_or("?"),
+                readable(f["name"].as_str().unwrap_or("?")),
                 if f == frame { "   <- blocks" } else { "" }
             ));
         }

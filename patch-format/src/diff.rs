@@ -13,7 +13,12 @@
 //!    added in the middle, which shifts every index, changes nothing else.
 //! 3. Changed bodies are replacements, new functions additions; nothing
 //!    unchanged is included. Callback-only new functions become callbacks.
-//! 4. Refused, naming the item: changes to imports, data, globals, memories,
+//! 4. With `--emit-relocs` sections in both builds, new bodies are first
+//!    put into the target's data layout (`relocs`): moved addresses are not
+//!    changes, line-only panic locations are left out and counted, layout
+//!    globals' initial values and data segments are live state, and new data
+//!    a body needs is refused naming it.
+//! 5. Refused, naming the item: changes to imports, data, globals, memories,
 //!    tables, tags, element segments (declarative ones aside), exports, the
 //!    start function; removed functions still used by unpatched code; type
 //!    changes whose callers are not all in the bundle, that are reachable
@@ -23,7 +28,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
 use wasm_encoder::Encode;
-use wasmparser::{CompositeInnerType, ExternalKind, FuncType, FunctionBody, SubType, ValType};
+use wasmparser::{
+    BinaryReader, CompositeInnerType, ExternalKind, FuncType, FunctionBody, SubType, ValType,
+};
 
 use crate::bundle::{
     BundleBuilder, BundleId, Callback, CallbackKind, Entry, EntryKind, Metadata, ModuleHash,
@@ -31,6 +38,8 @@ use crate::bundle::{
 };
 use crate::error::{DiffError, Side, Unpatchable};
 use crate::module_view::ModuleView;
+use crate::names;
+use crate::relocs::{is_layout_global, relocate_body, Linked, NeedsData};
 use crate::Bundle;
 
 /// What `diff` should put in the bundle besides the functions.
@@ -58,6 +67,9 @@ pub struct DiffOptions {
     pub sits_on: Vec<BundleId>,
     /// Callbacks: kind and the name of a function of the new build.
     pub callbacks: Vec<(CallbackKind, String)>,
+    /// Take in functions whose only change is a panic location's line or
+    /// column (left out by default; they then need new data).
+    pub include_line_only: bool,
 }
 
 /// A bundle made by [`diff`], with remarks for the operator.
@@ -67,6 +79,11 @@ pub struct DiffOutcome {
     pub bundle: Bundle,
     /// Things worth saying that are not errors (removed functions left in place).
     pub notes: Vec<String>,
+    /// Functions left out because only a panic location's line or column
+    /// changed (raw names).
+    pub line_only: Vec<String>,
+    /// Whether both builds had relocation sections (`--emit-relocs`).
+    pub relocations: bool,
 }
 
 /// `(i32, i32) -> i64` for a function type.
@@ -95,7 +112,17 @@ pub(crate) fn signature(ty: &FuncType) -> String {
 pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, DiffError> {
     let o = ModuleView::parse(old, Side::Old)?;
     let n = ModuleView::parse(new, Side::New)?;
+    let linked = |bytes, side| {
+        Linked::parse(bytes).map_err(|message| DiffError::Module {
+            side,
+            offset: 0,
+            message: format!("malformed linking or relocation section: {message}"),
+        })
+    };
+    let (lo, ln) = (linked(old, Side::Old)?, linked(new, Side::New)?);
+    let relocs = lo.as_ref().zip(ln.as_ref());
     let mut refused = Vec::new();
+    let mut line_only = Vec::new();
 
     let types = match TypeMap::new(&o, &n) {
         Ok(t) => t,
@@ -114,11 +141,14 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     // Callback functions of the new build.
     let mut callbacks = Vec::new();
     for (kind, name) in &opts.callbacks {
-        let idx = find_defined(&n, name).ok_or_else(|| {
-            DiffError::Option(format!(
-                "--{kind} `{name}`: the new module has no function of that name"
-            ))
-        })?;
+        let idx = n
+            .find_defined(name)
+            .map_err(|e| DiffError::Option(format!("--{kind} {e}")))?
+            .ok_or_else(|| {
+                DiffError::Option(format!(
+                    "--{kind} `{name}`: the new module has no function of that name"
+                ))
+            })?;
         let ty = n.func_type(n.func_types[idx as usize]);
         if !ty.is_some_and(|t| t.params().is_empty() && t.results() == [ValType::I32]) {
             return Err(DiffError::Option(format!(
@@ -155,13 +185,47 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     let mut sig_changes = Vec::new();
     let body_err = |name: String, e: String| {
         DiffError::Option(format!(
-            "function `{name}` cannot be rewritten for the target: {e}"
+            "function `{}` cannot be rewritten for the target: {e}",
+            names::readable(&name)
         ))
     };
     for j in n.imported_funcs..n.func_types.len() as u32 {
         let new_body = &n.bodies[(j - n.imported_funcs) as usize];
         let new_ty = types.new_to_target[n.func_types[j as usize] as usize];
         let name = n.display_name(j);
+        // With relocations: the new body in the target's data layout.
+        let old_range = new_to_old[j as usize]
+            .filter(|&oi| oi >= o.imported_funcs)
+            .map(|oi| body_range(&o.bodies[(oi - o.imported_funcs) as usize]));
+        let mut moved_lines = false;
+        let relocated;
+        let new_body = match relocs {
+            Some((lo, ln)) if new_to_target[j as usize] != u32::MAX => {
+                let range = body_range(new_body);
+                match relocate_body(
+                    lo,
+                    ln,
+                    range.clone(),
+                    old_range,
+                    &new_to_target,
+                    opts.include_line_only,
+                ) {
+                    Ok(r) => {
+                        moved_lines = r.line_only;
+                        relocated = r.bytes;
+                        &FunctionBody::new(BinaryReader::new(&relocated, range.start as u64))
+                    }
+                    Err(NeedsData(what)) => {
+                        refused.push(Unpatchable::NeedsData {
+                            function: n.readable_name(j),
+                            what,
+                        });
+                        continue;
+                    }
+                }
+            }
+            _ => new_body,
+        };
         match new_to_old[j as usize] {
             Some(oi) => {
                 let mut remap = Remap::new(&new_to_target, &types.new_to_target);
@@ -175,13 +239,25 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                 if new_ty != old_ty {
                     sig_changes.push((oi, j));
                 }
+                if new_ty == old_ty && body == old_norm && moved_lines {
+                    line_only.push(name.clone());
+                }
                 if new_ty != old_ty || body != old_norm {
                     replaced_new.insert(j);
+                    // Same signature: the target's own type index, not the
+                    // canonical one (the bundle imports the target function
+                    // with its own index, and identical types can repeat).
+                    let type_index = if new_ty == old_ty {
+                        o.func_types[oi as usize]
+                    } else {
+                        new_ty
+                    };
                     entries.push(Entry {
                         kind: EntryKind::Replace { target_index: oi },
-                        immediate: opts.all_immediate || opts.immediate.contains(&name),
+                        immediate: opts.all_immediate
+                            || opts.immediate.iter().any(|q| names::matches(&name, q)),
                         name,
-                        type_index: new_ty,
+                        type_index,
                         ty: FuncType::new([], []),
                         body,
                     });
@@ -207,10 +283,28 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     }
     let mut callback_entries = Vec::new();
     for &(kind, j) in &callbacks {
-        let new_body = &n.bodies[(j - n.imported_funcs) as usize];
+        let mut new_body = n.bodies[(j - n.imported_funcs) as usize].clone();
         let mut remap = Remap::new(&new_to_target, &types.new_to_target);
         let name = n.display_name(j);
-        let body = remap_body(new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
+        let relocated;
+        if let Some((lo, ln)) = relocs {
+            // A callback runs in the target too: the target's data layout.
+            let range = body_range(&new_body);
+            match relocate_body(lo, ln, range.clone(), None, &new_to_target, true) {
+                Ok(r) => {
+                    relocated = r.bytes;
+                    new_body = FunctionBody::new(BinaryReader::new(&relocated, range.start as u64));
+                }
+                Err(NeedsData(what)) => {
+                    refused.push(Unpatchable::NeedsData {
+                        function: n.readable_name(j),
+                        what,
+                    });
+                    continue;
+                }
+            }
+        }
+        let body = remap_body(&new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
         callback_entries.push(Callback {
             kind,
             name,
@@ -226,11 +320,19 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         new_to_target: &new_to_target,
         refused: &mut refused,
     };
-    check.globals();
+    check.globals(relocs.map(|(lo, _)| lo));
     check.memories();
     check.tables();
     check.tags();
-    check.data();
+    if relocs.is_none() {
+        // With relocations, data is followed per object from the code that
+        // uses it (relocs.rs); segments themselves are live state.
+        let before = check.refused.len();
+        check.data();
+        if let Some(Unpatchable::Data { what, .. }) = check.refused.get_mut(before) {
+            what.push_str(NO_RELOCS_HINT);
+        }
+    }
     let notes = check.removed(&new_to_old, &replaced_new);
     check.elements();
     check.exports();
@@ -245,18 +347,26 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         return Err(DiffError::Unpatchable(refused));
     }
     if entries.is_empty() {
+        if !line_only.is_empty() {
+            return Err(DiffError::OnlyLineChanges(line_only));
+        }
         return Err(DiffError::NoChange);
     }
     for name in &opts.immediate {
-        let is_replace = entries
+        let found = n
+            .find_defined(name)
+            .map_err(|e| DiffError::Option(format!("--immediate {e}")))?;
+        let raw = found.map(|j| n.display_name(j));
+        let is = |e: &Entry| raw.as_deref() == Some(e.name.as_str());
+        if entries
             .iter()
-            .any(|e| e.name == *name && matches!(e.kind, EntryKind::Replace { .. }));
-        if is_replace {
+            .any(|e| is(e) && matches!(e.kind, EntryKind::Replace { .. }))
+        {
             continue;
         }
-        let why = if entries.iter().any(|e| e.name == *name) {
+        let why = if entries.iter().any(is) {
             "it is added by the bundle; only replacements can be immediate"
-        } else if find_defined(&n, name).is_some() {
+        } else if found.is_some() {
             "it did not change, so it is not in the bundle"
         } else {
             "the new module has no function of that name"
@@ -301,13 +411,23 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         b.callback(c);
     }
     let bundle = b.build()?;
-    Ok(DiffOutcome { bundle, notes })
+    Ok(DiffOutcome {
+        bundle,
+        notes,
+        line_only,
+        relocations: relocs.is_some(),
+    })
 }
 
-/// The defined function of `v` whose key is `name`.
-fn find_defined(v: &ModuleView<'_>, name: &str) -> Option<u32> {
-    (v.imported_funcs..v.func_types.len() as u32)
-        .find(|&i| v.keys[i as usize].as_deref() == Some(name))
+/// Added to the first data refusal when the builds have no relocations.
+pub(crate) const NO_RELOCS_HINT: &str = " (the builds have no relocation sections, so data \
+    cannot be followed by symbol: rebuild both with --emit-relocs, rustc: \
+    RUSTFLAGS=\"-C link-arg=--emit-relocs\", clang: -Wl,--emit-relocs, and diff again)";
+
+/// The file range of a body's content (after its size).
+fn body_range(b: &FunctionBody<'_>) -> std::ops::Range<usize> {
+    let r = b.range();
+    r.start as usize..r.end as usize
 }
 
 /// Functions of `v` referenced by some body (call or ref.func), an export,
@@ -361,7 +481,7 @@ fn match_functions(
                     refused.push(Unpatchable::Unmatched(format!(
                         "function #{j} of the new module has no name, but function #{j} of the \
                          old module is `{}`",
-                        o.display_name(j)
+                        o.readable_name(j)
                     )));
                 }
             }
@@ -609,7 +729,9 @@ impl Checker<'_, '_> {
         Remap::identity(&self.types.old_canon)
     }
 
-    fn globals(&mut self) {
+    /// Globals; with relocations, the layout globals' initial values are
+    /// live state and not compared.
+    fn globals(&mut self, linked: Option<&Linked<'_>>) {
         let (o, n) = (self.o, self.n);
         for i in 0..o.globals.len().max(n.globals.len()) {
             let index = o.imported_globals + i as u32;
@@ -618,6 +740,15 @@ impl Checker<'_, '_> {
                 .get(&index)
                 .or(n.global_names.get(&index))
                 .cloned();
+            // By symbol, name-section name or export name (wasm-ld exports
+            // `__heap_base` and `__data_end` without a symbol).
+            let exported = o.exports.iter().find(|e| {
+                e.kind == ExternalKind::Global
+                    && e.index == index
+                    && crate::relocs::LAYOUT_GLOBALS.contains(&e.name)
+            });
+            let layout =
+                is_layout_global(linked, name.as_deref().or(exported.map(|e| e.name)), index);
             let what = match (o.globals.get(i), n.globals.get(i)) {
                 (Some(a), Some(b)) => {
                     let ea = encoded::<wasm_encoder::GlobalSection>(|s| {
@@ -634,7 +765,7 @@ impl Checker<'_, '_> {
                             if b.ty.mutable { "mut " } else { "" },
                             b.ty.content_type
                         ))
-                    } else if ea.is_none() || ea != eb {
+                    } else if (ea.is_none() || ea != eb) && !layout {
                         Some("its initial value changed".to_string())
                     } else {
                         None
@@ -860,8 +991,8 @@ impl Checker<'_, '_> {
                     Some(if a.0 == 0 && b.0 == 0 {
                         format!(
                             "it exported `{}` and now exports `{}`",
-                            o.display_name(a.1),
-                            n.display_name(new_idx)
+                            o.readable_name(a.1),
+                            n.readable_name(new_idx)
                         )
                     } else {
                         "it now names a different item".to_string()
@@ -891,16 +1022,16 @@ impl Checker<'_, '_> {
         let what = match (o.start, new) {
             (Some(a), Some(b)) if a != b => Some(format!(
                 "it was `{}` and is now `{}`",
-                o.display_name(a),
-                n.display_name(n.start.unwrap_or(0))
+                o.readable_name(a),
+                n.readable_name(n.start.unwrap_or(0))
             )),
             (Some(a), None) => Some(format!(
                 "`{}` is no longer the start function",
-                o.display_name(a)
+                o.readable_name(a)
             )),
             (None, Some(_)) => Some(format!(
                 "`{}` became the start function",
-                n.display_name(n.start.unwrap_or(0))
+                n.readable_name(n.start.unwrap_or(0))
             )),
             _ => None,
         };
@@ -928,13 +1059,13 @@ impl Checker<'_, '_> {
             if matched[r as usize] {
                 continue;
             }
-            let name = o.display_name(r);
+            let name = o.readable_name(r);
             let mut referrer = None;
             for p in o.imported_funcs..o.func_types.len() as u32 {
                 let d = (p - o.imported_funcs) as usize;
                 let uses = o.calls[d].contains(&r) || o.refs[d].contains(&r);
                 if uses && matched[p as usize] && !replaced_old[p as usize] {
-                    referrer = Some(format!("function `{}` (unchanged)", o.display_name(p)));
+                    referrer = Some(format!("function `{}` (unchanged)", o.readable_name(p)));
                     break;
                 }
             }
@@ -976,14 +1107,15 @@ impl Checker<'_, '_> {
         in_bundle: &dyn Fn(u32) -> bool,
     ) {
         let (o, n) = (self.o, self.n);
-        let name = n.display_name(j);
+        let raw = n.display_name(j);
+        let name = n.readable_name(j);
         let refuse = |reason: String| Unpatchable::Signature {
             name: name.clone(),
             old: o.signature(oi),
             new: n.signature(j),
             reason,
         };
-        if opts.all_immediate || opts.immediate.contains(&name) {
+        if opts.all_immediate || opts.immediate.iter().any(|q| names::matches(&raw, q)) {
             self.refused.push(refuse(
                 "a function whose type changes can never be immediate (drop --immediate for it)"
                     .into(),
@@ -1004,7 +1136,7 @@ impl Checker<'_, '_> {
             } else if let Some(d) = v.refs.iter().position(|r| r.contains(&idx)) {
                 indirect = Some(format!(
                     "`{}` takes a reference to it (ref.func) in the {side} module",
-                    v.display_name(v.imported_funcs + d as u32)
+                    v.readable_name(v.imported_funcs + d as u32)
                 ));
             } else if v.global_refs().iter().any(|&(_, f)| f == idx) {
                 indirect = Some(format!(
@@ -1023,7 +1155,7 @@ impl Checker<'_, '_> {
                 self.refused.push(refuse(format!(
                     "its caller `{}` is not in the bundle (unchanged), so it would call the new \
                      version with the old arguments",
-                    n.display_name(caller)
+                    n.readable_name(caller)
                 )));
             }
         }

@@ -164,6 +164,10 @@ pub enum DiffError {
     /// The two modules differ in no function.
     #[error("no function changed: the two modules are identical as far as a patch is concerned")]
     NoChange,
+    /// No function changed except some whose only difference is a panic
+    /// location's line or column (their raw names).
+    #[error("no function changed except {} whose only difference is a panic location's line or column (left out; --include-line-only takes them in)", .0.len())]
+    OnlyLineChanges(Vec<String>),
     /// The changes cannot be carried by a function-level patch.
     #[error("cannot build a patch:{}", list(.0))]
     Unpatchable(Vec<Unpatchable>),
@@ -203,6 +207,16 @@ pub enum Unpatchable {
         /// Its name from the name section, if any.
         name: Option<String>,
         /// What changed.
+        what: String,
+    },
+    /// A function (new or changed) references data the running instance
+    /// does not have: a new static, a new or changed constant, a new table
+    /// entry. Needs bundle-owned data (`FORMAT.md`, "Bundle-owned data").
+    #[error("function `{function}` needs {what}; bundles cannot carry new data yet")]
+    NeedsData {
+        /// The function (readable name).
+        function: String,
+        /// The object it needs.
         what: String,
     },
     /// A global's type or initial value changed, or a global was added or removed.

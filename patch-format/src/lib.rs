@@ -41,7 +41,9 @@ mod bundle;
 mod diff;
 mod error;
 mod module_view;
+pub mod names;
 mod read;
+mod relocs;
 mod sign;
 mod write;
 

@@ -216,6 +216,49 @@ impl<'a> ModuleView<'a> {
         }
     }
 
+    /// The defined function that `name` names (see [`crate::names::matches`]):
+    /// its raw key first, else the one function whose demangled name it is.
+    ///
+    /// # Errors
+    /// The message when `name` fits several functions (generic instances of one
+    /// Rust path differ only in their hashes).
+    pub(crate) fn find_defined(&self, name: &str) -> Result<Option<u32>, String> {
+        let v = self;
+        let defined = v.imported_funcs..v.func_types.len() as u32;
+        if let Some(i) = defined
+            .clone()
+            .find(|&i| v.keys[i as usize].as_deref() == Some(name))
+        {
+            return Ok(Some(i));
+        }
+        let found: Vec<u32> = defined
+            .filter(|&i| {
+                v.keys[i as usize]
+                    .as_deref()
+                    .is_some_and(|k| crate::names::matches(k, name))
+            })
+            .collect();
+        match found[..] {
+            [] => Ok(None),
+            [one] => Ok(Some(one)),
+            _ => Err(format!(
+                "`{name}` names {} functions; give the raw name of one: {}",
+                found.len(),
+                found
+                    .iter()
+                    .map(|&i| v.display_name(i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The key of function `index` as a person reads it (demangled), for
+    /// messages.
+    pub(crate) fn readable_name(&self, index: u32) -> String {
+        crate::names::readable(&self.display_name(index))
+    }
+
     /// The function type of type index `t`, if it is one.
     pub(crate) fn func_type(&self, t: u32) -> Option<&wasmparser::FuncType> {
         match &self.types.get(t as usize)?.composite_type.inner {

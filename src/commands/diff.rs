@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use patch_format::names::readable;
 use patch_format::{Bundle, BundleId, CallbackKind, DiffOptions, EntryKind, StateVersion};
 
 /// Arguments of `wasm-patch diff`.
@@ -46,6 +47,10 @@ pub struct DiffArgs {
     /// A bundle this one must sit on: its id (64 hex digits) or its file (repeatable).
     #[arg(long = "sits-on", value_name = "BUNDLE")]
     pub sits_on: Vec<String>,
+    /// Also carry functions whose only change is a panic location's line or
+    /// column (left out by default, and counted).
+    #[arg(long)]
+    pub include_line_only: bool,
     /// Function of NEW, type `() -> i32`, run before patching; nonzero vetoes.
     #[arg(long, value_name = "NAME")]
     pub pre_patch: Option<String>,
@@ -96,6 +101,7 @@ pub fn main(args: DiffArgs) -> anyhow::Result<i32> {
         requires: args.requires.clone(),
         sits_on,
         callbacks,
+        include_line_only: args.include_line_only,
     };
     let outcome = patch_format::diff(&old, &new, &opts).with_context(|| {
         format!(
@@ -109,7 +115,24 @@ pub fn main(args: DiffArgs) -> anyhow::Result<i32> {
     }
     let b = &outcome.bundle;
     write_atomically(&args.output, &b.to_bytes())?;
-    super::inspect::print_stdout(&summary(&args.output, b))?;
+    let mut text = summary(&args.output, b);
+    if outcome.relocations {
+        text.push_str("  (relocation sections: data followed by symbol)\n");
+    }
+    if !outcome.line_only.is_empty() {
+        text.push_str(&format!(
+            "  left out {} function(s) whose only change is a panic location's line or column \
+             (--include-line-only takes them in): {}\n",
+            outcome.line_only.len(),
+            outcome
+                .line_only
+                .iter()
+                .map(|n| readable(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    super::inspect::print_stdout(&text)?;
     Ok(0)
 }
 
@@ -134,10 +157,19 @@ fn summary(out: &Path, b: &Bundle) -> String {
         } else {
             ""
         };
-        s.push_str(&format!("  {:<8}{}{imm}\n", e.kind.verb(), e.name));
+        s.push_str(&format!(
+            "  {:<8}{}{imm}\n",
+            e.kind.verb(),
+            readable(&e.name)
+        ));
     }
     for c in b.callbacks() {
-        s.push_str(&format!("  {:<8}{} ({})\n", "callback", c.name, c.kind));
+        s.push_str(&format!(
+            "  {:<8}{} ({})\n",
+            "callback",
+            readable(&c.name),
+            c.kind
+        ));
     }
     s
 }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use patch_format::names::readable;
 use patch_format::{Bundle, EntryKind, FuncType};
 use serde_json::json;
 
@@ -129,8 +130,9 @@ pub fn render_text(b: &Bundle) -> String {
         list(b.requires_states())
     );
     let _ = writeln!(s, "entries      {}", b.entries().len());
-    let width = b.entries().iter().map(|e| e.name.len()).max().unwrap_or(0);
-    for e in b.entries() {
+    let shown: Vec<String> = b.entries().iter().map(|e| readable(&e.name)).collect();
+    let width = shown.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (e, name) in b.entries().iter().zip(&shown) {
         let (verb, index) = match e.kind {
             EntryKind::Replace { target_index } => ("replace", target_index),
             EntryKind::Add { new_index } => ("add", new_index),
@@ -142,8 +144,7 @@ pub fn render_text(b: &Bundle) -> String {
         };
         let _ = writeln!(
             s,
-            "  {verb:<8} {:<width$}  func {index:<5} {imm:<10} {}",
-            e.name,
+            "  {verb:<8} {name:<width$}  func {index:<5} {imm:<10} {}",
             signature(&e.ty),
         );
     }
@@ -153,7 +154,7 @@ pub fn render_text(b: &Bundle) -> String {
         let _ = writeln!(s, "callbacks    {}", b.callbacks().len());
     }
     for c in b.callbacks() {
-        let _ = writeln!(s, "  {:<13}{}", c.kind.name(), c.name);
+        let _ = writeln!(s, "  {:<13}{}", c.kind.name(), readable(&c.name));
     }
     let sig = match signature_status(b) {
         (_, None) => "none (unsigned)".to_string(),
@@ -179,6 +180,7 @@ pub fn render_json(b: &Bundle) -> serde_json::Value {
             };
             json!({
                 "name": e.name,
+                "readable_name": readable(&e.name),
                 "kind": kind,
                 "func_index": index,
                 "immediate": b.is_immediate(e),
@@ -192,7 +194,7 @@ pub fn render_json(b: &Bundle) -> serde_json::Value {
     let callbacks: Vec<_> = b
         .callbacks()
         .iter()
-        .map(|c| json!({ "kind": c.kind.name(), "name": c.name }))
+        .map(|c| json!({ "kind": c.kind.name(), "name": c.name, "readable_name": readable(&c.name) }))
         .collect();
     let state = |v: &[patch_format::StateVersion]| {
         v.iter()

@@ -173,7 +173,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     let wasi = wasm_patch_wasi::add_wasi(&mut linker, wasi_ctx(&args)?);
     let instance = match linker.instantiate(&mut store, &module) {
         Ok(i) => i,
-        Err(Error::Trap(t)) => {
+        Err(Error::Trap(mut t)) => {
+            // Backtraces show readable (demangled) names.
+            for fr in &mut t.frames {
+                fr.name = patch_format::names::readable(&fr.name);
+            }
             eprintln!("error: start function trapped\n{t}");
             return Ok(TRAP_EXIT);
         }
@@ -218,7 +222,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Err(Error::Trap(t)) => {
+        Err(Error::Trap(mut t)) => {
+            // Backtraces show readable (demangled) names.
+            for fr in &mut t.frames {
+                fr.name = patch_format::names::readable(&fr.name);
+            }
             eprintln!(
                 "error: failed to run `{name}` in {}\n{t}",
                 args.file.display()

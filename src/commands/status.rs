@@ -4,6 +4,7 @@
 //! `/proc/<pid>/patch_state`: -1 no transition, 0 unpatched, 1 patched).
 
 use crate::control::{self, ControlOpts};
+use patch_format::names::readable;
 use serde_json::{json, Value};
 
 /// Arguments of `wasm-patch status`.
@@ -31,11 +32,12 @@ fn print_applied(applied: &Value) {
     }
     println!("applied      {} bundle(s), oldest first", list.len());
     for a in &list {
-        let functions: Vec<&str> = a["functions"]
+        let functions: Vec<String> = a["functions"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
+            .map(readable)
             .collect();
         let mut flags = String::new();
         if a["in_transition"].as_bool() == Some(true) {
@@ -145,18 +147,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
         "thread", "state", "patch_state"
     );
     for t in &threads {
-        let bt: Vec<&str> = t["backtrace"]
+        let bt: Vec<String> = t["backtrace"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
+            .map(readable)
             .collect();
         println!(
             "  {:<8} {:<10} {:>11}  {}",
             t["id"].to_string(),
             t["state"].as_str().unwrap_or("?"),
             t["patch_state"].to_string(),
-            bt.first().copied().unwrap_or("-")
+            bt.first().map_or("-", String::as_str)
         );
         if args.backtraces {
             for (i, f) in bt.iter().enumerate() {

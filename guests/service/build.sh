@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds every revision of the `bank` service (revisions/rN.rs) in place:
+# each is copied to bank/src/lib.rs and built at that same path, so symbol
+# hashes match as in a real rebuild, with `--emit-relocs` so that
+# `wasm-patch diff` can follow data by symbol. Output:
+# guests/built/service/rN.wasm (committed: tests need no toolchain).
+#
+#   guests/service/build.sh
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="$here/../built/service"
+target_dir="${CARGO_TARGET_DIR:-$here/target}"
+mkdir -p "$out"
+# Only the relocation flag: nothing meant for the host project.
+unset CARGO_ENCODED_RUSTFLAGS
+export RUSTFLAGS="-C link-arg=--emit-relocs"
+for rev in "$here"/revisions/r*.rs; do
+    name="$(basename "$rev" .rs)"
+    cp "$rev" "$here/bank/src/lib.rs"
+    cargo build --manifest-path "$here/Cargo.toml" --target-dir "$target_dir" \
+        --release --target wasm32-unknown-unknown -p bank
+    cp "$target_dir/wasm32-unknown-unknown/release/bank.wasm" "$out/$name.wasm"
+    printf '%-4s %6d bytes\n' "$name" "$(stat -c %s "$out/$name.wasm")"
+done
+# Leave revision 0 in place, as the deployed source.
+cp "$here/revisions/r0.rs" "$here/bank/src/lib.rs"

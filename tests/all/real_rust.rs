@@ -1,0 +1,367 @@
+//! Issue 12: patching what real toolchains build. Readable (demangled)
+//! names in the CLI; Rust guests built with `--emit-relocs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasm-patch");
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wp-rr-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn wasm_patch(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("runs wasm-patch")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+const WORKER: &str = "_ZN6orders6worker17hc812e9934cf5c14eE";
+
+fn mangled(v: i32) -> String {
+    format!(
+        r#"(module
+    (func ${WORKER} (export "worker") (result i32) i32.const {v})
+    (func $_ZN6orders5crash17h2222222222222222E (export "crash") unreachable))"#
+    )
+}
+
+#[test]
+fn diff_and_inspect_show_demangled_names_and_json_keeps_raw_ones() {
+    let d = scratch("names");
+    let (old, new, out) = (d.join("old.wat"), d.join("new.wat"), d.join("b.patch"));
+    std::fs::write(&old, mangled(1)).unwrap();
+    std::fs::write(&new, mangled(2)).unwrap();
+    let o = wasm_patch(&[
+        "diff",
+        p(&old),
+        p(&new),
+        "-o",
+        p(&out),
+        "--immediate",
+        "orders::worker",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(s.contains("replace orders::worker  (immediate)"), "{s}");
+    assert!(!s.contains(WORKER), "{s}");
+
+    let o = wasm_patch(&["inspect", p(&out)]);
+    let s = text(&o.stdout);
+    assert!(s.contains("orders::worker"), "{s}");
+    assert!(!s.contains(WORKER), "{s}");
+
+    let o = wasm_patch(&["inspect", "--json", p(&out)]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["entries"][0]["name"], WORKER);
+    assert_eq!(v["entries"][0]["readable_name"], "orders::worker");
+}
+
+#[test]
+fn a_trap_backtrace_shows_demangled_names() {
+    let d = scratch("trap");
+    let m = d.join("m.wat");
+    std::fs::write(&m, mangled(1)).unwrap();
+    let o = wasm_patch(&["run", p(&m), "--invoke", "crash"]);
+    let s = text(&o.stderr);
+    assert!(s.contains("- orders::crash"), "{s}");
+    assert!(!s.contains("_ZN6orders5crash"), "{s}");
+}
+
+// ---------------------------------------------------------------------------
+// The `bank` service (guests/service), patched live through the embedding
+// API while its workers move money.
+
+use patch_format::{diff, DiffOptions};
+use wasm_patch_runtime::{ApplyOptions, Engine, Instance, Linker, Module, Store, Val};
+
+/// Accounts × opening balance: what the balances always add up to.
+const TOTAL: i64 = 8 * 1000;
+
+fn rev(n: u32) -> Vec<u8> {
+    let path = format!(
+        "{}/guests/built/service/r{n}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+struct Bank {
+    store: Store<()>,
+    inst: Instance,
+}
+
+impl Bank {
+    fn start(rev_n: u32, workers: i32) -> Bank {
+        let engine = Engine::default();
+        let module = Module::new(&engine, rev(rev_n)).unwrap();
+        let mut store = Store::new(&engine, ());
+        let mut linker: Linker<()> = Linker::new();
+        linker.add_thread_abi();
+        let inst = linker.instantiate(&mut store, &module).unwrap();
+        let mut b = Bank { store, inst };
+        b.call("start", &[Val::I32(workers)]);
+        b
+    }
+
+    fn call(&mut self, name: &str, args: &[Val]) -> Option<Val> {
+        let f = self.inst.get_func(&self.store, name).unwrap();
+        f.call(&mut self.store, args).unwrap().first().cloned()
+    }
+
+    fn i64(&mut self, name: &str, args: &[Val]) -> i64 {
+        self.call(name, args).unwrap().i64().unwrap()
+    }
+
+    fn transfer(&mut self, from: i32, to: i32, amount: i64) -> i32 {
+        let v = self.call(
+            "transfer",
+            &[Val::I32(from), Val::I32(to), Val::I64(amount)],
+        );
+        v.unwrap().i32().unwrap()
+    }
+
+    /// Runs the workers until `moves` grew by at least `n`.
+    fn work(&mut self, n: i64) {
+        let before = self.i64("moves", &[]);
+        let mut rounds = 0;
+        while self.i64("moves", &[]) < before + n {
+            self.store.run_steps(64);
+            rounds += 1;
+            assert!(rounds < 20_000, "the workers stopped moving money");
+        }
+    }
+
+    /// Applies the bundle `a → b` and runs until its transition completed.
+    fn patch(&mut self, a: u32, b: u32) -> patch_format::DiffOutcome {
+        let outcome = diff(&rev(a), &rev(b), &DiffOptions::default()).unwrap();
+        self.store
+            .apply(
+                self.inst,
+                &outcome.bundle.to_bytes(),
+                &ApplyOptions::default(),
+            )
+            .unwrap();
+        let mut rounds = 0;
+        while self.store.transition_status().is_some() {
+            self.store.run_steps(64);
+            rounds += 1;
+            assert!(rounds < 20_000, "the transition never completed");
+        }
+        outcome
+    }
+
+    fn finish(mut self) {
+        self.call("stop", &[]);
+        self.store.run().unwrap();
+        assert_eq!(self.call("stop", &[]).unwrap().i32(), Some(0));
+    }
+}
+
+#[test]
+fn a_code_only_fix_inlined_into_two_callers_applies_live_and_money_is_conserved() {
+    let mut bank = Bank::start(0, 4);
+    bank.work(200);
+    // Revision 0's bug: an overdraft goes through.
+    assert_eq!(bank.transfer(0, 1, 1_000_000), 1);
+    assert!(bank.i64("balance", &[Val::I32(0)]) < 0);
+    assert_eq!(bank.transfer(1, 0, 1_000_000), 1);
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+
+    let outcome = bank.patch(0, 1);
+    let carried: Vec<String> = outcome
+        .bundle
+        .entries()
+        .iter()
+        .map(|e| patch_format::names::readable(&e.name))
+        .collect();
+    assert_eq!(carried, ["bank::try_overdraft", "bank::step", "transfer"]);
+
+    // Fixed, for the host's calls and for the workers (which keep running
+    // the patched `step` from their unchanged loop).
+    assert_eq!(bank.transfer(0, 1, 1_000_000), 0);
+    let before = bank.i64("moves", &[]);
+    bank.work(300);
+    assert!(bank.i64("moves", &[]) >= before + 300);
+    for i in 0..8 {
+        let b = bank.i64("balance", &[Val::I32(i)]);
+        assert!(b > -1_000_000, "account {i}: {b}");
+    }
+    // The state built by revision 0 survived: the same money, the moves
+    // counted before the patch still there.
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    assert!(bank.i64("moves", &[]) >= 500);
+    bank.finish();
+}
+
+#[test]
+fn a_fix_below_shifted_lines_applies_and_line_only_functions_stay() {
+    let mut bank = Bank::start(1, 3);
+    bank.work(100);
+    // Revision 1 lets a negative amount through.
+    assert_eq!(bank.transfer(0, 1, -5), 1);
+    let outcome = bank.patch(1, 2);
+    assert_eq!(outcome.line_only.len(), 1);
+    assert_eq!(outcome.bundle.entries().len(), 1);
+    assert_eq!(bank.transfer(0, 1, -5), 0);
+    // Overdrafts are still refused (the carried `transfer` reads the
+    // running instance's balances at their addresses).
+    assert_eq!(bank.transfer(0, 1, 1_000_000), 0);
+    assert_eq!(bank.transfer(0, 1, 1), 1);
+    bank.work(200);
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    bank.finish();
+}
+
+#[test]
+fn a_fix_that_moves_every_static_carries_one_function_relocated_to_the_running_layout() {
+    // Revision 5 drops `balance`'s panic location: `.rodata` shrinks and
+    // every static moves down. Only `balance` changed; it must read the
+    // running instance's balances at their old addresses.
+    let mut bank = Bank::start(1, 3);
+    bank.work(100);
+    let f = bank.inst.get_func(&bank.store, "balance").unwrap();
+    assert!(
+        f.call(&mut bank.store, &[Val::I32(99)]).is_err(),
+        "r1 panics"
+    );
+    let outcome = bank.patch(1, 5);
+    assert_eq!(outcome.bundle.entries().len(), 1);
+    assert_eq!(bank.i64("balance", &[Val::I32(99)]), 0);
+    bank.work(200);
+    // Stopped, so that no transfer runs between the reads.
+    bank.call("stop", &[]);
+    bank.store.run().unwrap();
+    let sum: i64 = (0..8).map(|i| bank.i64("balance", &[Val::I32(i)])).sum();
+    assert_eq!(sum, TOTAL, "the patched `balance` reads the live balances");
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    bank.finish();
+}
+
+#[test]
+fn blockers_are_printed_with_demangled_names() {
+    let frame = serde_json::json!({"name": WORKER, "func_index": 3, "offset": 16});
+    let blockers = serde_json::json!([{ "thread": 7, "frame": frame, "backtrace": [frame] }]);
+    let s = wasm_patch_cli::control::format_blockers(&blockers, "");
+    assert!(s.contains("blocked in `orders::worker`"), "{s}");
+    assert!(s.contains("0: orders::worker   <- blocks"), "{s}");
+}
+
+/// `wasm-patch run --control SOCK r0.wasm --invoke serve 4`: `serve` runs
+/// until an overdraft is refused, which only the fix makes happen.
+#[test]
+fn the_service_is_fixed_live_under_run_control_and_exits_with_the_money_intact() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::process::Stdio;
+
+    let d = scratch("control");
+    let sock = d.join("bank.sock");
+    let (old, new, bundle) = (d.join("r0.wasm"), d.join("r1.wasm"), d.join("fix.wpatch"));
+    std::fs::write(&old, rev(0)).unwrap();
+    std::fs::write(&new, rev(1)).unwrap();
+    let o = wasm_patch(&["diff", p(&old), p(&new), "-o", p(&bundle)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(s.contains("replace bank::try_overdraft"), "{s}");
+    assert!(s.contains("left out 1 function(s)"), "{s}");
+
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--control",
+            p(&sock),
+            "--invoke",
+            "serve",
+            p(&old),
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Waiting for the server, not timing it: the loop ends when it answers.
+    let mut tries = 0;
+    while UnixStream::connect(&sock).is_err() {
+        tries += 1;
+        if tries > 3000 {
+            let _ = child.kill();
+            panic!("the control socket never appeared");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Threads blocked or not, `status` names them readably.
+    let st = wasm_patch(&["status", "--control", p(&sock), "--backtraces"]);
+    let s = text(&st.stdout);
+    assert!(st.status.success(), "{}", text(&st.stderr));
+    assert!(!s.contains("_ZN4bank"), "{s}");
+
+    let a = wasm_patch(&["apply", "--control", p(&sock), p(&bundle)]);
+    assert!(a.status.success(), "{}{}", text(&a.stdout), text(&a.stderr));
+    // The guest ends by itself once the fix is in: `serve` returns the total.
+    let mut waits = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        waits += 1;
+        if waits > 6000 {
+            let _ = child.kill();
+            panic!("the guest did not end after the fix");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim(), TOTAL.to_string(), "{err}");
+}
+
+#[test]
+fn a_callback_reads_the_running_instances_statics() {
+    // `panic_line` as the pre-patch callback of r1 → r5: in r5's layout
+    // PANIC_LINE is where r1 keeps a balance (nonzero: a veto). Relocated,
+    // it reads r1's PANIC_LINE, which is 0.
+    let mut bank = Bank::start(1, 2);
+    bank.work(50);
+    let opts = DiffOptions {
+        callbacks: vec![(patch_format::CallbackKind::PrePatch, "panic_line".into())],
+        ..DiffOptions::default()
+    };
+    let b = diff(&rev(1), &rev(5), &opts).unwrap().bundle;
+    bank.store
+        .apply(bank.inst, &b.to_bytes(), &ApplyOptions::default())
+        .expect("the callback read PANIC_LINE, not a balance");
+    let mut rounds = 0;
+    while bank.store.transition_status().is_some() {
+        bank.store.run_steps(64);
+        rounds += 1;
+        assert!(rounds < 20_000, "the transition never completed");
+    }
+    assert_eq!(bank.i64("balance", &[Val::I32(99)]), 0);
+    bank.finish();
+}
