@@ -18,7 +18,8 @@
 //! itself (the other threads keep printing, the control socket keeps
 //! answering), also in a Rust `wasm32-wasip1` guest reading with
 //! `stdin().read_line`, `proc_exit` in a spawned thread ends the run with
-//! its status, and `--invoke` links WASI.
+//! its status, `--invoke` links WASI, and a bundle diffed from two
+//! `wasm32-wasip1` builds applies to the running old one.
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -381,6 +382,98 @@ fn rust_guest_reader_parks_only_itself(_scratch: &Path) -> Result<(), String> {
     }
 }
 
+/// `order N: total T` from the patchable service, as (N, T).
+fn order_line(l: &str) -> Result<(u32, u32), String> {
+    let parse = || {
+        let (n, t) = l.strip_prefix("order ")?.split_once(": total ")?;
+        Some((n.parse().ok()?, t.parse().ok()?))
+    };
+    parse().ok_or_else(|| format!("unexpected line {l:?}"))
+}
+
+/// Patching a WASI program (issue 13, item 5): two `wasm32-wasip1` builds
+/// of `guests/wasi/patchme` (the fix changes only the code of `total`),
+/// `wasm-patch diff` between them, applied with `wasm-patch apply` to the
+/// old build running under `run --control`. The buggy totals (`100+N-20`)
+/// are followed, once the transition completes, only by fixed ones
+/// (`100+N-10`).
+fn wasi_program_patched_live(scratch: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let (old, new) = (
+        built_guest("wasi-patch-old.wasm"),
+        built_guest("wasi-patch-new.wasm"),
+    );
+    let bundle = scratch.join("fix.wpatch");
+    let diff = Command::new(BIN)
+        .arg("diff")
+        .arg(&old)
+        .arg(&new)
+        .arg("-o")
+        .arg(&bundle)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !diff.status.success() {
+        return Err(format!(
+            "diff refused the two wasip1 builds: {}",
+            String::from_utf8_lossy(&diff.stderr)
+        ));
+    }
+    let sock = scratch.join("ctl.sock");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg("--control")
+        .arg(&sock)
+        .arg(&old)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = Lines::new(child.stdout.take().expect("piped"));
+    let result = (|| {
+        for _ in 0..5 {
+            let (n, t) = order_line(&lines.next("a buggy total")?)?;
+            if t != 100 + n - 20 {
+                return Err(format!("order {n}: total {t} before the patch"));
+            }
+        }
+        let apply = Command::new(BIN)
+            .arg("apply")
+            .arg("--control")
+            .arg(&sock)
+            .arg(&bundle)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let said = String::from_utf8_lossy(&apply.stdout);
+        if !apply.status.success() || !said.contains("transition completed") {
+            return Err(format!(
+                "apply: status {:?}, stdout {said:?}, stderr {}",
+                apply.status.code(),
+                String::from_utf8_lossy(&apply.stderr)
+            ));
+        }
+        // Lines printed before the transition completed may still be
+        // buggy (up to 2,000, far more than the pipe and channel hold);
+        // once a fixed one shows, every later one must be fixed too.
+        let mut fixed = 0;
+        for _ in 0..2000 {
+            let (n, t) = order_line(&lines.next("a fixed total")?)?;
+            if t == 100 + n - 10 {
+                fixed += 1;
+                if fixed == 5 {
+                    return Ok(());
+                }
+            } else if fixed > 0 || t != 100 + n - 20 {
+                return Err(format!("order {n}: total {t} after the patch"));
+            }
+        }
+        Err("still buggy 2,000 lines after the transition completed".into())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
 /// Waits for `child` to end; a run still going after a minute is killed
 /// and reported (a hang guard, not a timing assertion).
 fn wait_or_kill(
@@ -435,7 +528,7 @@ fn invoke_links_wasi(scratch: &Path) -> Result<(), String> {
 }
 
 /// How many checks [`cli_checks`] runs.
-const CLI_CHECKS: usize = 3;
+const CLI_CHECKS: usize = 4;
 
 /// This project's own CLI checks; returns the failures.
 fn cli_checks(scratch: &Path) -> Vec<String> {
@@ -449,6 +542,7 @@ fn cli_checks(scratch: &Path) -> Vec<String> {
             "rust_guest_reader_parks_only_itself",
             rust_guest_reader_parks_only_itself,
         ),
+        ("wasi_program_patched_live", wasi_program_patched_live),
         ("invoke_links_wasi", invoke_links_wasi),
     ];
     let mut failed = Vec::new();
