@@ -1,0 +1,77 @@
+//! Several guest threads (through the `wasm-patch` thread ABI) in a
+//! `wasm32-wasip1` program: a reader blocked in `stdin().read_line` while
+//! two workers and the main thread keep printing.
+//!
+//! Output: `main tick N`, `worker ID tick N` lines (every 2 ms per thread)
+//! until a line arrives on stdin; then the reader prints `reader got: LINE`
+//! and exits the whole program with status 3 (`std::process::exit`, i.e.
+//! `proc_exit(3)` from a spawned thread).
+//!
+//! The guest threads share one linear memory and one `__stack_pointer`
+//! (the shadow stack): the runtime does not switch it per thread. That is
+//! safe here because every thread allocates its long-lived frames when it
+//! starts and only yields (`sleep`, the blocked read) at points where the
+//! frames it pushed since are still live below them, so no thread's later
+//! calls reach into another's live frames. Frames taken by `println!` are
+//! popped before the next yield (`fd_write` to stdout does not park).
+
+use std::io::Write;
+
+#[link(wasm_import_module = "wasm-patch")]
+extern "C" {
+    /// Starts `entry` (an index into table 0, of type `(param i32)`) with `arg`.
+    fn spawn(entry: i32, arg: i32) -> i32;
+    /// Parks the calling guest thread for `nanos` nanoseconds.
+    fn sleep(nanos: i64);
+}
+
+const TICK_NANOS: i64 = 2_000_000;
+
+fn tick(who: &str, n: u32) {
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    // A closed pipe ends the program: nothing left to show.
+    if writeln!(out, "{who} tick {n}").is_err() {
+        std::process::exit(1);
+    }
+}
+
+extern "C" fn worker(id: i32) {
+    let who = format!("worker {id}");
+    for n in 0.. {
+        tick(&who, n);
+        // SAFETY: the thread ABI's `sleep` takes any duration and only
+        // parks this guest thread.
+        unsafe { sleep(TICK_NANOS) };
+    }
+}
+
+extern "C" fn reader(_: i32) {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(_) => println!("reader got: {}", line.trim_end()),
+        Err(e) => println!("reader failed: {e}"),
+    }
+    std::process::exit(3);
+}
+
+fn start(entry: extern "C" fn(i32), arg: i32) {
+    // A function pointer on wasm32 is its index in the indirect function
+    // table (table 0).
+    let index = entry as usize as i32;
+    // SAFETY: `index` names a function of type `(param i32)` in table 0,
+    // as the thread ABI requires.
+    let id = unsafe { spawn(index, arg) };
+    assert!(id >= 0, "spawn failed: {id}");
+}
+
+fn main() {
+    start(reader, 0);
+    start(worker, 1);
+    start(worker, 2);
+    for n in 0.. {
+        tick("main", n);
+        // SAFETY: as in `worker`.
+        unsafe { sleep(TICK_NANOS) };
+    }
+}
