@@ -57,16 +57,25 @@ pub struct RunArgs {
 /// Exit status of a run that trapped.
 pub const TRAP_EXIT: i32 = 134;
 
+/// One `--invoke` argument as a value of type `ty`. Integers may be
+/// written signed or unsigned (`-1` and `4294967295` are the same i32); a
+/// value that fits neither reading is refused, never wrapped.
 fn parse_arg(s: &str, ty: ValType) -> anyhow::Result<Val> {
+    let int = |bits: u32| -> anyhow::Result<i64> {
+        let v: i128 = s
+            .parse()
+            .with_context(|| format!("`{s}` is not an i{bits} (not an integer)"))?;
+        let (min, max) = (-(1i128 << (bits - 1)), (1i128 << bits) - 1);
+        if v < min || v > max {
+            bail!(
+                "`{s}` does not fit in an i{bits} (from {min} to {max}, unsigned values included)"
+            );
+        }
+        Ok(v as i64)
+    };
     Ok(match ty {
-        ValType::I32 => Val::I32(
-            s.parse::<i64>()
-                .with_context(|| format!("`{s}` is not an i32"))? as i32,
-        ),
-        ValType::I64 => Val::I64(
-            s.parse::<i64>()
-                .with_context(|| format!("`{s}` is not an i64"))?,
-        ),
+        ValType::I32 => Val::I32(int(32)? as i32),
+        ValType::I64 => Val::I64(int(64)?),
         ValType::F32 => Val::F32(
             s.parse::<f32>()
                 .with_context(|| format!("`{s}` is not an f32"))?
@@ -301,5 +310,26 @@ fn serve(
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_arguments_are_range_checked_not_wrapped() {
+        let i32_of = |s| parse_arg(s, ValType::I32).map(|v| v.i32().unwrap());
+        assert_eq!(i32_of("7").unwrap(), 7);
+        assert_eq!(i32_of("-2147483648").unwrap(), i32::MIN);
+        assert_eq!(i32_of("4294967295").unwrap(), -1);
+        let e = i32_of("99999999999").unwrap_err().to_string();
+        assert!(e.contains("does not fit in an i32"), "{e}");
+        assert!(i32_of("-2147483649").is_err());
+        assert!(i32_of("x").is_err());
+        let i64_of = |s| parse_arg(s, ValType::I64).map(|v| v.i64().unwrap());
+        assert_eq!(i64_of("18446744073709551615").unwrap(), -1);
+        assert!(i64_of("18446744073709551616").is_err());
+        assert!(i64_of("-9223372036854775809").is_err());
     }
 }
