@@ -334,6 +334,18 @@ impl Server {
     /// # Errors
     /// Refusals above, and I/O errors.
     pub fn bind(path: &Path) -> anyhow::Result<Server> {
+        // `sockaddr_un.sun_path` holds 108 bytes with the final NUL: a longer
+        // path could be created (through the short temporary name below)
+        // but no client could ever connect to it.
+        const SUN_PATH_MAX: usize = 107;
+        let len = path.as_os_str().len();
+        if len > SUN_PATH_MAX {
+            bail!(
+                "control socket path {} is {len} bytes long, but a Unix socket path holds at most \
+                 {SUN_PATH_MAX}: no client could connect to it; use a shorter path",
+                path.display()
+            );
+        }
         match std::fs::symlink_metadata(path) {
             Ok(meta) => {
                 if !meta.file_type().is_socket() {
