@@ -3,4 +3,5 @@
 
 pub mod commands;
 pub mod control;
+pub mod signals;
 pub mod wast;

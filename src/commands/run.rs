@@ -173,6 +173,12 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         Some(path) => Some(control::Server::bind(path)?),
         None => None,
     };
+    // Declared after the server: dropped first, so the socket is removed by
+    // the server's `Drop` once the handler no longer would.
+    let _cleanup = match &args.control {
+        Some(path) => Some(crate::signals::remove_socket_on_termination(path)?),
+        None => None,
+    };
     let engine = Engine::default();
     let module = Module::from_file(&engine, &args.file)?;
     let mut store = Store::new(&engine, ());

@@ -724,3 +724,34 @@ fn run_refuses_a_control_socket_path_no_client_could_reach() {
     assert!(!long.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 15: SIGTERM (as an init system or `kill` sends it) ends a run that
+/// serves a control socket without leaving the socket file behind.
+#[test]
+fn sigterm_removes_the_control_socket() {
+    let dir = scratch("sigterm");
+    let (old, _) = write_service(&dir);
+    let sock = dir.join("ctl.sock");
+    let mut g = Guest::start(&sock, &old, "main", &["4", "20000", "0"]);
+    wait_threads(&sock, 5);
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(g.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = g.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "SIGTERM did not end the run"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!status.success());
+    assert!(!sock.exists(), "the socket file was left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
