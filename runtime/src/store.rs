@@ -252,11 +252,21 @@ impl<T: 'static> Store<T> {
 
     /// Ids of all live (unfinished) threads.
     pub fn threads(&self) -> Vec<ThreadId> {
+        self.thread_ids(|s| s != RunState::Done)
+    }
+
+    /// Ids of the threads that have finished and whose result has not been
+    /// taken yet ([`Store::take_result`]), in id order.
+    pub fn finished_threads(&self) -> Vec<ThreadId> {
+        self.thread_ids(|s| s == RunState::Done)
+    }
+
+    fn thread_ids(&self, keep: impl Fn(RunState) -> bool) -> Vec<ThreadId> {
         let mut v: Vec<ThreadId> = self
             .inner
             .threads
             .values()
-            .filter(|t| t.state != RunState::Done)
+            .filter(|t| keep(t.state))
             .map(|t| t.id)
             .collect();
         v.sort();

@@ -221,11 +221,20 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     };
     let mut server = server;
     let main = store.spawn(func, &vals)?;
-    let r = serve(&mut store, instance, main, server.as_mut(), &wasi);
+    let mut reaper = Reaper::default();
+    let r = serve(
+        &mut store,
+        instance,
+        main,
+        server.as_mut(),
+        &wasi,
+        &mut reaper,
+    );
     if let Some(s) = server {
         s.shutdown();
     }
     r?;
+    reaper.reap(&mut store, main);
     if let Some(code) = wasi.exit_code() {
         return Ok(code);
     }
@@ -235,7 +244,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
             for r in results {
                 println!("{r}");
             }
-            Ok(0)
+            // A guest thread that trapped fails the run, even when the main
+            // thread returned.
+            Ok(if reaper.traps > 0 { TRAP_EXIT } else { 0 })
         }
         Err(Error::Trap(mut t)) => {
             // Backtraces show readable (demangled) names.
@@ -252,6 +263,43 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// Collects the guest threads other than the main one as they finish: a
+/// trap is reported on stderr at once (with its backtrace) and counted, so
+/// that the run cannot end with status 0; results are dropped.
+#[derive(Default)]
+struct Reaper {
+    traps: usize,
+    last: Option<std::time::Instant>,
+}
+
+impl Reaper {
+    /// [`Reaper::reap`] at most every 100 ms: it looks at every thread.
+    fn reap_now_and_then(&mut self, store: &mut Store<()>, main: wasm_patch_runtime::ThreadId) {
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+        {
+            self.last = Some(std::time::Instant::now());
+            self.reap(store, main);
+        }
+    }
+
+    fn reap(&mut self, store: &mut Store<()>, main: wasm_patch_runtime::ThreadId) {
+        for id in store.finished_threads() {
+            if id == main {
+                continue;
+            }
+            if let Err(Error::Trap(mut t)) = store.take_result(id) {
+                for fr in &mut t.frames {
+                    fr.name = patch_format::names::readable(&fr.name);
+                }
+                eprintln!("error: guest {id} trapped\n{t}");
+                self.traps += 1;
+            }
+        }
+    }
+}
+
 /// The run loop of `run --control`: guest time slices and control requests
 /// alternate on this thread until the main thread (`_start` or `--invoke`)
 /// finishes. Requests never block the loop: a client waiting for a
@@ -265,6 +313,7 @@ fn serve(
     main: wasm_patch_runtime::ThreadId,
     mut server: Option<&mut control::Server>,
     wasi: &wasm_patch_wasi::WasiHandle,
+    reaper: &mut Reaper,
 ) -> anyhow::Result<()> {
     loop {
         // 16 slices of at most 5 ms each: control requests wait < 100 ms
@@ -282,6 +331,7 @@ fn serve(
         if let Some(s) = server.as_deref_mut() {
             s.after_steps(store);
         }
+        reaper.reap_now_and_then(store, main);
         match store.thread_state(main) {
             Some(RunState::Done) | None => return Ok(()),
             _ => {}

@@ -755,3 +755,36 @@ fn sigterm_removes_the_control_socket() {
     assert!(!sock.exists(), "the socket file was left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 15: a trap in a guest thread other than the main one is reported
+/// (with its backtrace) and fails the run, even when the main thread
+/// returns normally.
+#[test]
+fn a_trap_in_a_worker_thread_fails_the_run() {
+    let dir = scratch("workertrap");
+    let file = dir.join("w.wat");
+    std::fs::write(
+        &file,
+        r#"(module
+          (import "wasm-patch" "spawn" (func $spawn (param i32 i32) (result i32)))
+          (import "wasm-patch" "sleep" (func $sleep (param i64)))
+          (table 1 funcref)
+          (elem (i32.const 0) $worker)
+          (func $worker (param i32) unreachable)
+          (func (export "main") (result i32)
+            (drop (call $spawn (i32.const 0) (i32.const 0)))
+            i64.const 20000000 call $sleep
+            i32.const 5))"#,
+    )
+    .unwrap();
+    let o = wasm_patch(&["run", "--invoke", "main", file.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(134), "stderr: {err}");
+    assert!(err.contains("guest thread 2 trapped"), "{err}");
+    assert!(
+        err.contains("worker"),
+        "the backtrace names the frame: {err}"
+    );
+    assert_eq!(text(&o.stdout).trim(), "5");
+    let _ = std::fs::remove_dir_all(&dir);
+}
