@@ -323,9 +323,19 @@ pub struct Server {
     conns: Vec<Conn>,
     next_conn: u64,
     waiters: Vec<Waiter>,
+    /// The host's signature policy (`run --trusted-key`): when set, every
+    /// bundle must be signed by one of these keys, whatever the request.
+    policy: Option<patch_format::TrustedKeys>,
 }
 
 impl Server {
+    /// Refuse, from now on, every bundle not signed by one of `keys`, like
+    /// the kernel's `module.sig_enforce` (a client's own `trusted_keys` is
+    /// an extra check on top).
+    pub fn require_signatures(&mut self, keys: patch_format::TrustedKeys) {
+        self.policy = Some(keys);
+    }
+
     /// Creates the socket at `path`, readable and writable by the owner only
     /// (mode 0600). Refuses when a server already answers there, or when the
     /// path is something other than a socket; replaces a stale socket that
@@ -409,6 +419,7 @@ impl Server {
             conns: Vec::new(),
             next_conn: 1,
             waiters: Vec::new(),
+            policy: None,
         })
     }
 
@@ -675,6 +686,13 @@ impl Server {
                 ))
             }
         };
+        if let Some(policy) = &self.policy {
+            if let Err(e) = policy.verify(&bytes) {
+                return Some(error_reply(format!(
+                    "bundle refused by the host's signature policy (run --trusted-key): {e}"
+                )));
+            }
+        }
         let opts = ApplyOptions {
             trusted_keys,
             immediate,

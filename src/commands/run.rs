@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// ends; refused if another server answers there.
     #[arg(long, value_name = "SOCKET")]
     pub control: Option<std::path::PathBuf>,
+    /// With `--control`: refuse every bundle not signed by one of these
+    /// public keys (`.pub` files from `keygen`), whatever the client asks.
+    #[arg(long = "trusted-key", value_name = "PUB", requires = "control")]
+    pub trusted_keys: Vec<std::path::PathBuf>,
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
     /// Arguments: the WASI program's, or with `--invoke` the function's
@@ -166,11 +170,34 @@ fn wasi_ctx(args: &RunArgs) -> anyhow::Result<wasm_patch_wasi::WasiCtx> {
     Ok(ctx)
 }
 
+/// The host's signature policy from `--trusted-key` files (none: no policy).
+fn host_policy(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<patch_format::TrustedKeys>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = patch_format::TrustedKeys::new();
+    for p in paths {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let key = patch_format::PublicKey::from_text(&text)
+            .with_context(|| format!("{}: not a public key", p.display()))?;
+        keys.add(key);
+    }
+    Ok(Some(keys))
+}
+
 /// Entry point.
 pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     // Bind first: a refused socket must not start the guest.
+    let policy = host_policy(&args.trusted_keys)?;
     let server = match &args.control {
-        Some(path) => Some(control::Server::bind(path)?),
+        Some(path) => {
+            let mut s = control::Server::bind(path)?;
+            if let Some(keys) = policy {
+                s.require_signatures(keys);
+            }
+            Some(s)
+        }
         None => None,
     };
     // Declared after the server: dropped first, so the socket is removed by

@@ -127,8 +127,14 @@ fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
 
 impl Guest {
     fn start(sock: &Path, file: &Path, invoke: &str, args: &[&str]) -> Guest {
+        Guest::start_with(sock, file, invoke, args, &[])
+    }
+
+    /// [`Guest::start`] with more `run` options.
+    fn start_with(sock: &Path, file: &Path, invoke: &str, args: &[&str], opts: &[&str]) -> Guest {
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
+            .args(opts)
             .arg("--control")
             .arg(sock)
             .arg("--invoke")
@@ -786,5 +792,51 @@ fn a_trap_in_a_worker_thread_fails_the_run() {
         "the backtrace names the frame: {err}"
     );
     assert_eq!(text(&o.stdout).trim(), "5");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 15: `run --trusted-key` makes the host refuse every bundle not
+/// signed by one of its keys, whatever the client asks (the client does not
+/// ask for a signature here); a signed bundle is applied.
+#[test]
+fn the_hosts_signature_policy_refuses_unsigned_bundles() {
+    let dir = scratch("policy");
+    let (old, new) = write_service(&dir);
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &[]);
+    let ops = dir.join("ops");
+    let o = wasm_patch(&["keygen", "-o", ops.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let signed = dir.join("signed.wpatch");
+    let key = dir.join("ops.key");
+    let o = wasm_patch(&[
+        "sign",
+        bundle.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        signed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    let pubkey = dir.join("ops.pub");
+    let g = Guest::start_with(
+        &sock,
+        &old,
+        "main",
+        &["10", "1500", "0"],
+        &["--trusted-key", pubkey.to_str().unwrap()],
+    );
+    wait_threads(&sock, 11);
+    let o = wasm_patch(&["apply", "--control", s, bundle.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "unsigned bundle accepted: {err}");
+    assert!(err.contains("signature policy"), "{err}");
+    let list = json_of(&wasm_patch(&["list", "--control", s, "--json"]));
+    assert_eq!(list["applied"].as_array().unwrap().len(), 0, "{list}");
+    let o = wasm_patch(&["apply", "--control", s, signed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (rc, _, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
