@@ -55,21 +55,65 @@ const STATUS_EVENTS: usize = 50;
 
 /// Exit status: success.
 pub const EXIT_OK: i32 = 0;
-/// Exit status: refused, failed, or no server.
+/// Exit status: any other error.
 pub const EXIT_ERROR: i32 = 1;
 /// Exit status: bad command line (clap's own).
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status: the transition was reversed (by the timeout or on request).
 pub const EXIT_REVERSED: i32 = 3;
+/// Exit status: busy, another transition is in progress; retry later.
+pub const EXIT_BUSY: i32 = 4;
+/// Exit status: refused for good (wrong target, missing base or state,
+/// signature or policy, a rule of the consistency model); do not retry.
+pub const EXIT_REFUSED: i32 = 5;
+/// Exit status: this bundle is applied already.
+pub const EXIT_ALREADY_APPLIED: i32 = 6;
+/// Exit status: no control server answers at the socket.
+pub const EXIT_UNREACHABLE: i32 = 7;
 
 /// The `Exit status` section of every control verb's `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit status:
   0  success (for apply/revert/reverse: the transition completed)
-  1  refused or failed (error reply, bad bundle, no server at SOCKET,
-     the guest exited before the transition completed)
+  1  any other error (e.g. the guest exited before the transition completed)
   2  usage error
   3  the transition was reversed (by --timeout, or by a `reverse` request)
-     and rolled back; the blockers are printed";
+     and rolled back; the blockers are printed
+  4  busy: another transition is in progress; retry later
+  5  refused: wrong target, missing base or state, signature or policy,
+     a rule violation; do not retry
+  6  already applied (the message names the patch)
+  7  cannot reach the control server";
+
+/// The exit status for an error reply of kind `kind` (the `kind` field of
+/// a reply; `None` for errors without one, such as malformed requests).
+pub fn exit_for_kind(kind: Option<&str>) -> i32 {
+    match kind {
+        Some("busy") => EXIT_BUSY,
+        Some("already_applied") => EXIT_ALREADY_APPLIED,
+        Some(
+            "format" | "wrong_target" | "incompatible" | "missing_state" | "vetoed" | "compile"
+            | "revert_refused" | "forced" | "policy" | "unknown_patch" | "no_transition",
+        ) => EXIT_REFUSED,
+        _ => EXIT_ERROR,
+    }
+}
+
+/// The exit status for a failed reply.
+pub fn exit_for_reply(reply: &Value) -> i32 {
+    exit_for_kind(reply.get("kind").and_then(Value::as_str))
+}
+
+/// No control server answers at a socket (exit status 7).
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 // ---------------------------------------------------------------------------
 // Encoding helpers
@@ -176,6 +220,7 @@ fn error_kind(e: &PatchError) -> &'static str {
         PatchError::Unknown(_) => "unknown_patch",
         PatchError::RevertRefused(..) => "revert_refused",
         PatchError::Forced(_) => "forced",
+        PatchError::AlreadyApplied { .. } => "already_applied",
         PatchError::FromGuest => "from_guest",
     }
 }
@@ -688,9 +733,11 @@ impl Server {
         };
         if let Some(policy) = &self.policy {
             if let Err(e) = policy.verify(&bytes) {
-                return Some(error_reply(format!(
-                    "bundle refused by the host's signature policy (run --trusted-key): {e}"
-                )));
+                return Some(json!({
+                    "ok": false,
+                    "error": format!("bundle refused by the host's signature policy (run --trusted-key): {e}"),
+                    "kind": "policy",
+                }));
             }
         }
         let opts = ApplyOptions {
@@ -836,11 +883,11 @@ fn status<T: 'static>(store: &Store<T>) -> Value {
 /// No server there, or the connection broke before a reply.
 pub fn request(socket: &Path, req: &Value) -> anyhow::Result<Value> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
-        anyhow::anyhow!(
+        anyhow::Error::new(Unreachable(format!(
             "cannot reach a control server at {} ({e}); start one with `wasm-patch run --control {} FILE`",
             socket.display(),
             socket.display()
-        )
+        )))
     })?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
@@ -949,7 +996,7 @@ pub fn report_transition(what: &str, reply: &Value, json: bool) -> i32 {
         return if reply.get("outcome").and_then(|o| o["reversed"].as_bool()) == Some(true) {
             EXIT_REVERSED
         } else if reply_error(reply).is_some() {
-            EXIT_ERROR
+            exit_for_reply(reply)
         } else {
             EXIT_OK
         };
@@ -959,7 +1006,7 @@ pub fn report_transition(what: &str, reply: &Value, json: bool) -> i32 {
     }
     if let Some(e) = reply_error(reply) {
         eprintln!("error: {e}");
-        return EXIT_ERROR;
+        return exit_for_reply(reply);
     }
     if let Some(t) = reply.get("transition") {
         println!(

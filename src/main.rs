@@ -75,7 +75,14 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::exit(1);
+            let unreachable = e
+                .downcast_ref::<wasm_patch_cli::control::Unreachable>()
+                .is_some();
+            std::process::exit(if unreachable {
+                wasm_patch_cli::control::EXIT_UNREACHABLE
+            } else {
+                wasm_patch_cli::control::EXIT_ERROR
+            });
         }
     }
 }

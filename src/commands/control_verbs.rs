@@ -68,7 +68,7 @@ pub fn reverse(args: ReverseArgs) -> anyhow::Result<i32> {
     if args.control.json {
         control::print_json(&reply);
         return Ok(if control::reply_error(&reply).is_some() {
-            control::EXIT_ERROR
+            control::exit_for_reply(&reply)
         } else {
             control::EXIT_OK
         });
@@ -100,7 +100,7 @@ pub fn force(args: ForceArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if control::reply_error(&reply).is_some() {
-        control::EXIT_ERROR
+        control::exit_for_reply(&reply)
     } else {
         control::EXIT_OK
     })

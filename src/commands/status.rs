@@ -60,14 +60,14 @@ fn check(reply: &Value, json: bool) -> Option<i32> {
     if json {
         control::print_json(reply);
         return Some(if control::reply_error(reply).is_some() {
-            control::EXIT_ERROR
+            control::exit_for_reply(reply)
         } else {
             control::EXIT_OK
         });
     }
     if let Some(e) = control::reply_error(reply) {
         eprintln!("error: {e}");
-        return Some(control::EXIT_ERROR);
+        return Some(control::exit_for_reply(reply));
     }
     None
 }

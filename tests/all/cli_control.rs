@@ -550,10 +550,10 @@ fn socket_is_private_exclusive_and_removed_after_the_run() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("not a socket"));
     assert_eq!(std::fs::read_to_string(&sock).unwrap(), "precious");
-    // Without a server, clients fail with status 1 and say why.
+    // Without a server, clients fail with status 7 and say why.
     std::fs::remove_file(&sock).unwrap();
     let o = wasm_patch(&["status", "--control", s]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(7));
     assert!(text(&o.stderr).contains("cannot reach a control server"));
     // Usage errors are status 2.
     assert_eq!(
@@ -594,7 +594,8 @@ fn demo_guest_is_fixed_and_reverted_live() {
         "--require-signature",
         p,
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    // Refused for good: status 5.
+    assert_eq!(o.status.code(), Some(5));
     assert!(
         text(&o.stderr).contains("not signed"),
         "{}",
@@ -830,7 +831,7 @@ fn the_hosts_signature_policy_refuses_unsigned_bundles() {
     wait_threads(&sock, 11);
     let o = wasm_patch(&["apply", "--control", s, bundle.to_str().unwrap()]);
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "unsigned bundle accepted: {err}");
+    assert_eq!(o.status.code(), Some(5), "unsigned bundle accepted: {err}");
     assert!(err.contains("signature policy"), "{err}");
     let list = json_of(&wasm_patch(&["list", "--control", s, "--json"]));
     assert_eq!(list["applied"].as_array().unwrap().len(), 0, "{list}");
@@ -838,5 +839,61 @@ fn the_hosts_signature_policy_refuses_unsigned_bundles() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let (rc, _, err) = g.finish();
     assert_eq!(rc, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 15: exit statuses automation can branch on. Busy (4) while a
+/// transition runs, already applied (6, naming the patch), refused for good
+/// (5: a bundle for another module), no server (7).
+#[test]
+fn control_verbs_exit_with_statuses_automation_can_branch_on() {
+    let dir = scratch("exits");
+    let (old, new) = write_service(&dir);
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &[]);
+    // A bundle for another module: the demo service.
+    let other = make_bundle(
+        &dir,
+        Path::new("guests/demo/service.wat"),
+        Path::new("guests/demo/service-fixed.wat"),
+        "other.wpatch",
+        &[],
+    );
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    // 10 workers for 4 s; one thread asleep inside `slow` for 1.5 s keeps
+    // the first apply's transition open meanwhile.
+    let g = Guest::start(&sock, &old, "main", &["10", "4000", "1500"]);
+    wait_threads(&sock, 12);
+    let b = bundle.to_str().unwrap();
+    let o = wasm_patch(&["apply", "--control", s, b, "--no-wait"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = wasm_patch(&["apply", "--control", s, other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "busy: {}", text(&o.stderr));
+    // Wait for the first transition to end.
+    let t0 = Instant::now();
+    while !json_of(&wasm_patch(&["status", "--control", s, "--json"]))["transition"].is_null() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the transition never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = wasm_patch(&["apply", "--control", s, b]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(6), "already applied: {err}");
+    assert!(err.contains("already applied as patch 1"), "{err}");
+    let o = wasm_patch(&["apply", "--control", s, other.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "wrong target: {}",
+        text(&o.stdout)
+    );
+    assert_eq!(json_of(&o)["kind"], "wrong_target");
+    let (rc, _, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let gone = dir.join("nobody.sock");
+    let o = wasm_patch(&["status", "--control", gone.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -93,10 +93,19 @@ fn interface_fits(
     Ok(())
 }
 
-/// `sits_on` names applied bundles, and the states it requires are
-/// provided by applied bundles.
+/// The bundle is not applied already, `sits_on` names applied bundles,
+/// and the states it requires are provided by applied bundles.
 fn stacking(pi: Option<&PatchedInstance>, bundle: &Bundle) -> Result<(), PatchError> {
     let applied = pi.map(|p| p.applied.as_slice()).unwrap_or_default();
+    if let Some(b) = applied
+        .iter()
+        .find(|b| b.bundle.bundle_id() == bundle.bundle_id())
+    {
+        return Err(PatchError::AlreadyApplied {
+            patch: b.id,
+            bundle_id: patch_format::hex(&bundle.bundle_id().0),
+        });
+    }
     for need in bundle.sits_on() {
         if !applied.iter().any(|b| b.bundle.bundle_id() == *need) {
             return Err(PatchError::Incompatible(format!(

@@ -75,6 +75,15 @@ pub enum PatchError {
     /// Revert refused.
     #[error("cannot revert {0}: {1}")]
     RevertRefused(PatchId, String),
+    /// A bundle with the same bundle id is applied already (to this
+    /// instance): applying it again would stack a copy of itself.
+    #[error("bundle {bundle_id} is already applied as {patch}")]
+    AlreadyApplied {
+        /// The applied copy.
+        patch: PatchId,
+        /// The bundle id (hex).
+        bundle_id: String,
+    },
     /// The transition in progress was forced: it can only complete.
     #[error("{0} was forced: its transition can no longer be reversed")]
     Forced(PatchId),
