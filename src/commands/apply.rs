@@ -16,8 +16,8 @@ pub struct ApplyArgs {
     /// The bundle (`.wpatch`), read here and sent over the socket.
     pub bundle: PathBuf,
     /// Reverse the transition (roll back) if it is not complete after this
-    /// many seconds; the command then exits with status 3 and prints the
-    /// threads that blocked it.
+    /// many seconds (default 60; 0 waits forever); the command then exits
+    /// with status 3 and prints the threads that blocked it.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
     /// Switch every function of the bundle for all threads at once, without
@@ -46,6 +46,20 @@ fn read_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// `apply`'s rollback timeout when none is given: a rollout never waits
+/// forever by accident.
+pub const DEFAULT_APPLY_TIMEOUT_S: f64 = 60.0;
+
+/// The timeout `apply` uses for `--timeout` given as `arg`: the default
+/// when absent, none (wait forever) for 0.
+fn apply_timeout(arg: Option<f64>) -> Option<f64> {
+    match arg {
+        None => Some(DEFAULT_APPLY_TIMEOUT_S),
+        Some(0.0) => None,
+        t => t,
+    }
+}
+
 /// Seconds → milliseconds, checked.
 pub(crate) fn timeout_ms(timeout: Option<f64>) -> anyhow::Result<Option<f64>> {
     match timeout {
@@ -72,7 +86,7 @@ pub fn main(args: ApplyArgs) -> anyhow::Result<i32> {
         "bundle": control::to_hex(&bytes),
         "immediate": args.immediate,
         "wait": !args.no_wait,
-        "timeout_ms": timeout_ms(args.timeout)?,
+        "timeout_ms": timeout_ms(apply_timeout(args.timeout))?,
     });
     if !args.require_signature.is_empty() {
         req["trusted_keys"] = json!(read_keys(&args.require_signature)?);
@@ -94,4 +108,17 @@ pub fn main(args: ApplyArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_waits_at_most_a_minute_unless_told_otherwise() {
+        assert_eq!(apply_timeout(None), Some(60.0));
+        assert_eq!(apply_timeout(Some(0.0)), None);
+        assert_eq!(apply_timeout(Some(2.5)), Some(2.5));
+        assert!(timeout_ms(apply_timeout(Some(-1.0))).is_err());
+    }
 }
