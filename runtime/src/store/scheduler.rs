@@ -185,6 +185,10 @@ impl ReadyThread {
 }
 
 /// Resume thread `id` once; update its state from why it stopped.
+///
+/// # Safety
+/// `inner` is the live store, no fiber of it is running, and `id` is a
+/// thread in its map (see `store_mut`).
 pub(super) unsafe fn resume<T>(inner: *mut StoreInner<T>, id: u32) {
     // SAFETY: the caller guarantees `inner` is live.
     let s = unsafe { store_mut(inner) };
