@@ -304,3 +304,49 @@ fn apply_refuses_a_signature_change_of_a_function_in_a_table() {
         None
     );
 }
+
+/// The attack after the review: one bundle that adds a function, applied to
+/// two instances of one module. Each instance's added function is reached
+/// through its own table; reverting the bundle on one instance makes that
+/// instance's table entry trap cleanly and leaves the other's working.
+#[test]
+fn an_added_function_in_two_instances_tables_survives_a_revert_of_one() {
+    let extra_old = "(func (export \"install\") (result i32) i32.const 0)";
+    let extra_new = "(elem declare func $helper)
+        (func $helper (result i32) i32.const 42)
+        (func (export \"install\") (result i32)
+          i32.const 1 ref.func $helper table.set $t i32.const 1)";
+    let v0 = app_with("i32.const 0", "i32.const 0", extra_old);
+    let v1 = app_with("i32.const 1", "i32.const 0", extra_new);
+    let engine = Engine::default();
+    let module = Module::new(&engine, &v0).unwrap();
+    let mut store = Store::new(&engine, Host::default());
+    let linker = host_linker();
+    let a = linker.instantiate(&mut store, &module).unwrap();
+    let b = linker.instantiate(&mut store, &module).unwrap();
+    let bundle = bytes_with(&v0, &v1, &plain());
+    let pa = apply(&mut store, a, &bundle);
+    store.wait_transition().unwrap();
+    // The same bundle on the other instance is not "already applied".
+    apply(&mut store, b, &bundle);
+    store.wait_transition().unwrap();
+    let slot = |store: &mut Store<Host>, i: Instance| {
+        let f = i.get_func(store, "call_slot").unwrap();
+        f.call(store, &[Val::I32(1)])
+    };
+    for i in [a, b] {
+        assert_eq!(call(&mut store, i, "install"), 1);
+        assert_eq!(crate::i32_of(slot(&mut store, i)), 42);
+    }
+    store.revert(pa, None).unwrap();
+    store.wait_transition().unwrap();
+    let trap = crate::trap_of(slot(&mut store, a));
+    assert_eq!(trap.kind, TrapKind::RemovedFunction, "{trap}");
+    assert_eq!(crate::i32_of(slot(&mut store, b)), 42, "B keeps its helper");
+    assert_eq!(call(&mut store, b, "call_f"), 1);
+    assert_eq!(call(&mut store, a, "call_f"), 0);
+    // Applying it again to A works: same function, same type, same index.
+    apply(&mut store, a, &bundle);
+    store.wait_transition().unwrap();
+    assert_eq!(crate::i32_of(slot(&mut store, a)), 42);
+}
