@@ -242,7 +242,7 @@ fn build_removed(
     b.switch_to_block(block);
     b.seal_block(block);
     let p = b.block_params(block).to_vec();
-    // The slot's context names the removed function (patch::RemovedInfo).
+    // The slot's context names the removed function (patch::versions::AddedFunction).
     b.ins().store(flags(), p[0], p[1], THREAD_TRAP_ARG);
     b.ins().trap(TrapKind::RemovedFunction.code());
     b.finalize(fc);

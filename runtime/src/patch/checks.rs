@@ -298,13 +298,13 @@ fn added_indices(
                  cumulative replacement of it",
                 e.name,
                 have.name,
-                have.by,
+                have.patch,
                 if have.signature != sig {
                     ", with another type"
                 } else {
                     ""
                 },
-                have.by
+                have.patch
             )));
         }
     }

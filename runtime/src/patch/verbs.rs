@@ -208,7 +208,6 @@ impl<T: 'static> Store<T> {
                 applied: Vec::new(),
                 units: [module.inner.compiled.unit.id()].into_iter().collect(),
                 stubs: Vec::new(),
-                removed_info: HashMap::new(),
                 added: HashMap::new(),
             });
         pi.units.insert(compiled.unit.id());
@@ -229,15 +228,17 @@ impl<T: 'static> Store<T> {
             }
             if let EntryKind::Add { .. } = e.kind {
                 added.insert(f);
-                let info = pi.removed_info.entry(f).or_insert_with(|| {
-                    Box::new(super::versions::RemovedInfo {
-                        name: String::new(),
+                // The checks made sure an index already added holds this
+                // very function (name and type): only the bundle changes.
+                let info = pi.added.entry(f).or_insert_with(|| {
+                    Box::new(super::versions::AddedFunction {
+                        name: e.name.clone(),
+                        signature: engine.signature_id(&e.ty),
                         patch: PatchId(0),
                     })
                 });
-                info.name = e.name.clone();
                 info.patch = PatchId(s.patch.next_id + 1);
-                let info_ptr = &mut **info as *mut super::versions::RemovedInfo as *mut u8;
+                let info_ptr = &mut **info as *mut super::versions::AddedFunction as *mut u8;
                 if let std::collections::hash_map::Entry::Vacant(v) = pi.removed.entry(f) {
                     v.insert(VMSlot {
                         code: compiled.removed_stub(e.type_index),
@@ -245,13 +246,6 @@ impl<T: 'static> Store<T> {
                     });
                     pi.stubs.push(compiled.trampolines.clone());
                 }
-                pi.added
-                    .entry(f)
-                    .or_insert_with(|| super::versions::AddedIndex {
-                        name: e.name.clone(),
-                        signature: engine.signature_id(&e.ty),
-                        by: PatchId(s.patch.next_id + 1),
-                    });
             }
         }
         // A fresh added index holds its removed-function stub in both worlds

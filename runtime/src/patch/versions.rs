@@ -29,26 +29,19 @@ pub(crate) struct AppliedBundle {
     pub(crate) forced: bool,
 }
 
-/// What the removed-function stub of one added function points to: the
-/// function and the bundle whose revert removed it.
-#[derive(Debug)]
-pub struct RemovedInfo {
-    /// Function name.
-    pub name: String,
-    /// The bundle that added it (and whose revert removes it).
-    pub patch: PatchId,
-}
-
 /// A function index that a bundle added to the instance. It keeps its
 /// function and type for the life of the instance: references to it may
 /// sit in tables and memory after a revert, and code calls it by index.
-pub(crate) struct AddedIndex {
+/// Boxed in [`PatchedInstance::added`]: the index's removed-function stub
+/// points at it to name the function and the bundle in its trap.
+#[derive(Debug)]
+pub(crate) struct AddedFunction {
     /// The function's name.
     pub(crate) name: String,
     /// Its type's engine signature id.
     pub(crate) signature: u32,
-    /// The bundle that first added it.
-    pub(crate) by: PatchId,
+    /// The bundle that added it last (and whose revert removes it).
+    pub(crate) patch: PatchId,
 }
 
 /// Patch bookkeeping of one instance.
@@ -66,10 +59,8 @@ pub(crate) struct PatchedInstance {
     pub(crate) units: HashSet<u32>,
     /// Removed-function stubs' code, kept alive.
     pub(crate) stubs: Vec<Arc<CodeUnit>>,
-    /// Per added function: what its removed-function stub reports.
-    pub(crate) removed_info: HashMap<u32, Box<RemovedInfo>>,
     /// Every index a bundle ever added, with its function and type.
-    pub(crate) added: HashMap<u32, AddedIndex>,
+    pub(crate) added: HashMap<u32, Box<AddedFunction>>,
 }
 
 impl PatchedInstance {

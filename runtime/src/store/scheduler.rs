@@ -78,9 +78,10 @@ pub(crate) unsafe fn call_on_fiber<T>(
             let host_error = unsafe { (*ts).host_error.take() };
             let removed = (rec.kind == crate::trap::TrapKind::RemovedFunction).then(|| {
                 // SAFETY: the removed-function stub stored its slot context,
-                // a `RemovedInfo` kept alive by the patched instance.
+                // an `AddedFunction` kept alive by the patched instance.
                 unsafe {
-                    let info = &*((*ts).vm.trap_arg as *const crate::patch::versions::RemovedInfo);
+                    let info =
+                        &*((*ts).vm.trap_arg as *const crate::patch::versions::AddedFunction);
                     format!(
                         "function `{}` was removed by reverting {}",
                         info.name, info.patch
