@@ -134,24 +134,18 @@ fn patching_one_instance_leaves_the_other_instances_world_alone() {
     assert_eq!(live(&store, a, "f"), None);
 }
 
-/// `app` plus helper functions after every other function (so that their
-/// indices are the added ones).
-fn app_adding(f_body: &str, g_body: &str, helpers: &str) -> String {
-    app_with(f_body, g_body, helpers)
-}
-
 /// Item 5: two bundles diffed from the same base each add a function at the
 /// same index, with different types. The second is refused; the first
 /// keeps working.
 #[test]
 fn a_second_bundle_adding_another_function_at_the_same_index_is_refused() {
     let v0 = app(0, 0);
-    let a_src = app_adding(
+    let a_src = app_with(
         "call $helper_a",
         "i32.const 0",
         "(func $helper_a (result i32) i32.const 7)",
     );
-    let b_src = app_adding(
+    let b_src = app_with(
         "i32.const 0",
         "i32.const 5 call $helper_b",
         "(func $helper_b (param i32) (result i32) local.get 0 i32.const 1 i32.add)",
