@@ -328,6 +328,9 @@ fn built_guest(name: &str) -> PathBuf {
 /// `WHO tick N`. Every one of them prints ten ticks with the reader still
 /// blocked (stdin is an open, empty pipe); then the line written reaches
 /// the reader, which prints `reader got: LINE` and exits with status 3.
+/// Each printing thread holds frames in its own linear-memory stack across
+/// every sleep, and prints `WHO: frame corrupted` if another thread wrote
+/// into them (as happens on one shared stack).
 fn rust_guest_reader_parks_only_itself(_scratch: &Path) -> Result<(), String> {
     let mut child = Command::new(BIN)
         .arg("run")

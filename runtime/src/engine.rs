@@ -33,6 +33,15 @@ pub struct Config {
     /// direct calls within a module and no polls (no preemption, no
     /// patching).
     pub patchable: bool,
+    /// Bytes of linear memory given to each guest thread as its own
+    /// linear-memory stack, in instances whose module has a
+    /// `__stack_pointer` global (rustc and clang output): the runtime
+    /// switches that global with the thread (`store/guest_stacks.rs`). The
+    /// first thread takes the module's own stack; each other live thread
+    /// gets a region of this size, grown at the end of memory 0 and reused
+    /// after the thread ends. Rounded up to whole pages; 0 turns the
+    /// switching off (all threads then share the module's stack).
+    pub guest_stack_size: u32,
 }
 
 impl Default for Config {
@@ -43,6 +52,7 @@ impl Default for Config {
             time_slice: Duration::from_millis(5),
             verify: false,
             patchable: true,
+            guest_stack_size: 128 << 10,
         }
     }
 }

@@ -428,6 +428,9 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     if let Some(e) = failure {
         return Err(e);
     }
+    if let Some(g) = module.inner.info.stack_pointer {
+        store.add_guest_stack_space(index, g)?;
+    }
     Ok(Instance {
         store_id: store.id,
         index,

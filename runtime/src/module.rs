@@ -178,6 +178,11 @@ pub(crate) struct ModuleInfo {
     pub datas: Vec<DataSegment>,
     /// Function names from the name section.
     pub func_names: HashMap<u32, String>,
+    /// The global the name section calls `__stack_pointer`, when it is a
+    /// defined mutable `i32`: the top of the guest's linear-memory stack,
+    /// which rustc and clang code moves on every call that needs a frame
+    /// there (`store/guest_stacks.rs` gives each guest thread its own).
+    pub stack_pointer: Option<u32>,
     /// Function bodies (defined functions only): byte range in `bytes`.
     pub bodies: Vec<std::ops::Range<usize>>,
     /// The module bytes.
@@ -410,11 +415,21 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
             Payload::CustomSection(c) => {
                 if let wasmparser::KnownCustom::Name(names) = c.as_known() {
                     for n in names {
-                        if let Ok(wasmparser::Name::Function(map)) = n {
-                            for naming in map.into_iter().flatten() {
-                                info.func_names
-                                    .insert(naming.index, naming.name.to_string());
+                        match n {
+                            Ok(wasmparser::Name::Function(map)) => {
+                                for naming in map.into_iter().flatten() {
+                                    info.func_names
+                                        .insert(naming.index, naming.name.to_string());
+                                }
                             }
+                            Ok(wasmparser::Name::Global(map)) => {
+                                for naming in map.into_iter().flatten() {
+                                    if naming.name == STACK_POINTER {
+                                        info.stack_pointer = Some(naming.index);
+                                    }
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -422,9 +437,21 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<ModuleInfo, Error> {
             _ => {}
         }
     }
+    // Only a global this module defines, mutable and of type i32, can be
+    // a stack pointer the runtime may switch per thread.
+    info.stack_pointer = info.stack_pointer.filter(|&g| {
+        g >= info.num_imported_globals
+            && info
+                .globals
+                .get(g as usize)
+                .is_some_and(|d| d.mutable && d.ty == ValType::I32)
+    });
     info.bytes = bytes;
     Ok(info)
 }
+
+/// The name rustc, clang and wasm-ld give the linear-memory stack pointer.
+const STACK_POINTER: &str = "__stack_pointer";
 
 pub(crate) struct ModuleInner {
     pub(crate) engine: Engine,

@@ -5,8 +5,10 @@
 //! fibers scheduled cooperatively; a busy thread is preempted at its next
 //! poll once the ticker marks its time slice over.
 
+mod guest_stacks;
 mod scheduler;
 
+pub(crate) use guest_stacks::ThreadStack;
 pub(crate) use scheduler::{call_on_fiber, next_wake, run_until, spawn_raw, step};
 use scheduler::{resume, ReadyThread};
 
@@ -90,6 +92,8 @@ pub(crate) struct StoreInner<T> {
     pub(crate) running: u32,
     /// Patch state: applied bundles, the transition, shadow data.
     pub(crate) patch: Box<crate::patch::Core>,
+    /// Each guest thread's own linear-memory stack (`__stack_pointer`).
+    pub(crate) guest_stacks: guest_stacks::GuestStacks,
     /// Arrays replaced when a bundle grew an instance (running code may
     /// still hold pointers into them).
     pub(crate) retired: Vec<Box<dyn std::any::Any>>,
@@ -153,6 +157,7 @@ impl<T: 'static> Store<T> {
                 units: HashMap::new(),
                 running: 0,
                 patch: Box::default(),
+                guest_stacks: Default::default(),
                 retired: Vec::new(),
             }),
         }
@@ -325,6 +330,42 @@ impl<T> StoreInner<T> {
         };
         self.globals.push(Box::new(g));
         self.globals.len() - 1
+    }
+
+    /// Make the `__stack_pointer` global (index `global` in the module) of
+    /// a new instance a per-thread register (`store/guest_stacks.rs`).
+    ///
+    /// # Errors
+    /// [`Error::Instantiate`] when memory 0 cannot grow for the stacks of
+    /// the store's existing threads.
+    pub(crate) fn add_guest_stack_space(
+        &mut self,
+        instance: usize,
+        global: u32,
+    ) -> Result<(), Error> {
+        let region = self.engine.config().guest_stack_size;
+        let data = &self.instances[instance];
+        let (Some(&memory), Some(&global)) =
+            (data.memories.first(), data.globals.get(global as usize))
+        else {
+            return Ok(());
+        };
+        if region == 0 {
+            return Ok(());
+        }
+        debug_assert_eq!(self.running, 0, "instantiation while a guest thread runs");
+        let live = self
+            .threads
+            .values_mut()
+            .filter(|t| t.state != RunState::Done)
+            .map(|t| &mut **t);
+        self.guest_stacks.add_space(
+            instance,
+            &self.globals[global],
+            &self.memories[memory],
+            region,
+            live,
+        )
     }
 
     pub(crate) fn register_unit(&mut self, module: &Module) {

@@ -8,6 +8,7 @@ mod cli_control;
 mod concurrency;
 mod differential;
 mod frame_scan;
+mod guest_stacks;
 mod lifecycle;
 mod real_rust;
 mod slots;

@@ -341,6 +341,7 @@ pub(crate) fn compile_bundle(
         elems: Vec::new(),
         datas: Vec::new(),
         func_names: target.func_names.clone(),
+        stack_pointer: target.stack_pointer,
         bodies: Vec::new(),
         bytes: Vec::new(),
     };

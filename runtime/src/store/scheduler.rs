@@ -136,6 +136,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         state: RunState::Ready,
         result: None,
         host_error: None,
+        guest_stacks: Vec::new(),
         outer_exits: Vec::new(),
         unpark_pending: false,
         cancelled: false,
@@ -148,6 +149,14 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         safe_point: &mut *s.patch as &mut dyn crate::thread::SafePoint,
         preempt: Arc::as_ptr(&s.preempt),
     });
+    if !s.guest_stacks.is_empty() {
+        let region = s.engine.config().guest_stack_size;
+        if let Err(e) = s.guest_stacks.give(&mut ts, region) {
+            s.vm_pool.push(std::mem::take(&mut ts.vm));
+            s.stack_pool.push(stack);
+            return Err(e);
+        }
+    }
     ts.world = crate::patch::transition::world_for_new_thread(&s.patch);
     ts.vm.world = ts.world;
     let ts_ptr: *mut ThreadState = &mut *ts;
@@ -245,6 +254,10 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
     s.preempt.set(&t.vm.poll);
     let prev_running = s.running;
     s.running = id;
+    let stacks = !s.guest_stacks.is_empty();
+    if stacks {
+        super::guest_stacks::enter(&s.guest_stacks, t);
+    }
     // SAFETY: the fiber lives in the boxed thread state; nothing else touches
     // it while it runs, and the store is only reached through `inner`.
     let r = unsafe {
@@ -260,6 +273,9 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
     s.preempt.set(std::ptr::null());
     // SAFETY: the thread box is still in the map (only removed when Done).
     let t = unsafe { &mut *tp };
+    if stacks {
+        super::guest_stacks::leave(&s.guest_stacks, t);
+    }
     let was_pending = s
         .patch
         .transition
@@ -268,6 +284,7 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
     match r {
         Ok(()) => {
             t.state = RunState::Done;
+            s.guest_stacks.give_back(t);
             crate::patch::transition::thread_done(&mut s.patch, id);
             return;
         }

@@ -203,6 +203,9 @@ pub(crate) struct ThreadState {
     pub(crate) result: Option<Result<Vec<Val>, Error>>,
     /// Error raised by the host function the thread is returning from.
     pub(crate) host_error: Option<Error>,
+    /// The thread's linear-memory stacks, one per instance with a
+    /// `__stack_pointer` (`store/guest_stacks.rs`).
+    pub(crate) guest_stacks: Vec<crate::store::ThreadStack>,
 }
 
 /// The one thing the thread layer asks of the layer above it: at a running

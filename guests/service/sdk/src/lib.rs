@@ -1,10 +1,9 @@
 //! A small safe wrapper of the wasm-patch thread ABI (module `wasm-patch`):
 //! `spawn(entry, arg) -> i32`, `yield()`, `sleep(nanos)`, `thread_id() -> i32`.
 //!
-//! Guest threads are fibers sharing one linear memory and one shadow stack
-//! pointer (`__stack_pointer`): a function that yields or sleeps must not
-//! hold a shadow-stack frame (keep its locals in registers: no references to
-//! locals, no large local arrays).
+//! Guest threads are fibers sharing one linear memory; each has its own
+//! linear-memory stack (the runtime switches `__stack_pointer` with the
+//! thread), so a function may hold stack frames across a yield or sleep.
 #![no_std]
 
 #[cfg(target_arch = "wasm32")]

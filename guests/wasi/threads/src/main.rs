@@ -7,13 +7,13 @@
 //! and exits the whole program with status 3 (`std::process::exit`, i.e.
 //! `proc_exit(3)` from a spawned thread).
 //!
-//! The guest threads share one linear memory and one `__stack_pointer`
-//! (the shadow stack): the runtime does not switch it per thread. That is
-//! safe here because every thread allocates its long-lived frames when it
-//! starts and only yields (`sleep`, the blocked read) at points where the
-//! frames it pushed since are still live below them, so no thread's later
-//! calls reach into another's live frames. Frames taken by `println!` are
-//! popped before the next yield (`fd_write` to stdout does not park).
+//! Every tick, each worker and the main thread hold a frame in their
+//! linear-memory stack across the sleep (`hold`) and check it afterwards:
+//! the runtime gives each guest thread its own stack and switches
+//! `__stack_pointer` with it. On one shared stack, a thread returning from
+//! `hold` would pop past the frames other threads pushed meanwhile and its
+//! next call would overwrite them; a corrupted frame prints
+//! `THREAD: frame corrupted` and exits with status 4.
 
 use std::io::Write;
 
@@ -36,13 +36,32 @@ fn tick(who: &str, n: u32) {
     }
 }
 
+/// Sleeps one tick with `depth + 1` frames of 64 bytes of `seal` in this
+/// thread's linear-memory stack (their addresses escape, so they live
+/// there), then checks that no other thread wrote into them meanwhile.
+/// Threads hold different depths at different ticks, as real threads do.
+#[inline(never)]
+fn hold(who: &str, seal: u32, depth: u32) {
+    let mut frame = [seal; 16];
+    let frame = std::hint::black_box(&mut frame);
+    if depth == 0 {
+        // SAFETY: the thread ABI's `sleep` takes any duration and only
+        // parks this guest thread.
+        unsafe { sleep(TICK_NANOS) };
+    } else {
+        hold(who, seal, depth - 1);
+    }
+    if std::hint::black_box(&*frame).iter().any(|&w| w != seal) {
+        println!("{who}: frame corrupted");
+        std::process::exit(4);
+    }
+}
+
 extern "C" fn worker(id: i32) {
     let who = format!("worker {id}");
     for n in 0.. {
         tick(&who, n);
-        // SAFETY: the thread ABI's `sleep` takes any duration and only
-        // parks this guest thread.
-        unsafe { sleep(TICK_NANOS) };
+        hold(&who, (id as u32) << 24 | n, (id as u32 + n) % 4);
     }
 }
 
@@ -71,7 +90,6 @@ fn main() {
     start(worker, 2);
     for n in 0.. {
         tick("main", n);
-        // SAFETY: as in `worker`.
-        unsafe { sleep(TICK_NANOS) };
+        hold("main", n, n % 3);
     }
 }
