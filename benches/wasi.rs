@@ -8,7 +8,10 @@
 //!   against `env.nop2 (i32 i32) -> i32`; and `clock_time_get` against
 //!   `env.clock3`, a host function of its arity doing the same work (read
 //!   the monotonic clock, store it in guest memory): ns per call, median of `REPS`
-//!   runs, the cases interleaved within each repetition.
+//!   runs, the cases interleaved within each repetition. The `env`
+//!   functions are `func_new` (`Val` lists) host functions; `env.wclock3`
+//!   and `env.wnop3` are the same as typed ones (`func_wrap`, the path the
+//!   WASI functions themselves take).
 //! - Lines: `wasm-patch run guests/built/wasi-lines.wasm` printing 1,000,000
 //!   lines (one `fd_write` each) to a pipe that the bench drains, as a
 //!   child process (compile included); median of `LINES_REPS` runs. When
@@ -31,7 +34,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wasm_patch_runtime::{Config, Engine, FuncType, Instance, Linker, Module, Store, Val, ValType};
+use wasm_patch_runtime::{
+    Caller, Config, Engine, FuncType, Instance, Linker, Module, Store, Val, ValType,
+};
 use wasm_patch_wasi::{add_wasi, WasiCtx};
 
 const WAT: &str = r#"
@@ -43,6 +48,8 @@ const WAT: &str = r#"
   (import "env" "nop3" (func $nop3 (param i32 i64 i32) (result i32)))
   (import "env" "nop2" (func $nop2 (param i32 i32) (result i32)))
   (import "env" "clock3" (func $clock3 (param i32 i64 i32) (result i32)))
+  (import "env" "wclock3" (func $wclock3 (param i32 i64 i32) (result i32)))
+  (import "env" "wnop3" (func $wnop3 (param i32 i64 i32) (result i32)))
   (memory (export "memory") 1)
   ;; Each loop sums the errnos (0 when all went well).
   (func (export "clock") (param $n i32) (result i32) (local $acc i32)
@@ -66,6 +73,22 @@ const WAT: &str = r#"
       (br_if $b (i32.eqz (local.get $n)))
       (local.set $acc (i32.add (local.get $acc)
         (call $clock3 (i32.const 1) (i64.const 1) (i32.const 64))))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br $l)))
+    (local.get $acc))
+  (func (export "wclock") (param $n i32) (result i32) (local $acc i32)
+    (block $b (loop $l
+      (br_if $b (i32.eqz (local.get $n)))
+      (local.set $acc (i32.add (local.get $acc)
+        (call $wclock3 (i32.const 1) (i64.const 1) (i32.const 64))))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br $l)))
+    (local.get $acc))
+  (func (export "wnop3") (param $n i32) (result i32) (local $acc i32)
+    (block $b (loop $l
+      (br_if $b (i32.eqz (local.get $n)))
+      (local.set $acc (i32.add (local.get $acc)
+        (call $wnop3 (i32.const 1) (i64.const 1) (i32.const 64))))
       (local.set $n (i32.sub (local.get $n) (i32.const 1)))
       (br $l)))
     (local.get $acc))
@@ -133,6 +156,31 @@ fn build() -> (Store<()>, Instance) {
             Ok(())
         },
     );
+    // The same two as typed host functions (`func_wrap`, the path WASI's
+    // own functions take).
+    linker.func_wrap(
+        "env",
+        "wclock3",
+        move |c: &mut Caller<'_, ()>, _id: i32, _precision: i64, at: i32| -> i32 {
+            let at = at as u32 as usize;
+            let now = base.elapsed().as_nanos() as u64;
+            let ok = c
+                .memory(0)
+                .and_then(|m| m.get_mut(at..at + 8))
+                .map(|b| b.copy_from_slice(&now.to_le_bytes()))
+                .is_some();
+            if ok {
+                0
+            } else {
+                21
+            }
+        },
+    );
+    linker.func_wrap(
+        "env",
+        "wnop3",
+        |_: &mut Caller<'_, ()>, _: i32, _: i64, _: i32| -> i32 { 0 },
+    );
     let inst = linker
         .instantiate(&mut store, &module)
         .expect("instantiate");
@@ -195,7 +243,9 @@ fn main() {
 
     // Call cost.
     let (mut store, inst) = build();
-    let names = ["clock", "nop3", "hclock", "sizes", "nop2"];
+    let names = [
+        "clock", "nop3", "hclock", "sizes", "nop2", "wclock", "wnop3",
+    ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     for name in names {
         calls(&mut store, &inst, name, N / 10); // warm-up
@@ -227,6 +277,16 @@ fn main() {
         ns[3],
         ns[4],
         ns[3] / ns[4]
+    );
+    println!(
+        "  clock_time_get {:>7.1}   typed host clock+store      {:>7.1}   ratio {:.2}",
+        ns[0],
+        ns[5],
+        ns[0] / ns[5]
+    );
+    println!(
+        "  typed host nop (i32 i64 i32)->i32 {:>7.1}   (func_new nop {:.1})",
+        ns[6], ns[1]
     );
 
     // Lines to a pipe.
@@ -292,7 +352,10 @@ fn main() {
                 "host_clock_store_i32_i64_i32": ns[2],
                 "args_sizes_get": ns[3],
                 "host_nop_i32_i32": ns[4],
+                "typed_host_clock_store_i32_i64_i32": ns[5],
+                "typed_host_nop_i32_i64_i32": ns[6],
             },
+            "ratio_clock_time_get_over_typed_host_same_work": ns[0] / ns[5],
             "ratio_clock_time_get_over_host_nop": ns[0] / ns[1],
             "ratio_clock_time_get_over_host_same_work": ns[0] / ns[2],
             "ratio_args_sizes_get_over_host_nop": ns[3] / ns[4],

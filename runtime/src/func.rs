@@ -95,6 +95,12 @@ pub trait WasmTy: Sized {
     fn into_val(self) -> Val;
     /// From a value.
     fn from_val(v: &Val) -> Option<Self>;
+    /// From the raw slot the trampolines pass (the value's bits).
+    #[doc(hidden)]
+    fn from_raw(raw: u128) -> Self;
+    /// To a raw slot.
+    #[doc(hidden)]
+    fn to_raw(self) -> u128;
 }
 
 macro_rules! wasm_ty {
@@ -113,6 +119,18 @@ macro_rules! wasm_ty {
                     Val::$v(x) => Some(($from)(*x)),
                     _ => None,
                 }
+            }
+            #[inline(always)]
+            fn from_raw(raw: u128) -> Self {
+                match Val::from_raw(raw, ValType::$vt) {
+                    #[allow(clippy::redundant_closure_call)]
+                    Val::$v(x) => ($from)(x),
+                    _ => unreachable!("Val::from_raw gives the type asked for"),
+                }
+            }
+            #[inline(always)]
+            fn to_raw(self) -> u128 {
+                self.into_val().to_raw()
             }
         }
     };
@@ -189,11 +207,20 @@ pub type HostFn<T> = dyn Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<()
 
 type ErasedCall = dyn Fn(*mut ThreadState, usize, &[Val], &mut [Val]) -> Result<(), Error>;
 
-/// A host function body the runtime implements itself, called by the host
-/// trampoline directly (no boxing of values, no closure): the guest thread
-/// ABI's `yield` and `thread_id`. Same contract as `host_dispatch`.
+/// A host function body called by the host trampoline directly (no boxing
+/// of values, no closure object in between): the guest thread ABI's
+/// `yield` and `thread_id`, and typed host functions (`wrap.rs`). Same
+/// contract as `host_dispatch`.
 pub(crate) type RawDispatch =
     unsafe extern "C" fn(*mut HostFuncCtx, *mut VMThread, *mut u128) -> i32;
+
+/// A native body and the data it reads through `HostFuncCtx::data` (a
+/// typed host function's closure; 0 for the runtime's own bodies).
+#[derive(Clone, Copy)]
+pub(crate) struct Raw {
+    pub(crate) dispatch: RawDispatch,
+    pub(crate) data: usize,
+}
 
 /// What an imported host function's slot points to. `dispatch` must stay
 /// first: host trampolines load it at `HOSTCTX_DISPATCH`.
@@ -203,7 +230,11 @@ pub(crate) struct HostFuncCtx {
     ty: FuncType,
     call: std::sync::Arc<ErasedCall>,
     /// The importing instance: what `Caller` shows as the caller.
-    instance: usize,
+    pub(crate) instance: usize,
+    /// The store (a `*mut StoreInner<T>` for the `T` of the definition).
+    pub(crate) store: *mut u8,
+    /// What the native body reads (see [`Raw`]); kept alive by `call`.
+    pub(crate) data: usize,
 }
 
 impl HostFuncCtx {
@@ -213,7 +244,7 @@ impl HostFuncCtx {
         instance: usize,
         ty: FuncType,
         f: std::sync::Arc<HostFn<T>>,
-        raw: Option<RawDispatch>,
+        raw: Option<Raw>,
     ) -> Box<HostFuncCtx> {
         let call =
             move |ts: *mut ThreadState, instance: usize, args: &[Val], results: &mut [Val]| {
@@ -225,12 +256,14 @@ impl HostFuncCtx {
                 };
                 f(&mut caller, args, results)
             };
-        let dispatch: RawDispatch = raw.unwrap_or(host_dispatch);
+        let dispatch: RawDispatch = raw.map_or(host_dispatch, |r| r.dispatch);
         Box::new(HostFuncCtx {
             dispatch: dispatch as usize,
             ty,
             call: std::sync::Arc::new(call),
             instance,
+            store: store.cast(),
+            data: raw.map_or(0, |r| r.data),
         })
     }
 
@@ -242,6 +275,8 @@ impl HostFuncCtx {
             ty: self.ty.clone(),
             call: self.call.clone(),
             instance,
+            store: self.store,
+            data: self.data,
         })
     }
 }
@@ -360,6 +395,21 @@ pub struct Caller<'a, T> {
 }
 
 impl<T: 'static> Caller<'_, T> {
+    /// The caller of a host function running on thread `thread` of `store`,
+    /// called from instance `instance`.
+    pub(crate) fn new(
+        store: *mut StoreInner<T>,
+        thread: *mut ThreadState,
+        instance: usize,
+    ) -> Self {
+        Caller {
+            store,
+            thread,
+            instance,
+            _m: PhantomData,
+        }
+    }
+
     fn inner(&self) -> &StoreInner<T> {
         // SAFETY: the store outlives every host call; the scheduler holds
         // no reference to it while the fiber runs.

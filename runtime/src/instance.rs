@@ -136,7 +136,7 @@ pub(crate) type HostImport<T> = (
     u32,
     wasmparser::FuncType,
     std::sync::Arc<crate::func::HostFn<T>>,
-    Option<crate::func::RawDispatch>,
+    Option<crate::func::Raw>,
 );
 
 /// Instantiate `module` with `imports` (one per module import, in order).

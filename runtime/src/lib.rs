@@ -27,6 +27,7 @@ mod thread;
 mod trap;
 mod val;
 mod vm;
+mod wrap;
 
 pub use engine::{Config, Engine};
 pub use errors::{Error, FrameInfo, Trap};
@@ -43,3 +44,4 @@ pub use thread::{RunState, ThreadId};
 pub use trap::TrapKind;
 pub use val::Val;
 pub use wasmparser::{FuncType, RefType, ValType};
+pub use wrap::{HostResult, IntoHostFunc};

@@ -3,7 +3,8 @@
 
 use crate::{i32_of, trap_of};
 use wasm_patch_runtime::{
-    Engine, Error, Extern, FuncType, Instance, Linker, Module, Store, TrapKind, Val, ValType,
+    Caller, Engine, Error, Extern, FuncType, Instance, Linker, Module, Store, TrapKind, Val,
+    ValType,
 };
 
 const MATH: &str = r#"(module
@@ -730,4 +731,146 @@ fn externref_u64_max_is_refused_not_turned_into_null() {
     assert!(matches!(id.call(&mut store, &[v]), Err(Error::BadCall(_))));
     let ok = Val::ExternRef(Some(u64::MAX - 1));
     assert_eq!(id.call(&mut store, &[ok]).unwrap(), vec![ok]);
+}
+
+/// `Linker::func_wrap`: typed host functions, their type taken from the
+/// closure, called by the guest with every value type, and with the
+/// caller's memory and store data.
+#[test]
+fn typed_host_functions_take_and_return_every_value_type() {
+    let wat = r#"(module
+      (import "env" "mix" (func $mix (param i32 i64 f32 f64) (result f64)))
+      (import "env" "neg" (func $neg (param i64) (result i64)))
+      (import "env" "store" (func $store (param i32 i32)))
+      (import "env" "count" (func $count))
+      (import "env" "ten" (func $ten (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i64)))
+      (memory (export "memory") 1)
+      (func (export "mix") (result f64)
+        (call $mix (i32.const -3) (i64.const 5000000000) (f32.const 0.5) (f64.const 0.25)))
+      (func (export "neg") (param i64) (result i64) (call $neg (local.get 0)))
+      (func (export "store_then_load") (result i32)
+        (call $store (i32.const 16) (i32.const 0x01020304))
+        (call $count) (call $count)
+        (i32.load (i32.const 16)))
+      (func (export "ten") (result i64)
+        (call $ten (i32.const 1) (i32.const 2) (i32.const 3) (i32.const 4) (i32.const 5)
+                   (i32.const 6) (i32.const 7) (i32.const 8) (i32.const 9) (i64.const 10))))"#;
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, 0u32);
+    let mut linker: Linker<u32> = Linker::new();
+    linker
+        .func_wrap(
+            "env",
+            "mix",
+            |_c: &mut Caller<'_, u32>, a: i32, b: i64, x: f32, y: f64| {
+                f64::from(a) + b as f64 + f64::from(x) + y
+            },
+        )
+        .func_wrap("env", "neg", |_c: &mut Caller<'_, u32>, v: i64| {
+            v.wrapping_neg()
+        })
+        .func_wrap(
+            "env",
+            "store",
+            |c: &mut Caller<'_, u32>, at: i32, v: i32| {
+                let at = at as usize;
+                c.memory(0).unwrap()[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            },
+        )
+        .func_wrap("env", "count", |c: &mut Caller<'_, u32>| {
+            *c.data_mut() += 1;
+        })
+        .func_wrap(
+            "env",
+            "ten",
+            |_c: &mut Caller<'_, u32>,
+             a: i32,
+             b: i32,
+             c: i32,
+             d: i32,
+             e: i32,
+             f: i32,
+             g: i32,
+             h: i32,
+             i: i32,
+             j: i64| { i64::from(a + b + c + d + e + f + g + h + i) * 100 + j },
+        );
+    let inst = linker
+        .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
+        .unwrap();
+    let call = |store: &mut Store<u32>, name: &str, args: &[Val]| {
+        inst.get_func(store, name)
+            .unwrap()
+            .call(store, args)
+            .unwrap()
+    };
+    assert_eq!(
+        call(&mut store, "mix", &[]),
+        vec![Val::F64((5_000_000_000f64 - 3.0 + 0.75).to_bits())]
+    );
+    assert_eq!(
+        call(&mut store, "neg", &[Val::I64(i64::MIN + 1)]),
+        vec![Val::I64(i64::MAX)]
+    );
+    assert_eq!(
+        call(&mut store, "store_then_load", &[]),
+        vec![Val::I32(0x01020304)]
+    );
+    assert_eq!(*store.data(), 2);
+    assert_eq!(call(&mut store, "ten", &[]), vec![Val::I64(4510)]);
+}
+
+/// A typed host function's `Err` and its panic both end the calling thread
+/// with an error naming them; the store keeps working. An import whose type
+/// differs from the closure's is a link error.
+#[test]
+fn typed_host_function_errors_panics_and_mistyped_imports() {
+    let engine = Engine::default();
+    let mut linker: Linker<()> = Linker::new();
+    linker
+        .func_wrap(
+            "env",
+            "fail",
+            |_c: &mut Caller<'_, ()>, v: i32| -> Result<i32, Error> {
+                if v < 0 {
+                    Err(Error::Host(format!("negative input {v}")))
+                } else {
+                    Ok(v * 2)
+                }
+            },
+        )
+        .func_wrap("env", "boom", |_c: &mut Caller<'_, ()>| -> i32 {
+            panic!("boom")
+        });
+    let wat = r#"(module
+      (import "env" "fail" (func $fail (param i32) (result i32)))
+      (import "env" "boom" (func $boom (result i32)))
+      (func (export "fail") (param i32) (result i32) (call $fail (local.get 0)))
+      (func (export "boom") (result i32) (call $boom)))"#;
+    let mut store = Store::new(&engine, ());
+    let inst = linker
+        .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
+        .unwrap();
+    let fail = inst.get_func(&store, "fail").unwrap();
+    let boom = inst.get_func(&store, "boom").unwrap();
+    assert_eq!(
+        fail.call(&mut store, &[Val::I32(21)]).unwrap(),
+        vec![Val::I32(42)]
+    );
+    let e = fail
+        .call(&mut store, &[Val::I32(-1)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("negative input -1"), "{e}");
+    let e = boom.call(&mut store, &[]).unwrap_err().to_string();
+    assert!(e.contains("panicked"), "{e}");
+    assert_eq!(
+        fail.call(&mut store, &[Val::I32(1)]).unwrap(),
+        vec![Val::I32(2)]
+    );
+    let mistyped = r#"(module (import "env" "fail" (func (param i64) (result i32))))"#;
+    let e = linker
+        .instantiate(&mut store, &Module::new(&engine, mistyped).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, Error::Link(_)), "{e}");
 }

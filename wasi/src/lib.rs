@@ -26,7 +26,7 @@ use errno::Fail;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use wasm_patch_runtime::{Caller, Error, FuncType, Linker, ThreadId, Val, ValType};
+use wasm_patch_runtime::{Caller, Error, FuncType, Linker, ThreadId, Val, ValType, WasmTy};
 
 /// The import module name of WASI preview 1.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
@@ -175,13 +175,12 @@ fn def<T: 'static>(
     f: impl Fn(&mut [u8], &mut fs::State, &[Val]) -> Result<(), Fail> + 'static,
 ) {
     let st = st.clone();
-    l.func_new(WASI_MODULE, name, sig(params), move |c, a, r| {
+    wrap(l, name, params, move |c, a| {
         let Some(mem) = c.memory(0) else {
-            r[0] = Val::I32(Errno::Fault as i32);
-            return Ok(());
+            return Ok(Errno::Fault as i32);
         };
         let out = f(mem, &mut st.borrow_mut(), a);
-        finish(out, r)
+        errno(out)
     });
 }
 
@@ -196,19 +195,63 @@ fn def_caller<T: 'static>(
     f: impl Fn(&mut Caller<'_, T>, &Shared, &[Val]) -> Result<(), Fail> + 'static,
 ) {
     let st = st.clone();
-    l.func_new(WASI_MODULE, name, sig(params), move |c, a, r| {
-        let out = f(c, &st, a);
-        finish(out, r)
-    });
+    wrap(l, name, params, move |c, a| errno(f(c, &st, a)));
 }
 
-fn finish(out: Result<(), Fail>, r: &mut [Val]) -> Result<(), Error> {
+/// The errno result of a body, or the fatal error that ends the thread.
+fn errno(out: Result<(), Fail>) -> Result<i32, Error> {
     match out {
-        Ok(()) => r[0] = Val::I32(0),
-        Err(Fail::Errno(e)) => r[0] = Val::I32(e as i32),
-        Err(Fail::Fatal(e)) => return Err(e),
+        Ok(()) => Ok(0),
+        Err(Fail::Errno(e)) => Ok(e as i32),
+        Err(Fail::Fatal(e)) => Err(e),
     }
-    Ok(())
+}
+
+/// Define `name` of parameters `params` (see [`sig`]) as a typed host
+/// function (`Linker::func_wrap`, the runtime's fast path: no `Val` lists
+/// built by the runtime, no result check) whose closure hands `body` its
+/// arguments as a stack array. Each shape preview 1 uses has its arm; any
+/// other takes the generic path.
+fn wrap<T: 'static>(
+    l: &mut Linker<T>,
+    name: &str,
+    params: &str,
+    body: impl Fn(&mut Caller<'_, T>, &[Val]) -> Result<i32, Error> + 'static,
+) {
+    macro_rules! typed {
+        ($($a:ident: $t:ty),*) => {{
+            l.func_wrap(WASI_MODULE, name, move |c: &mut Caller<'_, T>, $($a: $t),*| {
+                body(c, &[$($a.into_val()),*])
+            });
+        }};
+    }
+    match params {
+        "" => typed!(),
+        "i" => typed!(a: i32),
+        "ii" => typed!(a: i32, b: i32),
+        "iI" => typed!(a: i32, b: i64),
+        "iii" => typed!(a: i32, b: i32, c: i32),
+        "iIi" => typed!(a: i32, b: i64, c: i32),
+        "iII" => typed!(a: i32, b: i64, c: i64),
+        "iiii" => typed!(a: i32, b: i32, c: i32, d: i32),
+        "iIii" => typed!(a: i32, b: i64, c: i32, d: i32),
+        "iIIi" => typed!(a: i32, b: i64, c: i64, d: i32),
+        "iiiii" => typed!(a: i32, b: i32, c: i32, d: i32, e: i32),
+        "iiiIi" => typed!(a: i32, b: i32, c: i32, d: i64, e: i32),
+        "iiiiii" => typed!(a: i32, b: i32, c: i32, d: i32, e: i32, f: i32),
+        "iiiiiii" => typed!(a: i32, b: i32, c: i32, d: i32, e: i32, f: i32, g: i32),
+        "iiiiIIi" => typed!(a: i32, b: i32, c: i32, d: i32, e: i64, f: i64, g: i32),
+        "iiiiiIIii" => {
+            typed!(a: i32, b: i32, c: i32, d: i32, e: i32, f: i64, g: i64, h: i32, i: i32)
+        }
+        _ => {
+            debug_assert!(false, "WASI shape {params:?} of `{name}` has no typed arm");
+            l.func_new(WASI_MODULE, name, sig(params), move |c, a, r| {
+                r[0] = Val::I32(body(c, a)?);
+                Ok(())
+            });
+        }
+    }
 }
 
 /// Argument `i` as an unsigned 32-bit value.
@@ -303,10 +346,24 @@ fn add_process<T: 'static>(l: &mut Linker<T>, st: &Shared) {
         let ns = (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64).max(1);
         mem::write_u64(m, u32a(a, 1), ns)
     });
-    def(l, st, "clock_time_get", "iIi", |m, _, a| {
-        let now = clock_now(u32a(a, 0))?;
-        mem::write_u64(m, u32a(a, 2), now)
-    });
+    // The hottest call of most programs (`Instant::now`): typed directly,
+    // without the shared state or an argument array.
+    l.func_wrap(
+        WASI_MODULE,
+        "clock_time_get",
+        |c: &mut Caller<'_, T>, id: i32, _precision: i64, at: i32| -> i32 {
+            let out = match c.memory(0) {
+                None => Err(Errno::Fault.into()),
+                Some(m) => clock_now(id as u32).and_then(|now| mem::write_u64(m, at as u32, now)),
+            };
+            match out {
+                Ok(()) => 0,
+                Err(Fail::Errno(e)) => e as i32,
+                // `clock_now` and `write_u64` fail with an errno only.
+                Err(Fail::Fatal(_)) => Errno::Io as i32,
+            }
+        },
+    );
     def(l, st, "random_get", "ii", |m, _, a| {
         let buf = mem::slice(m, u32a(a, 0), u32a(a, 1))?;
         let mut done = 0;

@@ -1,0 +1,205 @@
+//! Typed host functions ([`Linker::func_wrap`]).
+//!
+//! A closure `Fn(&mut Caller<T>, A, B, ...) -> R` over wasm value types
+//! becomes a host function whose type comes from its signature. Guest
+//! calls reach it through a native body generated per closure type
+//! ([`dispatch`]): the trampoline's raw argument slots are read as the
+//! closure's parameter types and its result written back, with no `Val`
+//! list, no type check at run time (the type is checked once, at
+//! instantiation, against the import) and no second indirect call. The
+//! same closure also gets a `Val`-based body ([`HostFn`]) for the paths
+//! that call host functions that way.
+//!
+//! [`Linker::func_wrap`]: crate::Linker::func_wrap
+
+use crate::errors::Error;
+use crate::func::{Caller, HostFn, HostFuncCtx, Raw, WasmTy};
+use crate::store::StoreInner;
+use crate::thread::ThreadState;
+use crate::val::Val;
+use crate::vm::vmctx::VMThread;
+use std::sync::Arc;
+use wasmparser::{FuncType, ValType};
+
+/// What a typed host function returns: `()`, one wasm value, or a
+/// `Result` of either whose `Err` ends the calling thread.
+pub trait HostResult {
+    /// The wasm result types.
+    fn types() -> Vec<ValType>;
+    /// Into `Val` results (the `Val`-based path).
+    ///
+    /// # Errors
+    /// The function's own error.
+    #[doc(hidden)]
+    fn into_vals(self, out: &mut [Val]) -> Result<(), Error>;
+    /// Into the trampoline's first raw slot.
+    ///
+    /// # Errors
+    /// The function's own error.
+    #[doc(hidden)]
+    fn into_raw(self, out: &mut u128) -> Result<(), Error>;
+}
+
+impl HostResult for () {
+    fn types() -> Vec<ValType> {
+        Vec::new()
+    }
+    fn into_vals(self, _: &mut [Val]) -> Result<(), Error> {
+        Ok(())
+    }
+    #[inline(always)]
+    fn into_raw(self, _: &mut u128) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+macro_rules! host_result {
+    ($($t:ty),*) => {$(
+        impl HostResult for $t {
+            fn types() -> Vec<ValType> {
+                vec![<$t as WasmTy>::ty()]
+            }
+            fn into_vals(self, out: &mut [Val]) -> Result<(), Error> {
+                out[0] = self.into_val();
+                Ok(())
+            }
+            #[inline(always)]
+            fn into_raw(self, out: &mut u128) -> Result<(), Error> {
+                *out = WasmTy::to_raw(self);
+                Ok(())
+            }
+        }
+    )*};
+}
+host_result!(i32, i64, f32, f64);
+
+impl<R: HostResult> HostResult for Result<R, Error> {
+    fn types() -> Vec<ValType> {
+        R::types()
+    }
+    fn into_vals(self, out: &mut [Val]) -> Result<(), Error> {
+        self?.into_vals(out)
+    }
+    #[inline(always)]
+    fn into_raw(self, out: &mut u128) -> Result<(), Error> {
+        self?.into_raw(out)
+    }
+}
+
+/// A closure usable as a typed host function of store data `T`, with
+/// parameters `P` (a tuple of wasm value types) and result `R`.
+pub trait IntoHostFunc<T, P, R>: 'static {
+    /// The function type, its `Val`-based body, and its native body.
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn into_host(self) -> (FuncType, Arc<HostFn<T>>, Raw);
+}
+
+/// The error for a `Val` argument of the wrong type (only the `Val`-based
+/// path can see one: guest calls are type-checked at instantiation).
+fn mistyped() -> Error {
+    Error::BadCall("host function argument of the wrong type".into())
+}
+
+macro_rules! into_host {
+    ($($a:ident),*) => {
+        #[allow(non_snake_case)]
+        impl<T: 'static, F, R, $($a: WasmTy + 'static),*> IntoHostFunc<T, ($($a,)*), R> for F
+        where
+            F: Fn(&mut Caller<'_, T>, $($a),*) -> R + 'static,
+            R: HostResult + 'static,
+        {
+            #[allow(private_interfaces)]
+            fn into_host(self) -> (FuncType, Arc<HostFn<T>>, Raw) {
+                let f = Arc::new(self);
+                let data = Arc::as_ptr(&f) as usize;
+                let ty = FuncType::new([$($a::ty()),*], R::types());
+                // Owns the closure for as long as any context using `data`
+                // lives (contexts hold this body).
+                let slow: Arc<HostFn<T>> = Arc::new(move |c, args, out| {
+                    #[allow(unused_mut, unused_variables)]
+                    let mut it = args.iter();
+                    $(let $a = it.next().and_then($a::from_val).ok_or_else(mistyped)?;)*
+                    f(c, $($a),*).into_vals(out)
+                });
+                let raw = Raw {
+                    dispatch: dispatch::<T, F, R, $($a),*>,
+                    data,
+                };
+                (ty, slow, raw)
+            }
+        }
+
+        /// The native body of a typed host function `F`: same contract as
+        /// `func::host_dispatch` (0, or 1 after storing the error in the
+        /// thread).
+        ///
+        /// # Safety
+        /// Called by a host trampoline with the context of a function
+        /// defined by `into_host` for this `F` (so `ctx.data` points at its
+        /// live `F`, `ctx.store` at a `StoreInner<T>`), the running
+        /// thread's `VMThread`, and `values` holding the arguments as the
+        /// import's type (the closure's, checked at instantiation) lays
+        /// them out, with room for the result.
+        #[allow(non_snake_case, unused_mut, unused_assignments, unused_variables)]
+        unsafe extern "C" fn dispatch<T: 'static, F, R, $($a: WasmTy),*>(
+            ctx: *mut HostFuncCtx,
+            vmthread: *mut VMThread,
+            values: *mut u128,
+        ) -> i32
+        where
+            F: Fn(&mut Caller<'_, T>, $($a),*) -> R + 'static,
+            R: HostResult,
+        {
+            // SAFETY: see the function's contract; the caller's thread state
+            // is what its `VMThread.host` points at while it runs.
+            unsafe {
+                let ctx = &*ctx;
+                let f = &*(ctx.data as *const F);
+                let ts = (*vmthread).host as *mut ThreadState;
+                let mut i = 0;
+                $(let $a = $a::from_raw(*values.add(i)); i += 1;)*
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut caller =
+                        Caller::new(ctx.store as *mut StoreInner<T>, ts, ctx.instance);
+                    f(&mut caller, $($a),*).into_raw(&mut *values)
+                }));
+                match out {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(e)) => {
+                        (*ts).host_error = Some(e);
+                        1
+                    }
+                    Err(_) => {
+                        (*ts).host_error = Some(Error::Host("host function panicked".into()));
+                        1
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// One `impl` per arity, each in a module of its own (the native bodies
+/// share a name).
+macro_rules! arities {
+    ($($m:ident: ($($a:ident),*);)*) => {$(
+        mod $m {
+            use super::*;
+            into_host!($($a),*);
+        }
+    )*};
+}
+arities! {
+    a0: ();
+    a1: (A1);
+    a2: (A1, A2);
+    a3: (A1, A2, A3);
+    a4: (A1, A2, A3, A4);
+    a5: (A1, A2, A3, A4, A5);
+    a6: (A1, A2, A3, A4, A5, A6);
+    a7: (A1, A2, A3, A4, A5, A6, A7);
+    a8: (A1, A2, A3, A4, A5, A6, A7, A8);
+    a9: (A1, A2, A3, A4, A5, A6, A7, A8, A9);
+    a10: (A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
+}
