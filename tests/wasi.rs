@@ -530,8 +530,133 @@ fn invoke_links_wasi(scratch: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads `lines` until `main`, `worker 1` and `worker 2` printed `n` ticks
+/// each (in order per thread); any other line fails unless `skip` allows
+/// it.
+fn ticks(lines: &Lines, n: u32, skip: impl Fn(&str) -> bool) -> Result<(), String> {
+    let who = ["main", "worker 1", "worker 2"];
+    let mut seen = [0u32; 3];
+    while seen.iter().any(|&t| t < n) {
+        let l = lines.next("ticks while one thread is blocked")?;
+        let Some((name, k)) = l.rsplit_once(" tick ") else {
+            if skip(&l) {
+                continue;
+            }
+            return Err(format!("unexpected line {l:?}"));
+        };
+        let i = who
+            .iter()
+            .position(|w| *w == name)
+            .ok_or_else(|| format!("unexpected line {l:?}"))?;
+        if k != seen[i].to_string() {
+            return Err(format!("{name}: expected tick {}, got {l:?}", seen[i]));
+        }
+        seen[i] += 1;
+    }
+    Ok(())
+}
+
+/// The Rust guest's reader opens a FIFO in a preopened directory and
+/// blocks reading it: opening a FIFO waits for a writer and reading it
+/// waits for data, and both park only the reader while the other threads
+/// print ten ticks each; then the test writes a line into the FIFO.
+fn rust_guest_fifo_reader_parks_only_itself(scratch: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let fifo = scratch.join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(format!("mkfifo: {}", std::io::Error::last_os_error()));
+    }
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/p", scratch.display()))
+        .arg(built_guest("wasi-threads.wasm"))
+        .args(["read", "/p/fifo"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = Lines::new(child.stdout.take().expect("piped"));
+    let result = (|| {
+        ticks(&lines, 10, |_| false)?;
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .map_err(|e| e.to_string())?;
+        w.write_all(b"through the fifo\n")
+            .map_err(|e| e.to_string())?;
+        loop {
+            let l = lines.next("the reader's line")?;
+            if l == "reader got: through the fifo" {
+                return Ok(());
+            }
+            if !l.contains(" tick ") {
+                return Err(format!("unexpected line {l:?}"));
+            }
+        }
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = wait_or_kill(&mut child, "exit(3) in the reader thread")?;
+    result?;
+    match status.code() {
+        Some(3) => Ok(()),
+        other => Err(format!("expected status 3, got {other:?}")),
+    }
+}
+
+/// The Rust guest's flooder writes 200,000 lines to stdout, a pipe the test
+/// leaves unread: the pipe fills, and the flooder's writes park only the
+/// flooder while the other threads print ten ticks each on stderr. Then the
+/// test drains stdout: every line arrives, in order, none cut or repeated
+/// (writes to a full pipe may be short; the guest's `write_all` finishes
+/// them).
+fn rust_guest_full_stdout_parks_only_the_writer(_scratch: &Path) -> Result<(), String> {
+    const N: usize = 200_000;
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(built_guest("wasi-threads.wasm"))
+        .args(["flood", &N.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let err_lines = Lines::new(child.stderr.take().expect("piped"));
+    let result = (|| {
+        ticks(&err_lines, 10, |l| l == "flood done")?;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut out).map_err(|e| e.to_string())?;
+        let mut count = 0;
+        for (i, l) in out.lines().enumerate() {
+            if l != format!("flood {i}") {
+                return Err(format!("stdout line {i} is {l:?}"));
+            }
+            count += 1;
+        }
+        if count != N {
+            return Err(format!("{count} flood lines, expected {N}"));
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = wait_or_kill(&mut child, "exit(5) in the flooder")?;
+    result?;
+    match status.code() {
+        Some(5) => Ok(()),
+        other => Err(format!("expected status 5, got {other:?}")),
+    }
+}
+
 /// How many checks [`cli_checks`] runs.
-const CLI_CHECKS: usize = 4;
+const CLI_CHECKS: usize = 6;
 
 /// This project's own CLI checks; returns the failures.
 fn cli_checks(scratch: &Path) -> Vec<String> {
@@ -544,6 +669,14 @@ fn cli_checks(scratch: &Path) -> Vec<String> {
         (
             "rust_guest_reader_parks_only_itself",
             rust_guest_reader_parks_only_itself,
+        ),
+        (
+            "rust_guest_fifo_reader_parks_only_itself",
+            rust_guest_fifo_reader_parks_only_itself,
+        ),
+        (
+            "rust_guest_full_stdout_parks_only_the_writer",
+            rust_guest_full_stdout_parks_only_the_writer,
         ),
         ("wasi_program_patched_live", wasi_program_patched_live),
         ("invoke_links_wasi", invoke_links_wasi),

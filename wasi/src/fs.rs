@@ -4,12 +4,12 @@
 
 use crate::errno::{Errno, Fail};
 use crate::mem::{self, iovecs};
-use crate::reactor::{readable_now, Reactor};
+use crate::reactor::{may_block, ready_now, Interest, Reactor};
 use crate::{def, def_caller, u32a, u64a, Shared, WasiCtx};
 use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, SystemTimeSpec};
 use cap_std::fs::{Dir, MetadataExt as _, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt as _};
 use wasm_patch_runtime::{Linker, Val};
 
@@ -84,6 +84,22 @@ pub(crate) struct Entry {
     inheriting: u64,
     /// The guest name of a preopened directory.
     preopen: Option<String>,
+    /// Whether reads or writes of it can block (a pipe, FIFO, socket or
+    /// terminal): those park the calling guest thread instead.
+    may_block: bool,
+}
+
+impl Entry {
+    /// The host descriptor behind it (stdio included), if it is a stream.
+    pub(crate) fn host_fd(&self) -> Option<RawFd> {
+        match &self.kind {
+            Kind::Stdin => Some(0),
+            Kind::Stdout => Some(1),
+            Kind::Stderr => Some(2),
+            Kind::File { file, .. } => Some(file.as_raw_fd()),
+            Kind::Dir(_) => None,
+        }
+    }
 }
 
 /// The WASI state every guest thread shares.
@@ -98,16 +114,21 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn new(ctx: WasiCtx) -> State {
-        let stdio = |kind| {
+        let stdio = |kind, fd| {
             Some(Entry {
                 kind,
                 flags: 0,
                 rights: R_FILE & !(R_FD_SEEK | R_FD_TELL),
                 inheriting: 0,
                 preopen: None,
+                may_block: may_block(fd),
             })
         };
-        let mut fds = vec![stdio(Kind::Stdin), stdio(Kind::Stdout), stdio(Kind::Stderr)];
+        let mut fds = vec![
+            stdio(Kind::Stdin, 0),
+            stdio(Kind::Stdout, 1),
+            stdio(Kind::Stderr, 2),
+        ];
         for (dir, name) in ctx.preopens {
             fds.push(Some(Entry {
                 kind: Kind::Dir(dir),
@@ -115,6 +136,7 @@ impl State {
                 rights: R_DIR,
                 inheriting: R_ALL,
                 preopen: Some(name),
+                may_block: false,
             }));
         }
         State {
@@ -126,11 +148,27 @@ impl State {
         }
     }
 
-    /// Whether `fd` is stdin and a read of it would park the caller.
-    pub(crate) fn stdin_would_park(&self, fd: u32) -> bool {
-        self.reactor.is_some()
-            && matches!(self.entry(fd).map(|e| &e.kind), Ok(Kind::Stdin))
-            && !readable_now(0)
+    /// The host fd a guest thread must wait for before it can `what` `fd`
+    /// without blocking the store: `None` when it can go on now (the fd is
+    /// ready, never blocks, is closed, or is non-blocking, where the call
+    /// returns `EAGAIN` instead), or when blocked threads do not park.
+    pub(crate) fn would_park(&self, fd: u32, what: Interest) -> Option<RawFd> {
+        self.reactor.as_ref()?;
+        let e = self.entry(fd).ok()?;
+        if !e.may_block || e.flags & FDFLAG_NONBLOCK != 0 {
+            return None;
+        }
+        let raw = e.host_fd()?;
+        (!ready_now(raw, what)).then_some(raw)
+    }
+
+    /// Close `fd`'s entry (the reactor first stops watching its host fd).
+    fn close(&mut self, fd: usize) -> Option<Entry> {
+        let e = self.fds.get_mut(fd)?.take()?;
+        if let (Some(r), Kind::File { file, .. }) = (self.reactor.as_mut(), &e.kind) {
+            r.forget(file.as_raw_fd());
+        }
+        Some(e)
     }
 
     /// The open descriptor `fd`, or `EBADF`.
@@ -377,21 +415,54 @@ fn fd_read(m: &mut [u8], s: &mut State, a: &[Val], pos: Option<u64>) -> Result<u
     }
 }
 
+/// Write `b` to `f`. On a stream that may block (`streaming`: a pipe, a
+/// socket, a terminal, with parking on), write in `PIPE_BUF` pieces and
+/// stop early, with a short count, when the stream is full: the caller was
+/// only let in when at least `PIPE_BUF` bytes fit, so no piece blocks the
+/// store, and a guest sees a short write only when the reader is behind
+/// (WASI allows them; Rust's `write_all` and C's stdio write the rest).
+fn write_stream(f: &mut std::fs::File, b: &[u8], streaming: bool) -> std::io::Result<usize> {
+    if !streaming {
+        return f.write(b);
+    }
+    const PIPE_BUF: usize = libc::PIPE_BUF;
+    let mut done = 0;
+    while done < b.len() {
+        if done > 0 && !ready_now(f.as_raw_fd(), Interest::Write) {
+            break;
+        }
+        let end = (done + PIPE_BUF).min(b.len());
+        match f.write(&b[done..end]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
 fn fd_write(m: &mut [u8], s: &mut State, a: &[Val], pos: Option<u64>) -> Result<u32, Fail> {
     let iovs = iovecs(m, u32a(a, 1), u32a(a, 2))?;
+    let parking = s.reactor.is_some();
     let e = s.entry_mut(u32a(a, 0))?;
     if e.rights & R_FD_WRITE == 0 && !matches!(e.kind, Kind::Dir(_)) {
         return Err(Errno::Badf.into());
     }
+    let streaming = e.may_block && parking && pos.is_none();
     match &mut e.kind {
-        Kind::Stdout if pos.is_none() => write_iovs(m, &iovs, |b, _| stdio(1).write(b)),
-        Kind::Stderr if pos.is_none() => write_iovs(m, &iovs, |b, _| stdio(2).write(b)),
+        Kind::Stdout if pos.is_none() => {
+            write_iovs(m, &iovs, |b, _| write_stream(&mut stdio(1), b, streaming))
+        }
+        Kind::Stderr if pos.is_none() => {
+            write_iovs(m, &iovs, |b, _| write_stream(&mut stdio(2), b, streaming))
+        }
         Kind::File { file, write, .. } => {
             if !*write {
                 return Err(Errno::Badf.into());
             }
             match pos {
-                None => write_iovs(m, &iovs, |b, _| file.write(b)),
+                None => write_iovs(m, &iovs, |b, _| write_stream(file, b, streaming)),
                 Some(p) => write_iovs(m, &iovs, |b, done| file.write_at(b, p + done)),
             }
         }
@@ -510,6 +581,7 @@ fn path_open(m: &mut [u8], s: &mut State, a: &[Val]) -> Result<(), Fail> {
             rights: R_DIR,
             inheriting,
             preopen: None,
+            may_block: false,
         };
         let fd = s.insert(e);
         return mem::write_u32(m, u32a(a, 8), fd);
@@ -525,8 +597,19 @@ fn path_open(m: &mut [u8], s: &mut State, a: &[Val]) -> Result<(), Fail> {
     }
     // O_APPEND is set with fcntl below (std refuses append with truncate).
     let sync = fdflags & (FDFLAG_DSYNC | FDFLAG_RSYNC | FDFLAG_SYNC);
-    if sync != 0 {
-        let mut f = 0;
+    // Opening a FIFO for reading waits in open(2) for a writer: open it
+    // non-blocking (the flag is set as the guest asked just below), so
+    // that only reads park, and only the reading guest thread.
+    let fifo = !write && {
+        use cap_fs_ext::FileTypeExt;
+        let md = match follow {
+            FollowSymlinks::Yes => dir.metadata(&path),
+            FollowSymlinks::No => dir.symlink_metadata(&path),
+        };
+        md.is_ok_and(|md| md.file_type().is_fifo())
+    };
+    if sync != 0 || fifo {
+        let mut f = if fifo { libc::O_NONBLOCK } else { 0 };
         if sync & FDFLAG_DSYNC != 0 {
             f |= libc::O_DSYNC;
         }
@@ -577,12 +660,17 @@ fn path_open(m: &mut [u8], s: &mut State, a: &[Val]) -> Result<(), Fail> {
             r
         }
     };
+    let blocks = match &kind {
+        Kind::File { file, .. } => may_block(file.as_raw_fd()),
+        _ => false,
+    };
     let mut e = Entry {
         kind,
         flags: 0,
         rights,
         inheriting,
         preopen: None,
+        may_block: blocks,
     };
     set_fd_flags(&mut e, fdflags & (FDFLAG_APPEND | FDFLAG_NONBLOCK))?;
     e.flags |= sync;
@@ -596,17 +684,15 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
         {
             let mut s = st.borrow_mut();
             let fd = u32a(a, 0);
-            let park =
-                s.reactor.is_some() && matches!(s.entry(fd)?.kind, Kind::Stdin) && !readable_now(0);
-            if !park {
+            let Some(raw) = s.would_park(fd, Interest::Read) else {
                 let m = c.memory(0).ok_or(Errno::Fault)?;
                 let n = fd_read(m, &mut s, a, None)?;
                 return mem::write_u32(m, u32a(a, 3), n);
-            }
+            };
             // Only this guest thread waits; the reactor wakes it.
             let me = c.thread_id();
             if let Some(r) = s.reactor.as_mut() {
-                r.wait_for(me, Some(0), None);
+                r.wait_for(me, vec![(raw, Interest::Read)], None);
             }
         }
         c.park().map_err(Fail::Fatal)?;
@@ -615,9 +701,21 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
         let n = fd_read(m, s, a, Some(u64a(a, 3)))?;
         mem::write_u32(m, u32a(a, 4), n)
     });
-    def(l, st, "fd_write", "iiii", |m, s, a| {
-        let n = fd_write(m, s, a, None)?;
-        mem::write_u32(m, u32a(a, 3), n)
+    def_caller(l, st, "fd_write", "iiii", |c, st, a| loop {
+        {
+            let mut s = st.borrow_mut();
+            let Some(raw) = s.would_park(u32a(a, 0), Interest::Write) else {
+                let m = c.memory(0).ok_or(Errno::Fault)?;
+                let n = fd_write(m, &mut s, a, None)?;
+                return mem::write_u32(m, u32a(a, 3), n);
+            };
+            // A full pipe: only this guest thread waits for its reader.
+            let me = c.thread_id();
+            if let Some(r) = s.reactor.as_mut() {
+                r.wait_for(me, vec![(raw, Interest::Write)], None);
+            }
+        }
+        c.park().map_err(Fail::Fatal)?;
     });
     def(l, st, "fd_pwrite", "iiiIi", |m, s, a| {
         let n = fd_write(m, s, a, Some(u64a(a, 3)))?;
@@ -649,7 +747,7 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
     def(l, st, "fd_close", "i", |_, s, a| {
         let fd = u32a(a, 0) as usize;
         s.entry(fd as u32)?;
-        s.fds[fd] = None;
+        s.close(fd);
         Ok(())
     });
     def(l, st, "fd_renumber", "ii", |_, s, a| {
@@ -657,6 +755,7 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
         s.entry(from as u32)?;
         s.entry(to as u32)?;
         if from != to {
+            s.close(to);
             s.fds[to] = s.fds[from].take();
         }
         Ok(())

@@ -1,12 +1,13 @@
 //! `poll_oneoff`. Clock subscriptions sleep only the calling guest thread
-//! (other guest threads run meanwhile). An fd_read subscription on stdin,
-//! when blocked threads park (`WasiCtx::park_blocked_threads`), parks the
-//! caller in the reactor until stdin is readable or the earliest clock is
-//! due. Other fds never block (regular files, and stdout/stderr writes,
-//! which the host performs synchronously) and are reported ready at once.
+//! (other guest threads run meanwhile). When blocked threads park
+//! (`WasiCtx::park_blocked_threads`), fd subscriptions on streams that may
+//! block (stdin, pipes, FIFOs, sockets, terminals) that are not ready park
+//! the caller in the reactor until one of them is ready or the earliest
+//! clock is due. Fds that never block (regular files) are ready at once.
 
 use crate::errno::{Errno, Fail};
 use crate::mem;
+use crate::reactor::Interest;
 use crate::{clock_now, def_caller, u32a, Shared};
 use std::time::{Duration, Instant};
 use wasm_patch_runtime::Linker;
@@ -92,7 +93,7 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
             // Which subscriptions are ready now? (No borrow is held across
             // the suspensions below.)
             let mut ready = Vec::new();
-            let mut waits_stdin = false;
+            let mut waits = Vec::new();
             {
                 let s = st.borrow();
                 let now = Instant::now();
@@ -100,11 +101,20 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
                     match *sub {
                         Sub::Clock(_, at) if at <= now => ready.push((i, Errno::Success)),
                         Sub::Clock(..) => {}
-                        Sub::Fd(_, _, fd) => match s.entry(fd) {
-                            Err(_) => ready.push((i, Errno::Badf)),
-                            Ok(_) if s.stdin_would_park(fd) => waits_stdin = true,
-                            Ok(_) => ready.push((i, Errno::Success)),
-                        },
+                        Sub::Fd(_, ty, fd) => {
+                            let what = if ty == EVENT_FD_WRITE {
+                                Interest::Write
+                            } else {
+                                Interest::Read
+                            };
+                            match s.entry(fd) {
+                                Err(_) => ready.push((i, Errno::Badf)),
+                                Ok(_) => match s.would_park(fd, what) {
+                                    Some(raw) => waits.push((raw, what)),
+                                    None => ready.push((i, Errno::Success)),
+                                },
+                            }
+                        }
                     }
                 }
             }
@@ -119,10 +129,10 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
                 }
                 return mem::write_u32(m, nev_ptr, ready.len() as u32);
             }
-            if waits_stdin {
+            if !waits.is_empty() {
                 let me = c.thread_id();
                 if let Some(r) = st.borrow_mut().reactor.as_mut() {
-                    r.wait_for(me, Some(0), first);
+                    r.wait_for(me, waits, first);
                 }
                 c.park().map_err(Fail::Fatal)?;
             } else if let Some(at) = first {

@@ -1,24 +1,35 @@
-//! The readiness reactor: guest threads that would block on a host fd
-//! (stdin) park themselves and wait here, so the other guest threads keep
+//! The readiness reactor: guest threads that would block on a host fd (a
+//! read of stdin, a pipe, a FIFO, a terminal or a socket; a write to a full
+//! pipe) park themselves and wait here, so the other guest threads keep
 //! running. Whoever drives the store (the CLI's run loop, or an embedder
 //! through [`crate::WasiHandle::wait_ready`]) asks the reactor between time
 //! slices which parked threads may run again, and unparks them.
 //!
 //! Readiness comes from epoll through the `polling` crate (one-shot
-//! registrations, re-armed for each wait). Fds epoll refuses (regular files,
-//! `/dev/null`) never block and are reported ready at once.
+//! registrations, re-armed for each wait), and is checked again with a
+//! zero-timeout `poll(2)` per waiter before a thread is woken. Fds epoll
+//! refuses (regular files, `/dev/null`) never block and count as ready.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 use wasm_patch_runtime::ThreadId;
 
+/// What a waiter waits for on an fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interest {
+    /// Readable (or at end of file, or in error: a read returns at once).
+    Read,
+    /// Writable: at least `PIPE_BUF` bytes fit without blocking.
+    Write,
+}
+
 /// A parked guest thread and what it waits for.
 struct Waiter {
     thread: ThreadId,
-    /// Readable readiness of this fd, if any.
-    fd: Option<RawFd>,
-    /// Wake at this time even if the fd is not ready.
+    /// Any of these fds ready wakes it.
+    fds: Vec<(RawFd, Interest)>,
+    /// Wake at this time even if no fd is ready.
     deadline: Option<Instant>,
 }
 
@@ -29,19 +40,42 @@ pub(crate) struct Reactor {
     waiters: Vec<Waiter>,
     /// Fds added to the poller (re-armed with `modify`).
     added: HashSet<RawFd>,
+    /// Fds closed while threads waited on them: those threads wake at the
+    /// next wait and find the descriptor gone.
+    closed: HashSet<RawFd>,
 }
 
-/// Whether `fd` is readable now (or at end of file / in error, where a read
-/// returns at once as well).
-pub(crate) fn readable_now(fd: RawFd) -> bool {
+/// Whether `fd` is ready for `interest` now (errors and hang-ups count:
+/// the operation returns at once).
+pub(crate) fn ready_now(fd: RawFd, interest: Interest) -> bool {
+    let events = match interest {
+        Interest::Read => libc::POLLIN,
+        Interest::Write => libc::POLLOUT,
+    };
     let mut p = libc::pollfd {
         fd,
-        events: libc::POLLIN,
+        events,
         revents: 0,
     };
     // SAFETY: `p` is one valid pollfd; a zero timeout never blocks.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n != 0
+}
+
+/// Whether reads and writes of `fd` can block: a pipe or FIFO, a socket or
+/// a character device (a terminal). Regular files and directories never
+/// wait for anyone.
+pub(crate) fn may_block(fd: RawFd) -> bool {
+    // SAFETY: `st` is a valid, writable stat buffer; fstat only fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; an invalid fd is an error, not undefined behaviour.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return false;
+    }
+    matches!(
+        st.st_mode & libc::S_IFMT,
+        libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR
+    )
 }
 
 impl Reactor {
@@ -53,20 +87,21 @@ impl Reactor {
             events: polling::Events::new(),
             waiters: Vec::new(),
             added: HashSet::new(),
+            closed: HashSet::new(),
         })
     }
 
-    /// Record that `thread` is about to park until `fd` is readable or
-    /// `deadline` passes.
+    /// Record that `thread` is about to park until one of `fds` is ready
+    /// or `deadline` passes.
     pub(crate) fn wait_for(
         &mut self,
         thread: ThreadId,
-        fd: Option<RawFd>,
+        fds: Vec<(RawFd, Interest)>,
         deadline: Option<Instant>,
     ) {
         self.waiters.push(Waiter {
             thread,
-            fd,
+            fds,
             deadline,
         });
     }
@@ -76,17 +111,40 @@ impl Reactor {
         !self.waiters.is_empty()
     }
 
-    /// Arm `fd` for one readable event; `false` when epoll refuses it (it
-    /// never blocks, so it counts as ready).
-    fn arm(&mut self, fd: RawFd) -> bool {
-        let ev = polling::Event::readable(fd as usize);
-        if self.added.contains(&fd) {
-            // SAFETY: `fd` is a stdio fd, open for the life of the process.
-            let b = unsafe { BorrowedFd::borrow_raw(fd) };
-            return self.poller.modify(b, ev).is_ok();
+    /// `fd` is about to be closed: stop watching it, and wake the threads
+    /// waiting on it (they find it closed).
+    pub(crate) fn forget(&mut self, fd: RawFd) {
+        if self.added.remove(&fd) {
+            // SAFETY: `fd` is still open (the caller closes it after this).
+            let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(fd) });
         }
-        // SAFETY: `fd` stays open until the reactor is dropped, which
-        // deletes it first (see `Drop`).
+        if self
+            .waiters
+            .iter()
+            .any(|w| w.fds.iter().any(|&(f, _)| f == fd))
+        {
+            self.closed.insert(fd);
+        }
+    }
+
+    /// Arm `fd` for one event of `interest`; `false` when epoll refuses it
+    /// (it never blocks, so it counts as ready).
+    fn arm(&mut self, fd: RawFd, read: bool, write: bool) -> bool {
+        let ev = match (read, write) {
+            (true, true) => polling::Event::all(fd as usize),
+            (false, true) => polling::Event::writable(fd as usize),
+            _ => polling::Event::readable(fd as usize),
+        };
+        if self.added.contains(&fd) {
+            // SAFETY: `fd` is open: entries are forgotten before they close.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            if self.poller.modify(b, ev).is_ok() {
+                return true;
+            }
+            self.added.remove(&fd);
+        }
+        // SAFETY: `fd` stays open until it is forgotten (`forget`, before
+        // its entry closes it) or the reactor is dropped, which deletes it.
         if unsafe { self.poller.add(fd, ev) }.is_ok() {
             self.added.insert(fd);
             true
@@ -101,30 +159,42 @@ impl Reactor {
         if self.waiters.is_empty() {
             return Vec::new();
         }
-        let mut ready: HashSet<RawFd> = HashSet::new();
-        let fds: HashSet<RawFd> = self.waiters.iter().filter_map(|w| w.fd).collect();
-        for fd in fds {
-            if readable_now(fd) || !self.arm(fd) {
-                ready.insert(fd);
+        // The interests per fd, over all waiters.
+        let mut wanted: HashMap<RawFd, (bool, bool)> = HashMap::new();
+        for w in &self.waiters {
+            for &(fd, i) in &w.fds {
+                let e = wanted.entry(fd).or_default();
+                match i {
+                    Interest::Read => e.0 = true,
+                    Interest::Write => e.1 = true,
+                }
+            }
+        }
+        let mut any_ready = !self.closed.is_empty();
+        for (fd, (read, write)) in wanted {
+            let now = (read && ready_now(fd, Interest::Read))
+                || (write && ready_now(fd, Interest::Write));
+            if now || !self.arm(fd, read, write) {
+                any_ready = true;
             }
         }
         let now = Instant::now();
-        let mut timeout = timeout;
-        if !ready.is_empty() {
-            timeout = Duration::ZERO;
-        }
+        let mut timeout = if any_ready { Duration::ZERO } else { timeout };
         if let Some(d) = self.waiters.iter().filter_map(|w| w.deadline).min() {
             timeout = timeout.min(d.saturating_duration_since(now));
         }
         self.events.clear();
-        if !timeout.is_zero() && self.poller.wait(&mut self.events, Some(timeout)).is_ok() {
-            ready.extend(self.events.iter().map(|e| e.key as RawFd));
+        if !timeout.is_zero() {
+            let _ = self.poller.wait(&mut self.events, Some(timeout));
         }
         let now = Instant::now();
+        let closed = std::mem::take(&mut self.closed);
         let mut woken = Vec::new();
         self.waiters.retain(|w| {
-            let go =
-                w.fd.is_some_and(|fd| ready.contains(&fd)) || w.deadline.is_some_and(|d| d <= now);
+            let go = w.deadline.is_some_and(|d| d <= now)
+                || w.fds
+                    .iter()
+                    .any(|&(fd, i)| closed.contains(&fd) || ready_now(fd, i) || !may_block(fd));
             if go {
                 woken.push(w.thread);
             }
@@ -137,7 +207,8 @@ impl Reactor {
 impl Drop for Reactor {
     fn drop(&mut self) {
         for fd in self.added.drain() {
-            // SAFETY: stdio fds stay open for the life of the process.
+            // SAFETY: fds in `added` are open: entries are forgotten before
+            // they close, and stdio stays open for the life of the process.
             let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(fd) });
         }
     }

@@ -7,6 +7,15 @@
 //! and exits the whole program with status 3 (`std::process::exit`, i.e.
 //! `proc_exit(3)` from a spawned thread).
 //!
+//! Arguments choose what blocks:
+//! - none: the reader reads stdin;
+//! - `read PATH`: the reader opens `PATH` (a FIFO in a preopened
+//!   directory) and reads a line from it;
+//! - `flood N`: no reader; the ticks go to stderr, and a flooder thread
+//!   writes `flood 0` .. `flood N-1` to stdout (which the test leaves
+//!   unread for a while, so the pipe fills and the flooder blocks), then
+//!   prints `flood done` to stderr and exits with status 5.
+//!
 //! Every tick, each worker and the main thread hold a frame in their
 //! linear-memory stack across the sleep (`hold`) and check it afterwards:
 //! the runtime gives each guest thread its own stack and switches
@@ -15,7 +24,7 @@
 //! next call would overwrite them; a corrupted frame prints
 //! `THREAD: frame corrupted` and exits with status 4.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 
 #[link(wasm_import_module = "wasm-patch")]
 extern "C" {
@@ -27,11 +36,17 @@ extern "C" {
 
 const TICK_NANOS: i64 = 2_000_000;
 
+/// Whether ticks go to stderr (`flood` mode).
+static TICKS_ON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn tick(who: &str, n: u32) {
-    let out = std::io::stdout();
-    let mut out = out.lock();
     // A closed pipe ends the program: nothing left to show.
-    if writeln!(out, "{who} tick {n}").is_err() {
+    let r = if TICKS_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        writeln!(std::io::stderr().lock(), "{who} tick {n}")
+    } else {
+        writeln!(std::io::stdout().lock(), "{who} tick {n}")
+    };
+    if r.is_err() {
         std::process::exit(1);
     }
 }
@@ -67,11 +82,29 @@ extern "C" fn worker(id: i32) {
 
 extern "C" fn reader(_: i32) {
     let mut line = String::new();
-    match std::io::stdin().read_line(&mut line) {
+    let got = match std::env::args().nth(2) {
+        Some(path) => std::fs::File::open(&path)
+            .and_then(|f| std::io::BufReader::new(f).read_line(&mut line)),
+        None => std::io::stdin().read_line(&mut line),
+    };
+    match got {
         Ok(_) => println!("reader got: {}", line.trim_end()),
         Err(e) => println!("reader failed: {e}"),
     }
     std::process::exit(3);
+}
+
+extern "C" fn flooder(lines: i32) {
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    for i in 0..lines {
+        if writeln!(out, "flood {i}").is_err() {
+            std::process::exit(1);
+        }
+    }
+    drop(out);
+    eprintln!("flood done");
+    std::process::exit(5);
 }
 
 fn start(entry: extern "C" fn(i32), arg: i32) {
@@ -85,7 +118,17 @@ fn start(entry: extern "C" fn(i32), arg: i32) {
 }
 
 fn main() {
-    start(reader, 0);
+    let mode = std::env::args().nth(1);
+    if mode.as_deref() == Some("flood") {
+        TICKS_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+        let n = std::env::args()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        start(flooder, n);
+    } else {
+        start(reader, 0);
+    }
     start(worker, 1);
     start(worker, 2);
     for n in 0.. {
