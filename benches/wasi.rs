@@ -161,7 +161,7 @@ fn build() -> (Store<()>, Instance) {
     linker.func_wrap(
         "env",
         "wclock3",
-        move |c: &mut Caller<'_, ()>, _id: i32, _precision: i64, at: i32| -> i32 {
+        move |mut c: Caller<'_, ()>, _id: i32, _precision: i64, at: i32| -> i32 {
             let at = at as u32 as usize;
             let now = base.elapsed().as_nanos() as u64;
             let ok = c
@@ -176,11 +176,7 @@ fn build() -> (Store<()>, Instance) {
             }
         },
     );
-    linker.func_wrap(
-        "env",
-        "wnop3",
-        |_: &mut Caller<'_, ()>, _: i32, _: i64, _: i32| -> i32 { 0 },
-    );
+    linker.func_wrap("env", "wnop3", |_: i32, _: i64, _: i32| -> i32 { 0 });
     let inst = linker
         .instantiate(&mut store, &module)
         .expect("instantiate");

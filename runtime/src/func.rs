@@ -410,6 +410,17 @@ impl<T: 'static> Caller<'_, T> {
         }
     }
 
+    /// A second handle on the same call, for as long as this one is
+    /// borrowed.
+    pub(crate) fn reborrow(&mut self) -> Caller<'_, T> {
+        Caller {
+            store: self.store,
+            thread: self.thread,
+            instance: self.instance,
+            _m: PhantomData,
+        }
+    }
+
     fn inner(&self) -> &StoreInner<T> {
         // SAFETY: the store outlives every host call; the scheduler holds
         // no reference to it while the fiber runs.

@@ -65,10 +65,12 @@ impl<T: 'static> Linker<T> {
         self
     }
 
-    /// Define a typed host function: `f` takes the caller and the wasm
-    /// parameters as Rust values (`i32`, `i64`, `f32`, `f64`, up to ten)
-    /// and returns `()`, one such value, or a `Result` of either (an `Err`
-    /// ends the calling thread with that error). The function type comes
+    /// Define a typed host function: `f` takes the caller (optional, by
+    /// value, as in wasmtime: `|caller: Caller<'_, T>, a: i32| ...`) and the
+    /// wasm parameters as Rust values (`i32`, `i64`, `f32`, `f64`, up to
+    /// ten), and returns `()`, one such value, a tuple of up to four, or a
+    /// `Result` of any of these (an `Err` ends the calling thread with that
+    /// error). The function type comes
     /// from `f`'s signature. Guest calls reach `f` directly, without
     /// building `Val` lists: cheaper than [`Linker::func_new`].
     pub fn func_wrap<P, R>(

@@ -1,7 +1,8 @@
 //! Typed host functions ([`Linker::func_wrap`]).
 //!
-//! A closure `Fn(&mut Caller<T>, A, B, ...) -> R` over wasm value types
-//! becomes a host function whose type comes from its signature. Guest
+//! A closure `Fn(Caller<T>, A, B, ...) -> R` or `Fn(A, B, ...) -> R` over
+//! wasm value types becomes a host function whose type comes from its
+//! signature, as in wasmtime. Guest
 //! calls reach it through a native body generated per closure type
 //! ([`dispatch`]): the trampoline's raw argument slots are read as the
 //! closure's parameter types and its result written back, with no `Val`
@@ -21,8 +22,8 @@ use crate::vm::vmctx::VMThread;
 use std::sync::Arc;
 use wasmparser::{FuncType, ValType};
 
-/// What a typed host function returns: `()`, one wasm value, or a
-/// `Result` of either whose `Err` ends the calling thread.
+/// What a typed host function returns: `()`, one wasm value, a tuple of
+/// them, or a `Result` of any of these whose `Err` ends the calling thread.
 pub trait HostResult {
     /// The wasm result types.
     fn types() -> Vec<ValType>;
@@ -32,12 +33,15 @@ pub trait HostResult {
     /// The function's own error.
     #[doc(hidden)]
     fn into_vals(self, out: &mut [Val]) -> Result<(), Error>;
-    /// Into the trampoline's first raw slot.
+    /// Into the trampoline's raw slots.
     ///
     /// # Errors
     /// The function's own error.
+    ///
+    /// # Safety
+    /// `out` has room for one slot per result.
     #[doc(hidden)]
-    fn into_raw(self, out: &mut u128) -> Result<(), Error>;
+    unsafe fn into_raw(self, out: *mut u128) -> Result<(), Error>;
 }
 
 impl HostResult for () {
@@ -48,7 +52,7 @@ impl HostResult for () {
         Ok(())
     }
     #[inline(always)]
-    fn into_raw(self, _: &mut u128) -> Result<(), Error> {
+    unsafe fn into_raw(self, _: *mut u128) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -64,14 +68,39 @@ macro_rules! host_result {
                 Ok(())
             }
             #[inline(always)]
-            fn into_raw(self, out: &mut u128) -> Result<(), Error> {
-                *out = WasmTy::to_raw(self);
+            unsafe fn into_raw(self, out: *mut u128) -> Result<(), Error> {
+                // SAFETY: the caller gives room for the one result.
+                unsafe { *out = WasmTy::to_raw(self) };
                 Ok(())
             }
         }
     )*};
 }
 host_result!(i32, i64, f32, f64);
+
+macro_rules! host_tuple {
+    ($($n:tt $r:ident),+) => {
+        impl<$($r: WasmTy),+> HostResult for ($($r,)+) {
+            fn types() -> Vec<ValType> {
+                vec![$($r::ty()),+]
+            }
+            fn into_vals(self, out: &mut [Val]) -> Result<(), Error> {
+                $(out[$n] = self.$n.into_val();)+
+                Ok(())
+            }
+            #[inline(always)]
+            unsafe fn into_raw(self, out: *mut u128) -> Result<(), Error> {
+                // SAFETY: the caller gives room for every result.
+                unsafe { $(*out.add($n) = self.$n.to_raw();)+ }
+                Ok(())
+            }
+        }
+    };
+}
+host_tuple!(0 R0);
+host_tuple!(0 R0, 1 R1);
+host_tuple!(0 R0, 1 R1, 2 R2);
+host_tuple!(0 R0, 1 R1, 2 R2, 3 R3);
 
 impl<R: HostResult> HostResult for Result<R, Error> {
     fn types() -> Vec<ValType> {
@@ -81,8 +110,9 @@ impl<R: HostResult> HostResult for Result<R, Error> {
         self?.into_vals(out)
     }
     #[inline(always)]
-    fn into_raw(self, out: &mut u128) -> Result<(), Error> {
-        self?.into_raw(out)
+    unsafe fn into_raw(self, out: *mut u128) -> Result<(), Error> {
+        // SAFETY: forwarded.
+        unsafe { self?.into_raw(out) }
     }
 }
 
@@ -103,81 +133,157 @@ fn mistyped() -> Error {
 
 macro_rules! into_host {
     ($($a:ident),*) => {
+        // With the caller as first parameter.
         #[allow(non_snake_case)]
-        impl<T: 'static, F, R, $($a: WasmTy + 'static),*> IntoHostFunc<T, ($($a,)*), R> for F
+        impl<T: 'static, F, R, $($a: WasmTy + 'static),*>
+            IntoHostFunc<T, (Caller<'_, T>, $($a,)*), R> for F
         where
-            F: Fn(&mut Caller<'_, T>, $($a),*) -> R + 'static,
+            F: Fn(Caller<'_, T>, $($a),*) -> R + 'static,
             R: HostResult + 'static,
         {
             #[allow(private_interfaces)]
             fn into_host(self) -> (FuncType, Arc<HostFn<T>>, Raw) {
-                let f = Arc::new(self);
-                let data = Arc::as_ptr(&f) as usize;
-                let ty = FuncType::new([$($a::ty()),*], R::types());
-                // Owns the closure for as long as any context using `data`
-                // lives (contexts hold this body).
-                let slow: Arc<HostFn<T>> = Arc::new(move |c, args, out| {
+                build::<T, F, R>(self, vec![$($a::ty()),*], |f, c, args| {
                     #[allow(unused_mut, unused_variables)]
                     let mut it = args.iter();
                     $(let $a = it.next().and_then($a::from_val).ok_or_else(mistyped)?;)*
-                    f(c, $($a),*).into_vals(out)
-                });
-                let raw = Raw {
-                    dispatch: dispatch::<T, F, R, $($a),*>,
-                    data,
-                };
-                (ty, slow, raw)
+                    Ok(f(c, $($a),*))
+                }, with_caller::<T, F, R, $($a),*>)
             }
         }
 
-        /// The native body of a typed host function `F`: same contract as
-        /// `func::host_dispatch` (0, or 1 after storing the error in the
-        /// thread).
+        // Without it.
+        #[allow(non_snake_case)]
+        impl<T: 'static, F, R, $($a: WasmTy + 'static),*> IntoHostFunc<T, ($($a,)*), R> for F
+        where
+            F: Fn($($a),*) -> R + 'static,
+            R: HostResult + 'static,
+        {
+            #[allow(private_interfaces)]
+            fn into_host(self) -> (FuncType, Arc<HostFn<T>>, Raw) {
+                build::<T, F, R>(self, vec![$($a::ty()),*], |f, _c, args| {
+                    #[allow(unused_mut, unused_variables)]
+                    let mut it = args.iter();
+                    $(let $a = it.next().and_then($a::from_val).ok_or_else(mistyped)?;)*
+                    Ok(f($($a),*))
+                }, without_caller::<T, F, R, $($a),*>)
+            }
+        }
+
+        /// The native body of a typed host function `F` that takes the
+        /// caller: same contract as `func::host_dispatch` (0, or 1 after
+        /// storing the error in the thread).
         ///
         /// # Safety
-        /// Called by a host trampoline with the context of a function
-        /// defined by `into_host` for this `F` (so `ctx.data` points at its
-        /// live `F`, `ctx.store` at a `StoreInner<T>`), the running
-        /// thread's `VMThread`, and `values` holding the arguments as the
-        /// import's type (the closure's, checked at instantiation) lays
-        /// them out, with room for the result.
+        /// See [`run`].
         #[allow(non_snake_case, unused_mut, unused_assignments, unused_variables)]
-        unsafe extern "C" fn dispatch<T: 'static, F, R, $($a: WasmTy),*>(
+        unsafe extern "C" fn with_caller<T: 'static, F, R, $($a: WasmTy),*>(
             ctx: *mut HostFuncCtx,
             vmthread: *mut VMThread,
             values: *mut u128,
         ) -> i32
         where
-            F: Fn(&mut Caller<'_, T>, $($a),*) -> R + 'static,
+            F: Fn(Caller<'_, T>, $($a),*) -> R + 'static,
             R: HostResult,
         {
-            // SAFETY: see the function's contract; the caller's thread state
-            // is what its `VMThread.host` points at while it runs.
+            // SAFETY: forwarded; the arguments are read as the closure's
+            // parameter types, which the import's type (checked at
+            // instantiation) lays out in `values`.
             unsafe {
-                let ctx = &*ctx;
-                let f = &*(ctx.data as *const F);
-                let ts = (*vmthread).host as *mut ThreadState;
-                let mut i = 0;
-                $(let $a = $a::from_raw(*values.add(i)); i += 1;)*
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut caller =
-                        Caller::new(ctx.store as *mut StoreInner<T>, ts, ctx.instance);
-                    f(&mut caller, $($a),*).into_raw(&mut *values)
-                }));
-                match out {
-                    Ok(Ok(())) => 0,
-                    Ok(Err(e)) => {
-                        (*ts).host_error = Some(e);
-                        1
-                    }
-                    Err(_) => {
-                        (*ts).host_error = Some(Error::Host("host function panicked".into()));
-                        1
-                    }
-                }
+                run::<T, F, R>(ctx, vmthread, values, |f, caller| {
+                    let mut i = 0;
+                    $(let $a = $a::from_raw(*values.add(i)); i += 1;)*
+                    f(caller, $($a),*)
+                })
+            }
+        }
+
+        /// As [`with_caller`], for a closure without the caller.
+        ///
+        /// # Safety
+        /// See [`run`].
+        #[allow(non_snake_case, unused_mut, unused_assignments, unused_variables)]
+        unsafe extern "C" fn without_caller<T: 'static, F, R, $($a: WasmTy),*>(
+            ctx: *mut HostFuncCtx,
+            vmthread: *mut VMThread,
+            values: *mut u128,
+        ) -> i32
+        where
+            F: Fn($($a),*) -> R + 'static,
+            R: HostResult,
+        {
+            // SAFETY: as in `with_caller`.
+            unsafe {
+                run::<T, F, R>(ctx, vmthread, values, |f, _caller| {
+                    let mut i = 0;
+                    $(let $a = $a::from_raw(*values.add(i)); i += 1;)*
+                    f($($a),*)
+                })
             }
         }
     };
+}
+
+/// Calls a closure with `Val` arguments (the `Val`-based path).
+type ValCall<T, F, R> = fn(&F, Caller<'_, T>, &[Val]) -> Result<R, Error>;
+
+/// The definition of closure `f` with parameter types `params`: its type,
+/// its `Val`-based body (through `call`), and its native body `dispatch`.
+fn build<T: 'static, F: 'static, R: HostResult + 'static>(
+    f: F,
+    params: Vec<ValType>,
+    call: ValCall<T, F, R>,
+    dispatch: crate::func::RawDispatch,
+) -> (FuncType, Arc<HostFn<T>>, Raw) {
+    let f = Arc::new(f);
+    let data = Arc::as_ptr(&f) as usize;
+    let ty = FuncType::new(params, R::types());
+    // Owns the closure for as long as any context using `data` lives
+    // (contexts hold this body).
+    let slow: Arc<HostFn<T>> = Arc::new(move |c: &mut Caller<'_, T>, args, out| {
+        call(&f, c.reborrow(), args)?.into_vals(out)
+    });
+    (ty, slow, Raw { dispatch, data })
+}
+
+/// Run the closure of a typed host function with the caller, and store its
+/// results: 0, or 1 after storing its error (or panic) in the thread.
+///
+/// # Safety
+/// Called from a host trampoline's native body with the context of a
+/// function defined by `build` for this `F` (so `ctx.data` points at its
+/// live `F` and `ctx.store` at a `StoreInner<T>`), the running thread's
+/// `VMThread`, and `values` holding the arguments with room for the
+/// results.
+#[inline(always)]
+unsafe fn run<T: 'static, F, R: HostResult>(
+    ctx: *mut HostFuncCtx,
+    vmthread: *mut VMThread,
+    values: *mut u128,
+    call: impl FnOnce(&F, Caller<'_, T>) -> R,
+) -> i32 {
+    // SAFETY: see the function's contract; the calling thread's state is
+    // what its `VMThread.host` points at while it runs.
+    unsafe {
+        let ctx = &*ctx;
+        let f = &*(ctx.data as *const F);
+        let ts = (*vmthread).host as *mut ThreadState;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let caller = Caller::new(ctx.store as *mut StoreInner<T>, ts, ctx.instance);
+            call(f, caller).into_raw(values)
+        }));
+        match out {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => {
+                (*ts).host_error = Some(e);
+                1
+            }
+            Err(_) => {
+                (*ts).host_error = Some(Error::Host("host function panicked".into()));
+                1
+            }
+        }
+    }
 }
 
 /// One `impl` per arity, each in a module of its own (the native bodies

@@ -740,14 +740,14 @@ fn externref_u64_max_is_refused_not_turned_into_null() {
 fn typed_host_functions_take_and_return_every_value_type() {
     let wat = r#"(module
       (import "env" "mix" (func $mix (param i32 i64 f32 f64) (result f64)))
-      (import "env" "neg" (func $neg (param i64) (result i64)))
+      (import "env" "neg" (func $neg (param i64) (result i64 i32)))
       (import "env" "store" (func $store (param i32 i32)))
       (import "env" "count" (func $count))
       (import "env" "ten" (func $ten (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i64)))
       (memory (export "memory") 1)
       (func (export "mix") (result f64)
         (call $mix (i32.const -3) (i64.const 5000000000) (f32.const 0.5) (f64.const 0.25)))
-      (func (export "neg") (param i64) (result i64) (call $neg (local.get 0)))
+      (func (export "neg") (param i64) (result i64 i32) (call $neg (local.get 0)))
       (func (export "store_then_load") (result i32)
         (call $store (i32.const 16) (i32.const 0x01020304))
         (call $count) (call $count)
@@ -759,31 +759,23 @@ fn typed_host_functions_take_and_return_every_value_type() {
     let mut store = Store::new(&engine, 0u32);
     let mut linker: Linker<u32> = Linker::new();
     linker
-        .func_wrap(
-            "env",
-            "mix",
-            |_c: &mut Caller<'_, u32>, a: i32, b: i64, x: f32, y: f64| {
-                f64::from(a) + b as f64 + f64::from(x) + y
-            },
-        )
-        .func_wrap("env", "neg", |_c: &mut Caller<'_, u32>, v: i64| {
-            v.wrapping_neg()
+        .func_wrap("env", "mix", |a: i32, b: i64, x: f32, y: f64| {
+            f64::from(a) + b as f64 + f64::from(x) + y
         })
-        .func_wrap(
-            "env",
-            "store",
-            |c: &mut Caller<'_, u32>, at: i32, v: i32| {
-                let at = at as usize;
-                c.memory(0).unwrap()[at..at + 4].copy_from_slice(&v.to_le_bytes());
-            },
-        )
-        .func_wrap("env", "count", |c: &mut Caller<'_, u32>| {
+        .func_wrap("env", "neg", |v: i64| -> (i64, i32) {
+            (v.wrapping_neg(), 7)
+        })
+        .func_wrap("env", "store", |mut c: Caller<'_, u32>, at: i32, v: i32| {
+            let at = at as usize;
+            c.memory(0).unwrap()[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        })
+        .func_wrap("env", "count", |mut c: Caller<'_, u32>| {
             *c.data_mut() += 1;
         })
         .func_wrap(
             "env",
             "ten",
-            |_c: &mut Caller<'_, u32>,
+            |_c: Caller<'_, u32>,
              a: i32,
              b: i32,
              c: i32,
@@ -810,7 +802,7 @@ fn typed_host_functions_take_and_return_every_value_type() {
     );
     assert_eq!(
         call(&mut store, "neg", &[Val::I64(i64::MIN + 1)]),
-        vec![Val::I64(i64::MAX)]
+        vec![Val::I64(i64::MAX), Val::I32(7)]
     );
     assert_eq!(
         call(&mut store, "store_then_load", &[]),
@@ -831,7 +823,7 @@ fn typed_host_function_errors_panics_and_mistyped_imports() {
         .func_wrap(
             "env",
             "fail",
-            |_c: &mut Caller<'_, ()>, v: i32| -> Result<i32, Error> {
+            |_c: Caller<'_, ()>, v: i32| -> Result<i32, Error> {
                 if v < 0 {
                     Err(Error::Host(format!("negative input {v}")))
                 } else {
@@ -839,9 +831,7 @@ fn typed_host_function_errors_panics_and_mistyped_imports() {
                 }
             },
         )
-        .func_wrap("env", "boom", |_c: &mut Caller<'_, ()>| -> i32 {
-            panic!("boom")
-        });
+        .func_wrap("env", "boom", || -> i32 { panic!("boom") });
     let wat = r#"(module
       (import "env" "fail" (func $fail (param i32) (result i32)))
       (import "env" "boom" (func $boom (result i32)))

@@ -220,8 +220,8 @@ fn wrap<T: 'static>(
 ) {
     macro_rules! typed {
         ($($a:ident: $t:ty),*) => {{
-            l.func_wrap(WASI_MODULE, name, move |c: &mut Caller<'_, T>, $($a: $t),*| {
-                body(c, &[$($a.into_val()),*])
+            l.func_wrap(WASI_MODULE, name, move |mut c: Caller<'_, T>, $($a: $t),*| {
+                body(&mut c, &[$($a.into_val()),*])
             });
         }};
     }
@@ -351,7 +351,7 @@ fn add_process<T: 'static>(l: &mut Linker<T>, st: &Shared) {
     l.func_wrap(
         WASI_MODULE,
         "clock_time_get",
-        |c: &mut Caller<'_, T>, id: i32, _precision: i64, at: i32| -> i32 {
+        |mut c: Caller<'_, T>, id: i32, _precision: i64, at: i32| -> i32 {
             let out = match c.memory(0) {
                 None => Err(Errno::Fault.into()),
                 Some(m) => clock_now(id as u32).and_then(|now| mem::write_u64(m, at as u32, now)),
