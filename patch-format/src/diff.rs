@@ -36,10 +36,12 @@ use crate::bundle::{
     BundleBuilder, BundleId, Callback, CallbackKind, Entry, EntryKind, Metadata, ModuleHash,
     StateVersion, TargetInterface,
 };
+use crate::carry::{pad_sites, Carry, Placed};
+use crate::data::{BundleData, CodeSite};
 use crate::error::{DiffError, Side, Unpatchable};
 use crate::module_view::ModuleView;
 use crate::names;
-use crate::relocs::{is_layout_global, relocate_body, Linked, NeedsData};
+use crate::relocs::{is_layout_global, relocate_body, Linked, NeedsData, Site};
 use crate::Bundle;
 
 /// What `diff` should put in the bundle besides the functions.
@@ -179,8 +181,10 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         }
     }
 
-    // Bodies.
+    // Bodies, with the sites of each that point at bundle data.
+    let mut carry = Carry::default();
     let mut entries = Vec::new();
+    let mut entry_sites: Vec<Vec<Placed>> = Vec::new();
     let mut replaced_new = BTreeSet::new();
     let mut sig_changes = Vec::new();
     let body_err = |name: String, e: String| {
@@ -198,7 +202,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
             .filter(|&oi| oi >= o.imported_funcs)
             .map(|oi| body_range(&o.bodies[(oi - o.imported_funcs) as usize]));
         let mut moved_lines = false;
-        let relocated;
+        let mut sites: Vec<Site> = Vec::new();
+        let mut relocated = Vec::new();
         let new_body = match relocs {
             Some((lo, ln)) if new_to_target[j as usize] != u32::MAX => {
                 let range = body_range(new_body);
@@ -209,9 +214,11 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                     old_range,
                     &new_to_target,
                     opts.include_line_only,
+                    Some(&mut carry),
                 ) {
                     Ok(r) => {
                         moved_lines = r.line_only;
+                        sites = r.sites;
                         relocated = r.bytes;
                         &FunctionBody::new(BinaryReader::new(&relocated, range.start as u64))
                     }
@@ -242,7 +249,10 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                 if new_ty == old_ty && body == old_norm && moved_lines {
                     line_only.push(name.clone());
                 }
-                if new_ty != old_ty || body != old_norm {
+                if new_ty != old_ty || body != old_norm || !sites.is_empty() {
+                    let (body, placed) = pad_sites(&relocated, &body, &sites)
+                        .map_err(|e| body_err(name.clone(), e))?;
+                    entry_sites.push(placed);
                     replaced_new.insert(j);
                     // Same signature: the target's own type index, not the
                     // canonical one (the bundle imports the target function
@@ -267,6 +277,9 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                 let mut remap = Remap::new(&new_to_target, &types.new_to_target);
                 let body =
                     remap_body(new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
+                let (body, placed) =
+                    pad_sites(&relocated, &body, &sites).map_err(|e| body_err(name.clone(), e))?;
+                entry_sites.push(placed);
                 entries.push(Entry {
                     kind: EntryKind::Add {
                         new_index: new_to_target[j as usize],
@@ -282,16 +295,20 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         }
     }
     let mut callback_entries = Vec::new();
+    let mut callback_sites = Vec::new();
     for &(kind, j) in &callbacks {
         let mut new_body = n.bodies[(j - n.imported_funcs) as usize].clone();
         let mut remap = Remap::new(&new_to_target, &types.new_to_target);
         let name = n.display_name(j);
-        let relocated;
+        let mut relocated = Vec::new();
+        let mut sites = Vec::new();
         if let Some((lo, ln)) = relocs {
             // A callback runs in the target too: the target's data layout.
             let range = body_range(&new_body);
-            match relocate_body(lo, ln, range.clone(), None, &new_to_target, true) {
+            let c = Some(&mut carry);
+            match relocate_body(lo, ln, range.clone(), None, &new_to_target, true, c) {
                 Ok(r) => {
+                    sites = r.sites;
                     relocated = r.bytes;
                     new_body = FunctionBody::new(BinaryReader::new(&relocated, range.start as u64));
                 }
@@ -305,6 +322,9 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
             }
         }
         let body = remap_body(&new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
+        let (body, placed) =
+            pad_sites(&relocated, &body, &sites).map_err(|e| body_err(name.clone(), e))?;
+        callback_sites.push((kind, placed));
         callback_entries.push(Callback {
             kind,
             name,
@@ -404,6 +424,34 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     for id in &opts.sits_on {
         b.sits_on(*id);
     }
+    // Sites name functions by position in the code section: entries in
+    // canonical order (adds, then replacements, by index), then callbacks.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| match entries[i].kind {
+        EntryKind::Add { new_index } => (0, new_index),
+        EntryKind::Replace { target_index } => (1, target_index),
+    });
+    callback_sites.sort_by_key(|(k, _)| *k);
+    let mut sites = Vec::new();
+    let ordered = order
+        .iter()
+        .map(|&i| &entry_sites[i])
+        .chain(callback_sites.iter().map(|(_, s)| s));
+    for (function, placed) in ordered.enumerate() {
+        for &(offset, kind, target) in placed {
+            sites.push(CodeSite {
+                function: function as u32,
+                offset,
+                kind,
+                target,
+            });
+        }
+    }
+    b.data(BundleData {
+        objects: carry.objects,
+        table_entries: carry.table_entries,
+        sites,
+    });
     for e in entries {
         b.entry(e);
     }
