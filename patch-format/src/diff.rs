@@ -339,6 +339,7 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         types: &types,
         new_to_target: &new_to_target,
         refused: &mut refused,
+        relocs: relocs.is_some(),
     };
     check.globals(relocs.map(|(lo, _)| lo));
     check.memories();
@@ -767,6 +768,9 @@ struct Checker<'c, 'a> {
     types: &'c TypeMap,
     new_to_target: &'c [u32],
     refused: &'c mut Vec<Unpatchable>,
+    /// Both builds have relocations: table 0's size and function segments
+    /// that grow at the end are live state (FORMAT.md §9).
+    relocs: bool,
 }
 
 impl Checker<'_, '_> {
@@ -870,7 +874,14 @@ impl Checker<'_, '_> {
                     let eb = encoded::<wasm_encoder::TableSection>(|s| {
                         self.new_remap().parse_table(s, b.clone())
                     });
-                    if a.ty != b.ty {
+                    let grown = self.relocs
+                        && index == 0
+                        && a.ty.element_type == b.ty.element_type
+                        && a.ty.maximum == b.ty.maximum
+                        && a.ty.table64 == b.ty.table64
+                        && a.ty.shared == b.ty.shared
+                        && b.ty.initial >= a.ty.initial;
+                    if a.ty != b.ty && !grown {
                         Some(format!(
                             "type or limits changed from {} [{}, {:?}] to {} [{}, {:?}]",
                             a.ty.element_type,
@@ -880,7 +891,7 @@ impl Checker<'_, '_> {
                             b.ty.initial,
                             b.ty.maximum
                         ))
-                    } else if ea.is_none() || ea != eb {
+                    } else if a.ty == b.ty && (ea.is_none() || ea != eb) {
                         Some("its initializer changed".into())
                     } else {
                         None
@@ -974,6 +985,7 @@ impl Checker<'_, '_> {
             let live_o = o.elements.get(i).filter(|_| !o.element_is_declared(i));
             let live_n = n.elements.get(i).filter(|_| !n.element_is_declared(i));
             let what = match (live_o, live_n) {
+                (Some(_), Some(_)) if self.relocs && self.table0_functions(i) => None,
                 (Some(a), Some(b)) => {
                     let ea = encoded::<wasm_encoder::ElementSection>(|s| {
                         self.old_remap().parse_element(s, a.clone())
@@ -993,6 +1005,31 @@ impl Checker<'_, '_> {
                     .push(Unpatchable::Element { index, name, what });
             }
         }
+    }
+
+    /// An active function segment of table 0 at the same constant offset
+    /// in both builds: with relocations it is live state like a data
+    /// segment (the running table keeps its entries; carried code reaches
+    /// functions by their running slot, new function pointers become
+    /// table entries of the bundle).
+    fn table0_functions(&self, i: usize) -> bool {
+        let (o, n) = (self.o, self.n);
+        let offset = |e: &wasmparser::Element<'_>| match &e.kind {
+            wasmparser::ElementKind::Active {
+                table_index,
+                offset_expr,
+            } if table_index.unwrap_or(0) == 0
+                && matches!(e.items, wasmparser::ElementItems::Functions(_)) =>
+            {
+                match offset_expr.get_operators_reader().read() {
+                    Ok(wasmparser::Operator::I32Const { value }) => Some(value),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let a = offset(&o.elements[i]);
+        a.is_some() && a == offset(&n.elements[i])
     }
 
     fn exports(&mut self) {

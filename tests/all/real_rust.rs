@@ -365,3 +365,137 @@ fn a_callback_reads_the_running_instances_statics() {
     assert_eq!(bank.i64("balance", &[Val::I32(99)]), 0);
     bank.finish();
 }
+
+// ---------------------------------------------------------------------------
+// Fixes that need new data (issue 12, items 2 and 5): revision 6 has three
+// exports that revisions 7 (a new string), 8 (a new static) and 9 (a new
+// function pointer) fill in. Each is applied live, with workers moving
+// money, and the money stays where revision 6 put it.
+
+impl Bank {
+    fn i32(&mut self, name: &str, args: &[Val]) -> i32 {
+        self.call(name, args).unwrap().i32().unwrap()
+    }
+
+    /// The reason of the last refusal, as `refusal_reason` spells it.
+    fn reason(&mut self) -> String {
+        let mut s = String::new();
+        for i in 0..64 {
+            match self.i32("refusal_reason", &[Val::I32(i)]) {
+                -1 => break,
+                b => s.push(b as u8 as char),
+            }
+        }
+        s
+    }
+
+    /// Where the last applied bundle's data went.
+    fn placement(&self) -> wasm_patch_runtime::DataPlacement {
+        let applied = self.store.applied();
+        applied
+            .last()
+            .unwrap()
+            .data
+            .clone()
+            .expect("the bundle has data")
+    }
+
+    /// Stops the workers and checks that the money is all there.
+    fn conserved(&mut self) {
+        self.call("stop", &[]);
+        self.store.run().unwrap();
+        let sum: i64 = (0..8).map(|i| self.i64("balance", &[Val::I32(i)])).sum();
+        assert_eq!(sum, TOTAL);
+        assert_eq!(self.i64("total", &[]), TOTAL);
+    }
+}
+
+#[test]
+fn a_fix_that_adds_strings_applies_live_and_keeps_the_reason() {
+    let mut bank = Bank::start(6, 4);
+    bank.work(200);
+    assert_eq!(bank.transfer(0, 1, -5), 0, "r6 refuses, keeping no reason");
+    assert_eq!(bank.reason(), "");
+
+    let outcome = bank.patch(6, 7);
+    let carried: Vec<String> = outcome
+        .bundle
+        .entries()
+        .iter()
+        .map(|e| patch_format::names::readable(&e.name))
+        .collect();
+    assert_eq!(
+        carried,
+        [
+            "bank::try_overdraft",
+            "bank::step",
+            "refusal_reason",
+            "transfer"
+        ]
+    );
+    let p = bank.placement();
+    assert_eq!(p.objects.len(), 3);
+    assert_eq!(
+        p.pages_grown, 1,
+        "the data went into a page past the old end"
+    );
+    assert!(p
+        .objects
+        .iter()
+        .all(|(_, a)| *a >= p.base && *a < p.base + p.size));
+
+    // The workers run the patched `step`: their refusals keep a reason too
+    // (only overdrafts: their amounts are never negative).
+    bank.work(300);
+    bank.conserved();
+    let r = bank.reason();
+    assert!(r.is_empty() || r == "insufficient funds", "{r}");
+    // The fixed behaviour, with the workers stopped so that no refusal of
+    // theirs comes between the reads: the reason is the bundle's string.
+    assert_eq!(bank.transfer(0, 1, -5), 0);
+    assert_eq!(bank.reason(), "negative amount");
+    assert_eq!(bank.transfer(0, 1, 1_000_000_000), 0);
+    assert_eq!(bank.reason(), "insufficient funds");
+    assert_eq!(bank.transfer(0, 1, 1), 1);
+    assert_eq!(bank.transfer(1, 0, 1), 1);
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    bank.finish();
+}
+
+#[test]
+fn a_fix_that_adds_a_static_counts_from_zero_after_apply() {
+    let mut bank = Bank::start(6, 4);
+    bank.work(200);
+    assert_eq!(bank.i64("refusals", &[]), -1, "r6 does not count");
+    let outcome = bank.patch(6, 8);
+    assert_eq!(outcome.bundle.data().objects.len(), 1);
+    // Zero-initialised at apply, then counted by host calls and workers.
+    let before = bank.i64("refusals", &[]);
+    assert!(before >= 0, "{before}");
+    assert_eq!(bank.transfer(0, 1, 1_000_000_000), 0);
+    assert_eq!(bank.transfer(0, 1, -1), 0);
+    let after = bank.i64("refusals", &[]);
+    assert!(after >= before + 2, "{before} → {after}");
+    bank.work(300);
+    assert!(bank.i64("refusals", &[]) >= after);
+    bank.conserved();
+    bank.finish();
+}
+
+#[test]
+fn a_fix_that_needs_a_new_function_pointer_appends_a_table_entry() {
+    let mut bank = Bank::start(6, 3);
+    bank.work(100);
+    assert_eq!(bank.i64("fee", &[Val::I64(500)]), 0);
+    let outcome = bank.patch(6, 9);
+    assert_eq!(outcome.bundle.data().table_entries.len(), 1);
+    let p = bank.placement();
+    assert_eq!(p.table_entries, 1);
+    assert_eq!(p.table_base, 2, "appended after revision 6's two entries");
+    // `fee` calls `flat_fee` through the new entry.
+    assert_eq!(bank.i64("fee", &[Val::I64(500)]), 2);
+    assert_eq!(bank.i64("fee", &[Val::I64(50)]), 0);
+    bank.work(200);
+    bank.conserved();
+    bank.finish();
+}
