@@ -499,3 +499,168 @@ fn a_fix_that_needs_a_new_function_pointer_appends_a_table_entry() {
     bank.conserved();
     bank.finish();
 }
+
+// Attacks on bundle data: what must hold when it goes wrong or twice.
+
+impl Bank {
+    /// Applies `bundle`, and runs until its transition completed.
+    fn apply(
+        &mut self,
+        bundle: &patch_format::Bundle,
+    ) -> Result<(), wasm_patch_runtime::PatchError> {
+        self.store
+            .apply(self.inst, &bundle.to_bytes(), &ApplyOptions::default())?;
+        let mut rounds = 0;
+        while self.store.transition_status().is_some() {
+            self.store.run_steps(64);
+            rounds += 1;
+            assert!(rounds < 20_000, "the transition never completed");
+        }
+        Ok(())
+    }
+}
+
+fn bundle(a: u32, b: u32, opts: &DiffOptions) -> patch_format::Bundle {
+    diff(&rev(a), &rev(b), opts).unwrap().bundle
+}
+
+#[test]
+fn one_data_bundle_applied_to_two_instances_gives_each_its_own_statics() {
+    let b = bundle(6, 8, &DiffOptions::default());
+    let engine = Engine::default();
+    let module = Module::new(&engine, rev(6)).unwrap();
+    let mut store = Store::new(&engine, ());
+    let mut linker: Linker<()> = Linker::new();
+    linker.add_thread_abi();
+    let one = linker.instantiate(&mut store, &module).unwrap();
+    let two = linker.instantiate(&mut store, &module).unwrap();
+    for inst in [one, two] {
+        store
+            .apply(inst, &b.to_bytes(), &ApplyOptions::default())
+            .unwrap();
+        store.wait_transition().unwrap();
+    }
+    let call = |store: &mut Store<()>, inst: Instance, name: &str, args: &[Val]| {
+        let f = inst.get_func(store, name).unwrap();
+        f.call(store, args).unwrap()[0]
+    };
+    let refused = [Val::I32(0), Val::I32(1), Val::I64(1_000_000_000)];
+    for _ in 0..3 {
+        assert_eq!(call(&mut store, one, "transfer", &refused).i32(), Some(0));
+    }
+    assert_eq!(call(&mut store, two, "transfer", &refused).i32(), Some(0));
+    assert_eq!(call(&mut store, one, "refusals", &[]).i64(), Some(3));
+    assert_eq!(call(&mut store, two, "refusals", &[]).i64(), Some(1));
+    let placed: Vec<_> = store
+        .applied()
+        .into_iter()
+        .map(|a| a.data.unwrap())
+        .collect();
+    assert_eq!(placed.len(), 2);
+    assert_eq!(placed[0].objects.len(), 1);
+}
+
+#[test]
+fn revert_then_reapply_starts_the_static_afresh_and_keeps_the_old_data() {
+    let mut bank = Bank::start(6, 3);
+    bank.work(100);
+    let b = bundle(6, 8, &DiffOptions::default());
+    bank.apply(&b).unwrap();
+    let first = bank.placement();
+    bank.conserved();
+    let counted = bank.i64("refusals", &[]);
+    assert_eq!(bank.transfer(0, 1, -1), 0);
+    assert_eq!(bank.i64("refusals", &[]), counted + 1);
+    let id = bank.store.applied()[0].id;
+    bank.store.revert(id, None).unwrap();
+    bank.store.wait_transition().unwrap();
+    assert_eq!(bank.i64("refusals", &[]), -1, "revision 6 again");
+    // Applied again: a new copy of the static, zero, in the spare tail of
+    // the first copy's page (which stays: code or data may still use it).
+    bank.apply(&b).unwrap();
+    let second = bank.placement();
+    assert_eq!(second.pages_grown, 0);
+    assert!(
+        second.base >= first.base + first.size,
+        "{first:?} {second:?}"
+    );
+    assert_eq!(bank.i64("refusals", &[]), 0);
+    assert_eq!(bank.transfer(0, 1, -1), 0);
+    assert_eq!(bank.i64("refusals", &[]), 1);
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+    bank.finish();
+}
+
+/// `b` with its first object made `size` bytes of zeros.
+fn with_object_size(b: &patch_format::Bundle, size: u32) -> patch_format::Bundle {
+    let mut builder = patch_format::BundleBuilder::new(b.target_hash(), b.interface().clone());
+    for e in b.entries() {
+        builder.entry(e.clone());
+    }
+    let mut d = b.data().clone();
+    d.objects[0].size = size;
+    d.objects[0].init = None;
+    builder.data(d);
+    builder.build().unwrap()
+}
+
+#[test]
+fn data_larger_than_memory_can_grow_is_refused_and_changes_nothing() {
+    let b = bundle(6, 8, &DiffOptions::default());
+    let mut fresh = Bank::start(6, 1);
+    fresh.apply(&b).unwrap();
+    let expected = fresh.placement();
+    fresh.finish();
+
+    let mut bank = Bank::start(6, 2);
+    bank.work(50);
+    let huge = with_object_size(&b, 0xffff_0000);
+    let e = bank.apply(&huge).unwrap_err().to_string();
+    assert!(e.contains("does not fit in memory 0"), "{e}");
+    assert!(bank.store.applied().is_empty());
+    assert_eq!(bank.i64("refusals", &[]), -1);
+    // Memory did not grow: the real bundle lands where it does on a fresh
+    // instance.
+    bank.apply(&b).unwrap();
+    assert_eq!(bank.placement(), expected);
+    bank.work(50);
+    bank.conserved();
+    bank.finish();
+}
+
+#[test]
+fn a_veto_after_the_data_was_put_takes_it_back_out() {
+    let b = bundle(6, 8, &DiffOptions::default());
+    let mut fresh = Bank::start(6, 1);
+    fresh.apply(&b).unwrap();
+    let expected = fresh.placement();
+    fresh.finish();
+
+    // `stop` as the pre-patch callback: it writes STOP (restored on the
+    // veto) and returns the number of running workers, nonzero: a veto.
+    let mut bank = Bank::start(6, 3);
+    bank.work(50);
+    let opts = DiffOptions {
+        callbacks: vec![(patch_format::CallbackKind::PrePatch, "stop".into())],
+        ..DiffOptions::default()
+    };
+    let vetoing = bundle(6, 8, &opts);
+    assert!(!vetoing.data().is_empty());
+    let e = bank.apply(&vetoing).unwrap_err();
+    assert!(
+        matches!(e, wasm_patch_runtime::PatchError::Vetoed(_)),
+        "{e}"
+    );
+    assert_eq!(bank.i64("refusals", &[]), -1);
+    let before = bank.i64("moves", &[]);
+    bank.work(100);
+    assert!(
+        bank.i64("moves", &[]) >= before + 100,
+        "the workers were not stopped"
+    );
+    // Memory is back to its size before the vetoed apply.
+    bank.apply(&b).unwrap();
+    assert_eq!(bank.placement(), expected);
+    bank.conserved();
+    bank.finish();
+}

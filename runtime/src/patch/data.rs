@@ -202,7 +202,13 @@ impl Plan {
             }
         }
         if let Some(t) = self.table {
-            tables[t].grow(pl.table_entries, 0);
+            if tables[t].grow(pl.table_entries, 0).is_none() {
+                self.undo(memories, tables);
+                return Err(PatchError::Incompatible(format!(
+                    "table 0 refused to grow by {} entries",
+                    pl.table_entries
+                )));
+            }
         }
         Ok(())
     }
