@@ -16,8 +16,9 @@
 //! 4. With `--emit-relocs` sections in both builds, new bodies are first
 //!    put into the target's data layout (`relocs`): moved addresses are not
 //!    changes, line-only panic locations are left out and counted, layout
-//!    globals' initial values and data segments are live state, and new data
-//!    a body needs is refused naming it.
+//!    globals' initial values, data segments, table 0's size and its
+//!    function segment are live state, and new data and function pointers
+//!    a body needs are carried as bundle data (`carry.rs`).
 //! 5. Refused, naming the item: changes to imports, data, globals, memories,
 //!    tables, tags, element segments (declarative ones aside), exports, the
 //!    start function; removed functions still used by unpatched code; type

@@ -19,8 +19,9 @@
 //! 3. A panic `Location` {file, line, column} whose line or column moved is
 //!    the old function's location at the same position: the function is
 //!    *line-only* changed (left out unless asked for).
-//! 4. Anything else is new data, which a bundle cannot carry yet (the
-//!    design is in `FORMAT.md`, "Bundle-owned data").
+//! 4. Anything else is new data: with a [`Carry`] it becomes bundle data
+//!    (`carry.rs`, FORMAT.md §9), except a writable static whose size
+//!    changed, which is refused.
 
 use std::collections::HashMap;
 use std::ops::Range;

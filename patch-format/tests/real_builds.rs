@@ -287,3 +287,54 @@ fn corrupted_linking_and_relocation_sections_never_panic_diff() {
         let _ = diff(&m, &old, &opts());
     }
 }
+
+#[test]
+fn a_new_function_pointer_becomes_a_table_entry_of_the_bundle() {
+    // r9: `fee` calls the new `flat_fee` through a pointer. The linker put
+    // `flat_fee` into table 0 (before `worker`: the segment and the table's
+    // size changed), which with relocations is live state: the running
+    // table keeps `worker` where it is, the bundle appends one entry.
+    let o = diff_revs(6, 9, &opts()).unwrap();
+    let b = &o.bundle;
+    let added = b
+        .entries()
+        .iter()
+        .find(|e| matches!(e.kind, EntryKind::Add { .. }))
+        .unwrap();
+    assert_eq!(readable(&added.name), "bank::flat_fee");
+    assert_eq!(carried(&o), ["bank::flat_fee", "fee"]);
+    let d = b.data();
+    assert!(d.objects.is_empty());
+    assert_eq!(d.table_entries, [added.kind.func_index()]);
+    assert_eq!(d.sites.len(), 1);
+    // Without relocations the same pair is refused on the table.
+    let e = diff(&strip_relocs(&rev(6)), &strip_relocs(&rev(9)), &opts()).unwrap_err();
+    assert!(e.to_string().contains("table 0 changed"), "{e}");
+}
+
+#[test]
+fn each_fix_of_revision_6_carries_what_it_needs_and_nothing_more() {
+    for (to, functions, objects) in [
+        (
+            7,
+            &[
+                "bank::try_overdraft",
+                "bank::step",
+                "refusal_reason",
+                "transfer",
+            ][..],
+            3,
+        ),
+        (
+            8,
+            &["bank::try_overdraft", "bank::step", "refusals", "transfer"][..],
+            1,
+        ),
+    ] {
+        let o = diff_revs(6, to, &opts()).unwrap();
+        assert_eq!(carried(&o), functions, "r{to}");
+        assert_eq!(o.bundle.data().objects.len(), objects, "r{to}");
+        assert!(o.bundle.data().table_entries.is_empty());
+        assert_eq!(o.line_only.len(), 1, "`balance` moved below the new lines");
+    }
+}

@@ -664,3 +664,41 @@ fn a_veto_after_the_data_was_put_takes_it_back_out() {
     bank.conserved();
     bank.finish();
 }
+
+/// Line of the first line of revision `n`'s source that contains `text`.
+fn source_line(n: u32, text: &str) -> i32 {
+    let path = format!(
+        "{}/guests/service/revisions/r{n}.rs",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let src = std::fs::read_to_string(&path).unwrap();
+    src.lines().position(|l| l.contains(text)).unwrap() as i32 + 1
+}
+
+#[test]
+fn a_line_only_function_taken_in_panics_with_its_new_line() {
+    // r1 → r2 moved `balance`'s panic location; --include-line-only carries
+    // `balance` with a copy of the new location (its file name pointing at
+    // the running instance's string).
+    let mut bank = Bank::start(1, 2);
+    bank.work(50);
+    let crash = |bank: &mut Bank| {
+        let f = bank.inst.get_func(&bank.store, "balance").unwrap();
+        assert!(f.call(&mut bank.store, &[Val::I32(99)]).is_err());
+        bank.i32("panic_line", &[])
+    };
+    let text = "BALANCES[i as usize].load(Relaxed)";
+    assert_eq!(crash(&mut bank), source_line(1, text));
+    let opts = DiffOptions {
+        include_line_only: true,
+        ..DiffOptions::default()
+    };
+    let b = bundle(1, 2, &opts);
+    assert!(!b.data().objects.is_empty());
+    bank.apply(&b).unwrap();
+    assert_eq!(crash(&mut bank), source_line(2, text));
+    assert_ne!(source_line(1, text), source_line(2, text));
+    bank.work(50);
+    bank.conserved();
+    bank.finish();
+}
