@@ -849,6 +849,16 @@ impl BundleBuilder {
                 "a bundle needs at least one entry".into(),
             ));
         }
+        for o in &parts.data.objects {
+            if o.init.as_ref().is_some_and(|b| b.len() != o.size as usize) {
+                return Err(FormatError::Build(format!(
+                    "data object `{}` has {} initial bytes for a size of {}",
+                    o.name,
+                    o.init.as_ref().map_or(0, Vec::len),
+                    o.size
+                )));
+            }
+        }
         let bytes = crate::write::encode(&parts)?;
         crate::read::parse(&bytes)
     }

@@ -172,6 +172,10 @@ fn a_relocation_out_of_its_object_is_refused() {
     let mut d = sample();
     d.sites[0].target = RelocTarget::TableEntry(1);
     assert!(refused(d).contains("names table entry 1, but the bundle has 1"));
+    // Initial bytes that are not the object's size.
+    let mut d = sample();
+    d.objects[1].init = Some(vec![0; 3]);
+    assert!(refused(d).contains("3 initial bytes for a size of 8"));
     // A zero object cannot hold relocations.
     let mut d = sample();
     d.objects[0].init = None;

@@ -702,3 +702,76 @@ fn a_line_only_function_taken_in_panics_with_its_new_line() {
     bank.conserved();
     bank.finish();
 }
+
+/// A data bundle (r0 → r3: the overdraft fix plus the refusal's reason,
+/// two new strings and a new static) applied with `wasm-patch apply
+/// --control` to revision 0 serving under `run --control`: `serve` ends
+/// once an overdraft is refused, with the money intact.
+#[test]
+fn a_data_bundle_applies_under_run_control_and_the_service_ends_with_the_money() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let d = scratch("data-control");
+    let sock = d.join("bank.sock");
+    let (old, new, bundle) = (d.join("r0.wasm"), d.join("r3.wasm"), d.join("fix.wpatch"));
+    std::fs::write(&old, rev(0)).unwrap();
+    std::fs::write(&new, rev(3)).unwrap();
+    let o = wasm_patch(&["diff", p(&old), p(&new), "-o", p(&bundle)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(s.contains("data         3 object(s), 48 bytes"), "{s}");
+    assert!(
+        s.contains("18 bytes, align 4, \"insufficient funds\""),
+        "{s}"
+    );
+    assert!(s.contains("object   bank::LAST_REFUSAL  8 bytes"), "{s}");
+    assert!(s.contains("bundle size"), "{s}");
+
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--control",
+            p(&sock),
+            "--invoke",
+            "serve",
+            p(&old),
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tries = 0;
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        tries += 1;
+        if tries > 3000 {
+            let _ = child.kill();
+            panic!("the control socket never appeared");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let a = wasm_patch(&["apply", "--control", p(&sock), p(&bundle)]);
+    assert!(a.status.success(), "{}{}", text(&a.stdout), text(&a.stderr));
+    let mut waits = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        waits += 1;
+        if waits > 6000 {
+            let _ = child.kill();
+            panic!("the guest did not end after the fix");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(out.trim(), TOTAL.to_string());
+}
