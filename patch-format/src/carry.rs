@@ -14,7 +14,10 @@ use std::collections::HashMap;
 
 use wasmparser::{BinaryReader, FunctionBody, RelocationType};
 
-use crate::data::{padded, DataObject, DataReloc, RelocTarget, SiteKind, MAX_ALIGN_LOG2};
+use crate::bundle::{CallbackKind, EntryKind};
+use crate::data::{
+    padded, BundleData, CodeSite, DataObject, DataReloc, RelocTarget, SiteKind, MAX_ALIGN_LOG2,
+};
 use crate::relocs::{is_mem_addr, is_table_index, old_address, Linked, NeedsData, Site, SymKind};
 
 /// Objects and table entries a bundle carries, in the order first needed.
@@ -30,6 +33,44 @@ pub(crate) struct Carry {
 }
 
 impl Carry {
+    /// The bundle's data: the objects and table entries, and the sites of
+    /// each function, which name it by its position in the code section
+    /// (entries in canonical order: adds, then replacements, by index;
+    /// then callbacks by kind). `entry_sites[i]` belongs to `kinds[i]`.
+    pub(crate) fn into_data(
+        self,
+        kinds: &[EntryKind],
+        entry_sites: &[Vec<Placed>],
+        mut callback_sites: Vec<(CallbackKind, Vec<Placed>)>,
+    ) -> BundleData {
+        let mut order: Vec<usize> = (0..kinds.len()).collect();
+        order.sort_by_key(|&i| match kinds[i] {
+            EntryKind::Add { new_index } => (0, new_index),
+            EntryKind::Replace { target_index } => (1, target_index),
+        });
+        callback_sites.sort_by_key(|(k, _)| *k);
+        let ordered = order
+            .iter()
+            .map(|&i| &entry_sites[i])
+            .chain(callback_sites.iter().map(|(_, s)| s));
+        let mut sites = Vec::new();
+        for (function, placed) in ordered.enumerate() {
+            for &(offset, kind, target) in placed {
+                sites.push(CodeSite {
+                    function: function as u32,
+                    offset,
+                    kind,
+                    target,
+                });
+            }
+        }
+        BundleData {
+            objects: self.objects,
+            table_entries: self.table_entries,
+            sites,
+        }
+    }
+
     /// The new table entry for target function `f` (made once).
     pub(crate) fn table_entry(&mut self, f: u32) -> u32 {
         *self.by_func.entry(f).or_insert_with(|| {

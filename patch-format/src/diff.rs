@@ -38,11 +38,10 @@ use crate::bundle::{
     StateVersion, TargetInterface,
 };
 use crate::carry::{pad_sites, Carry, Placed};
-use crate::data::{BundleData, CodeSite};
 use crate::error::{DiffError, Side, Unpatchable};
 use crate::module_view::ModuleView;
 use crate::names;
-use crate::relocs::{is_layout_global, relocate_body, Linked, NeedsData, Site};
+use crate::relocs::{is_layout_global, relocate_body, table_only_grew, Linked, NeedsData, Site};
 use crate::Bundle;
 
 /// What `diff` should put in the bundle besides the functions.
@@ -426,34 +425,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     for id in &opts.sits_on {
         b.sits_on(*id);
     }
-    // Sites name functions by position in the code section: entries in
-    // canonical order (adds, then replacements, by index), then callbacks.
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| match entries[i].kind {
-        EntryKind::Add { new_index } => (0, new_index),
-        EntryKind::Replace { target_index } => (1, target_index),
-    });
-    callback_sites.sort_by_key(|(k, _)| *k);
-    let mut sites = Vec::new();
-    let ordered = order
-        .iter()
-        .map(|&i| &entry_sites[i])
-        .chain(callback_sites.iter().map(|(_, s)| s));
-    for (function, placed) in ordered.enumerate() {
-        for &(offset, kind, target) in placed {
-            sites.push(CodeSite {
-                function: function as u32,
-                offset,
-                kind,
-                target,
-            });
-        }
-    }
-    b.data(BundleData {
-        objects: carry.objects,
-        table_entries: carry.table_entries,
-        sites,
-    });
+    let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
+    b.data(carry.into_data(&kinds, &entry_sites, callback_sites));
     for e in entries {
         b.entry(e);
     }
@@ -769,8 +742,7 @@ struct Checker<'c, 'a> {
     types: &'c TypeMap,
     new_to_target: &'c [u32],
     refused: &'c mut Vec<Unpatchable>,
-    /// Both builds have relocations: table 0's size and function segments
-    /// that grow at the end are live state (FORMAT.md §9).
+    /// Both builds have relocations: table 0's size and segment are live.
     relocs: bool,
 }
 
@@ -875,13 +847,7 @@ impl Checker<'_, '_> {
                     let eb = encoded::<wasm_encoder::TableSection>(|s| {
                         self.new_remap().parse_table(s, b.clone())
                     });
-                    let grown = self.relocs
-                        && index == 0
-                        && a.ty.element_type == b.ty.element_type
-                        && a.ty.maximum == b.ty.maximum
-                        && a.ty.table64 == b.ty.table64
-                        && a.ty.shared == b.ty.shared
-                        && b.ty.initial >= a.ty.initial;
+                    let grown = self.relocs && index == 0 && table_only_grew(&a.ty, &b.ty);
                     if a.ty != b.ty && !grown {
                         Some(format!(
                             "type or limits changed from {} [{}, {:?}] to {} [{}, {:?}]",
@@ -986,7 +952,9 @@ impl Checker<'_, '_> {
             let live_o = o.elements.get(i).filter(|_| !o.element_is_declared(i));
             let live_n = n.elements.get(i).filter(|_| !n.element_is_declared(i));
             let what = match (live_o, live_n) {
-                (Some(_), Some(_)) if self.relocs && self.table0_functions(i) => None,
+                // With relocations table 0's function segment is live state
+                // (new function pointers become bundle table entries).
+                (Some(_), Some(_)) if self.relocs && o.same_table0_segment(n, i) => None,
                 (Some(a), Some(b)) => {
                     let ea = encoded::<wasm_encoder::ElementSection>(|s| {
                         self.old_remap().parse_element(s, a.clone())
@@ -1006,31 +974,6 @@ impl Checker<'_, '_> {
                     .push(Unpatchable::Element { index, name, what });
             }
         }
-    }
-
-    /// An active function segment of table 0 at the same constant offset
-    /// in both builds: with relocations it is live state like a data
-    /// segment (the running table keeps its entries; carried code reaches
-    /// functions by their running slot, new function pointers become
-    /// table entries of the bundle).
-    fn table0_functions(&self, i: usize) -> bool {
-        let (o, n) = (self.o, self.n);
-        let offset = |e: &wasmparser::Element<'_>| match &e.kind {
-            wasmparser::ElementKind::Active {
-                table_index,
-                offset_expr,
-            } if table_index.unwrap_or(0) == 0
-                && matches!(e.items, wasmparser::ElementItems::Functions(_)) =>
-            {
-                match offset_expr.get_operators_reader().read() {
-                    Ok(wasmparser::Operator::I32Const { value }) => Some(value),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        let a = offset(&o.elements[i]);
-        a.is_some() && a == offset(&n.elements[i])
     }
 
     fn exports(&mut self) {

@@ -683,3 +683,14 @@ pub(crate) fn is_layout_global(l: Option<&Linked<'_>>, name: Option<&str>, index
     });
     by_sym || (l.is_some() && name.is_some_and(|n| LAYOUT_GLOBALS.contains(&n)))
 }
+
+/// Table type `b` is `a` with a larger (or equal) initial size: with
+/// relocations, table 0's size is live state (new function pointers become
+/// bundle table entries, FORMAT.md §9).
+pub(crate) fn table_only_grew(a: &wasmparser::TableType, b: &wasmparser::TableType) -> bool {
+    let same = wasmparser::TableType {
+        initial: a.initial,
+        ..*b
+    };
+    same == *a && b.initial >= a.initial
+}
