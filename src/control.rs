@@ -829,6 +829,14 @@ fn applied_json<T: 'static>(store: &Store<T>) -> Value {
                     "functions": a.functions,
                     "forced": a.forced,
                     "in_transition": a.in_transition,
+                    "data": a.data.as_ref().map(|d| json!({
+                        "base": d.base,
+                        "size": d.size,
+                        "pages_grown": d.pages_grown,
+                        "objects": d.objects.iter().map(|(n, at)| json!({ "name": n, "address": at })).collect::<Vec<_>>(),
+                        "table_base": d.table_base,
+                        "table_entries": d.table_entries,
+                    })),
                 })
             })
             .collect(),

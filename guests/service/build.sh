@@ -14,7 +14,9 @@ target_dir="${CARGO_TARGET_DIR:-$here/target}"
 mkdir -p "$out"
 # Only the relocation flag: nothing meant for the host project.
 unset CARGO_ENCODED_RUSTFLAGS
-export RUSTFLAGS="-C link-arg=--emit-relocs"
+# A growable table, so that a bundle can add function pointers
+# (`table.grow` at apply; wasm-ld otherwise fixes the table at its size).
+export RUSTFLAGS="-C link-arg=--emit-relocs -C link-arg=--growable-table"
 for rev in "$here"/revisions/r*.rs; do
     name="$(basename "$rev" .rs)"
     cp "$rev" "$here/bank/src/lib.rs"

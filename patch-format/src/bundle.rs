@@ -22,8 +22,10 @@ use wasmparser::{
 use crate::error::FormatError;
 use crate::sign::Signature;
 
-/// The bundle format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest bundle format version this crate reads and writes. A bundle
+/// of code only is written as version 1 (readable by older readers); one
+/// that carries data objects, table entries or code sites as version 2.
+pub const FORMAT_VERSION: u32 = 2;
 /// Name of the custom section that holds the manifest.
 pub const MANIFEST_SECTION: &str = "wasm-patch.manifest";
 /// Name of the custom section that holds the signature (always last).
@@ -500,6 +502,8 @@ pub(crate) struct BundleParts {
     pub(crate) requires: Vec<StateVersion>,
     pub(crate) entries: Vec<Entry>,
     pub(crate) callbacks: Vec<Callback>,
+    /// Data objects, table entries and code sites (FORMAT.md §9).
+    pub(crate) data: crate::data::BundleData,
 }
 
 impl BundleParts {
@@ -711,8 +715,15 @@ impl BundleBuilder {
                 requires: Vec::new(),
                 entries: Vec::new(),
                 callbacks: Vec::new(),
+                data: crate::data::BundleData::default(),
             },
         }
+    }
+
+    /// Sets the bundle's data objects, table entries and code sites.
+    pub fn data(&mut self, data: crate::data::BundleData) -> &mut Self {
+        self.parts.data = data;
+        self
     }
 
     /// Appends a function type to the bundle's type space; returns its index.
@@ -837,6 +848,16 @@ impl BundleBuilder {
             return Err(FormatError::Build(
                 "a bundle needs at least one entry".into(),
             ));
+        }
+        for o in &parts.data.objects {
+            if o.init.as_ref().is_some_and(|b| b.len() != o.size as usize) {
+                return Err(FormatError::Build(format!(
+                    "data object `{}` has {} initial bytes for a size of {}",
+                    o.name,
+                    o.init.as_ref().map_or(0, Vec::len),
+                    o.size
+                )));
+            }
         }
         let bytes = crate::write::encode(&parts)?;
         crate::read::parse(&bytes)

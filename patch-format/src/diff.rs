@@ -16,8 +16,9 @@
 //! 4. With `--emit-relocs` sections in both builds, new bodies are first
 //!    put into the target's data layout (`relocs`): moved addresses are not
 //!    changes, line-only panic locations are left out and counted, layout
-//!    globals' initial values and data segments are live state, and new data
-//!    a body needs is refused naming it.
+//!    globals' initial values, data segments, table 0's size and its
+//!    function segment are live state, and new data and function pointers
+//!    a body needs are carried as bundle data (`carry.rs`).
 //! 5. Refused, naming the item: changes to imports, data, globals, memories,
 //!    tables, tags, element segments (declarative ones aside), exports, the
 //!    start function; removed functions still used by unpatched code; type
@@ -36,10 +37,11 @@ use crate::bundle::{
     BundleBuilder, BundleId, Callback, CallbackKind, Entry, EntryKind, Metadata, ModuleHash,
     StateVersion, TargetInterface,
 };
+use crate::carry::{pad_sites, Carry, Placed};
 use crate::error::{DiffError, Side, Unpatchable};
 use crate::module_view::ModuleView;
 use crate::names;
-use crate::relocs::{is_layout_global, relocate_body, Linked, NeedsData};
+use crate::relocs::{is_layout_global, relocate_body, table_only_grew, Linked, NeedsData, Site};
 use crate::Bundle;
 
 /// What `diff` should put in the bundle besides the functions.
@@ -179,8 +181,10 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         }
     }
 
-    // Bodies.
+    // Bodies, with the sites of each that point at bundle data.
+    let mut carry = Carry::default();
     let mut entries = Vec::new();
+    let mut entry_sites: Vec<Vec<Placed>> = Vec::new();
     let mut replaced_new = BTreeSet::new();
     let mut sig_changes = Vec::new();
     let body_err = |name: String, e: String| {
@@ -198,7 +202,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
             .filter(|&oi| oi >= o.imported_funcs)
             .map(|oi| body_range(&o.bodies[(oi - o.imported_funcs) as usize]));
         let mut moved_lines = false;
-        let relocated;
+        let mut sites: Vec<Site> = Vec::new();
+        let mut relocated = Vec::new();
         let new_body = match relocs {
             Some((lo, ln)) if new_to_target[j as usize] != u32::MAX => {
                 let range = body_range(new_body);
@@ -209,9 +214,11 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                     old_range,
                     &new_to_target,
                     opts.include_line_only,
+                    Some(&mut carry),
                 ) {
                     Ok(r) => {
                         moved_lines = r.line_only;
+                        sites = r.sites;
                         relocated = r.bytes;
                         &FunctionBody::new(BinaryReader::new(&relocated, range.start as u64))
                     }
@@ -242,7 +249,10 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                 if new_ty == old_ty && body == old_norm && moved_lines {
                     line_only.push(name.clone());
                 }
-                if new_ty != old_ty || body != old_norm {
+                if new_ty != old_ty || body != old_norm || !sites.is_empty() {
+                    let (body, placed) = pad_sites(&relocated, &body, &sites)
+                        .map_err(|e| body_err(name.clone(), e))?;
+                    entry_sites.push(placed);
                     replaced_new.insert(j);
                     // Same signature: the target's own type index, not the
                     // canonical one (the bundle imports the target function
@@ -267,6 +277,9 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                 let mut remap = Remap::new(&new_to_target, &types.new_to_target);
                 let body =
                     remap_body(new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
+                let (body, placed) =
+                    pad_sites(&relocated, &body, &sites).map_err(|e| body_err(name.clone(), e))?;
+                entry_sites.push(placed);
                 entries.push(Entry {
                     kind: EntryKind::Add {
                         new_index: new_to_target[j as usize],
@@ -282,16 +295,20 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         }
     }
     let mut callback_entries = Vec::new();
+    let mut callback_sites = Vec::new();
     for &(kind, j) in &callbacks {
         let mut new_body = n.bodies[(j - n.imported_funcs) as usize].clone();
         let mut remap = Remap::new(&new_to_target, &types.new_to_target);
         let name = n.display_name(j);
-        let relocated;
+        let mut relocated = Vec::new();
+        let mut sites = Vec::new();
         if let Some((lo, ln)) = relocs {
             // A callback runs in the target too: the target's data layout.
             let range = body_range(&new_body);
-            match relocate_body(lo, ln, range.clone(), None, &new_to_target, true) {
+            let c = Some(&mut carry);
+            match relocate_body(lo, ln, range.clone(), None, &new_to_target, true, c) {
                 Ok(r) => {
+                    sites = r.sites;
                     relocated = r.bytes;
                     new_body = FunctionBody::new(BinaryReader::new(&relocated, range.start as u64));
                 }
@@ -305,6 +322,9 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
             }
         }
         let body = remap_body(&new_body, &mut remap).map_err(|e| body_err(name.clone(), e))?;
+        let (body, placed) =
+            pad_sites(&relocated, &body, &sites).map_err(|e| body_err(name.clone(), e))?;
+        callback_sites.push((kind, placed));
         callback_entries.push(Callback {
             kind,
             name,
@@ -319,6 +339,7 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         types: &types,
         new_to_target: &new_to_target,
         refused: &mut refused,
+        relocs: relocs.is_some(),
     };
     check.globals(relocs.map(|(lo, _)| lo));
     check.memories();
@@ -404,6 +425,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     for id in &opts.sits_on {
         b.sits_on(*id);
     }
+    let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
+    b.data(carry.into_data(&kinds, &entry_sites, callback_sites));
     for e in entries {
         b.entry(e);
     }
@@ -719,6 +742,8 @@ struct Checker<'c, 'a> {
     types: &'c TypeMap,
     new_to_target: &'c [u32],
     refused: &'c mut Vec<Unpatchable>,
+    /// Both builds have relocations: table 0's size and segment are live.
+    relocs: bool,
 }
 
 impl Checker<'_, '_> {
@@ -822,7 +847,8 @@ impl Checker<'_, '_> {
                     let eb = encoded::<wasm_encoder::TableSection>(|s| {
                         self.new_remap().parse_table(s, b.clone())
                     });
-                    if a.ty != b.ty {
+                    let grown = self.relocs && index == 0 && table_only_grew(&a.ty, &b.ty);
+                    if a.ty != b.ty && !grown {
                         Some(format!(
                             "type or limits changed from {} [{}, {:?}] to {} [{}, {:?}]",
                             a.ty.element_type,
@@ -832,7 +858,7 @@ impl Checker<'_, '_> {
                             b.ty.initial,
                             b.ty.maximum
                         ))
-                    } else if ea.is_none() || ea != eb {
+                    } else if a.ty == b.ty && (ea.is_none() || ea != eb) {
                         Some("its initializer changed".into())
                     } else {
                         None
@@ -926,6 +952,9 @@ impl Checker<'_, '_> {
             let live_o = o.elements.get(i).filter(|_| !o.element_is_declared(i));
             let live_n = n.elements.get(i).filter(|_| !n.element_is_declared(i));
             let what = match (live_o, live_n) {
+                // With relocations table 0's function segment is live state
+                // (new function pointers become bundle table entries).
+                (Some(_), Some(_)) if self.relocs && o.same_table0_segment(n, i) => None,
                 (Some(a), Some(b)) => {
                     let ea = encoded::<wasm_encoder::ElementSection>(|s| {
                         self.old_remap().parse_element(s, a.clone())

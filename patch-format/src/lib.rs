@@ -38,6 +38,8 @@
 #![deny(missing_docs)]
 
 mod bundle;
+mod carry;
+mod data;
 mod diff;
 mod error;
 mod module_view;
@@ -51,6 +53,9 @@ pub use bundle::{
     hex, unhex, Bundle, BundleBuilder, BundleId, Callback, CallbackKind, Entry, EntryKind,
     Metadata, ModuleHash, StateVersion, TargetInterface, FORMAT_VERSION, MANIFEST_SECTION,
     SIGNATURE_SECTION, TARGET_MODULE,
+};
+pub use data::{
+    BundleData, CodeSite, DataObject, DataReloc, RelocTarget, SiteKind, MAX_ALIGN_LOG2, SITE_WIDTH,
 };
 pub use diff::{diff, DiffOptions, DiffOutcome};
 pub use error::{DiffError, FormatError, Side, Unpatchable};

@@ -301,6 +301,31 @@ impl<'a> ModuleView<'a> {
         out
     }
 
+    /// Whether element segment `i` is, here and in `other`, an active
+    /// segment of function indices on table 0 at the same constant offset.
+    pub(crate) fn same_table0_segment(&self, other: &ModuleView<'_>, i: usize) -> bool {
+        let a = self.table0_segment_offset(i);
+        a.is_some() && a == other.table0_segment_offset(i)
+    }
+
+    /// The constant offset of element segment `i` when it is an active
+    /// segment of function indices on table 0.
+    fn table0_segment_offset(&self, i: usize) -> Option<i32> {
+        let e = self.elements.get(i)?;
+        match &e.kind {
+            wasmparser::ElementKind::Active {
+                table_index,
+                offset_expr,
+            } if table_index.unwrap_or(0) == 0 && matches!(e.items, ElementItems::Functions(_)) => {
+                match offset_expr.get_operators_reader().read() {
+                    Ok(wasmparser::Operator::I32Const { value }) => Some(value),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// Whether element segment `i` is declarative (no runtime effect).
     pub(crate) fn element_is_declared(&self, i: usize) -> bool {
         self.elements

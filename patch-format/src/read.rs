@@ -283,6 +283,10 @@ fn clip(s: &str) -> String {
 
 /// The decoded manifest, with the offset of each function record.
 struct Manifest {
+    /// Offset of the manifest, for messages.
+    base: u64,
+    data: crate::data::BundleData,
+    site_offsets: Vec<u64>,
     target_hash: ModuleHash,
     target_func_count: u32,
     target_type_count: u32,
@@ -405,6 +409,27 @@ impl<'a> Cursor<'a> {
     }
 }
 
+impl crate::data::Fields for Cursor<'_> {
+    fn at(&self) -> u64 {
+        self.offset()
+    }
+    fn u8(&mut self, field: &str) -> Result<u8, FormatError> {
+        Cursor::u8(self, field)
+    }
+    fn u32(&mut self, field: &str) -> Result<u32, FormatError> {
+        Cursor::u32(self, field)
+    }
+    fn string(&mut self, field: &str) -> Result<String, FormatError> {
+        Cursor::string(self, field)
+    }
+    fn bytes(&mut self, n: usize, field: &str) -> Result<Vec<u8>, FormatError> {
+        Cursor::bytes(self, n, field).map(<[u8]>::to_vec)
+    }
+    fn count(&mut self, field: &str, min_size: usize) -> Result<usize, FormatError> {
+        Cursor::count(self, field, min_size)
+    }
+}
+
 impl Manifest {
     fn decode(data: &[u8], base: u64) -> Result<Manifest, FormatError> {
         let mut c = Cursor { data, pos: 0, base };
@@ -413,7 +438,7 @@ impl Manifest {
         }
         let at = c.offset();
         let version = c.u32("version")?;
-        if version != FORMAT_VERSION {
+        if version != 1 && version != FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion {
                 offset: at,
                 found: version,
@@ -481,10 +506,18 @@ impl Manifest {
                 name,
             });
         }
+        let (data_part, site_offsets) = if version >= 2 {
+            crate::data::decode(&mut c)?
+        } else {
+            Default::default()
+        };
         if c.pos != data.len() {
             return Err(c.err("end", format!("{} trailing bytes", data.len() - c.pos)));
         }
         Ok(Manifest {
+            base,
+            data: data_part,
+            site_offsets,
             target_hash,
             target_func_count,
             target_type_count,
@@ -601,6 +634,7 @@ fn assemble(c: Collected<'_>, m: Manifest) -> Result<BundleParts, FormatError> {
         requires: m.requires,
         entries: Vec::new(),
         callbacks: Vec::new(),
+        data: m.data,
     };
     // Roles must come in order: adds, replaces, callbacks.
     let mut last: Option<(u8, u32)> = None;
@@ -700,6 +734,7 @@ fn assemble(c: Collected<'_>, m: Manifest) -> Result<BundleParts, FormatError> {
             "a bundle needs at least one entry",
         ));
     }
+    crate::data::check(&parts, m.base, &m.site_offsets)?;
     Ok(parts)
 }
 

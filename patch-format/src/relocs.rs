@@ -19,12 +19,15 @@
 //! 3. A panic `Location` {file, line, column} whose line or column moved is
 //!    the old function's location at the same position: the function is
 //!    *line-only* changed (left out unless asked for).
-//! 4. Anything else is new data, which a bundle cannot carry yet (the
-//!    design is in `FORMAT.md`, "Bundle-owned data").
+//! 4. Anything else is new data: with a [`Carry`] it becomes bundle data
+//!    (`carry.rs`, FORMAT.md §9), except a writable static whose size
+//!    changed, which is refused.
 
 use std::collections::HashMap;
 use std::ops::Range;
 
+use crate::carry::Carry;
+use crate::data::RelocTarget;
 use wasmparser::{
     ElementItems, ElementKind, KnownCustom, Linking, Operator, Parser, Payload, RelocationEntry,
     RelocationType, SymbolFlags, SymbolInfo,
@@ -60,6 +63,8 @@ struct Segment<'a> {
     file_offset: usize,
     /// Name from the linking section's segment info.
     name: &'a str,
+    /// Alignment (log2) from the segment info.
+    align: u32,
 }
 
 /// One build's symbols and relocations.
@@ -101,7 +106,7 @@ fn is_anon(name: &str) -> bool {
     name.starts_with(".L") || name.starts_with("anon.") || name.starts_with("alloc_")
 }
 
-fn is_mem_addr(ty: RelocationType) -> bool {
+pub(crate) fn is_mem_addr(ty: RelocationType) -> bool {
     use RelocationType::*;
     matches!(
         ty,
@@ -109,7 +114,7 @@ fn is_mem_addr(ty: RelocationType) -> bool {
     )
 }
 
-fn is_table_index(ty: RelocationType) -> bool {
+pub(crate) fn is_table_index(ty: RelocationType) -> bool {
     matches!(
         ty,
         RelocationType::TableIndexSleb | RelocationType::TableIndexI32
@@ -157,6 +162,7 @@ impl<'a> Linked<'a> {
                             bytes: d.data,
                             file_offset,
                             name: "",
+                            align: 0,
                         });
                     }
                 }
@@ -199,7 +205,8 @@ impl<'a> Linked<'a> {
                                 }
                                 Linking::SegmentInfo(m) => {
                                     for s in m {
-                                        seg_names.push(s.map_err(e)?.name);
+                                        let s = s.map_err(e)?;
+                                        seg_names.push((s.name, s.alignment));
                                     }
                                 }
                                 _ => {}
@@ -233,8 +240,9 @@ impl<'a> Linked<'a> {
             (Some(d), Some(s)) => absolute(d.map_err(e)?, s),
             _ => Vec::new(),
         };
-        for (seg, name) in segments.iter_mut().zip(&seg_names) {
+        for (seg, (name, align)) in segments.iter_mut().zip(&seg_names) {
             seg.name = name;
+            seg.align = *align;
         }
         let mut l = Linked {
             bytes,
@@ -262,7 +270,7 @@ impl<'a> Linked<'a> {
     }
 
     /// Load address of data symbol `i`.
-    fn addr(&self, i: u32) -> Option<u32> {
+    pub(crate) fn addr(&self, i: u32) -> Option<u32> {
         match self.syms.get(i as usize)?.kind {
             SymKind::Data { seg, offset, .. } => {
                 self.segments.get(seg as usize)?.addr?.checked_add(offset)
@@ -271,8 +279,23 @@ impl<'a> Linked<'a> {
         }
     }
 
+    /// Slot of target function `f` in the old build's table 0.
+    pub(crate) fn table_slot(&self, f: u32) -> Option<u32> {
+        self.table_slots.get(&f).copied()
+    }
+
+    /// Alignment (log2) of the segment that holds data symbol `i`.
+    pub(crate) fn segment_align(&self, i: u32) -> u32 {
+        match self.syms.get(i as usize).map(|s| s.kind) {
+            Some(SymKind::Data { seg, .. }) => {
+                self.segments.get(seg as usize).map_or(0, |s| s.align)
+            }
+            _ => 0,
+        }
+    }
+
     /// Bytes and absolute file range of data symbol `i`.
-    fn object(&self, i: u32) -> Option<(&'a [u8], Range<usize>, &'a str)> {
+    pub(crate) fn object(&self, i: u32) -> Option<(&'a [u8], Range<usize>, &'a str)> {
         let SymKind::Data { seg, offset, size } = self.syms.get(i as usize)?.kind else {
             return None;
         };
@@ -283,7 +306,7 @@ impl<'a> Linked<'a> {
     }
 
     /// Data relocations inside file range `r`.
-    fn data_relocs(&self, r: &Range<usize>) -> &[(usize, RelocationEntry)] {
+    pub(crate) fn data_relocs(&self, r: &Range<usize>) -> &[(usize, RelocationEntry)] {
         let lo = self.data.partition_point(|(o, _)| *o < r.start);
         let hi = self.data.partition_point(|(o, _)| *o < r.end);
         &self.data[lo..hi]
@@ -342,7 +365,7 @@ impl<'a> Linked<'a> {
     /// Whether data symbol `i` looks like a `core::panic::Location` on
     /// wasm32: 16 bytes, one 32-bit address at offset 0 (the file name)
     /// and nothing else relocated. Returns (file key, bytes 4..8).
-    fn location(&self, i: u32) -> Option<(String, [u8; 4])> {
+    pub(crate) fn location(&self, i: u32) -> Option<(String, [u8; 4])> {
         let (b, range, _) = self.object(i)?;
         let rs = self.data_relocs(&range);
         match (b.len(), rs) {
@@ -354,7 +377,7 @@ impl<'a> Linked<'a> {
     }
 
     /// Readable name of symbol `i`, for messages.
-    fn shown(&self, i: u32) -> String {
+    pub(crate) fn shown(&self, i: u32) -> String {
         match self.syms.get(i as usize).and_then(|s| s.name) {
             Some(n) => crate::names::readable(n),
             None => format!("symbol {i}"),
@@ -407,19 +430,45 @@ pub(crate) struct Relocated {
     /// Some panic location was pointed at the old function's location at
     /// the same position (its line or column moved).
     pub(crate) line_only: bool,
+    /// Places that point at bundle data or new table entries (only with a
+    /// [`Carry`]); their bytes hold a placeholder.
+    pub(crate) sites: Vec<Site>,
+}
+
+/// A relocation of a new body that bundle data resolves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Site {
+    /// Offset in the body.
+    pub(crate) at: usize,
+    /// The relocation's type (its encoding).
+    pub(crate) ty: RelocationType,
+    /// What it points at.
+    pub(crate) target: RelocTarget,
 }
 
 /// Why a new body cannot be put into the old layout.
 pub(crate) struct NeedsData(pub(crate) String);
 
+/// A data symbol of the new build the old build does not have.
+pub(crate) struct Missing {
+    /// What it is, for messages.
+    pub(crate) what: String,
+    /// Whether a bundle may carry its own copy (new or changed-constant
+    /// data; not a writable static whose size changed).
+    pub(crate) carryable: bool,
+}
+
 /// Rewrites the memory addresses and table indices of a new body (`range`
 /// in the new file) into the old build's layout. `old_body` is the matched
 /// old function's body range, for panic locations; `new_to_target` maps new
 /// function indices to the target's. With `take_line_only`, moved locations
-/// count as new data.
+/// count as new data. With `carry`, new data and function pointers the old
+/// build lacks become bundle objects and table entries, and the places
+/// that use them [`Site`]s.
 ///
 /// # Errors
-/// [`NeedsData`] naming the first object the old build does not have.
+/// [`NeedsData`] naming the first object the old build does not have (and
+/// `carry` cannot take).
 pub(crate) fn relocate_body(
     old: &Linked<'_>,
     new: &Linked<'_>,
@@ -427,9 +476,11 @@ pub(crate) fn relocate_body(
     old_body: Option<Range<usize>>,
     new_to_target: &[u32],
     take_line_only: bool,
+    mut carry: Option<&mut Carry>,
 ) -> Result<Relocated, NeedsData> {
     let mut bytes = new.bytes[range.clone()].to_vec();
     let mut line_only = false;
+    let mut sites = Vec::new();
     // Panic locations of the old function, in order.
     let old_locs: Vec<(u32, u32)> = old_body
         .map(|r| {
@@ -446,36 +497,57 @@ pub(crate) fn relocate_body(
         let at = off - range.start;
         let value: i64 = if is_mem_addr(r.ty) {
             let is_loc = new.location(r.index);
+            if is_loc.is_some() {
+                loc_pos += 1;
+            }
             let base = match old_address(old, new, r.index) {
                 Ok(a) => a,
-                Err(why) => {
-                    let paired = old_locs.get(loc_pos).filter(|(oi, _)| {
+                Err(miss) => {
+                    let paired = old_locs.get(loc_pos.max(1) - 1).filter(|(oi, _)| {
                         !take_line_only
                             && is_loc.is_some()
                             && old.location(*oi).map(|l| l.0)
                                 == is_loc.as_ref().map(|l| l.0.clone())
                     });
-                    match paired {
-                        Some((_, a)) => {
+                    match (paired, carry.as_deref_mut()) {
+                        (Some((_, a)), _) => {
                             line_only = true;
                             *a
                         }
-                        None => return Err(NeedsData(why)),
+                        (None, Some(c)) if miss.carryable => {
+                            let index = c.object(old, new, new_to_target, r.index)?;
+                            let addend = c.addend(index, r.addend).map_err(NeedsData)?;
+                            sites.push(Site {
+                                at,
+                                ty: r.ty,
+                                target: RelocTarget::Object { index, addend },
+                            });
+                            write_value(&mut bytes, at, r.ty, 0);
+                            continue;
+                        }
+                        _ => return Err(NeedsData(miss.what)),
                     }
                 }
             };
-            if is_loc.is_some() {
-                loc_pos += 1;
-            }
             i64::from(base).wrapping_add(r.addend)
         } else if is_table_index(r.ty) {
             let Some(SymKind::Func(f)) = new.syms.get(r.index as usize).map(|s| s.kind) else {
                 continue;
             };
             let target = new_to_target.get(f as usize).copied().unwrap_or(u32::MAX);
-            match old.table_slots.get(&target) {
-                Some(&slot) => i64::from(slot),
-                None => {
+            match (old.table_slots.get(&target), carry.as_deref_mut()) {
+                (Some(&slot), _) => i64::from(slot),
+                (None, Some(c)) if target != u32::MAX => {
+                    let entry = c.table_entry(target);
+                    sites.push(Site {
+                        at,
+                        ty: r.ty,
+                        target: RelocTarget::TableEntry(entry),
+                    });
+                    write_value(&mut bytes, at, r.ty, 0);
+                    continue;
+                }
+                _ => {
                     return Err(NeedsData(format!(
                         "a table entry for `{}` (a function pointer the running instance's \
                          table does not hold)",
@@ -488,45 +560,66 @@ pub(crate) fn relocate_body(
         };
         write_value(&mut bytes, at, r.ty, value);
     }
-    Ok(Relocated { bytes, line_only })
+    Ok(Relocated {
+        bytes,
+        line_only,
+        sites,
+    })
 }
 
 /// Address in the old build of new data symbol `i` (rules 1 and 2 of the
 /// module docs).
-fn old_address(old: &Linked<'_>, new: &Linked<'_>, i: u32) -> Result<u32, String> {
+pub(crate) fn old_address(old: &Linked<'_>, new: &Linked<'_>, i: u32) -> Result<u32, Missing> {
+    let refuse = |what: String| Missing {
+        what,
+        carryable: false,
+    };
+    let carry = |what: String| Missing {
+        what,
+        carryable: true,
+    };
     let Some(s) = new.syms.get(i as usize) else {
-        return Err(format!("symbol {i}, which the symbol table does not have"));
+        return Err(refuse(format!(
+            "symbol {i}, which the symbol table does not have"
+        )));
     };
     let name = s.name.unwrap_or("");
     let SymKind::Data { size, .. } = s.kind else {
-        return Err(format!(
+        return Err(refuse(format!(
             "data symbol `{}` that is not defined",
             new.shown(i)
-        ));
+        )));
     };
     if !is_anon(name) {
         let Some(&oi) = old.data_by_name.get(name) else {
-            return Err(format!("the new static `{}` ({size} bytes)", new.shown(i)));
+            return Err(carry(format!(
+                "the new static `{}` ({size} bytes)",
+                new.shown(i)
+            )));
         };
         let (ob, _, seg) = old
             .object(oi)
-            .ok_or_else(|| format!("`{name}`: bad object"))?;
+            .ok_or_else(|| refuse(format!("`{name}`: bad object")))?;
+        let rodata = seg.starts_with(".rodata");
         if ob.len() != size as usize {
-            return Err(format!(
+            let what = format!(
                 "`{}`, whose size changed from {} to {size} bytes",
                 new.shown(i),
                 ob.len()
-            ));
+            );
+            // A constant's new value is a new object; a writable static's
+            // new size is live state the bundle cannot migrate.
+            return Err(if rodata { carry(what) } else { refuse(what) });
         }
-        if seg.starts_with(".rodata") && old.content_key(oi, 0) != new.content_key(i, 0) {
-            return Err(format!(
+        if rodata && old.content_key(oi, 0) != new.content_key(i, 0) {
+            return Err(carry(format!(
                 "the constant `{}`, whose content changed",
                 new.shown(i)
-            ));
+            )));
         }
         return old
             .addr(oi)
-            .ok_or_else(|| format!("`{name}`: not loaded at a fixed address"));
+            .ok_or_else(|| refuse(format!("`{name}`: not loaded at a fixed address")));
     }
     let key = new.content_key(i, 0).unwrap_or_default();
     old.anon_by_key.get(&key).copied().ok_or_else(|| {
@@ -543,13 +636,13 @@ fn old_address(old: &Linked<'_>, new: &Linked<'_>, i: u32) -> Result<u32, String
             Some((b, _, _)) => format!("a new or changed constant of {} bytes", b.len()),
             None => "an unknown object".to_string(),
         };
-        format!("{what} (`{name}`)")
+        carry(format!("{what} (`{name}`)"))
     })
 }
 
 /// Writes `value` at `at` in the relocation's own encoding (padded LEBs
 /// keep their width).
-fn write_value(bytes: &mut [u8], at: usize, ty: RelocationType, value: i64) {
+pub(crate) fn write_value(bytes: &mut [u8], at: usize, ty: RelocationType, value: i64) {
     let width = ty.extent();
     let Some(slot) = bytes.get_mut(at..at + width) else {
         return;
@@ -589,4 +682,15 @@ pub(crate) fn is_layout_global(l: Option<&Linked<'_>>, name: Option<&str>, index
         })
     });
     by_sym || (l.is_some() && name.is_some_and(|n| LAYOUT_GLOBALS.contains(&n)))
+}
+
+/// Table type `b` is `a` with a larger (or equal) initial size: with
+/// relocations, table 0's size is live state (new function pointers become
+/// bundle table entries, FORMAT.md §9).
+pub(crate) fn table_only_grew(a: &wasmparser::TableType, b: &wasmparser::TableType) -> bool {
+    let same = wasmparser::TableType {
+        initial: a.initial,
+        ..*b
+    };
+    same == *a && b.initial >= a.initial
 }

@@ -188,7 +188,8 @@ fn ref_func_targets(p: &BundleParts) -> Vec<u32> {
 fn manifest(p: &BundleParts) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(MANIFEST_MAGIC);
-    leb(u64::from(FORMAT_VERSION), &mut m);
+    let version = if p.data.is_empty() { 1 } else { FORMAT_VERSION };
+    leb(u64::from(version), &mut m);
     m.extend_from_slice(p.target_hash.as_bytes());
     leb(u64::from(p.interface.func_count()), &mut m);
     leb(u64::from(p.interface.type_count()), &mut m);
@@ -238,6 +239,9 @@ fn manifest(p: &BundleParts) -> Vec<u8> {
         leb(u64::from(c.kind.code()), &mut m);
         m.push(0);
         string(&c.name, &mut m);
+    }
+    if !p.data.is_empty() {
+        crate::data::encode(&p.data, &mut m);
     }
     m
 }

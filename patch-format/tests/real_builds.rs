@@ -185,36 +185,66 @@ fn lines_shifted_above_unchanged_functions_leave_them_out_and_a_flag_takes_them_
     let o = diff_revs(1, 2, &opts()).unwrap();
     assert_eq!(carried(&o), ["transfer"]);
     assert_eq!(o.line_only.len(), 1);
-    // Taken in, `balance` needs its new location: new data.
+    assert!(
+        o.bundle.data().is_empty(),
+        "moved locations pair with the old ones"
+    );
+    // Taken in, `balance` carries its new location: a 16-byte object
+    // whose file-name pointer is the running instance's string.
     let with = DiffOptions {
         include_line_only: true,
         ..opts()
     };
-    let list = refusals(diff_revs(1, 2, &with).map(|o| o.bundle));
-    assert!(
-        list.iter().any(|u| matches!(u,
-            Unpatchable::NeedsData { function, what }
-                if function == "balance" && what.contains("panic location"))),
-        "{list:?}"
-    );
+    let o = diff_revs(1, 2, &with).unwrap();
+    assert_eq!(carried(&o), ["balance", "transfer"]);
+    let objects = &o.bundle.data().objects;
+    assert!(!objects.is_empty());
+    for obj in objects {
+        assert_eq!(obj.size, 16, "a core::panic::Location");
+        assert!(obj.relocs.is_empty(), "the file name exists in the target");
+    }
+}
+
+/// `(readable name, size, initial bytes)` of every carried object.
+fn objects(o: &DiffOutcome) -> Vec<(String, u32, Option<Vec<u8>>)> {
+    o.bundle
+        .data()
+        .objects
+        .iter()
+        .map(|d| (readable(&d.name), d.size, d.init.clone()))
+        .collect()
 }
 
 #[test]
-fn a_new_string_or_static_is_refused_naming_it_and_layout_globals_are_not() {
-    let list = refusals(diff_revs(2, 3, &opts()).map(|o| o.bundle));
-    assert!(
-        list.iter()
-            .any(|u| matches!(u, Unpatchable::NeedsData { what, .. } if what.contains("\"insufficient funds\""))),
-        "{list:?}"
+fn a_new_string_and_static_are_carried_as_bundle_data() {
+    // r3: `move_money` (inlined into three functions) keeps the reason of
+    // a refusal, a new string, in a new static.
+    let o = diff_revs(2, 3, &opts()).unwrap();
+    assert_eq!(
+        carried(&o),
+        ["bank::try_overdraft", "bank::step", "transfer"]
     );
-    let list = refusals(diff_revs(2, 4, &opts()).map(|o| o.bundle));
-    assert!(!list.is_empty());
-    for u in &list {
+    let objs = objects(&o);
+    let strings: Vec<&[u8]> = objs.iter().filter_map(|o| o.2.as_deref()).collect();
+    assert!(strings.contains(&&b"insufficient funds"[..]), "{objs:?}");
+    assert!(strings.contains(&&b"negative amount"[..]), "{objs:?}");
+    assert!(
+        objs.contains(&("bank::LAST_REFUSAL".into(), 8, None)),
+        "a zero static: {objs:?}"
+    );
+    assert_eq!(objs.len(), 3, "each object once, however many users");
+    let d = o.bundle.data();
+    assert!(d.table_entries.is_empty());
+    for f in 0..3 {
         assert!(
-            matches!(u, Unpatchable::NeedsData { what, .. } if what.contains("new static `bank::REFUSED`")),
-            "{u}"
+            d.sites.iter().any(|s| s.function == f),
+            "function {f} has sites"
         );
     }
+    // r4: refusals counted in a new static, zero-initialised.
+    let o = diff_revs(2, 4, &opts()).unwrap();
+    assert_eq!(objects(&o), [("bank::REFUSED".into(), 8, None)]);
+    assert_eq!(o.bundle.data().sites.len(), 3);
 }
 
 #[test]
@@ -255,5 +285,56 @@ fn corrupted_linking_and_relocation_sections_never_panic_diff() {
         // Any result but a panic: a bundle, a refusal, or a format error.
         let _ = diff(&old, &m, &opts());
         let _ = diff(&m, &old, &opts());
+    }
+}
+
+#[test]
+fn a_new_function_pointer_becomes_a_table_entry_of_the_bundle() {
+    // r9: `fee` calls the new `flat_fee` through a pointer. The linker put
+    // `flat_fee` into table 0 (before `worker`: the segment and the table's
+    // size changed), which with relocations is live state: the running
+    // table keeps `worker` where it is, the bundle appends one entry.
+    let o = diff_revs(6, 9, &opts()).unwrap();
+    let b = &o.bundle;
+    let added = b
+        .entries()
+        .iter()
+        .find(|e| matches!(e.kind, EntryKind::Add { .. }))
+        .unwrap();
+    assert_eq!(readable(&added.name), "bank::flat_fee");
+    assert_eq!(carried(&o), ["bank::flat_fee", "fee"]);
+    let d = b.data();
+    assert!(d.objects.is_empty());
+    assert_eq!(d.table_entries, [added.kind.func_index()]);
+    assert_eq!(d.sites.len(), 1);
+    // Without relocations the same pair is refused on the table.
+    let e = diff(&strip_relocs(&rev(6)), &strip_relocs(&rev(9)), &opts()).unwrap_err();
+    assert!(e.to_string().contains("table 0 changed"), "{e}");
+}
+
+#[test]
+fn each_fix_of_revision_6_carries_what_it_needs_and_nothing_more() {
+    for (to, functions, objects) in [
+        (
+            7,
+            &[
+                "bank::try_overdraft",
+                "bank::step",
+                "refusal_reason",
+                "transfer",
+            ][..],
+            3,
+        ),
+        (
+            8,
+            &["bank::try_overdraft", "bank::step", "refusals", "transfer"][..],
+            1,
+        ),
+    ] {
+        let o = diff_revs(6, to, &opts()).unwrap();
+        assert_eq!(carried(&o), functions, "r{to}");
+        assert_eq!(o.bundle.data().objects.len(), objects, "r{to}");
+        assert!(o.bundle.data().table_entries.is_empty());
+        assert_eq!(o.line_only.len(), 1, "`balance` moved below the new lines");
     }
 }

@@ -36,8 +36,9 @@ pub use instance::{Extern, Instance};
 pub use linker::{Linker, THREAD_ABI_MODULE};
 pub use module::Module;
 pub use patch::{
-    AppliedInfo, ApplyOptions, Blocker, Direction, Event, FunctionVersions, PatchError, PatchId,
-    Shadow, ThreadPatchState, TransitionOutcome, TransitionPhase, TransitionStatus, VersionInfo,
+    AppliedInfo, ApplyOptions, Blocker, DataPlacement, Direction, Event, FunctionVersions,
+    PatchError, PatchId, Shadow, ThreadPatchState, TransitionOutcome, TransitionPhase,
+    TransitionStatus, VersionInfo,
 };
 pub use store::Store;
 pub use thread::{RunState, ThreadId};

@@ -171,6 +171,8 @@ fn summary(out: &Path, b: &Bundle) -> String {
             c.kind
         ));
     }
+    s.push_str(&super::inspect::data_lines(b));
+    s.push_str(&format!("  bundle size {} bytes\n", b.to_bytes().len()));
     s
 }
 

@@ -96,7 +96,12 @@ pub fn render_text(b: &Bundle) -> String {
     let mut s = String::new();
     let yes = |x: bool| if x { "yes" } else { "no" };
     let _ = writeln!(s, "bundle       {}", b.bundle_id());
-    let _ = writeln!(s, "format       version {}", patch_format::FORMAT_VERSION);
+    let version = if b.data().is_empty() {
+        1
+    } else {
+        patch_format::FORMAT_VERSION
+    };
+    let _ = writeln!(s, "format       version {version}");
     let _ = writeln!(s, "name         {}", m.name);
     if !m.description.is_empty() {
         let _ = writeln!(s, "description  {}", m.description);
@@ -156,6 +161,7 @@ pub fn render_text(b: &Bundle) -> String {
     for c in b.callbacks() {
         let _ = writeln!(s, "  {:<13}{}", c.kind.name(), readable(&c.name));
     }
+    s.push_str(&data_lines(b));
     let sig = match signature_status(b) {
         (_, None) => "none (unsigned)".to_string(),
         ("valid", Some(k)) => format!(
@@ -164,6 +170,56 @@ pub fn render_text(b: &Bundle) -> String {
         (_, Some(k)) => format!("ed25519, key {k}: INVALID, the bundle was changed after signing"),
     };
     let _ = writeln!(s, "signature    {sig}");
+    s
+}
+
+/// The bundle's data objects and new table entries (FORMAT.md §9), one
+/// line each; empty for a bundle of code only.
+pub fn data_lines(b: &Bundle) -> String {
+    let d = b.data();
+    if d.is_empty() {
+        return String::new();
+    }
+    let mut s = String::new();
+    let total = d.layout().map_or(0, |(_, t)| t);
+    let _ = writeln!(
+        s,
+        "data         {} object(s), {total} bytes, {} code site(s)",
+        d.objects.len(),
+        d.sites.len()
+    );
+    for o in &d.objects {
+        let init = match &o.init {
+            None => "zeros".to_string(),
+            Some(b) if b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') => {
+                format!("{:?}", String::from_utf8_lossy(b))
+            }
+            Some(_) => "bytes".to_string(),
+        };
+        let relocs = if o.relocs.is_empty() {
+            String::new()
+        } else {
+            format!(", {} pointer(s) inside", o.relocs.len())
+        };
+        let _ = writeln!(
+            s,
+            "  object   {}  {} bytes, align {}, {init}{relocs}",
+            readable(&o.name),
+            o.size,
+            1u32 << o.align_log2
+        );
+    }
+    if !d.table_entries.is_empty() {
+        let _ = writeln!(s, "table        {} new entry(ies)", d.table_entries.len());
+        for f in &d.table_entries {
+            let name = b
+                .entries()
+                .iter()
+                .find(|e| e.kind.func_index() == *f)
+                .map_or_else(|| format!("func {f}"), |e| readable(&e.name));
+            let _ = writeln!(s, "  entry    {name} (func {f})");
+        }
+    }
     s
 }
 
@@ -203,7 +259,19 @@ pub fn render_json(b: &Bundle) -> serde_json::Value {
     };
     let (status, key) = signature_status(b);
     json!({
-        "format_version": patch_format::FORMAT_VERSION,
+        "format_version": if b.data().is_empty() { 1 } else { patch_format::FORMAT_VERSION },
+        "data": {
+            "objects": b.data().objects.iter().map(|o| json!({
+                "name": o.name,
+                "readable_name": readable(&o.name),
+                "size": o.size,
+                "align": 1u32 << o.align_log2,
+                "zero": o.init.is_none(),
+                "relocations": o.relocs.len(),
+            })).collect::<Vec<_>>(),
+            "table_entries": b.data().table_entries,
+            "sites": b.data().sites.len(),
+        },
         "bundle_id": b.bundle_id().to_string(),
         "name": m.name,
         "description": m.description,

@@ -53,6 +53,19 @@ fn print_applied(applied: &Value) {
             a["bundle_id"].as_str().unwrap_or(""),
             functions.join(", ")
         );
+        let d = &a["data"];
+        if !d.is_null() {
+            println!(
+                "               data: {} object(s), {} bytes at {:#x} (memory 0 grew {} page(s)); \
+                 {} table entry(ies) from {}",
+                d["objects"].as_array().map_or(0, Vec::len),
+                d["size"],
+                d["base"].as_u64().unwrap_or(0),
+                d["pages_grown"],
+                d["table_entries"],
+                d["table_base"]
+            );
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod adversarial;
 mod api;
+mod bundle_data;
 mod bundles;
 mod cli_control;
 mod concurrency;

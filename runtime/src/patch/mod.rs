@@ -10,6 +10,7 @@
 
 pub(crate) mod callbacks;
 pub(crate) mod checks;
+pub(crate) mod data;
 pub(crate) mod queries;
 pub(crate) mod shadow;
 pub(crate) mod state;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use data::DataPlacement;
 pub use shadow::Shadow;
 use versions::PatchedInstance;
 
@@ -262,6 +264,8 @@ pub struct AppliedInfo {
     pub forced: bool,
     /// Whether a transition for it is still in progress.
     pub in_transition: bool,
+    /// Where its data objects and new table entries are, if it has any.
+    pub data: Option<DataPlacement>,
 }
 
 /// One version of a function.
@@ -300,6 +304,9 @@ pub(crate) struct Core {
     pub(crate) zombies: Vec<Arc<CodeUnit>>,
     /// Outcome of the last finished transition.
     pub(crate) last_outcome: Option<TransitionOutcome>,
+    /// Per instance: unused tails `[start, end)` of pages grown for bundle
+    /// data, filled first by later bundles (`data.rs`).
+    pub(crate) data_spare: HashMap<usize, Vec<(u64, u64)>>,
 }
 
 impl Core {

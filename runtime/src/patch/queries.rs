@@ -83,6 +83,7 @@ impl<T: 'static> Store<T> {
                     functions: b.bundle.entries().iter().map(|e| e.name.clone()).collect(),
                     forced: b.forced,
                     in_transition: s.patch.transition.as_ref().is_some_and(|t| t.patch == b.id),
+                    data: b.data.clone(),
                 });
             }
         }

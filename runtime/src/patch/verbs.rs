@@ -10,7 +10,7 @@ use super::queries::describe;
 use super::transition::{self, Phase, Side, Transition};
 use super::versions::{AppliedBundle, PatchedInstance};
 use super::{
-    checks, state, ApplyOptions, Direction, Event, PatchError, PatchId, TransitionOutcome,
+    checks, data, state, ApplyOptions, Direction, Event, PatchError, PatchId, TransitionOutcome,
 };
 use crate::compile::{self, CompiledBundle};
 use crate::errors::Error;
@@ -157,9 +157,33 @@ impl<T: 'static> Store<T> {
             &bundle,
             opts.immediate,
         )?;
+        // Bundle data: placed now, put in memory after compiling, before the
+        // pre-patch callback (which may use it); taken back out on a veto.
+        let plan = {
+            let s = &*self.inner;
+            let spare = s.patch.data_spare.get(&inst_index);
+            data::plan(
+                &s.instances[inst_index],
+                &s.memories,
+                &s.tables,
+                spare.map_or(&[][..], |v| v.as_slice()),
+                &bundle,
+            )?
+        };
+        let resolved;
+        let to_compile = match &plan {
+            Some(p) => {
+                resolved = bundle.resolved(p.placement.base, p.placement.table_base)?;
+                &resolved
+            }
+            None => &bundle,
+        };
         let engine = self.inner.engine.clone();
         let compiled =
-            compile::compile_bundle(&engine, info, &bundle).map_err(PatchError::Compile)?;
+            compile::compile_bundle(&engine, info, to_compile).map_err(PatchError::Compile)?;
+        if let Some(p) = &plan {
+            p.put(&self.inner.memories, &self.inner.tables, &bundle)?;
+        }
         // Pre-patch: may veto; nothing is published yet. What the callback
         // itself wrote (memory, globals, tables) is undone on a veto, so that
         // a refused bundle changes no byte (rule 13).
@@ -177,6 +201,9 @@ impl<T: 'static> Store<T> {
         if let Some(why) = veto {
             if let Some(snap) = snapshot {
                 snap.restore(&self.inner);
+            }
+            if let Some(p) = &plan {
+                p.undo(&self.inner.memories, &self.inner.tables);
             }
             return Err(PatchError::Vetoed(why));
         }
@@ -196,6 +223,10 @@ impl<T: 'static> Store<T> {
             &compiled.info.func_types[..nfuncs_visible],
             &mut s.retired,
         );
+        if let Some(p) = &plan {
+            p.fill(inst, &s.tables, &bundle);
+            p.commit_spare(s.patch.data_spare.entry(inst_index).or_default());
+        }
         let vmctx = &mut *inst.vmctx as *mut VMContext as *mut u8;
         let live = world_index(s.patch.world);
         let pi = s
@@ -284,6 +315,7 @@ impl<T: 'static> Store<T> {
             immediate,
             added,
             forced: false,
+            data: plan.map(|p| p.placement),
         });
         // Free the checks' scratch data now: with many threads the
         // allocator's frees are not free, and they are no part of a switch.

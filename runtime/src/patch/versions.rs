@@ -27,6 +27,8 @@ pub(crate) struct AppliedBundle {
     pub(crate) added: HashSet<u32>,
     /// Set by `force`: this bundle can never be reverted.
     pub(crate) forced: bool,
+    /// Where its data objects and table entries are (FORMAT.md §9).
+    pub(crate) data: Option<super::DataPlacement>,
 }
 
 /// A function index that a bundle added to the instance. It keeps its

@@ -164,6 +164,26 @@ impl LinearMemory {
         }
     }
 
+    /// Copies `data` to guest address `offset` (the host writing a
+    /// bundle's data at apply); false, writing nothing, when it does not
+    /// fit in the current size.
+    pub fn write(&self, offset: u64, data: &[u8]) -> bool {
+        let d = self.def();
+        let Some(end) = offset.checked_add(data.len() as u64) else {
+            return false;
+        };
+        if end > d.length {
+            return false;
+        }
+        // SAFETY: `[offset, end)` is within the committed read+write range;
+        // memories are used from one OS thread and the host runs here, so no
+        // JIT code and no other borrow of the bytes is active.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), d.base.add(offset as usize), data.len())
+        };
+        true
+    }
+
     /// The memory's bytes.
     ///
     /// # Safety
