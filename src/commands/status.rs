@@ -15,6 +15,10 @@ pub struct StatusArgs {
     /// Also print every thread's backtrace.
     #[arg(long)]
     pub backtraces: bool,
+    /// Show only this applied bundle: its number in this process, its
+    /// bundle id or a unique prefix of it, or its name (as for `revert`).
+    #[arg(value_name = "PATCH")]
+    pub patch: Option<String>,
 }
 
 /// Arguments of `wasm-patch list`.
@@ -84,9 +88,28 @@ pub fn list(args: ListArgs) -> anyhow::Result<i32> {
 
 /// `status` entry point.
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    let reply = control::request(&args.control.control, &json!({"op": "status"}))?;
+    let mut req = json!({"op": "status"});
+    if let Some(p) = &args.patch {
+        req["patch"] = json!(p);
+    }
+    let reply = control::request(&args.control.control, &req)?;
     if let Some(code) = check(&reply, args.control.json) {
         return Ok(code);
+    }
+    if args.patch.is_some() {
+        let sel = &reply["selected"];
+        print_applied(&json!([sel]));
+        let t = &reply["transition"];
+        if !t.is_null() && t["patch"] == sel["id"] {
+            println!(
+                "transition   {} running for {:.3} ms: {} thread(s) pending, {} switched",
+                t["direction"].as_str().unwrap_or("?"),
+                t["elapsed_ms"].as_f64().unwrap_or(0.0),
+                t["pending"],
+                t["switched"]
+            );
+        }
+        return Ok(control::EXIT_OK);
     }
     print_applied(&reply["applied"]);
     let t = &reply["transition"];

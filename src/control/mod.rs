@@ -15,11 +15,14 @@
 //! |---|---|
 //! | `{"op":"ping"}` | `pid`, `version` |
 //! | `{"op":"apply","bundle":HEX,"immediate":B,"timeout_ms":N,"trusted_keys":[HEX],"wait":B}` | `patch`, `name`, `bundle_id`, `outcome` (or `transition` when `wait` is false) |
-//! | `{"op":"revert","id":N,"timeout_ms":N,"wait":B}` | `patch`, `outcome` |
+//! | `{"op":"revert","patch":SEL,"timeout_ms":N,"wait":B}` (or `"id":N`) | `patch`, `outcome` |
 //! | `{"op":"reverse","wait":B}` | `patch`, `outcome` |
 //! | `{"op":"force"}` | `patch` |
-//! | `{"op":"status"}` | `applied`, `transition`, `last_transition`, `threads`, `events` |
+//! | `{"op":"status","patch":SEL}` (`patch` optional) | `applied`, `transition`, `last_transition`, `threads`, `events`; `selected` with `patch` |
 //! | `{"op":"list"}` | `applied` |
+//!
+//! `SEL` is a patch selector ([`select`]): the per-process number, the
+//! bundle id or a unique prefix of it, or the bundle's name.
 //!
 //! `wait` defaults to true: the reply is sent when the transition ends, and
 //! the server keeps running the guest meanwhile. A client that disconnects
@@ -84,6 +87,7 @@ pub const EXIT_CODES_HELP: &str = "Exit status:
 pub fn exit_for_kind(kind: Option<&str>) -> i32 {
     match kind {
         Some("busy") => EXIT_BUSY,
+        Some("ambiguous" | "usage") => EXIT_USAGE,
         Some("already_applied") => EXIT_ALREADY_APPLIED,
         Some(
             "format" | "wrong_target" | "incompatible" | "missing_state" | "vetoed" | "compile"
@@ -252,6 +256,7 @@ pub(crate) fn finished_reply(op: &str, o: &TransitionOutcome) -> Value {
 }
 
 mod client;
+pub mod select;
 mod server;
 
 pub use client::*;

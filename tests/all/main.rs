@@ -7,6 +7,7 @@ mod bundles;
 mod cli_control;
 mod concurrency;
 mod differential;
+mod fleet;
 mod frame_scan;
 mod lifecycle;
 mod real_rust;
