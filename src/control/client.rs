@@ -48,6 +48,38 @@ pub struct ControlOpts {
     pub json: bool,
 }
 
+/// A usage error found by the client (a bad `--timeout`): exit status 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The exit status and `kind` of an error that ended a command before (or
+/// instead of) a reply: no server (7, `unreachable`), a usage error (2,
+/// `usage`), anything else (1, `error`: an unreadable file, a broken
+/// connection).
+pub fn exit_for_error(e: &anyhow::Error) -> (i32, &'static str) {
+    if e.downcast_ref::<Unreachable>().is_some() {
+        (EXIT_UNREACHABLE, "unreachable")
+    } else if e.downcast_ref::<Usage>().is_some() {
+        (EXIT_USAGE, "usage")
+    } else {
+        (EXIT_ERROR, "error")
+    }
+}
+
+/// The JSON object a `--json` command prints for an error found on the
+/// client side, shaped like an error reply.
+pub fn client_error(message: &str, kind: &str) -> Value {
+    serde_json::json!({"ok": false, "error": message, "kind": kind})
+}
+
 /// Prints a reply as JSON (for `--json`).
 pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string(v).unwrap_or_default());

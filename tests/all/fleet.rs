@@ -91,3 +91,104 @@ fn revert_and_status_name_a_patch_by_bundle_id_prefix_or_name() {
     assert_eq!(rc, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The one JSON object a `--json` command printed, with its exit status:
+/// stdout holds exactly one line, and it is an object with `ok`.
+#[track_caller]
+fn one_json(args: &[&str]) -> (i32, Value) {
+    let o = wasm_patch(args);
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: stdout {out:?}, stderr {}",
+        text(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(lines[0])
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out:?}"));
+    assert!(v["ok"].is_boolean(), "{args:?}: {v}");
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// Issue 15 point 3: with `--json`, every outcome of every control verb is
+/// one JSON object on stdout, errors included: no server (7), usage (2), an
+/// unreadable bundle (1), refusals (5) and successes (0).
+#[test]
+fn every_control_verb_prints_one_json_object_on_every_outcome() {
+    let dir = scratch("json");
+    let (old, new, _) = write_three(&dir);
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &[]);
+    let b = bundle.to_str().unwrap();
+    let gone = dir.join("nobody.sock");
+    let n = gone.to_str().unwrap();
+    let verbs: [&[&str]; 6] = [
+        &["apply", b],
+        &["status"],
+        &["list"],
+        &["revert", "1"],
+        &["reverse"],
+        &["force"],
+    ];
+    for v in verbs {
+        let mut args = v.to_vec();
+        args.extend(["--control", n, "--json"]);
+        let (code, r) = one_json(&args);
+        assert_eq!(
+            (code, r["kind"].as_str()),
+            (7, Some("unreachable")),
+            "{args:?}: {r}"
+        );
+        assert!(r["error"].as_str().unwrap().contains("cannot reach"), "{r}");
+    }
+    // Usage errors, before anything is sent.
+    for args in [
+        &["apply", "--control", n, "--json"][..],
+        &["revert", "--control", n, "--json"],
+        &["status", "--control", n, "--json", "--no-such-flag"],
+        &["apply", "--control", n, b, "--timeout", "-1", "--json"],
+        &["apply", "--control", n, b, "--timeout", "nan", "--json"],
+    ] {
+        let (code, r) = one_json(args);
+        assert_eq!(
+            (code, r["kind"].as_str()),
+            (2, Some("usage")),
+            "{args:?}: {r}"
+        );
+    }
+    // A bundle that cannot be read.
+    let missing = dir.join("missing.wpatch");
+    let (code, r) = one_json(&["apply", "--control", n, missing.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("missing.wpatch"),
+        "{r}"
+    );
+    // Against a server: refusals and successes.
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    let junk = dir.join("junk.wpatch");
+    std::fs::write(&junk, b"\0asm junk").unwrap();
+    let g = Guest::start(&sock, &old, "main", &["4", "2500", "0"]);
+    wait_threads(&sock, 5);
+    let cases: [(&[&str], i32); 8] = [
+        (&["apply", junk.to_str().unwrap()], 5),
+        (&["reverse"], 5),
+        (&["force"], 5),
+        (&["revert", "1"], 5),
+        (&["apply", b], 0),
+        (&["status"], 0),
+        (&["list"], 0),
+        (&["revert", "1"], 0),
+    ];
+    for (v, want) in cases {
+        let mut args = v.to_vec();
+        args.extend(["--control", s, "--json"]);
+        let (code, r) = one_json(&args);
+        assert_eq!(code, want, "{args:?}: {r}");
+        assert_eq!(r["ok"], want == 0, "{args:?}: {r}");
+    }
+    let (rc, _, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
