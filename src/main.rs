@@ -23,6 +23,9 @@ enum Command {
     Wast(commands::wast::WastArgs),
     /// Build a patch bundle from two builds of one module.
     Diff(commands::diff::DiffArgs),
+    /// Print a module's target hash, as bundles name it (SHA-256 of its
+    /// exact binary bytes, custom sections included).
+    Hash(commands::hash::HashArgs),
     /// Show what a patch bundle contains.
     Inspect(commands::inspect::InspectArgs),
     /// Generate an ed25519 key pair for signing bundles.
@@ -106,6 +109,7 @@ fn main() {
         Command::Wast(args) => commands::wast::main(args),
         Command::Diff(args) => commands::diff::main(args),
         Command::Inspect(args) => commands::inspect::main(args),
+        Command::Hash(args) => commands::hash::main(args),
         Command::Keygen(args) => commands::sign::keygen(args),
         Command::Sign(args) => commands::sign::sign(args),
         Command::Verify(args) => commands::sign::verify(args),

@@ -193,6 +193,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     let server = match &args.control {
         Some(path) => {
             let mut s = control::Server::bind(path)?;
+            s.set_module(&args.file, &super::hash::module_hash(&args.file)?);
             if let Some(keys) = policy {
                 s.require_signatures(keys);
             }

@@ -96,6 +96,14 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
     if let Some(code) = check(&reply, args.control.json) {
         return Ok(code);
     }
+    let m = &reply["module"];
+    if !m.is_null() {
+        println!(
+            "module       {} sha256:{}",
+            m["path"].as_str().unwrap_or("?"),
+            m["hash"].as_str().unwrap_or("?")
+        );
+    }
     if args.patch.is_some() {
         let sel = &reply["selected"];
         print_applied(&json!([sel]));

@@ -121,6 +121,8 @@ pub struct Server {
     /// The host's signature policy (`run --trusted-key`): when set, every
     /// bundle must be signed by one of these keys, whatever the request.
     policy: Option<patch_format::TrustedKeys>,
+    /// The running module: `{"path": ..., "hash": ...}` (null until set).
+    module: Value,
 }
 
 impl Server {
@@ -129,6 +131,13 @@ impl Server {
     /// an extra check on top).
     pub fn require_signatures(&mut self, keys: patch_format::TrustedKeys) {
         self.policy = Some(keys);
+    }
+
+    /// Names the running module in `ping` and `status` replies: its path
+    /// and its target hash (what bundles name, see `wasm-patch hash`).
+    pub fn set_module(&mut self, path: &Path, hash: &patch_format::ModuleHash) {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.module = json!({"path": path.display().to_string(), "hash": hash.to_string()});
     }
 
     /// Creates the socket at `path`, readable and writable by the owner only
@@ -215,6 +224,7 @@ impl Server {
             next_conn: 1,
             waiters: Vec::new(),
             policy: None,
+            module: Value::Null,
         })
     }
 
@@ -376,6 +386,7 @@ impl Server {
                 "ok": true, "op": "ping",
                 "pid": std::process::id(),
                 "version": env!("CARGO_PKG_VERSION"),
+                "module": self.module,
             })),
             "apply" => self.apply(conn, &req, wait, timeout, store, instance),
             "revert" => {
@@ -412,9 +423,9 @@ impl Server {
                 Err(e) => Some(patch_error_reply(&e)),
             },
             "status" => match selected(&req, store) {
-                Ok(None) => Some(status(store)),
+                Ok(None) => Some(status(store, &self.module)),
                 Ok(Some(id)) => {
-                    let mut reply = status(store);
+                    let mut reply = status(store, &self.module);
                     reply["selected"] = applied_json(store)
                         .as_array()
                         .and_then(|a| a.iter().find(|p| p["id"] == id.0).cloned())
@@ -644,7 +655,7 @@ fn applied_json<T: 'static>(store: &Store<T>) -> Value {
     )
 }
 
-fn status<T: 'static>(store: &Store<T>) -> Value {
+fn status<T: 'static>(store: &Store<T>, module: &Value) -> Value {
     let threads: Vec<Value> = store
         .threads()
         .into_iter()
@@ -674,6 +685,7 @@ fn status<T: 'static>(store: &Store<T>) -> Value {
     json!({
         "ok": true,
         "op": "status",
+        "module": module,
         "applied": applied_json(store),
         "transition": store.transition_status().as_ref().map(status_json),
         "last_transition": store.last_transition().map(outcome_json),

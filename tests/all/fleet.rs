@@ -192,3 +192,70 @@ fn every_control_verb_prints_one_json_object_on_every_outcome() {
     assert_eq!(rc, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 15 point 6: `hash FILE` prints the target hash bundles name (the
+/// same as `inspect` shows for a bundle built from it), `status` shows the
+/// running module's hash and path, and the hash covers custom sections.
+#[test]
+fn hash_names_the_module_as_bundles_and_status_do() {
+    let dir = scratch("hash");
+    let (old, new, _) = write_three(&dir);
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &[]);
+    let o = wasm_patch(&["hash", old.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let printed = text(&o.stdout).trim().to_string();
+    let hex = printed
+        .strip_prefix("sha256:")
+        .expect("sha256:HEX")
+        .to_string();
+    assert_eq!(hex.len(), 64, "{printed}");
+    let ins = json_of(&wasm_patch(&[
+        "inspect",
+        bundle.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(
+        ins["target"]["sha256"].as_str(),
+        Some(hex.as_str()),
+        "{ins}"
+    );
+    let j = json_of(&wasm_patch(&["hash", new.to_str().unwrap(), "--json"]));
+    assert_ne!(j["hash"].as_str(), Some(hex.as_str()), "{j}");
+    // A custom section changes the hash: the binary of `old` plus one.
+    let wasm = dir.join("old.wasm");
+    let mut bytes = wat::parse_file(&old).unwrap();
+    let hb = wasm_patch(&["hash", &{
+        std::fs::write(&wasm, &bytes).unwrap();
+        wasm.to_str().unwrap().to_string()
+    }]);
+    assert_eq!(
+        text(&hb.stdout).trim(),
+        printed,
+        "binary and text hash alike"
+    );
+    bytes.extend_from_slice(&[0, 5, 4, b'n', b'o', b't', b'e']);
+    std::fs::write(&wasm, &bytes).unwrap();
+    let hc = wasm_patch(&["hash", wasm.to_str().unwrap()]);
+    assert_ne!(
+        text(&hc.stdout).trim(),
+        printed,
+        "custom sections are hashed"
+    );
+    // The running module's identity.
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    let g = Guest::start(&sock, &old, "main", &["2", "1500", "0"]);
+    let st = json_of(&wasm_patch(&["status", "--control", s, "--json"]));
+    assert_eq!(st["module"]["hash"].as_str(), Some(hex.as_str()), "{st}");
+    let path = std::fs::canonicalize(&old).unwrap();
+    assert_eq!(st["module"]["path"].as_str(), path.to_str(), "{st}");
+    let o = wasm_patch(&["status", "--control", s]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains(&format!("module       {} sha256:{hex}", path.display())),
+        "{out}"
+    );
+    let (rc, _, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
