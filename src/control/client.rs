@@ -122,6 +122,70 @@ pub fn format_blockers(blockers: &Value, indent: &str) -> String {
     out
 }
 
+/// How many thread ids a blocker group lists before `...`.
+const GROUP_THREADS_SHOWN: usize = 16;
+
+/// Human-readable lines for a blocker list, grouped by blocking frame
+/// (function and offset): "200 thread(s) blocked in `worker` +0x1a0", the
+/// first threads' ids and one example backtrace per group, largest group
+/// first. [`format_blockers`] lists every thread instead.
+pub fn format_blocker_groups(blockers: &Value, indent: &str) -> String {
+    let mut groups: Vec<(String, u64, Vec<&Value>)> = Vec::new();
+    for b in blockers.as_array().into_iter().flatten() {
+        let frame = &b["frame"];
+        let name = frame["name"].as_str().unwrap_or("?").to_string();
+        let offset = frame["offset"].as_u64().unwrap_or(0);
+        match groups.iter_mut().find(|g| g.0 == name && g.1 == offset) {
+            Some(g) => g.2.push(b),
+            None => groups.push((name, offset, vec![b])),
+        }
+    }
+    // Largest first; ties in order of appearance (the sort is stable).
+    groups.sort_by_key(|g| std::cmp::Reverse(g.2.len()));
+    let mut out = String::new();
+    for (name, offset, members) in &groups {
+        let ids: Vec<String> = members
+            .iter()
+            .take(GROUP_THREADS_SHOWN)
+            .map(|b| b["thread"].to_string())
+            .collect();
+        let more = if members.len() > GROUP_THREADS_SHOWN {
+            format!(", ... ({} more)", members.len() - GROUP_THREADS_SHOWN)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{indent}{} thread(s) blocked in `{}` +{offset:#x} (func {}): thread {}{more}\n",
+            members.len(),
+            readable(name),
+            members[0]["frame"]["func_index"],
+            ids.join(", ")
+        ));
+        let example = members[0];
+        out.push_str(&format!(
+            "{indent}  example backtrace (thread {}, innermost first):\n",
+            example["thread"]
+        ));
+        for (i, f) in example["backtrace"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            out.push_str(&format!(
+                "{indent}    {i:>3}: {}{}\n",
+                readable(f["name"].as_str().unwrap_or("?")),
+                if *f == example["frame"] {
+                    "   <- blocks"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    out
+}
+
 /// Prints the end of a transition (`outcome` of a reply) for humans and
 /// returns the exit status.
 pub fn report_outcome(what: &str, reply: &Value) -> i32 {
@@ -135,7 +199,7 @@ pub fn report_outcome(what: &str, reply: &Value) -> i32 {
         let n = o["blockers"].as_array().map_or(0, Vec::len);
         if n > 0 {
             eprintln!("blocked by {n} thread(s):");
-            eprint!("{}", format_blockers(&o["blockers"], "  "));
+            eprint!("{}", format_blocker_groups(&o["blockers"], "  "));
         }
         EXIT_REVERSED
     } else {

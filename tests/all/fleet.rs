@@ -259,3 +259,91 @@ fn hash_names_the_module_as_bundles_and_status_do() {
     assert_eq!(rc, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `n` threads each asleep `ms` inside `hold` (which mentions `v`, so a
+/// bundle between two versions changes only `hold`).
+fn holders(v: i32) -> String {
+    format!(
+        r#"(module
+  (import "wasm-patch" "spawn" (func $spawn (param i32 i32) (result i32)))
+  (import "wasm-patch" "sleep" (func $sleep (param i64)))
+  (table 1 funcref)
+  (elem (i32.const 0) $worker)
+  (func $hold (param $ms i32)
+    i32.const {v} drop
+    local.get $ms i64.extend_i32_u i64.const 1000000 i64.mul call $sleep)
+  (func $worker (param $ms i32) local.get $ms call $hold)
+  (func (export "main") (param $n i32) (param $ms i32)
+    (local $i i32)
+    (block $b (loop $l
+      local.get $i local.get $n i32.ge_u br_if $b
+      (drop (call $spawn (i32.const 0) (local.get $ms)))
+      local.get $i i32.const 1 i32.add local.set $i
+      br $l))
+    local.get $ms i32.const 1000 i32.add i64.extend_i32_u
+    i64.const 1000000 i64.mul call $sleep))"#
+    )
+}
+
+/// Issue 15 point 7: `status` groups blockers by blocking frame, with one
+/// example backtrace ("40 thread(s) blocked in `hold` +0x..."); `--threads`
+/// lists them one by one; `status --check` exits 4 (busy) while the
+/// transition is in progress and 0 once it has completed.
+#[test]
+fn status_groups_blockers_by_frame_and_check_tells_a_transition_is_open() {
+    let dir = scratch("groups");
+    let (old, new) = (dir.join("h1.wat"), dir.join("h2.wat"));
+    std::fs::write(&old, holders(1)).unwrap();
+    std::fs::write(&new, holders(2)).unwrap();
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &[]);
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    let g = Guest::start(&sock, &old, "main", &["40", "3000"]);
+    wait_threads(&sock, 41);
+    let o = wasm_patch(&["status", "--control", s, "--check"]);
+    assert_eq!(o.status.code(), Some(0), "settled: {}", text(&o.stdout));
+    let o = wasm_patch(&[
+        "apply",
+        "--control",
+        s,
+        bundle.to_str().unwrap(),
+        "--no-wait",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = wasm_patch(&["status", "--control", s, "--check"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "in transition: {out}");
+    assert!(out.contains("40 thread(s) blocked in `hold` +0x"), "{out}");
+    assert_eq!(out.matches("example backtrace").count(), 1, "{out}");
+    assert!(out.contains("<- blocks") && out.contains("worker"), "{out}");
+    assert!(out.contains("... (24 more)"), "{out}");
+    assert!(!out.contains("is blocked in"), "not one by one: {out}");
+    let o = wasm_patch(&["status", "--control", s, "--threads"]);
+    let out = text(&o.stdout);
+    assert_eq!(out.matches("is blocked in `hold`").count(), 40, "{out}");
+    let o = wasm_patch(&["status", "--control", s, "--check", "--json"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(
+        json_of(&o)["transition"]["blockers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        40
+    );
+    // Settled again once the threads leave `hold`.
+    let t0 = std::time::Instant::now();
+    while wasm_patch(&["status", "--control", s, "--check"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the transition never completed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (rc, _, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
