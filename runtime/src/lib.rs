@@ -36,7 +36,8 @@ pub use linker::{Linker, THREAD_ABI_MODULE};
 pub use module::Module;
 pub use patch::{
     AppliedInfo, ApplyOptions, Blocker, Direction, Event, FunctionVersions, PatchError, PatchId,
-    Shadow, ThreadPatchState, TransitionOutcome, TransitionPhase, TransitionStatus, VersionInfo,
+    Shadow, ThreadPatchState, TimedEvent, TransitionOutcome, TransitionPhase, TransitionStatus,
+    VersionInfo,
 };
 pub use store::Store;
 pub use thread::{RunState, ThreadId};

@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// public keys (`.pub` files from `keygen`), whatever the client asks.
     #[arg(long = "trusted-key", value_name = "PUB", requires = "control")]
     pub trusted_keys: Vec<std::path::PathBuf>,
+    /// Also write the audit trail (every control request and transition
+    /// event, with time, bundle, signing key and the client's uid and pid)
+    /// to FILE as JSON lines; it always goes to stderr.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<std::path::PathBuf>,
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
     /// Arguments: the WASI program's, or with `--invoke` the function's
@@ -194,6 +199,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         Some(path) => {
             let mut s = control::Server::bind(path)?;
             s.set_module(&args.file, &super::hash::module_hash(&args.file)?);
+            s.set_audit_log(crate::audit::AuditLog::open(args.audit_log.as_deref())?);
             if let Some(keys) = policy {
                 s.require_signatures(keys);
             }

@@ -2,11 +2,14 @@
 //! handling of each request between guest time slices.
 
 use super::*;
+use crate::audit::{rfc3339, AuditLog, BundleFacts, Peer};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wasm_patch_runtime::Event;
 use wasm_patch_runtime::{ApplyOptions, Instance, PatchId, Store, ThreadPatchState};
 
 struct Conn {
@@ -20,6 +23,8 @@ struct Conn {
     read_closed: bool,
     /// Writing failed: the client is gone.
     dead: bool,
+    /// The client's credentials (`SO_PEERCRED`), for the audit trail.
+    peer: Option<Peer>,
 }
 
 impl Conn {
@@ -123,6 +128,25 @@ pub struct Server {
     policy: Option<patch_format::TrustedKeys>,
     /// The running module: `{"path": ..., "hash": ...}` (null until set).
     module: Value,
+    /// Where audit entries go.
+    audit: AuditLog,
+    /// What the audit trail knows of each patch (by per-process number).
+    known: HashMap<u32, BundleFacts>,
+    /// The next transcript event to audit (its `seq`).
+    next_event: u64,
+    /// A `reverse` was requested in the current transition (a reverse
+    /// without one is the timeout policy's).
+    reverse_requested: bool,
+    /// What the request being handled concerns, for its audit entry.
+    note: Note,
+}
+
+/// What one request concerns, noted while it is handled.
+#[derive(Default)]
+struct Note {
+    op: Option<String>,
+    patch: Option<PatchId>,
+    facts: Option<BundleFacts>,
 }
 
 impl Server {
@@ -131,6 +155,92 @@ impl Server {
     /// an extra check on top).
     pub fn require_signatures(&mut self, keys: patch_format::TrustedKeys) {
         self.policy = Some(keys);
+    }
+
+    /// Sends audit entries to `log` from now on (by default: stderr only).
+    pub fn set_audit_log(&mut self, log: AuditLog) {
+        self.audit = log;
+    }
+
+    /// Tells the audit trail about patch `id`, applied before the server
+    /// started serving (`run --apply`).
+    pub fn know(&mut self, id: PatchId, facts: BundleFacts) {
+        self.known.insert(id.0, facts);
+    }
+
+    /// Audits the transcript events recorded since the last call: start,
+    /// blockers, reverse (or timeout), force, completion. Threads switching
+    /// are not audited one by one: the completion says the transition
+    /// ended.
+    pub fn audit_events<T: 'static>(&mut self, store: &Store<T>) {
+        let next = self.next_event;
+        let mut fresh: Vec<_> = store
+            .timed_events()
+            .rev()
+            .take_while(|e| e.seq >= next)
+            .collect();
+        fresh.reverse();
+        for te in fresh {
+            self.next_event = te.seq + 1;
+            let (event, patch, mut entry) = match te.event {
+                Event::ThreadSwitched(..) => continue,
+                Event::Started(p, d) => {
+                    self.reverse_requested = false;
+                    ("start", *p, json!({"direction": direction_name(*d)}))
+                }
+                Event::BlockedBy(p, t, f) => (
+                    "blocked",
+                    *p,
+                    json!({"thread": t.0, "function": readable(f)}),
+                ),
+                Event::Reversed(p) if self.reverse_requested => ("reverse", *p, json!({})),
+                Event::Reversed(p) => ("timeout", *p, json!({})),
+                Event::Forced(p) => ("force", *p, json!({})),
+                Event::Completed(p, d) => {
+                    ("complete", *p, json!({"direction": direction_name(*d)}))
+                }
+            };
+            entry["time"] = json!(rfc3339(te.time));
+            entry["kind"] = json!("event");
+            entry["event"] = json!(event);
+            entry["patch"] = json!(patch.0);
+            entry["transcript"] = json!(te.event.to_string());
+            if let Some(f) = self.known.get(&patch.0) {
+                f.add_to(&mut entry);
+            }
+            self.audit.record(entry);
+        }
+    }
+
+    /// Audits one handled request with its outcome (`None`: the reply waits
+    /// for the end of the transition it started).
+    fn audit_request(&mut self, peer: Option<Peer>, reply: Option<&Value>) {
+        let note = std::mem::take(&mut self.note);
+        let Some(op) = note.op else { return };
+        let mut entry = json!({"kind": "request", "op": op, "peer": peer.map(|p| p.json())});
+        match reply {
+            None => entry["result"] = json!("started"),
+            Some(r) if r["ok"] == true => entry["result"] = json!("ok"),
+            Some(r) => {
+                entry["result"] = r.get("kind").cloned().unwrap_or(json!("error"));
+                entry["error"] = r["error"].clone();
+            }
+        }
+        let patch = note.patch.map(|p| p.0).or_else(|| {
+            reply
+                .and_then(|r| r["patch"].as_u64())
+                .and_then(|p| u32::try_from(p).ok())
+        });
+        if let Some(p) = patch {
+            entry["patch"] = json!(p);
+        }
+        let facts = note
+            .facts
+            .or_else(|| patch.and_then(|p| self.known.get(&p).cloned()));
+        if let Some(f) = facts {
+            f.add_to(&mut entry);
+        }
+        self.audit.record(entry);
     }
 
     /// Names the running module in `ping` and `status` replies: its path
@@ -225,6 +335,11 @@ impl Server {
             waiters: Vec::new(),
             policy: None,
             module: Value::Null,
+            audit: AuditLog::open(None)?,
+            known: HashMap::new(),
+            next_event: 0,
+            reverse_requested: false,
+            note: Note::default(),
         })
     }
 
@@ -249,6 +364,7 @@ impl Server {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
+                    let peer = Peer::of(&stream);
                     let mut c = Conn {
                         id: self.next_conn,
                         stream,
@@ -257,6 +373,7 @@ impl Server {
                         outbuf: Vec::new(),
                         read_closed: false,
                         dead: false,
+                        peer,
                     };
                     self.next_conn += 1;
                     if self.conns.len() >= MAX_CONNECTIONS {
@@ -277,10 +394,10 @@ impl Server {
         }
         for i in 0..self.conns.len() {
             let lines = self.conns[i].read_lines();
-            let id = self.conns[i].id;
+            let (id, peer) = (self.conns[i].id, self.conns[i].peer);
             for line in lines {
                 busy = true;
-                if let Some(reply) = self.handle(id, &line, store, instance) {
+                if let Some(reply) = self.handle(id, peer, &line, store, instance) {
                     self.conns[i].reply(&reply);
                 }
             }
@@ -296,6 +413,7 @@ impl Server {
     /// Called after guest steps: answers the clients waiting for a
     /// transition that has ended.
     pub fn after_steps<T: 'static>(&mut self, store: &Store<T>) {
+        self.audit_events(store);
         if self.waiters.is_empty() || store.transition_status().is_some() {
             return;
         }
@@ -343,6 +461,26 @@ impl Server {
     fn handle<T: 'static>(
         &mut self,
         conn: u64,
+        peer: Option<Peer>,
+        line: &[u8],
+        store: &mut Store<T>,
+        instance: Instance,
+    ) -> Option<Value> {
+        // Events before this request are audited before it.
+        self.audit_events(store);
+        self.note = Note {
+            op: Some("malformed".into()),
+            ..Note::default()
+        };
+        let reply = self.dispatch(conn, line, store, instance);
+        self.audit_request(peer, reply.as_ref());
+        self.audit_events(store);
+        reply
+    }
+
+    fn dispatch<T: 'static>(
+        &mut self,
+        conn: u64,
         line: &[u8],
         store: &mut Store<T>,
         instance: Instance,
@@ -352,6 +490,7 @@ impl Server {
         };
         let text = text.trim();
         if text.is_empty() {
+            self.note.op = None;
             return None;
         }
         let req: Value = match serde_json::from_str(text) {
@@ -363,6 +502,7 @@ impl Server {
                 "malformed request: expected a JSON object with a string field `op`",
             ));
         };
+        self.note.op = Some(op.chars().take(64).collect());
         let wait = match req.get("wait") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -399,6 +539,7 @@ impl Server {
                     }
                     Err(reply) => return Some(reply),
                 };
+                self.note.patch = Some(id);
                 let names = names_of(store, id);
                 match store.revert(id, timeout) {
                     Ok(()) => self.started_named(conn, "revert", id, wait, store, names),
@@ -407,6 +548,7 @@ impl Server {
             }
             "reverse" => match store.reverse() {
                 Ok(()) => {
+                    self.reverse_requested = true;
                     let id = store
                         .transition_status()
                         .map(|t| t.patch)
@@ -425,6 +567,7 @@ impl Server {
             "status" => match selected(&req, store) {
                 Ok(None) => Some(status(store, &self.module)),
                 Ok(Some(id)) => {
+                    self.note.patch = Some(id);
                     let mut reply = status(store, &self.module);
                     reply["selected"] = applied_json(store)
                         .as_array()
@@ -465,6 +608,8 @@ impl Server {
         let Some(bytes) = from_hex(hex) else {
             return Some(error_reply("malformed request: `bundle` is not valid hex"));
         };
+        let facts = BundleFacts::of(&bytes);
+        self.note.facts = Some(facts.clone());
         let immediate = match req.get("immediate") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -519,6 +664,7 @@ impl Server {
         };
         match store.apply(instance, &bytes, &opts) {
             Ok(id) => {
+                self.known.insert(id.0, facts);
                 // Named now: a rolled-back bundle is no longer listed later.
                 let names = names_of(store, id);
                 self.started_named(conn, "apply", id, wait, store, names)
@@ -537,6 +683,7 @@ impl Server {
         store: &Store<T>,
         names: Option<(String, String)>,
     ) -> Option<Value> {
+        self.note.patch = Some(id);
         let mut reply = self.started(conn, op, id, wait, store);
         match reply.as_mut() {
             Some(r) => add_names(r, &names),

@@ -347,3 +347,165 @@ fn status_groups_blockers_by_frame_and_check_tells_a_transition_is_open() {
     assert_eq!(rc, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Signs `bundle` with a fresh key in `dir`: (signed bundle, public key hex,
+/// `.pub` path).
+fn signed(dir: &Path, bundle: &Path) -> (PathBuf, String, PathBuf) {
+    let key = dir.join("ops");
+    let o = wasm_patch(&["keygen", "-o", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = dir.join("signed.wpatch");
+    let o = wasm_patch(&[
+        "sign",
+        bundle.to_str().unwrap(),
+        "--key",
+        dir.join("ops.key").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let public = dir.join("ops.pub");
+    let hex = std::fs::read_to_string(&public).unwrap();
+    let hex = hex.trim().rsplit(':').next().unwrap().to_string();
+    (out, hex, public)
+}
+
+/// Issue 15 point 4: the audit trail. Every request (with the client's uid
+/// and pid from `SO_PEERCRED`) and every transition event (start, blockers,
+/// timeout, reverse, force, completion) is an entry with an RFC 3339 UTC
+/// time, the bundle id and name and the signing key, on stderr and as JSON
+/// lines in `--audit-log`.
+#[test]
+fn every_request_and_transition_event_is_audited_with_who_what_and_when() {
+    let dir = scratch("audit");
+    let (old, new) = (dir.join("h1.wat"), dir.join("h2.wat"));
+    std::fs::write(&old, holders(1)).unwrap();
+    std::fs::write(&new, holders(2)).unwrap();
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &["--name", "hold-fix"]);
+    let (bundle, key, _) = signed(&dir, &bundle);
+    let b = bundle.to_str().unwrap();
+    let log = dir.join("audit.jsonl");
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    let g = Guest::start_with(
+        &sock,
+        &old,
+        "main",
+        &["20", "5000"],
+        &["--audit-log", log.to_str().unwrap()],
+    );
+    wait_threads(&sock, 21);
+    // Timed out (the 20 threads sit in `hold`), reversed, forced.
+    let child = std::process::Command::new(crate::cli_control::BIN)
+        .args(["apply", "--control", s, b, "--timeout", "0.3"])
+        .output()
+        .unwrap();
+    assert_eq!(child.status.code(), Some(3), "{}", text(&child.stderr));
+    let client = std::process::Command::new(crate::cli_control::BIN)
+        .args(["apply", "--control", s, b, "--no-wait"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id();
+    assert!(client.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        wasm_patch(&["reverse", "--control", s]).status.code(),
+        Some(0)
+    );
+    let o = wasm_patch(&["apply", "--control", s, b, "--no-wait"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        wasm_patch(&["force", "--control", s]).status.code(),
+        Some(0)
+    );
+    let o = wasm_patch(&["revert", "--control", s, "hold-fix"]);
+    assert_eq!(o.status.code(), Some(5), "forced: {}", text(&o.stderr));
+    let (rc, _, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let entries: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let id = json_of(&wasm_patch(&["inspect", b, "--json"]))["bundle_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    for e in &entries {
+        let t = e["time"].as_str().unwrap();
+        assert!(
+            t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.starts_with("20"),
+            "not RFC 3339 UTC: {e}"
+        );
+        if e["kind"] == "request" {
+            assert_eq!(e["peer"]["uid"], uid, "{e}");
+            assert!(e["peer"]["pid"].as_i64() > Some(0), "{e}");
+        }
+        if e["patch"].is_u64() {
+            assert_eq!(e["bundle_id"].as_str(), Some(id.as_str()), "{e}");
+            assert_eq!(e["name"], "hold-fix", "{e}");
+            assert_eq!(e["key"].as_str(), Some(key.as_str()), "{e}");
+        }
+    }
+    let requests: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["kind"] == "request")
+        .map(|e| e["op"].as_str().unwrap())
+        .collect();
+    for op in ["apply", "reverse", "force", "revert", "status"] {
+        assert!(requests.contains(&op), "{op} not audited: {requests:?}");
+    }
+    let mine = entries
+        .iter()
+        .find(|e| e["peer"]["pid"] == client_pid)
+        .expect("the --no-wait apply's entry names its client's pid");
+    assert_eq!(
+        (mine["op"].as_str(), mine["result"].as_str()),
+        (Some("apply"), Some("ok"))
+    );
+    let refused = entries.iter().find(|e| e["op"] == "revert").unwrap();
+    assert_eq!(refused["result"], "revert_refused", "{refused}");
+    assert_eq!(refused["patch"], 3, "{refused}");
+    let events: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["kind"] == "event")
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for ev in [
+        "start", "blocked", "timeout", "reverse", "force", "complete",
+    ] {
+        assert!(events.contains(&ev), "{ev} not audited: {events:?}");
+    }
+    let blocked = entries.iter().find(|e| e["event"] == "blocked").unwrap();
+    assert_eq!(blocked["function"], "hold", "{blocked}");
+    assert!(
+        err.contains("audit: 20") && err.contains("request apply from uid"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 15 point 4: events in the embedding API carry their timestamp and
+/// a sequence number.
+#[test]
+fn embedding_api_events_carry_timestamps_and_sequence_numbers() {
+    use crate::transitions::{app, apply, bytes_with, setup_host};
+    let v0 = app(0, 0);
+    let (mut store, inst) = setup_host(&v0);
+    let before = std::time::SystemTime::now();
+    let b = bytes_with(&v0, &app(1, 0), &patch_format::DiffOptions::default());
+    apply(&mut store, inst, &b);
+    store.run().unwrap();
+    let after = std::time::SystemTime::now();
+    let events = store.events().to_vec();
+    let timed: Vec<_> = store.timed_events().collect();
+    assert!(events.len() >= 2, "{events:?}");
+    assert_eq!(timed.len(), events.len());
+    for (i, t) in timed.iter().enumerate() {
+        assert_eq!(t.seq, i as u64);
+        assert_eq!(t.event, &events[i]);
+        assert!(before <= t.time && t.time <= after, "{:?}", t.time);
+    }
+}
