@@ -21,12 +21,13 @@
 //! `print_line(ptr: i32, len: i32)` (bytes of memory 0 and a newline) and
 //! `print(ptr: i32, len: i32)` (the bytes only).
 
+use crate::audit::{AuditLog, BundleFacts};
 use crate::control;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::time::Duration;
 use wasm_patch_runtime::{
-    Caller, Engine, Error, FuncType, Linker, Module, RunState, Store, Val, ValType,
+    ApplyOptions, Caller, Engine, Error, FuncType, Linker, Module, RunState, Store, Val, ValType,
 };
 
 /// Arguments of `wasm-patch run`.
@@ -46,10 +47,18 @@ pub struct RunArgs {
     /// ends; refused if another server answers there.
     #[arg(long, value_name = "SOCKET")]
     pub control: Option<std::path::PathBuf>,
-    /// With `--control`: refuse every bundle not signed by one of these
-    /// public keys (`.pub` files from `keygen`), whatever the client asks.
-    #[arg(long = "trusted-key", value_name = "PUB", requires = "control")]
+    /// Refuse every bundle (over `--control` or from `--apply`) not signed
+    /// by one of these public keys (`.pub` files from `keygen`), whatever
+    /// the client asks.
+    #[arg(long = "trusted-key", value_name = "PUB")]
     pub trusted_keys: Vec<std::path::PathBuf>,
+    /// Apply this bundle at start, before the guest runs (repeatable, in
+    /// order), with the same checks and `--trusted-key` policy as `apply`,
+    /// like `kpatch install` or livepatch at boot: a restarted service comes
+    /// back patched. A refused bundle stops the run before the guest starts,
+    /// with the status `apply` would give (5 refused, 6 applied already).
+    #[arg(long = "apply", value_name = "BUNDLE")]
+    pub apply: Vec<std::path::PathBuf>,
     /// Also write the audit trail (every control request and transition
     /// event, with time, bundle, signing key and the client's uid and pid)
     /// to FILE as JSON lines; it always goes to stderr.
@@ -195,13 +204,13 @@ fn host_policy(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<patch_form
 pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     // Bind first: a refused socket must not start the guest.
     let policy = host_policy(&args.trusted_keys)?;
-    let server = match &args.control {
+    let mut audit = AuditLog::open(args.audit_log.as_deref())?;
+    let mut server = match &args.control {
         Some(path) => {
             let mut s = control::Server::bind(path)?;
             s.set_module(&args.file, &super::hash::module_hash(&args.file)?);
-            s.set_audit_log(crate::audit::AuditLog::open(args.audit_log.as_deref())?);
-            if let Some(keys) = policy {
-                s.require_signatures(keys);
+            if let Some(keys) = &policy {
+                s.require_signatures(keys.clone());
             }
             Some(s)
         }
@@ -253,7 +262,19 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
-    let mut server = server;
+    if let Some(code) = apply_at_start(
+        &mut store,
+        instance,
+        &args.apply,
+        policy.as_ref(),
+        &mut audit,
+        server.as_mut(),
+    )? {
+        return Ok(code);
+    }
+    if let Some(s) = server.as_mut() {
+        s.set_audit_log(audit);
+    }
     let main = store.spawn(func, &vals)?;
     let mut reaper = Reaper::default();
     let r = serve(
@@ -295,6 +316,61 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `--apply`: applies `paths` in order before any guest thread runs, each
+/// transition to completion (there is no thread to wait for). Returns the
+/// exit status of the first refusal (as `apply` would exit), after which the
+/// guest must not run.
+fn apply_at_start(
+    store: &mut Store<()>,
+    instance: wasm_patch_runtime::Instance,
+    paths: &[std::path::PathBuf],
+    policy: Option<&patch_format::TrustedKeys>,
+    audit: &mut AuditLog,
+    mut server: Option<&mut control::Server>,
+) -> anyhow::Result<Option<i32>> {
+    for path in paths {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("--apply: reading {}", path.display()))?;
+        let facts = BundleFacts::of(&bytes);
+        let mut entry = serde_json::json!({
+            "kind": "boot", "event": "apply", "file": path.display().to_string(),
+        });
+        facts.add_to(&mut entry);
+        let refused = |kind: &str, error: String| (kind.to_string(), error);
+        let result = match policy.map(|p| p.verify(&bytes)) {
+            Some(Err(e)) => Err(refused(
+                "policy",
+                format!("refused by the host's signature policy (--trusted-key): {e}"),
+            )),
+            _ => store
+                .apply(instance, &bytes, &ApplyOptions::default())
+                .map_err(|e| refused(control::error_kind(&e), e.to_string())),
+        };
+        match result {
+            Ok(id) => {
+                let outcome = store.wait_transition()?;
+                entry["patch"] = serde_json::json!(id.0);
+                entry["result"] = serde_json::json!("ok");
+                audit.record(entry);
+                if outcome.reversed {
+                    bail!("--apply {}: the transition was reversed", path.display());
+                }
+                if let Some(s) = server.as_deref_mut() {
+                    s.know(id, facts);
+                }
+            }
+            Err((kind, error)) => {
+                entry["result"] = serde_json::json!(kind);
+                entry["error"] = serde_json::json!(error);
+                audit.record(entry);
+                eprintln!("error: --apply {}: {error}", path.display());
+                return Ok(Some(control::exit_for_kind(Some(&kind))));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Collects the guest threads other than the main one as they finish: a

@@ -206,7 +206,8 @@ pub(crate) fn status_json(t: &TransitionStatus) -> Value {
     })
 }
 
-pub(crate) fn error_kind(e: &PatchError) -> &'static str {
+/// The `kind` of an error reply for `e` (see [`exit_for_kind`]).
+pub fn error_kind(e: &PatchError) -> &'static str {
     match e {
         PatchError::Busy(_) => "busy",
         PatchError::NoTransition => "no_transition",

@@ -509,3 +509,87 @@ fn embedding_api_events_carry_timestamps_and_sequence_numbers() {
         assert!(before <= t.time && t.time <= after, "{:?}", t.time);
     }
 }
+
+/// Issue 15 point 5: `run --apply BUNDLE` applies at start, before the
+/// guest runs (no step of the old version ever runs), with the host's
+/// `--trusted-key` policy and the same checks and exit statuses as `apply`;
+/// a refused bundle stops the run before the guest starts.
+#[test]
+fn run_apply_patches_before_the_guest_runs_with_the_same_checks_and_policy() {
+    let dir = scratch("boot");
+    let (old, new, _) = write_three(&dir);
+    let unsigned = make_bundle(&dir, &old, &new, "b.wpatch", &["--name", "boot-fix"]);
+    let (bundle, key, public) = signed(&dir, &unsigned);
+    let other = make_bundle(
+        &dir,
+        Path::new("guests/demo/service.wat"),
+        Path::new("guests/demo/service-fixed.wat"),
+        "other.wpatch",
+        &[],
+    );
+    let log = dir.join("audit.jsonl");
+    let sock = dir.join("ctl.sock");
+    let s = sock.to_str().unwrap();
+    let g = Guest::start_with(
+        &sock,
+        &old,
+        "main",
+        &["8", "1500", "0"],
+        &[
+            "--trusted-key",
+            public.to_str().unwrap(),
+            "--apply",
+            bundle.to_str().unwrap(),
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let list = json_of(&wasm_patch(&["list", "--control", s, "--json"]));
+    assert_eq!(list["applied"][0]["name"], "boot-fix", "{list}");
+    let (rc, out, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let (v1, v2, mixed) = crate::cli_control::tally(&out);
+    assert_eq!((v1, mixed), (0, 0), "old code ran before the bundle: {out}");
+    assert!(v2 > 0, "{out}");
+    let boot: Value = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "boot")
+        .expect("a boot entry");
+    assert_eq!(
+        (boot["result"].as_str(), boot["key"].as_str()),
+        (Some("ok"), Some(key.as_str()))
+    );
+    // Refusals: the guest never runs, the status is apply's.
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend(["--invoke", "main", old.to_str().unwrap(), "2", "50", "0"]);
+        wasm_patch(&args)
+    };
+    let u = unsigned.to_str().unwrap();
+    let p = public.to_str().unwrap();
+    for (extra, code, says) in [
+        (
+            vec!["--trusted-key", p, "--apply", u],
+            5,
+            "signature policy",
+        ),
+        (vec!["--apply", other.to_str().unwrap()], 5, "target"),
+        (vec!["--apply", u, "--apply", u], 6, "already applied"),
+    ] {
+        let o = run(&extra);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert_eq!(text(&o.stdout), "", "the guest ran: {extra:?}");
+    }
+    // Without a policy, the unsigned one applies too.
+    let o = run(&["--apply", u]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (v1, v2, _) = crate::cli_control::tally(&text(&o.stdout));
+    assert_eq!(v1, 0);
+    assert!(v2 > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
