@@ -74,6 +74,9 @@ pub struct RunArgs {
 
 /// Exit status of a run that trapped.
 pub const TRAP_EXIT: i32 = 134;
+/// A run stopped by a termination signal exits with this plus the signal's
+/// number: 143 for SIGTERM, 130 for SIGINT, 129 for SIGHUP.
+pub const STOPPED_EXIT_BASE: i32 = 128;
 
 /// One `--invoke` argument as a value of type `ty`. Integers may be
 /// written signed or unsigned (`-1` and `4294967295` are the same i32); a
@@ -218,10 +221,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     };
     // Declared after the server: dropped first, so the socket is removed by
     // the server's `Drop` once the handler no longer would.
-    let _cleanup = match &args.control {
-        Some(path) => Some(crate::signals::remove_socket_on_termination(path)?),
-        None => None,
-    };
+    let _signals = crate::signals::install(args.control.as_deref())?;
     let engine = Engine::default();
     let module = Module::from_file(&engine, &args.file)?;
     let mut store = Store::new(&engine, ());
@@ -272,9 +272,13 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     )? {
         return Ok(code);
     }
-    if let Some(s) = server.as_mut() {
-        s.set_audit_log(audit);
-    }
+    let audit = match server.as_mut() {
+        Some(s) => {
+            s.set_audit_log(audit);
+            None
+        }
+        None => Some(audit),
+    };
     let main = store.spawn(func, &vals)?;
     let mut reaper = Reaper::default();
     let r = serve(
@@ -285,10 +289,26 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         &wasi,
         &mut reaper,
     );
-    if let Some(s) = server {
-        s.shutdown();
+    let stopped = crate::signals::stop_requested();
+    match (server, stopped) {
+        (Some(s), Some(sig)) => s.stop(crate::signals::name(sig)),
+        (Some(s), None) => s.shutdown(),
+        (None, Some(sig)) => {
+            if let Some(mut a) = audit {
+                let signal = crate::signals::name(sig);
+                a.record(serde_json::json!({"kind": "stop", "event": "stop", "signal": signal}));
+            }
+        }
+        (None, None) => {}
     }
     r?;
+    if let Some(sig) = stopped {
+        eprintln!(
+            "wasm-patch: stopped by {}: the guest was shut down",
+            crate::signals::name(sig)
+        );
+        return Ok(STOPPED_EXIT_BASE + sig);
+    }
     reaper.reap(&mut store, main);
     if let Some(code) = wasi.exit_code() {
         return Ok(code);
@@ -426,6 +446,10 @@ fn serve(
     reaper: &mut Reaper,
 ) -> anyhow::Result<()> {
     loop {
+        // SIGTERM, SIGINT or SIGHUP: stop between time slices.
+        if crate::signals::stop_requested().is_some() {
+            return Ok(());
+        }
         // 16 slices of at most 5 ms each: control requests wait < 100 ms
         // even for a busy guest. The exit status is checked after each.
         let mut ran = 0;

@@ -27,7 +27,8 @@
 //! `wait` defaults to true: the reply is sent when the transition ends, and
 //! the server keeps running the guest meanwhile. A client that disconnects
 //! before then changes nothing: the transition runs to completion (or to
-//! its timeout). Requests are bounded ([`MAX_REQUEST_BYTES`], bundles
+//! its timeout). Requests are bounded ([`MAX_REQUEST_BYTES`] each,
+//! [`MAX_BUFFERED_BYTES`] for all connections together, bundles
 //! [`MAX_BUNDLE_BYTES`]); a malformed request gets an error reply and never
 //! stops the guest.
 
@@ -40,9 +41,15 @@ use wasm_patch_runtime::{
 };
 
 /// Largest bundle accepted over the socket.
-pub const MAX_BUNDLE_BYTES: usize = 64 << 20;
-/// Largest request line (a hex-encoded bundle plus room for the rest).
-pub const MAX_REQUEST_BYTES: usize = 2 * MAX_BUNDLE_BYTES + (1 << 20);
+pub const MAX_BUNDLE_BYTES: usize = 8 << 20;
+/// Largest request line (a hex-encoded bundle plus room for the rest): the
+/// most one connection may hold of an unfinished request. A longer one is
+/// refused and its connection closed.
+pub const MAX_REQUEST_BYTES: usize = 2 * MAX_BUNDLE_BYTES + (64 << 10);
+/// The most all connections together may hold of unfinished requests, so
+/// that [`MAX_CONNECTIONS`] clients cannot make the server hold gigabytes:
+/// a connection whose partial request would pass it is refused and closed.
+pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
 /// Connections served at once; more are answered with an error and closed.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Bytes read from one connection per poll, so that a fast client cannot

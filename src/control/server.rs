@@ -5,7 +5,7 @@ use super::*;
 use crate::audit::{rfc3339, AuditLog, BundleFacts, Peer};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,7 +35,9 @@ impl Conn {
     }
 
     /// Reads what is available (within the budget); returns complete lines.
-    fn read_lines(&mut self) -> Vec<Vec<u8>> {
+    /// A partial request longer than `limit` is refused and the connection
+    /// closed.
+    fn read_lines(&mut self, limit: usize) -> Vec<Vec<u8>> {
         let mut lines = Vec::new();
         if self.read_closed || self.dead {
             return lines;
@@ -51,7 +53,7 @@ impl Conn {
                 Ok(n) => {
                     got += n;
                     self.inbuf.extend_from_slice(&buf[..n]);
-                    if self.inbuf.len() - self.scanned > MAX_REQUEST_BYTES {
+                    if self.inbuf.len() - self.scanned > limit {
                         break;
                     }
                 }
@@ -71,14 +73,24 @@ impl Conn {
             lines.push(line);
         }
         self.scanned = self.inbuf.len();
-        if self.inbuf.len() > MAX_REQUEST_BYTES {
+        if self.inbuf.len() > limit {
             // Answer once and stop reading: the rest of the line is junk.
+            let held = self.inbuf.len();
             self.inbuf = Vec::new();
             self.scanned = 0;
             self.read_closed = true;
-            self.reply(&error_reply(format!(
-                "request too large: more than {MAX_REQUEST_BYTES} bytes without a newline"
-            )));
+            self.reply(&error_reply(if limit < MAX_REQUEST_BYTES {
+                format!(
+                    "request refused: {held} bytes of it are buffered and the server already holds \
+                     most of its {MAX_BUFFERED_BYTES} bytes for unfinished requests of other \
+                     connections; the connection is closed, retry later"
+                )
+            } else {
+                format!(
+                    "request too large: more than {MAX_REQUEST_BYTES} bytes without a newline; \
+                     the connection is closed"
+                )
+            }));
         } else if self.read_closed && !self.inbuf.is_empty() {
             // A last request without its newline.
             lines.push(std::mem::take(&mut self.inbuf));
@@ -304,29 +316,55 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
         }
-        // Bind under a temporary name, restrict it to the owner, then link
-        // it into place: the socket is never reachable with wider
-        // permissions, and `link` fails rather than replace a socket another
-        // server created meanwhile.
-        let tmp = path.with_file_name(format!(".wp-control-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let listener =
-            UnixListener::bind(&tmp).with_context(|| format!("binding {}", path.display()))?;
-        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| match std::fs::hard_link(&tmp, path) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
-                    e.kind(),
-                    "another server created it meanwhile",
-                )),
-                // File systems without hard links: a plain rename.
-                Err(_) => std::fs::rename(&tmp, path),
-                ok => ok,
-            });
+        // Bind under an unpredictable temporary name, created 0600 by the
+        // kernel (bind never follows a symlink and fails on an existing
+        // name), then link it into place: the socket is never reachable with
+        // wider permissions, and `link` fails rather than replace a socket
+        // another server created meanwhile.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let (listener, tmp) =
+            bind_unique(dir, random_name).with_context(|| format!("binding {}", path.display()))?;
+        let placed = match std::fs::hard_link(&tmp, path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
+                e.kind(),
+                "another server created it meanwhile",
+            )),
+            // File systems without hard links: a plain rename.
+            Err(_) => std::fs::rename(&tmp, path),
+            ok => ok,
+        };
         let _ = std::fs::remove_file(&tmp);
         placed.with_context(|| format!("creating socket {}", path.display()))?;
         listener.set_nonblocking(true)?;
+        // What now sits at `path` must be our socket: a connection to it
+        // must reach our listener. A client that connected first is kept.
+        let probe = UnixStream::connect(path).ok();
+        let (mut ours, mut early) = (false, Vec::new());
+        while probe.is_some() {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let me = Peer::of(&stream).map(|p| p.pid) == Some(std::process::id() as i32);
+                    if me && !ours {
+                        ours = true;
+                    } else {
+                        early.push(stream);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        drop(probe);
+        if !ours {
+            bail!(
+                "{} is not the socket this server created (was the directory changed meanwhile?); refusing to serve",
+                path.display()
+            );
+        }
         let meta = std::fs::symlink_metadata(path)?;
-        Ok(Server {
+        let mut server = Server {
             listener,
             path: path.to_path_buf(),
             ident: (meta.dev(), meta.ino()),
@@ -340,7 +378,11 @@ impl Server {
             next_event: 0,
             reverse_requested: false,
             note: Note::default(),
-        })
+        };
+        for stream in early {
+            server.add_conn(stream);
+        }
+        Ok(server)
     }
 
     /// The socket's path.
@@ -353,6 +395,34 @@ impl Server {
         !self.waiters.is_empty()
     }
 
+    /// Serves a new connection (or refuses it: too many).
+    fn add_conn(&mut self, stream: UnixStream) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let peer = Peer::of(&stream);
+        let mut c = Conn {
+            id: self.next_conn,
+            stream,
+            inbuf: Vec::new(),
+            scanned: 0,
+            outbuf: Vec::new(),
+            read_closed: false,
+            dead: false,
+            peer,
+        };
+        self.next_conn += 1;
+        if self.conns.len() >= MAX_CONNECTIONS {
+            c.reply(&error_reply(format!(
+                "too many connections (at most {MAX_CONNECTIONS})"
+            )));
+            c.read_closed = true;
+            c.flush();
+            return;
+        }
+        self.conns.push(c);
+    }
+
     /// Accepts connections, reads requests and answers them. Returns whether
     /// anything happened (so that the caller does not sleep).
     pub fn poll<T: 'static>(&mut self, store: &mut Store<T>, instance: Instance) -> bool {
@@ -361,30 +431,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     busy = true;
-                    if stream.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let peer = Peer::of(&stream);
-                    let mut c = Conn {
-                        id: self.next_conn,
-                        stream,
-                        inbuf: Vec::new(),
-                        scanned: 0,
-                        outbuf: Vec::new(),
-                        read_closed: false,
-                        dead: false,
-                        peer,
-                    };
-                    self.next_conn += 1;
-                    if self.conns.len() >= MAX_CONNECTIONS {
-                        c.reply(&error_reply(format!(
-                            "too many connections (at most {MAX_CONNECTIONS})"
-                        )));
-                        c.read_closed = true;
-                        c.flush();
-                        continue;
-                    }
-                    self.conns.push(c);
+                    self.add_conn(stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -392,8 +439,12 @@ impl Server {
                 Err(_) => break,
             }
         }
+        let mut buffered: usize = self.conns.iter().map(|c| c.inbuf.len()).sum();
         for i in 0..self.conns.len() {
-            let lines = self.conns[i].read_lines();
+            let own = self.conns[i].inbuf.len();
+            let room = MAX_BUFFERED_BYTES.saturating_sub(buffered - own);
+            let lines = self.conns[i].read_lines(MAX_REQUEST_BYTES.min(room));
+            buffered = buffered - own + self.conns[i].inbuf.len();
             let (id, peer) = (self.conns[i].id, self.conns[i].peer);
             for line in lines {
                 busy = true;
@@ -439,11 +490,23 @@ impl Server {
 
     /// The guest is done: tell the waiting clients, flush replies (briefly)
     /// and remove the socket.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
+        self.shutdown_because("the guest exited");
+    }
+
+    /// The run was stopped by a termination signal (`signal` is its name):
+    /// audit it, tell the waiting clients, remove the socket.
+    pub fn stop(mut self, signal: &str) {
+        self.audit
+            .record(json!({"kind": "stop", "event": "stop", "signal": signal}));
+        self.shutdown_because(&format!("the run was stopped by {signal}"));
+    }
+
+    fn shutdown_because(mut self, why: &str) {
         for w in std::mem::take(&mut self.waiters) {
             if let Some(c) = self.conns.iter_mut().find(|c| c.id == w.conn) {
                 c.reply(&error_reply(format!(
-                    "the guest exited before the transition of {} ended",
+                    "{why} before the transition of {} ended",
                     w.patch
                 )));
             }
@@ -773,6 +836,41 @@ fn add_names(reply: &mut Value, names: &Option<(String, String)>) {
     }
 }
 
+/// `.wp-control-` and 16 random hex digits (from `/dev/urandom`).
+fn random_name() -> io::Result<String> {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(format!(".wp-control-{}", to_hex(&b)))
+}
+
+/// Binds a listening socket at `dir/name()` with mode 0600, trying fresh
+/// names while one exists already (whatever it is: `bind` neither follows
+/// nor replaces a symlink or file).
+fn bind_unique(
+    dir: &Path,
+    mut name: impl FnMut() -> io::Result<String>,
+) -> io::Result<(UnixListener, PathBuf)> {
+    for _ in 0..16 {
+        let tmp = dir.join(name()?);
+        // SAFETY: `umask` only swaps the process's file-creation mask; it
+        // is restored right after the bind. Nothing else creates files at
+        // start-up, when this runs.
+        let saved = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(&tmp);
+        // SAFETY: as above.
+        unsafe { libc::umask(saved) };
+        match bound {
+            Ok(l) => return Ok((l, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free temporary socket name after 16 tries",
+    ))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
@@ -840,4 +938,44 @@ fn status<T: 'static>(store: &Store<T>, module: &Value) -> Value {
         "events": recent,
         "events_total": events.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_socket_names_are_unpredictable() {
+        let (a, b) = (random_name().unwrap(), random_name().unwrap());
+        assert_ne!(a, b);
+        let hex = a.strip_prefix(".wp-control-").unwrap();
+        assert_eq!(hex.len(), 16, "{a}");
+        assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
+
+    #[test]
+    fn binding_never_follows_or_replaces_what_sits_at_a_temporary_name() {
+        let dir = std::env::temp_dir().join(format!("wp-bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // An attacker's symlink and file at the first two names tried.
+        let target = dir.join("victim");
+        std::os::unix::fs::symlink(&target, dir.join("n0")).unwrap();
+        std::fs::write(dir.join("n1"), "precious").unwrap();
+        let mut i = 0;
+        let (l, tmp) = bind_unique(&dir, || {
+            i += 1;
+            Ok(format!("n{}", i - 1))
+        })
+        .unwrap();
+        assert_eq!(tmp, dir.join("n2"));
+        assert!(!target.exists(), "the symlink was followed");
+        assert_eq!(std::fs::read_to_string(dir.join("n1")).unwrap(), "precious");
+        let meta = std::fs::symlink_metadata(&tmp).unwrap();
+        assert!(meta.file_type().is_socket());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        drop(l);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -593,3 +593,167 @@ fn run_apply_patches_before_the_guest_runs_with_the_same_checks_and_policy() {
     assert!(v2 > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends `sig` to the run and waits for it to end: (status, stderr).
+fn stop_with(g: Guest, sig: &str) -> (i32, String) {
+    let killed = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(g.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (rc, _, err) = g.finish();
+    (rc, err)
+}
+
+/// Issue 15 point 9: SIGTERM and SIGINT stop the run loop cleanly: a client
+/// waiting for a transition gets its answer, the stop is audited, the
+/// socket is removed, and the run exits with 128 + the signal (143, 130).
+#[test]
+fn sigterm_and_sigint_shut_the_guest_down_cleanly() {
+    let dir = scratch("stop");
+    let (old, new) = (dir.join("h1.wat"), dir.join("h2.wat"));
+    std::fs::write(&old, holders(1)).unwrap();
+    std::fs::write(&new, holders(2)).unwrap();
+    let bundle = make_bundle(&dir, &old, &new, "b.wpatch", &[]);
+    let sock = dir.join("ctl.sock");
+    let log = dir.join("audit.jsonl");
+    let g = Guest::start_with(
+        &sock,
+        &old,
+        "main",
+        &["5", "20000"],
+        &["--audit-log", log.to_str().unwrap()],
+    );
+    wait_threads(&sock, 6);
+    // A client waits for a transition the threads in `hold` keep open.
+    let (s, b) = (
+        sock.to_str().unwrap().to_string(),
+        bundle.to_str().unwrap().to_string(),
+    );
+    let waiter = std::thread::spawn(move || {
+        wasm_patch(&["apply", "--control", &s, &b, "--timeout", "0", "--json"])
+    });
+    let t0 = std::time::Instant::now();
+    while json_of(&wasm_patch(&[
+        "status",
+        "--control",
+        sock.to_str().unwrap(),
+        "--json",
+    ]))["transition"]
+        .is_null()
+    {
+        assert!(t0.elapsed().as_secs() < 20, "the apply never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (rc, err) = stop_with(g, "TERM");
+    assert_eq!(rc, 143, "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    assert!(!sock.exists(), "socket left behind");
+    let o = waiter.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let r = json_of(&o);
+    assert!(
+        r["error"].as_str().unwrap().contains("stopped by SIGTERM"),
+        "{r}"
+    );
+    let audit = std::fs::read_to_string(&log).unwrap();
+    let stop: Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (stop["event"].as_str(), stop["signal"].as_str()),
+        (Some("stop"), Some("SIGTERM"))
+    );
+    // SIGINT (Ctrl-C) the same way, with status 130.
+    let g = Guest::start(&sock, &old, "main", &["2", "20000"]);
+    wait_threads(&sock, 3);
+    let (rc, err) = stop_with(g, "INT");
+    assert_eq!(rc, 130, "{err}");
+    assert!(!sock.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Issue 15 point 9: a partial request is bounded per connection (a longer
+/// one is refused and the connection closed) and across connections: 64
+/// clients each sending an unfinished 3 MiB request cannot make the server
+/// hold more than its overall bound; the server keeps serving.
+#[test]
+fn partial_requests_are_bounded_per_connection_and_overall() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    let dir = scratch("bounds");
+    let (old, _, _) = write_three(&dir);
+    let sock = dir.join("ctl.sock");
+    let g = Guest::start(&sock, &old, "main", &["2", "8000", "0"]);
+    wait_threads(&sock, 3);
+    let base = rss(g.child.id());
+    // One connection: 24 MiB without a newline is refused, then closed.
+    {
+        let c = UnixStream::connect(&sock).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut w = c.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![b'a'; 1 << 20];
+            for _ in 0..24 {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = BufReader::new(c);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("request too large"), "{line}");
+        let mut rest = Vec::new();
+        assert_eq!(r.read_to_end(&mut rest).unwrap_or(0), 0, "not closed");
+        writer.join().unwrap();
+    }
+    // 64 connections, 3 MiB each, none finished: 192 MiB asked for.
+    let chunk = vec![b'b'; 3 << 20];
+    let mut conns: Vec<UnixStream> = (0..64)
+        .map(|_| {
+            let mut c = UnixStream::connect(&sock).unwrap();
+            c.set_write_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            let _ = c.write_all(&chunk);
+            c
+        })
+        .collect();
+    let peak = rss(g.child.id());
+    let mut refused = 0;
+    for c in &mut conns {
+        c.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let mut line = String::new();
+        if BufReader::new(&*c).read_line(&mut line).is_ok() && line.contains("request refused") {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "64 unfinished 3 MiB requests were all held");
+    assert!(
+        peak < base + (96 << 20),
+        "the server grew from {base} to {peak} bytes"
+    );
+    drop(conns);
+    let st = json_of(&wasm_patch(&[
+        "status",
+        "--control",
+        sock.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(st["ok"], true, "{st}");
+    let (rc, _, err) = g.finish();
+    assert_eq!(rc, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
