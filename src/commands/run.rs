@@ -5,7 +5,9 @@
 //! ARGS as the WASI program's arguments (after the file name). The run ends
 //! when that call returns, or when any guest thread calls WASI `proc_exit(n)`:
 //! then the exit status is `n`. A trap prints its kind and wasm backtrace to
-//! stderr and exits with status 134 (as wasmtime does).
+//! stderr and exits with status 134 (as wasmtime does). SIGTERM, SIGINT
+//! and SIGHUP stop the run loop cleanly (`crate::signals`): status 128 +
+//! the signal's number.
 //!
 //! Every run links WASI preview 1 (`wasm_patch_wasi`): the environment holds
 //! only the `--env` variables, and the guest reaches only the `--dir`

@@ -8,6 +8,7 @@ mod cli_control;
 mod concurrency;
 mod differential;
 mod fleet;
+mod fleet_rollout;
 mod frame_scan;
 mod lifecycle;
 mod real_rust;
