@@ -80,10 +80,11 @@ pub const EXIT_UNREACHABLE: i32 = 7;
 pub const EXIT_CODES_HELP: &str = "Exit status:
   0  success (for apply/revert/reverse: the transition completed)
   1  any other error (e.g. the guest exited before the transition completed)
-  2  usage error
+  2  usage error (also a patch selector matching several bundles)
   3  the transition was reversed (by --timeout, or by a `reverse` request)
      and rolled back; the blockers are printed
-  4  busy: another transition is in progress; retry later
+  4  busy: another transition is in progress; retry later (also
+     `status --check` while a transition is in progress)
   5  refused: wrong target, missing base or state, signature or policy,
      a rule violation; do not retry
   6  already applied (the message names the patch)
