@@ -188,6 +188,7 @@ fn summary(e: &Value) -> String {
             }
             out.push_str(&format!(": {}", s("result")));
         }
+        Some("stop") => out.push_str(&format!(" by {}", s("signal"))),
         _ => out.push_str(&format!(" {}", s("event"))),
     }
     if let Some(p) = e["patch"].as_u64() {
