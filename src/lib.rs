@@ -1,6 +1,7 @@
 //! Library side of the `wasm-patch` CLI, so that integration tests can reach
 //! the command implementations and the wast driver.
 
+pub mod audit;
 pub mod commands;
 pub mod control;
 pub mod signals;

@@ -23,6 +23,9 @@ enum Command {
     Wast(commands::wast::WastArgs),
     /// Build a patch bundle from two builds of one module.
     Diff(commands::diff::DiffArgs),
+    /// Print a module's target hash, as bundles name it (SHA-256 of its
+    /// exact binary bytes, custom sections included).
+    Hash(commands::hash::HashArgs),
     /// Show what a patch bundle contains.
     Inspect(commands::inspect::InspectArgs),
     /// Generate an ed25519 key pair for signing bundles.
@@ -54,13 +57,59 @@ enum Command {
     Force(commands::control_verbs::ForceArgs),
 }
 
+impl Command {
+    /// Whether this is a control verb run with `--json`: then every outcome,
+    /// errors included, is one JSON object on stdout.
+    fn json(&self) -> bool {
+        match self {
+            Command::Apply(a) => a.control.json,
+            Command::Status(a) => a.control.json,
+            Command::List(a) => a.control.json,
+            Command::Revert(a) => a.control.json,
+            Command::Reverse(a) => a.control.json,
+            Command::Force(a) => a.control.json,
+            _ => false,
+        }
+    }
+}
+
+/// The control verbs: with `--json`, even their usage errors are JSON.
+const CONTROL_VERBS: [&str; 6] = ["apply", "status", "list", "revert", "reverse", "force"];
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let argv: Vec<String> = std::env::args().collect();
+            let control_json = argv
+                .get(1)
+                .is_some_and(|v| CONTROL_VERBS.contains(&v.as_str()))
+                && argv.iter().any(|a| a == "--json");
+            let informational = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if control_json && !informational {
+                let msg = e.render().to_string();
+                wasm_patch_cli::control::print_json(&wasm_patch_cli::control::client_error(
+                    msg.trim().trim_start_matches("error: "),
+                    "usage",
+                ));
+                std::process::exit(wasm_patch_cli::control::EXIT_USAGE);
+            }
+            e.exit()
+        }
+    };
+    let json = cli.command.json();
     let result = match cli.command {
         Command::Run(args) => commands::run::main(args),
         Command::Wast(args) => commands::wast::main(args),
         Command::Diff(args) => commands::diff::main(args),
         Command::Inspect(args) => commands::inspect::main(args),
+        Command::Hash(args) => commands::hash::main(args),
         Command::Keygen(args) => commands::sign::keygen(args),
         Command::Sign(args) => commands::sign::sign(args),
         Command::Verify(args) => commands::sign::verify(args),
@@ -74,15 +123,16 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let unreachable = e
-                .downcast_ref::<wasm_patch_cli::control::Unreachable>()
-                .is_some();
-            std::process::exit(if unreachable {
-                wasm_patch_cli::control::EXIT_UNREACHABLE
+            let (code, kind) = wasm_patch_cli::control::exit_for_error(&e);
+            if json {
+                wasm_patch_cli::control::print_json(&wasm_patch_cli::control::client_error(
+                    &format!("{e:#}"),
+                    kind,
+                ));
             } else {
-                wasm_patch_cli::control::EXIT_ERROR
-            });
+                eprintln!("error: {e:#}");
+            }
+            std::process::exit(code);
         }
     }
 }

@@ -37,7 +37,7 @@ pub use linker::{Linker, THREAD_ABI_MODULE};
 pub use module::Module;
 pub use patch::{
     AppliedInfo, ApplyOptions, Blocker, DataPlacement, Direction, Event, FunctionVersions,
-    PatchError, PatchId, Shadow, ThreadPatchState, TransitionOutcome, TransitionPhase,
+    PatchError, PatchId, Shadow, ThreadPatchState, TimedEvent, TransitionOutcome, TransitionPhase,
     TransitionStatus, VersionInfo,
 };
 pub use store::Store;

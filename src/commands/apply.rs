@@ -65,7 +65,10 @@ pub(crate) fn timeout_ms(timeout: Option<f64>) -> anyhow::Result<Option<f64>> {
     match timeout {
         None => Ok(None),
         Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Ok(Some(t * 1000.0)),
-        Some(t) => bail!("--timeout must be a positive number of seconds, not {t}"),
+        Some(t) => Err(control::Usage(format!(
+            "--timeout must be a positive number of seconds, not {t}"
+        ))
+        .into()),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `wasm-patch revert ID`, `wasm-patch reverse` and `wasm-patch force`
+//! `wasm-patch revert PATCH`, `wasm-patch reverse` and `wasm-patch force`
 //! against a running `wasm-patch run --control SOCKET`.
 
 use crate::control::{self, ControlOpts};
@@ -9,9 +9,12 @@ use serde_json::json;
 pub struct RevertArgs {
     #[command(flatten)]
     pub control: ControlOpts,
-    /// The applied bundle's id, as `list` shows it (`3` or `patch 3`).
-    #[arg(value_parser = parse_patch_id)]
-    pub id: u32,
+    /// The applied bundle: its number in this process as `list` shows it
+    /// (`3` or `patch 3`), its bundle id or a unique prefix of it (at least
+    /// 4 hex digits), or its name. A selector matching several bundles is
+    /// refused with status 2, listing them.
+    #[arg(value_name = "PATCH")]
+    pub patch: String,
     /// Reverse the revert (keep the bundle) if it is not complete after this
     /// many seconds; exits with status 3.
     #[arg(long, value_name = "SECONDS")]
@@ -38,27 +41,20 @@ pub struct ForceArgs {
     pub control: ControlOpts,
 }
 
-fn parse_patch_id(s: &str) -> Result<u32, String> {
-    let t = s.trim();
-    let t = t.strip_prefix("patch").map(str::trim).unwrap_or(t);
-    t.parse::<u32>()
-        .map_err(|_| format!("`{s}` is not a patch id (a number, as `list` shows)"))
-}
-
 /// `revert` entry point.
 pub fn revert(args: RevertArgs) -> anyhow::Result<i32> {
     let req = json!({
         "op": "revert",
-        "id": args.id,
+        "patch": args.patch,
         "wait": !args.no_wait,
         "timeout_ms": super::apply::timeout_ms(args.timeout)?,
     });
     let reply = control::request(&args.control.control, &req)?;
-    Ok(control::report_transition(
-        &format!("reverted patch {}", args.id),
-        &reply,
-        args.control.json,
-    ))
+    let what = match reply["patch"].as_u64() {
+        Some(id) => format!("reverted patch {id}"),
+        None => format!("revert {}", args.patch),
+    };
+    Ok(control::report_transition(&what, &reply, args.control.json))
 }
 
 /// `reverse` entry point.

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod control_verbs;
 pub mod diff;
+pub mod hash;
 pub mod inspect;
 pub mod run;
 pub mod sign;

@@ -5,7 +5,9 @@
 //! ARGS as the WASI program's arguments (after the file name). The run ends
 //! when that call returns, or when any guest thread calls WASI `proc_exit(n)`:
 //! then the exit status is `n`. A trap prints its kind and wasm backtrace to
-//! stderr and exits with status 134 (as wasmtime does).
+//! stderr and exits with status 134 (as wasmtime does). SIGTERM, SIGINT
+//! and SIGHUP stop the run loop cleanly (`crate::signals`): status 128 +
+//! the signal's number.
 //!
 //! Every run links WASI preview 1 (`wasm_patch_wasi`): the environment holds
 //! only the `--env` variables, and the guest reaches only the `--dir`
@@ -21,12 +23,13 @@
 //! `print_line(ptr: i32, len: i32)` (bytes of memory 0 and a newline) and
 //! `print(ptr: i32, len: i32)` (the bytes only).
 
+use crate::audit::{AuditLog, BundleFacts};
 use crate::control;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::time::Duration;
 use wasm_patch_runtime::{
-    Caller, Engine, Error, FuncType, Linker, Module, RunState, Store, Val, ValType,
+    ApplyOptions, Caller, Engine, Error, FuncType, Linker, Module, RunState, Store, Val, ValType,
 };
 
 /// Arguments of `wasm-patch run`.
@@ -46,10 +49,23 @@ pub struct RunArgs {
     /// ends; refused if another server answers there.
     #[arg(long, value_name = "SOCKET")]
     pub control: Option<std::path::PathBuf>,
-    /// With `--control`: refuse every bundle not signed by one of these
-    /// public keys (`.pub` files from `keygen`), whatever the client asks.
-    #[arg(long = "trusted-key", value_name = "PUB", requires = "control")]
+    /// Refuse every bundle (over `--control` or from `--apply`) not signed
+    /// by one of these public keys (`.pub` files from `keygen`), whatever
+    /// the client asks.
+    #[arg(long = "trusted-key", value_name = "PUB")]
     pub trusted_keys: Vec<std::path::PathBuf>,
+    /// Apply this bundle at start, before the guest runs (repeatable, in
+    /// order), with the same checks and `--trusted-key` policy as `apply`,
+    /// like `kpatch install` or livepatch at boot: a restarted service comes
+    /// back patched. A refused bundle stops the run before the guest starts,
+    /// with the status `apply` would give (5 refused, 6 applied already).
+    #[arg(long = "apply", value_name = "BUNDLE")]
+    pub apply: Vec<std::path::PathBuf>,
+    /// Also write the audit trail (every control request and transition
+    /// event, with time, bundle, signing key and the client's uid and pid)
+    /// to FILE as JSON lines; it always goes to stderr.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<std::path::PathBuf>,
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
     /// Arguments: the WASI program's, or with `--invoke` the function's
@@ -60,6 +76,9 @@ pub struct RunArgs {
 
 /// Exit status of a run that trapped.
 pub const TRAP_EXIT: i32 = 134;
+/// A run stopped by a termination signal exits with this plus the signal's
+/// number: 143 for SIGTERM, 130 for SIGINT, 129 for SIGHUP.
+pub const STOPPED_EXIT_BASE: i32 = 128;
 
 /// One `--invoke` argument as a value of type `ty`. Integers may be
 /// written signed or unsigned (`-1` and `4294967295` are the same i32); a
@@ -190,11 +209,13 @@ fn host_policy(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<patch_form
 pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     // Bind first: a refused socket must not start the guest.
     let policy = host_policy(&args.trusted_keys)?;
-    let server = match &args.control {
+    let mut audit = AuditLog::open(args.audit_log.as_deref())?;
+    let mut server = match &args.control {
         Some(path) => {
             let mut s = control::Server::bind(path)?;
-            if let Some(keys) = policy {
-                s.require_signatures(keys);
+            s.set_module(&args.file, &super::hash::module_hash(&args.file)?);
+            if let Some(keys) = &policy {
+                s.require_signatures(keys.clone());
             }
             Some(s)
         }
@@ -202,10 +223,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     };
     // Declared after the server: dropped first, so the socket is removed by
     // the server's `Drop` once the handler no longer would.
-    let _cleanup = match &args.control {
-        Some(path) => Some(crate::signals::remove_socket_on_termination(path)?),
-        None => None,
-    };
+    let _signals = crate::signals::install(args.control.as_deref())?;
     let engine = Engine::default();
     let module = Module::from_file(&engine, &args.file)?;
     let mut store = Store::new(&engine, ());
@@ -246,7 +264,23 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
-    let mut server = server;
+    if let Some(code) = apply_at_start(
+        &mut store,
+        instance,
+        &args.apply,
+        policy.as_ref(),
+        &mut audit,
+        server.as_mut(),
+    )? {
+        return Ok(code);
+    }
+    let audit = match server.as_mut() {
+        Some(s) => {
+            s.set_audit_log(audit);
+            None
+        }
+        None => Some(audit),
+    };
     let main = store.spawn(func, &vals)?;
     let mut reaper = Reaper::default();
     let r = serve(
@@ -257,10 +291,26 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         &wasi,
         &mut reaper,
     );
-    if let Some(s) = server {
-        s.shutdown();
+    let stopped = crate::signals::stop_requested();
+    match (server, stopped) {
+        (Some(s), Some(sig)) => s.stop(crate::signals::name(sig)),
+        (Some(s), None) => s.shutdown(),
+        (None, Some(sig)) => {
+            if let Some(mut a) = audit {
+                let signal = crate::signals::name(sig);
+                a.record(serde_json::json!({"kind": "stop", "event": "stop", "signal": signal}));
+            }
+        }
+        (None, None) => {}
     }
     r?;
+    if let Some(sig) = stopped {
+        eprintln!(
+            "wasm-patch: stopped by {}: the guest was shut down",
+            crate::signals::name(sig)
+        );
+        return Ok(STOPPED_EXIT_BASE + sig);
+    }
     reaper.reap(&mut store, main);
     if let Some(code) = wasi.exit_code() {
         return Ok(code);
@@ -288,6 +338,61 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `--apply`: applies `paths` in order before any guest thread runs, each
+/// transition to completion (there is no thread to wait for). Returns the
+/// exit status of the first refusal (as `apply` would exit), after which the
+/// guest must not run.
+fn apply_at_start(
+    store: &mut Store<()>,
+    instance: wasm_patch_runtime::Instance,
+    paths: &[std::path::PathBuf],
+    policy: Option<&patch_format::TrustedKeys>,
+    audit: &mut AuditLog,
+    mut server: Option<&mut control::Server>,
+) -> anyhow::Result<Option<i32>> {
+    for path in paths {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("--apply: reading {}", path.display()))?;
+        let facts = BundleFacts::of(&bytes);
+        let mut entry = serde_json::json!({
+            "kind": "boot", "event": "apply", "file": path.display().to_string(),
+        });
+        facts.add_to(&mut entry);
+        let refused = |kind: &str, error: String| (kind.to_string(), error);
+        let result = match policy.map(|p| p.verify(&bytes)) {
+            Some(Err(e)) => Err(refused(
+                "policy",
+                format!("refused by the host's signature policy (--trusted-key): {e}"),
+            )),
+            _ => store
+                .apply(instance, &bytes, &ApplyOptions::default())
+                .map_err(|e| refused(control::error_kind(&e), e.to_string())),
+        };
+        match result {
+            Ok(id) => {
+                let outcome = store.wait_transition()?;
+                entry["patch"] = serde_json::json!(id.0);
+                entry["result"] = serde_json::json!("ok");
+                audit.record(entry);
+                if outcome.reversed {
+                    bail!("--apply {}: the transition was reversed", path.display());
+                }
+                if let Some(s) = server.as_deref_mut() {
+                    s.know(id, facts);
+                }
+            }
+            Err((kind, error)) => {
+                entry["result"] = serde_json::json!(kind);
+                entry["error"] = serde_json::json!(error);
+                audit.record(entry);
+                eprintln!("error: --apply {}: {error}", path.display());
+                return Ok(Some(control::exit_for_kind(Some(&kind))));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Collects the guest threads other than the main one as they finish: a
@@ -343,6 +448,10 @@ fn serve(
     reaper: &mut Reaper,
 ) -> anyhow::Result<()> {
     loop {
+        // SIGTERM, SIGINT or SIGHUP: stop between time slices.
+        if crate::signals::stop_requested().is_some() {
+            return Ok(());
+        }
         // 16 slices of at most 5 ms each: control requests wait < 100 ms
         // even for a busy guest. The exit status is checked after each.
         let mut ran = 0;

@@ -12,9 +12,22 @@ use serde_json::{json, Value};
 pub struct StatusArgs {
     #[command(flatten)]
     pub control: ControlOpts,
-    /// Also print every thread's backtrace.
+    /// List every thread (state, patch state, innermost frame) and every
+    /// blocker one by one, instead of grouping blockers by blocking frame
+    /// and counting threads.
+    #[arg(long)]
+    pub threads: bool,
+    /// Also print every thread's backtrace (implies `--threads`).
     #[arg(long)]
     pub backtraces: bool,
+    /// Exit with status 4 (busy) while a transition is in progress, 0
+    /// otherwise: for scripts that wait until a host is settled.
+    #[arg(long)]
+    pub check: bool,
+    /// Show only this applied bundle: its number in this process, its
+    /// bundle id or a unique prefix of it, or its name (as for `revert`).
+    #[arg(value_name = "PATCH")]
+    pub patch: Option<String>,
 }
 
 /// Arguments of `wasm-patch list`.
@@ -97,9 +110,46 @@ pub fn list(args: ListArgs) -> anyhow::Result<i32> {
 
 /// `status` entry point.
 pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    let reply = control::request(&args.control.control, &json!({"op": "status"}))?;
+    let mut req = json!({"op": "status"});
+    if let Some(p) = &args.patch {
+        req["patch"] = json!(p);
+    }
+    let reply = control::request(&args.control.control, &req)?;
+    // `--check`: busy (4) while a transition is in progress.
+    let settled = if args.check && !reply["transition"].is_null() {
+        control::EXIT_BUSY
+    } else {
+        control::EXIT_OK
+    };
     if let Some(code) = check(&reply, args.control.json) {
-        return Ok(code);
+        return Ok(if code == control::EXIT_OK {
+            settled
+        } else {
+            code
+        });
+    }
+    let m = &reply["module"];
+    if !m.is_null() {
+        println!(
+            "module       {} sha256:{}",
+            m["path"].as_str().unwrap_or("?"),
+            m["hash"].as_str().unwrap_or("?")
+        );
+    }
+    if args.patch.is_some() {
+        let sel = &reply["selected"];
+        print_applied(&json!([sel]));
+        let t = &reply["transition"];
+        if !t.is_null() && t["patch"] == sel["id"] {
+            println!(
+                "transition   {} running for {:.3} ms: {} thread(s) pending, {} switched",
+                t["direction"].as_str().unwrap_or("?"),
+                t["elapsed_ms"].as_f64().unwrap_or(0.0),
+                t["pending"],
+                t["switched"]
+            );
+        }
+        return Ok(settled);
     }
     print_applied(&reply["applied"]);
     let t = &reply["transition"];
@@ -122,7 +172,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
         let n = t["blockers"].as_array().map_or(0, Vec::len);
         if n > 0 {
             println!("blockers     {n} thread(s)");
-            print!("{}", control::format_blockers(&t["blockers"], "  "));
+            if args.threads || args.backtraces {
+                print!("{}", control::format_blockers(&t["blockers"], "  "));
+            } else {
+                print!("{}", control::format_blocker_groups(&t["blockers"], "  "));
+            }
         }
     }
     let last = &reply["last_transition"];
@@ -155,11 +209,41 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
         count(0),
         count(-1)
     );
+    if args.threads || args.backtraces {
+        print_threads(&threads, args.backtraces);
+    } else {
+        let mut states: Vec<(String, usize)> = Vec::new();
+        for t in &threads {
+            let st = t["state"].as_str().unwrap_or("?").to_string();
+            match states.iter_mut().find(|(s, _)| *s == st) {
+                Some(e) => e.1 += 1,
+                None => states.push((st, 1)),
+            }
+        }
+        let states: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        println!("             {} (--threads lists them)", states.join(", "));
+    }
+    let events = reply["events"].as_array().cloned().unwrap_or_default();
+    if !events.is_empty() {
+        println!(
+            "events       last {} of {}",
+            events.len(),
+            reply["events_total"]
+        );
+        for e in &events {
+            println!("  {}", e.as_str().unwrap_or(""));
+        }
+    }
+    Ok(settled)
+}
+
+/// One line per thread (and its backtrace with `backtraces`).
+fn print_threads(threads: &[Value], backtraces: bool) {
     println!(
         "  {:<8} {:<10} {:>11}  innermost frame",
         "thread", "state", "patch_state"
     );
-    for t in &threads {
+    for t in threads {
         let bt: Vec<String> = t["backtrace"]
             .as_array()
             .into_iter()
@@ -174,22 +258,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<i32> {
             t["patch_state"].to_string(),
             bt.first().map_or("-", String::as_str)
         );
-        if args.backtraces {
+        if backtraces {
             for (i, f) in bt.iter().enumerate() {
                 println!("  {:>21}{i:>3}: {f}", "");
             }
         }
     }
-    let events = reply["events"].as_array().cloned().unwrap_or_default();
-    if !events.is_empty() {
-        println!(
-            "events       last {} of {}",
-            events.len(),
-            reply["events_total"]
-        );
-        for e in &events {
-            println!("  {}", e.as_str().unwrap_or(""));
-        }
-    }
-    Ok(control::EXIT_OK)
 }

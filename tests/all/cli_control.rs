@@ -11,14 +11,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wasm-patch");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wasm-patch");
 
 /// A service of version `v`: `step` calls `encode`, yields, sleeps 1 ms
 /// (so that about a third of the workers are inside `step` whenever a
 /// bundle lands), calls `decode` and prints `v*1000 + v*100 + v*10` when all three ran in one version;
 /// any other tag is a mixed step. `slow` sleeps inside itself. Only the
 /// functions that mention `v` differ between versions.
-fn service(v: i32) -> String {
+pub(crate) fn service(v: i32) -> String {
     format!(
         r#"(module
   (import "wasm-patch" "spawn" (func $spawn (param i32 i32) (result i32)))
@@ -68,33 +68,39 @@ fn service(v: i32) -> String {
 }
 
 /// A scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("wp-cc-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-fn write_service(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_service(dir: &Path) -> (PathBuf, PathBuf) {
     let (old, new) = (dir.join("old.wat"), dir.join("new.wat"));
     std::fs::write(&old, service(1)).unwrap();
     std::fs::write(&new, service(2)).unwrap();
     (old, new)
 }
 
-fn wasm_patch(args: &[&str]) -> Output {
+pub(crate) fn wasm_patch(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .output()
         .expect("runs wasm-patch")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// Builds a bundle with `wasm-patch diff`.
-fn make_bundle(dir: &Path, old: &Path, new: &Path, name: &str, extra: &[&str]) -> PathBuf {
+pub(crate) fn make_bundle(
+    dir: &Path,
+    old: &Path,
+    new: &Path,
+    name: &str,
+    extra: &[&str],
+) -> PathBuf {
     let out = dir.join(name);
     let mut args = vec![
         "diff",
@@ -111,13 +117,13 @@ fn make_bundle(dir: &Path, old: &Path, new: &Path, name: &str, extra: &[&str]) -
 
 /// A running `wasm-patch run --control`, its output drained by threads so
 /// that a chatty guest never blocks on a full pipe.
-struct Guest {
-    child: Child,
+pub(crate) struct Guest {
+    pub(crate) child: Child,
     out: Option<JoinHandle<String>>,
     err: Option<JoinHandle<String>>,
 }
 
-fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+pub(crate) fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
     std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = r.read_to_end(&mut s);
@@ -126,12 +132,18 @@ fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
 }
 
 impl Guest {
-    fn start(sock: &Path, file: &Path, invoke: &str, args: &[&str]) -> Guest {
+    pub(crate) fn start(sock: &Path, file: &Path, invoke: &str, args: &[&str]) -> Guest {
         Guest::start_with(sock, file, invoke, args, &[])
     }
 
     /// [`Guest::start`] with more `run` options.
-    fn start_with(sock: &Path, file: &Path, invoke: &str, args: &[&str], opts: &[&str]) -> Guest {
+    pub(crate) fn start_with(
+        sock: &Path,
+        file: &Path,
+        invoke: &str,
+        args: &[&str],
+        opts: &[&str],
+    ) -> Guest {
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .args(opts)
@@ -164,7 +176,7 @@ impl Guest {
     }
 
     /// Waits for the run to end: (exit code, stdout, stderr).
-    fn finish(mut self) -> (i32, String, String) {
+    pub(crate) fn finish(mut self) -> (i32, String, String) {
         let t0 = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -194,7 +206,7 @@ impl Drop for Guest {
 
 /// Waits until the guest runs at least `n` threads (the socket answers
 /// before the module is compiled and `main` has spawned its workers).
-fn wait_threads(sock: &Path, n: usize) {
+pub(crate) fn wait_threads(sock: &Path, n: usize) {
     let t0 = Instant::now();
     loop {
         let st = raw(sock, b"{\"op\":\"status\"}\n");
@@ -210,7 +222,7 @@ fn wait_threads(sock: &Path, n: usize) {
 }
 
 /// Tags printed by the guest: (consistent v1, consistent v2, mixed).
-fn tally(stdout: &str) -> (usize, usize, usize) {
+pub(crate) fn tally(stdout: &str) -> (usize, usize, usize) {
     let (mut v1, mut v2, mut mixed) = (0, 0, 0);
     for l in stdout.lines() {
         let Ok(t) = l.trim().parse::<i32>() else {
@@ -226,13 +238,13 @@ fn tally(stdout: &str) -> (usize, usize, usize) {
     (v1, v2, mixed)
 }
 
-fn json_of(o: &Output) -> Value {
+pub(crate) fn json_of(o: &Output) -> Value {
     let s = text(&o.stdout);
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s:?}"))
 }
 
 /// Sends raw bytes on a fresh connection and reads one reply line.
-fn raw(sock: &Path, bytes: &[u8]) -> Value {
+pub(crate) fn raw(sock: &Path, bytes: &[u8]) -> Value {
     let mut s = UnixStream::connect(sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(bytes).unwrap();
@@ -643,7 +655,7 @@ fn demo_guest_is_fixed_and_reverted_live() {
 
 /// Sends raw bytes (several requests) on a fresh connection and reads `n`
 /// reply lines.
-fn raw_n(sock: &Path, bytes: &[u8], n: usize) -> Vec<Value> {
+pub(crate) fn raw_n(sock: &Path, bytes: &[u8], n: usize) -> Vec<Value> {
     let mut s = UnixStream::connect(sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(bytes).unwrap();

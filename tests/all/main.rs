@@ -8,6 +8,8 @@ mod bundles;
 mod cli_control;
 mod concurrency;
 mod differential;
+mod fleet;
+mod fleet_rollout;
 mod frame_scan;
 mod guest_stacks;
 mod lifecycle;

@@ -247,6 +247,70 @@ impl std::fmt::Display for Event {
     }
 }
 
+/// One event of the transcript with its timestamp (wall clock, taken when
+/// the event was recorded) and its sequence number (0 for the first event
+/// of the store, never reused: the transcript drops its oldest events past
+/// its bound, and the numbers tell a reader what it has already seen).
+#[derive(Clone, Copy, Debug)]
+pub struct TimedEvent<'a> {
+    /// Position in the store's whole transcript.
+    pub seq: u64,
+    /// When the event was recorded.
+    pub time: std::time::SystemTime,
+    /// The event.
+    pub event: &'a Event,
+}
+
+/// The transcript: events and, in step, their timestamps.
+#[derive(Default)]
+pub(crate) struct EventLog {
+    events: Vec<Event>,
+    times: Vec<std::time::SystemTime>,
+    /// Events dropped from the front so far (the first kept one's `seq`).
+    dropped: u64,
+}
+
+impl EventLog {
+    /// Records `e` now.
+    pub(crate) fn push(&mut self, e: Event) {
+        self.times.push(std::time::SystemTime::now());
+        self.events.push(e);
+    }
+
+    /// Events kept.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Drops the oldest events, up to `range.end`.
+    pub(crate) fn drain(&mut self, range: std::ops::RangeTo<usize>) {
+        self.events.drain(range);
+        self.times.drain(range);
+        self.dropped += range.end as u64;
+    }
+
+    /// The events kept, oldest first.
+    pub(crate) fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The events kept with their timestamps and sequence numbers.
+    pub(crate) fn timed(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = TimedEvent<'_>> + ExactSizeIterator {
+        let first = self.dropped;
+        self.events
+            .iter()
+            .zip(&self.times)
+            .enumerate()
+            .map(move |(i, (event, time))| TimedEvent {
+                seq: first + i as u64,
+                time: *time,
+                event,
+            })
+    }
+}
+
 /// An applied bundle, as listed.
 #[derive(Clone, Debug)]
 pub struct AppliedInfo {
@@ -298,7 +362,7 @@ pub(crate) struct Core {
     /// The settled world (`VMThread.world` value: 0 or `WORLD_STRIDE`).
     pub(crate) world: u64,
     pub(crate) next_id: u32,
-    pub(crate) events: Vec<Event>,
+    pub(crate) events: EventLog,
     pub(crate) shadow: Shadow,
     /// Code no world maps any more but that might still run on a stack.
     pub(crate) zombies: Vec<Arc<CodeUnit>>,

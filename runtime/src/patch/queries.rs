@@ -4,7 +4,7 @@
 
 use super::transition::{self, Side};
 use super::{
-    AppliedInfo, Blocker, Event, FunctionVersions, ThreadPatchState, TransitionOutcome,
+    AppliedInfo, Blocker, Event, FunctionVersions, ThreadPatchState, TimedEvent, TransitionOutcome,
     TransitionPhase, TransitionStatus, VersionInfo,
 };
 use crate::errors::FrameInfo;
@@ -92,7 +92,16 @@ impl<T: 'static> Store<T> {
 
     /// The transcript of patch events so far.
     pub fn events(&self) -> &[Event] {
-        &self.inner.patch.events
+        self.inner.patch.events.events()
+    }
+
+    /// The transcript with each event's timestamp and sequence number, for
+    /// logs and audit trails (a reader that remembers the last `seq` it saw
+    /// finds the new events even after the oldest were dropped).
+    pub fn timed_events(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = TimedEvent<'_>> + ExactSizeIterator {
+        self.inner.patch.events.timed()
     }
 
     /// Which versions function `func` of `instance` has, which is live, and

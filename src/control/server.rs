@@ -1,263 +1,16 @@
-//! Live control of a running guest over a Unix socket.
-//!
-//! `wasm-patch run --control SOCKET` serves this protocol while the guest
-//! runs; `apply`, `status`, `list`, `revert`, `reverse` and `force` are its
-//! clients.
-//!
-//! # Protocol
-//!
-//! One JSON object per line in each direction; every request gets exactly
-//! one reply line. A reply has `"ok": true` and the operation's fields, or
-//! `"ok": false` and an `"error"` message (plus `"kind"` for refused patch
-//! operations, and `"outcome"` when a transition was rolled back).
-//!
-//! | request | reply |
-//! |---|---|
-//! | `{"op":"ping"}` | `pid`, `version` |
-//! | `{"op":"apply","bundle":HEX,"immediate":B,"timeout_ms":N,"trusted_keys":[HEX],"wait":B}` | `patch`, `name`, `bundle_id`, `outcome` (or `transition` when `wait` is false) |
-//! | `{"op":"revert","id":N,"timeout_ms":N,"wait":B}` | `patch`, `outcome` |
-//! | `{"op":"reverse","wait":B}` | `patch`, `outcome` |
-//! | `{"op":"force"}` | `patch` |
-//! | `{"op":"status"}` | `applied`, `transition`, `last_transition`, `threads`, `events` |
-//! | `{"op":"list"}` | `applied` |
-//!
-//! `wait` defaults to true: the reply is sent when the transition ends, and
-//! the server keeps running the guest meanwhile. A client that disconnects
-//! before then changes nothing: the transition runs to completion (or to
-//! its timeout). Requests are bounded ([`MAX_REQUEST_BYTES`], bundles
-//! [`MAX_BUNDLE_BYTES`]); a malformed request gets an error reply and never
-//! stops the guest.
+//! The control server: the listening socket, its connections, and the
+//! handling of each request between guest time slices.
 
-use anyhow::{bail, Context};
-use patch_format::names::readable;
-use serde_json::{json, Value};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use super::*;
+use crate::audit::{rfc3339, AuditLog, BundleFacts, Peer};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wasm_patch_runtime::{
-    ApplyOptions, Blocker, Direction, FrameInfo, Instance, PatchError, PatchId, RunState, Store,
-    ThreadPatchState, TransitionOutcome, TransitionStatus,
-};
-
-/// Largest bundle accepted over the socket.
-pub const MAX_BUNDLE_BYTES: usize = 64 << 20;
-/// Largest request line (a hex-encoded bundle plus room for the rest).
-pub const MAX_REQUEST_BYTES: usize = 2 * MAX_BUNDLE_BYTES + (1 << 20);
-/// Connections served at once; more are answered with an error and closed.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Bytes read from one connection per poll, so that a fast client cannot
-/// starve the guest.
-const READ_BUDGET: usize = 8 << 20;
-/// How many of the latest patch events `status` returns.
-const STATUS_EVENTS: usize = 50;
-
-/// Exit status: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit status: any other error.
-pub const EXIT_ERROR: i32 = 1;
-/// Exit status: bad command line (clap's own).
-pub const EXIT_USAGE: i32 = 2;
-/// Exit status: the transition was reversed (by the timeout or on request).
-pub const EXIT_REVERSED: i32 = 3;
-/// Exit status: busy, another transition is in progress; retry later.
-pub const EXIT_BUSY: i32 = 4;
-/// Exit status: refused for good (wrong target, missing base or state,
-/// signature or policy, a rule of the consistency model); do not retry.
-pub const EXIT_REFUSED: i32 = 5;
-/// Exit status: this bundle is applied already.
-pub const EXIT_ALREADY_APPLIED: i32 = 6;
-/// Exit status: no control server answers at the socket.
-pub const EXIT_UNREACHABLE: i32 = 7;
-
-/// The `Exit status` section of every control verb's `--help`.
-pub const EXIT_CODES_HELP: &str = "Exit status:
-  0  success (for apply/revert/reverse: the transition completed)
-  1  any other error (e.g. the guest exited before the transition completed)
-  2  usage error
-  3  the transition was reversed (by --timeout, or by a `reverse` request)
-     and rolled back; the blockers are printed
-  4  busy: another transition is in progress; retry later
-  5  refused: wrong target, missing base or state, signature or policy,
-     a rule violation; do not retry
-  6  already applied (the message names the patch)
-  7  cannot reach the control server";
-
-/// The exit status for an error reply of kind `kind` (the `kind` field of
-/// a reply; `None` for errors without one, such as malformed requests).
-pub fn exit_for_kind(kind: Option<&str>) -> i32 {
-    match kind {
-        Some("busy") => EXIT_BUSY,
-        Some("already_applied") => EXIT_ALREADY_APPLIED,
-        Some(
-            "format" | "wrong_target" | "incompatible" | "missing_state" | "vetoed" | "compile"
-            | "revert_refused" | "forced" | "policy" | "unknown_patch" | "no_transition",
-        ) => EXIT_REFUSED,
-        _ => EXIT_ERROR,
-    }
-}
-
-/// The exit status for a failed reply.
-pub fn exit_for_reply(reply: &Value) -> i32 {
-    exit_for_kind(reply.get("kind").and_then(Value::as_str))
-}
-
-/// No control server answers at a socket (exit status 7).
-#[derive(Debug)]
-pub struct Unreachable(pub String);
-
-impl std::fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Unreachable {}
-
-// ---------------------------------------------------------------------------
-// Encoding helpers
-
-/// Lowercase hex.
-pub fn to_hex(bytes: &[u8]) -> String {
-    patch_format::hex(bytes)
-}
-
-/// Decodes hex (either case); `None` if malformed.
-pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    b.chunks_exact(2)
-        .map(|c| Some((nibble(c[0])? << 4) | nibble(c[1])?))
-        .collect()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// `patch`, `unpatch` or `replace`.
-pub fn direction_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Patch => "patch",
-        Direction::Unpatch => "unpatch",
-        Direction::Replace => "replace",
-    }
-}
-
-fn run_state_name(s: RunState) -> &'static str {
-    match s {
-        RunState::Ready => "ready",
-        RunState::Running => "running",
-        RunState::Sleeping => "sleeping",
-        RunState::Parked => "parked",
-        RunState::Done => "done",
-    }
-}
-
-fn frame_json(f: &FrameInfo) -> Value {
-    json!({"name": f.name, "func_index": f.func_index, "unit": f.unit, "offset": f.offset})
-}
-
-fn blockers_json(bs: &[Blocker]) -> Value {
-    Value::Array(
-        bs.iter()
-            .map(|b| {
-                json!({
-                    "thread": b.thread.0,
-                    "frame": frame_json(&b.frame),
-                    "backtrace": b.backtrace.iter().map(frame_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect(),
-    )
-}
-
-fn outcome_json(o: &TransitionOutcome) -> Value {
-    json!({
-        "patch": o.patch.0,
-        "direction": direction_name(o.direction),
-        "reversed": o.reversed,
-        "forced": o.forced,
-        "elapsed_ms": ms(o.elapsed),
-        "blockers": blockers_json(&o.blockers),
-    })
-}
-
-fn status_json(t: &TransitionStatus) -> Value {
-    json!({
-        "patch": t.patch.0,
-        "direction": direction_name(t.direction),
-        "pending": t.pending,
-        "switched": t.switched,
-        "elapsed_ms": ms(t.elapsed),
-        "reversed": t.reversed,
-        "phase": t.phase.name(),
-        "blockers": blockers_json(&t.blockers),
-    })
-}
-
-fn error_kind(e: &PatchError) -> &'static str {
-    match e {
-        PatchError::Busy(_) => "busy",
-        PatchError::NoTransition => "no_transition",
-        PatchError::Format(_) => "format",
-        PatchError::WrongTarget { .. } => "wrong_target",
-        PatchError::Incompatible(_) => "incompatible",
-        PatchError::MissingState(_) => "missing_state",
-        PatchError::Vetoed(_) => "vetoed",
-        PatchError::Compile(_) => "compile",
-        PatchError::Unknown(_) => "unknown_patch",
-        PatchError::RevertRefused(..) => "revert_refused",
-        PatchError::Forced(_) => "forced",
-        PatchError::AlreadyApplied { .. } => "already_applied",
-        PatchError::FromGuest => "from_guest",
-    }
-}
-
-fn error_reply(msg: impl std::fmt::Display) -> Value {
-    json!({"ok": false, "error": msg.to_string()})
-}
-
-fn patch_error_reply(e: &PatchError) -> Value {
-    json!({"ok": false, "error": e.to_string(), "kind": error_kind(e)})
-}
-
-/// The reply for a transition that ended with `o`.
-fn finished_reply(op: &str, o: &TransitionOutcome) -> Value {
-    // For a `reverse` request, ending reversed is the success.
-    let failed = o.reversed && op != "reverse";
-    let mut v = json!({"ok": !failed, "op": op, "patch": o.patch.0, "outcome": outcome_json(o)});
-    if failed {
-        let why = if o.blockers.is_empty() {
-            "on request".to_string()
-        } else {
-            format!(
-                "by the timeout policy, blocked by {} thread(s)",
-                o.blockers.len()
-            )
-        };
-        v["error"] = json!(format!(
-            "{} was reversed {why} after {:.3} ms and rolled back",
-            o.patch,
-            ms(o.elapsed)
-        ));
-    }
-    v
-}
-
-// ---------------------------------------------------------------------------
-// Server
+use wasm_patch_runtime::Event;
+use wasm_patch_runtime::{ApplyOptions, Instance, PatchId, Store, ThreadPatchState};
 
 struct Conn {
     id: u64,
@@ -270,6 +23,8 @@ struct Conn {
     read_closed: bool,
     /// Writing failed: the client is gone.
     dead: bool,
+    /// The client's credentials (`SO_PEERCRED`), for the audit trail.
+    peer: Option<Peer>,
 }
 
 impl Conn {
@@ -280,7 +35,9 @@ impl Conn {
     }
 
     /// Reads what is available (within the budget); returns complete lines.
-    fn read_lines(&mut self) -> Vec<Vec<u8>> {
+    /// A partial request longer than `limit` is refused and the connection
+    /// closed.
+    fn read_lines(&mut self, limit: usize) -> Vec<Vec<u8>> {
         let mut lines = Vec::new();
         if self.read_closed || self.dead {
             return lines;
@@ -296,7 +53,7 @@ impl Conn {
                 Ok(n) => {
                     got += n;
                     self.inbuf.extend_from_slice(&buf[..n]);
-                    if self.inbuf.len() - self.scanned > MAX_REQUEST_BYTES {
+                    if self.inbuf.len() - self.scanned > limit {
                         break;
                     }
                 }
@@ -316,14 +73,24 @@ impl Conn {
             lines.push(line);
         }
         self.scanned = self.inbuf.len();
-        if self.inbuf.len() > MAX_REQUEST_BYTES {
+        if self.inbuf.len() > limit {
             // Answer once and stop reading: the rest of the line is junk.
+            let held = self.inbuf.len();
             self.inbuf = Vec::new();
             self.scanned = 0;
             self.read_closed = true;
-            self.reply(&error_reply(format!(
-                "request too large: more than {MAX_REQUEST_BYTES} bytes without a newline"
-            )));
+            self.reply(&error_reply(if limit < MAX_REQUEST_BYTES {
+                format!(
+                    "request refused: {held} bytes of it are buffered and the server already holds \
+                     most of its {MAX_BUFFERED_BYTES} bytes for unfinished requests of other \
+                     connections; the connection is closed, retry later"
+                )
+            } else {
+                format!(
+                    "request too large: more than {MAX_REQUEST_BYTES} bytes without a newline; \
+                     the connection is closed"
+                )
+            }));
         } else if self.read_closed && !self.inbuf.is_empty() {
             // A last request without its newline.
             lines.push(std::mem::take(&mut self.inbuf));
@@ -371,6 +138,27 @@ pub struct Server {
     /// The host's signature policy (`run --trusted-key`): when set, every
     /// bundle must be signed by one of these keys, whatever the request.
     policy: Option<patch_format::TrustedKeys>,
+    /// The running module: `{"path": ..., "hash": ...}` (null until set).
+    module: Value,
+    /// Where audit entries go.
+    audit: AuditLog,
+    /// What the audit trail knows of each patch (by per-process number).
+    known: HashMap<u32, BundleFacts>,
+    /// The next transcript event to audit (its `seq`).
+    next_event: u64,
+    /// A `reverse` was requested in the current transition (a reverse
+    /// without one is the timeout policy's).
+    reverse_requested: bool,
+    /// What the request being handled concerns, for its audit entry.
+    note: Note,
+}
+
+/// What one request concerns, noted while it is handled.
+#[derive(Default)]
+struct Note {
+    op: Option<String>,
+    patch: Option<PatchId>,
+    facts: Option<BundleFacts>,
 }
 
 impl Server {
@@ -379,6 +167,99 @@ impl Server {
     /// an extra check on top).
     pub fn require_signatures(&mut self, keys: patch_format::TrustedKeys) {
         self.policy = Some(keys);
+    }
+
+    /// Sends audit entries to `log` from now on (by default: stderr only).
+    pub fn set_audit_log(&mut self, log: AuditLog) {
+        self.audit = log;
+    }
+
+    /// Tells the audit trail about patch `id`, applied before the server
+    /// started serving (`run --apply`).
+    pub fn know(&mut self, id: PatchId, facts: BundleFacts) {
+        self.known.insert(id.0, facts);
+    }
+
+    /// Audits the transcript events recorded since the last call: start,
+    /// blockers, reverse (or timeout), force, completion. Threads switching
+    /// are not audited one by one: the completion says the transition
+    /// ended.
+    pub fn audit_events<T: 'static>(&mut self, store: &Store<T>) {
+        let next = self.next_event;
+        let mut fresh: Vec<_> = store
+            .timed_events()
+            .rev()
+            .take_while(|e| e.seq >= next)
+            .collect();
+        fresh.reverse();
+        for te in fresh {
+            self.next_event = te.seq + 1;
+            let (event, patch, mut entry) = match te.event {
+                Event::ThreadSwitched(..) => continue,
+                Event::Started(p, d) => {
+                    self.reverse_requested = false;
+                    ("start", *p, json!({"direction": direction_name(*d)}))
+                }
+                Event::BlockedBy(p, t, f) => (
+                    "blocked",
+                    *p,
+                    json!({"thread": t.0, "function": readable(f)}),
+                ),
+                Event::Reversed(p) if self.reverse_requested => ("reverse", *p, json!({})),
+                Event::Reversed(p) => ("timeout", *p, json!({})),
+                Event::Forced(p) => ("force", *p, json!({})),
+                Event::Completed(p, d) => {
+                    ("complete", *p, json!({"direction": direction_name(*d)}))
+                }
+            };
+            entry["time"] = json!(rfc3339(te.time));
+            entry["kind"] = json!("event");
+            entry["event"] = json!(event);
+            entry["patch"] = json!(patch.0);
+            entry["transcript"] = json!(te.event.to_string());
+            if let Some(f) = self.known.get(&patch.0) {
+                f.add_to(&mut entry);
+            }
+            self.audit.record(entry);
+        }
+    }
+
+    /// Audits one handled request with its outcome (`None`: the reply waits
+    /// for the end of the transition it started).
+    fn audit_request(&mut self, peer: Option<Peer>, reply: Option<&Value>) {
+        let note = std::mem::take(&mut self.note);
+        let Some(op) = note.op else { return };
+        let mut entry = json!({"kind": "request", "op": op, "peer": peer.map(|p| p.json())});
+        match reply {
+            None => entry["result"] = json!("started"),
+            Some(r) if r["ok"] == true => entry["result"] = json!("ok"),
+            Some(r) => {
+                entry["result"] = r.get("kind").cloned().unwrap_or(json!("error"));
+                entry["error"] = r["error"].clone();
+            }
+        }
+        let patch = note.patch.map(|p| p.0).or_else(|| {
+            reply
+                .and_then(|r| r["patch"].as_u64())
+                .and_then(|p| u32::try_from(p).ok())
+        });
+        if let Some(p) = patch {
+            entry["patch"] = json!(p);
+        }
+        let facts = note
+            .facts
+            .or_else(|| patch.and_then(|p| self.known.get(&p).cloned()));
+        if let Some(f) = facts {
+            f.add_to(&mut entry);
+        }
+        self.audit.record(entry);
+    }
+
+    /// Names the running module in `ping` and `status` replies: its path
+    /// and its target hash (what bundles name, see `wasm-patch hash`).
+    pub fn set_module(&mut self, path: &Path, hash: &patch_format::ModuleHash) {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.module = json!({"path": path.display().to_string(), "hash": hash.to_string()});
     }
 
     /// Creates the socket at `path`, readable and writable by the owner only
@@ -435,29 +316,55 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
         }
-        // Bind under a temporary name, restrict it to the owner, then link
-        // it into place: the socket is never reachable with wider
-        // permissions, and `link` fails rather than replace a socket another
-        // server created meanwhile.
-        let tmp = path.with_file_name(format!(".wp-control-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let listener =
-            UnixListener::bind(&tmp).with_context(|| format!("binding {}", path.display()))?;
-        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| match std::fs::hard_link(&tmp, path) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
-                    e.kind(),
-                    "another server created it meanwhile",
-                )),
-                // File systems without hard links: a plain rename.
-                Err(_) => std::fs::rename(&tmp, path),
-                ok => ok,
-            });
+        // Bind under an unpredictable temporary name, created 0600 by the
+        // kernel (bind never follows a symlink and fails on an existing
+        // name), then link it into place: the socket is never reachable with
+        // wider permissions, and `link` fails rather than replace a socket
+        // another server created meanwhile.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let (listener, tmp) =
+            bind_unique(dir, random_name).with_context(|| format!("binding {}", path.display()))?;
+        let placed = match std::fs::hard_link(&tmp, path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
+                e.kind(),
+                "another server created it meanwhile",
+            )),
+            // File systems without hard links: a plain rename.
+            Err(_) => std::fs::rename(&tmp, path),
+            ok => ok,
+        };
         let _ = std::fs::remove_file(&tmp);
         placed.with_context(|| format!("creating socket {}", path.display()))?;
         listener.set_nonblocking(true)?;
+        // What now sits at `path` must be our socket: a connection to it
+        // must reach our listener. A client that connected first is kept.
+        let probe = UnixStream::connect(path).ok();
+        let (mut ours, mut early) = (false, Vec::new());
+        while probe.is_some() {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let me = Peer::of(&stream).map(|p| p.pid) == Some(std::process::id() as i32);
+                    if me && !ours {
+                        ours = true;
+                    } else {
+                        early.push(stream);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        drop(probe);
+        if !ours {
+            bail!(
+                "{} is not the socket this server created (was the directory changed meanwhile?); refusing to serve",
+                path.display()
+            );
+        }
         let meta = std::fs::symlink_metadata(path)?;
-        Ok(Server {
+        let mut server = Server {
             listener,
             path: path.to_path_buf(),
             ident: (meta.dev(), meta.ino()),
@@ -465,7 +372,17 @@ impl Server {
             next_conn: 1,
             waiters: Vec::new(),
             policy: None,
-        })
+            module: Value::Null,
+            audit: AuditLog::open(None)?,
+            known: HashMap::new(),
+            next_event: 0,
+            reverse_requested: false,
+            note: Note::default(),
+        };
+        for stream in early {
+            server.add_conn(stream);
+        }
+        Ok(server)
     }
 
     /// The socket's path.
@@ -478,6 +395,34 @@ impl Server {
         !self.waiters.is_empty()
     }
 
+    /// Serves a new connection (or refuses it: too many).
+    fn add_conn(&mut self, stream: UnixStream) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let peer = Peer::of(&stream);
+        let mut c = Conn {
+            id: self.next_conn,
+            stream,
+            inbuf: Vec::new(),
+            scanned: 0,
+            outbuf: Vec::new(),
+            read_closed: false,
+            dead: false,
+            peer,
+        };
+        self.next_conn += 1;
+        if self.conns.len() >= MAX_CONNECTIONS {
+            c.reply(&error_reply(format!(
+                "too many connections (at most {MAX_CONNECTIONS})"
+            )));
+            c.read_closed = true;
+            c.flush();
+            return;
+        }
+        self.conns.push(c);
+    }
+
     /// Accepts connections, reads requests and answers them. Returns whether
     /// anything happened (so that the caller does not sleep).
     pub fn poll<T: 'static>(&mut self, store: &mut Store<T>, instance: Instance) -> bool {
@@ -486,28 +431,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     busy = true;
-                    if stream.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let mut c = Conn {
-                        id: self.next_conn,
-                        stream,
-                        inbuf: Vec::new(),
-                        scanned: 0,
-                        outbuf: Vec::new(),
-                        read_closed: false,
-                        dead: false,
-                    };
-                    self.next_conn += 1;
-                    if self.conns.len() >= MAX_CONNECTIONS {
-                        c.reply(&error_reply(format!(
-                            "too many connections (at most {MAX_CONNECTIONS})"
-                        )));
-                        c.read_closed = true;
-                        c.flush();
-                        continue;
-                    }
-                    self.conns.push(c);
+                    self.add_conn(stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -515,12 +439,16 @@ impl Server {
                 Err(_) => break,
             }
         }
+        let mut buffered: usize = self.conns.iter().map(|c| c.inbuf.len()).sum();
         for i in 0..self.conns.len() {
-            let lines = self.conns[i].read_lines();
-            let id = self.conns[i].id;
+            let own = self.conns[i].inbuf.len();
+            let room = MAX_BUFFERED_BYTES.saturating_sub(buffered - own);
+            let lines = self.conns[i].read_lines(MAX_REQUEST_BYTES.min(room));
+            buffered = buffered - own + self.conns[i].inbuf.len();
+            let (id, peer) = (self.conns[i].id, self.conns[i].peer);
             for line in lines {
                 busy = true;
-                if let Some(reply) = self.handle(id, &line, store, instance) {
+                if let Some(reply) = self.handle(id, peer, &line, store, instance) {
                     self.conns[i].reply(&reply);
                 }
             }
@@ -536,6 +464,7 @@ impl Server {
     /// Called after guest steps: answers the clients waiting for a
     /// transition that has ended.
     pub fn after_steps<T: 'static>(&mut self, store: &Store<T>) {
+        self.audit_events(store);
         if self.waiters.is_empty() || store.transition_status().is_some() {
             return;
         }
@@ -561,11 +490,23 @@ impl Server {
 
     /// The guest is done: tell the waiting clients, flush replies (briefly)
     /// and remove the socket.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
+        self.shutdown_because("the guest exited");
+    }
+
+    /// The run was stopped by a termination signal (`signal` is its name):
+    /// audit it, tell the waiting clients, remove the socket.
+    pub fn stop(mut self, signal: &str) {
+        self.audit
+            .record(json!({"kind": "stop", "event": "stop", "signal": signal}));
+        self.shutdown_because(&format!("the run was stopped by {signal}"));
+    }
+
+    fn shutdown_because(mut self, why: &str) {
         for w in std::mem::take(&mut self.waiters) {
             if let Some(c) = self.conns.iter_mut().find(|c| c.id == w.conn) {
                 c.reply(&error_reply(format!(
-                    "the guest exited before the transition of {} ended",
+                    "{why} before the transition of {} ended",
                     w.patch
                 )));
             }
@@ -583,6 +524,26 @@ impl Server {
     fn handle<T: 'static>(
         &mut self,
         conn: u64,
+        peer: Option<Peer>,
+        line: &[u8],
+        store: &mut Store<T>,
+        instance: Instance,
+    ) -> Option<Value> {
+        // Events before this request are audited before it.
+        self.audit_events(store);
+        self.note = Note {
+            op: Some("malformed".into()),
+            ..Note::default()
+        };
+        let reply = self.dispatch(conn, line, store, instance);
+        self.audit_request(peer, reply.as_ref());
+        self.audit_events(store);
+        reply
+    }
+
+    fn dispatch<T: 'static>(
+        &mut self,
+        conn: u64,
         line: &[u8],
         store: &mut Store<T>,
         instance: Instance,
@@ -592,6 +553,7 @@ impl Server {
         };
         let text = text.trim();
         if text.is_empty() {
+            self.note.op = None;
             return None;
         }
         let req: Value = match serde_json::from_str(text) {
@@ -603,6 +565,7 @@ impl Server {
                 "malformed request: expected a JSON object with a string field `op`",
             ));
         };
+        self.note.op = Some(op.chars().take(64).collect());
         let wait = match req.get("wait") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -626,26 +589,29 @@ impl Server {
                 "ok": true, "op": "ping",
                 "pid": std::process::id(),
                 "version": env!("CARGO_PKG_VERSION"),
+                "module": self.module,
             })),
             "apply" => self.apply(conn, &req, wait, timeout, store, instance),
             "revert" => {
-                let Some(id) = req
-                    .get("id")
-                    .and_then(Value::as_u64)
-                    .and_then(|i| u32::try_from(i).ok())
-                else {
-                    return Some(error_reply(
-                        "malformed request: `revert` needs a numeric `id`",
-                    ));
+                let id = match selected(&req, store) {
+                    Ok(Some(id)) => id,
+                    Ok(None) => {
+                        return Some(error_reply(
+                            "malformed request: `revert` needs `patch` (a patch number, bundle id or prefix, or name) or a numeric `id`",
+                        ))
+                    }
+                    Err(reply) => return Some(reply),
                 };
-                let id = PatchId(id);
+                self.note.patch = Some(id);
+                let names = names_of(store, id);
                 match store.revert(id, timeout) {
-                    Ok(()) => self.started(conn, "revert", id, wait, store),
+                    Ok(()) => self.started_named(conn, "revert", id, wait, store, names),
                     Err(e) => Some(patch_error_reply(&e)),
                 }
             }
             "reverse" => match store.reverse() {
                 Ok(()) => {
+                    self.reverse_requested = true;
                     let id = store
                         .transition_status()
                         .map(|t| t.patch)
@@ -661,7 +627,19 @@ impl Server {
                 })),
                 Err(e) => Some(patch_error_reply(&e)),
             },
-            "status" => Some(status(store)),
+            "status" => match selected(&req, store) {
+                Ok(None) => Some(status(store, &self.module)),
+                Ok(Some(id)) => {
+                    self.note.patch = Some(id);
+                    let mut reply = status(store, &self.module);
+                    reply["selected"] = applied_json(store)
+                        .as_array()
+                        .and_then(|a| a.iter().find(|p| p["id"] == id.0).cloned())
+                        .unwrap_or(Value::Null);
+                    Some(reply)
+                }
+                Err(reply) => Some(reply),
+            },
             "list" => Some(json!({"ok": true, "op": "list", "applied": applied_json(store)})),
             other => Some(error_reply(format!(
                 "unknown op `{}`; expected one of ping, apply, revert, reverse, force, status, list",
@@ -693,6 +671,8 @@ impl Server {
         let Some(bytes) = from_hex(hex) else {
             return Some(error_reply("malformed request: `bundle` is not valid hex"));
         };
+        let facts = BundleFacts::of(&bytes);
+        self.note.facts = Some(facts.clone());
         let immediate = match req.get("immediate") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -747,25 +727,36 @@ impl Server {
         };
         match store.apply(instance, &bytes, &opts) {
             Ok(id) => {
+                self.known.insert(id.0, facts);
                 // Named now: a rolled-back bundle is no longer listed later.
-                let names = store
-                    .applied()
-                    .into_iter()
-                    .find(|a| a.id == id)
-                    .map(|a| (a.name, a.bundle_id));
-                let mut reply = self.started(conn, "apply", id, wait, store);
-                match reply.as_mut() {
-                    Some(r) => add_names(r, &names),
-                    None => {
-                        if let Some(w) = self.waiters.last_mut() {
-                            w.names = names;
-                        }
-                    }
-                }
-                reply
+                let names = names_of(store, id);
+                self.started_named(conn, "apply", id, wait, store, names)
             }
             Err(e) => Some(patch_error_reply(&e)),
         }
+    }
+
+    /// [`Server::started`], the reply (now or later) naming the bundle.
+    fn started_named<T: 'static>(
+        &mut self,
+        conn: u64,
+        op: &'static str,
+        id: PatchId,
+        wait: bool,
+        store: &Store<T>,
+        names: Option<(String, String)>,
+    ) -> Option<Value> {
+        self.note.patch = Some(id);
+        let mut reply = self.started(conn, op, id, wait, store);
+        match reply.as_mut() {
+            Some(r) => add_names(r, &names),
+            None => {
+                if let Some(w) = self.waiters.last_mut() {
+                    w.names = names;
+                }
+            }
+        }
+        reply
     }
 
     /// A transition for `id` started: answer now, or register the client to
@@ -799,11 +790,85 @@ impl Server {
     }
 }
 
+/// The patch a request names: `patch` (a selector, see [`select`]) or a
+/// numeric `id`; `Ok(None)` when it names none.
+fn selected<T: 'static>(req: &Value, store: &Store<T>) -> Result<Option<PatchId>, Value> {
+    let candidates = || -> Vec<select::Candidate> {
+        store
+            .applied()
+            .into_iter()
+            .map(|a| select::Candidate {
+                id: a.id.0,
+                name: a.name,
+                bundle_id: a.bundle_id,
+            })
+            .collect()
+    };
+    match (req.get("patch"), req.get("id")) {
+        (Some(Value::String(sel)), _) => select::select(&candidates(), sel)
+            .map(|id| Some(PatchId(id)))
+            .map_err(|e| e.reply()),
+        (Some(Value::Number(n)), _) | (None, Some(Value::Number(n))) => n
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .map(|i| Some(PatchId(i)))
+            .ok_or_else(|| error_reply("malformed request: a numeric `id` must be a patch number")),
+        (None | Some(Value::Null), None | Some(Value::Null)) => Ok(None),
+        _ => Err(error_reply(
+            "malformed request: give `patch` as a string (a patch number, bundle id or prefix, or name) or a numeric `id`",
+        )),
+    }
+}
+
+/// The name and bundle id of applied patch `id`.
+fn names_of<T: 'static>(store: &Store<T>, id: PatchId) -> Option<(String, String)> {
+    store
+        .applied()
+        .into_iter()
+        .find(|a| a.id == id)
+        .map(|a| (a.name, a.bundle_id))
+}
+
 fn add_names(reply: &mut Value, names: &Option<(String, String)>) {
     if let Some((name, bundle_id)) = names {
         reply["name"] = json!(name);
         reply["bundle_id"] = json!(bundle_id);
     }
+}
+
+/// `.wp-control-` and 16 random hex digits (from `/dev/urandom`).
+fn random_name() -> io::Result<String> {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(format!(".wp-control-{}", to_hex(&b)))
+}
+
+/// Binds a listening socket at `dir/name()` with mode 0600, trying fresh
+/// names while one exists already (whatever it is: `bind` neither follows
+/// nor replaces a symlink or file).
+fn bind_unique(
+    dir: &Path,
+    mut name: impl FnMut() -> io::Result<String>,
+) -> io::Result<(UnixListener, PathBuf)> {
+    for _ in 0..16 {
+        let tmp = dir.join(name()?);
+        // SAFETY: `umask` only swaps the process's file-creation mask; it
+        // is restored right after the bind. Nothing else creates files at
+        // start-up, when this runs.
+        let saved = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(&tmp);
+        // SAFETY: as above.
+        unsafe { libc::umask(saved) };
+        match bound {
+            Ok(l) => return Ok((l, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free temporary socket name after 16 tries",
+    ))
 }
 
 impl Drop for Server {
@@ -843,7 +908,7 @@ fn applied_json<T: 'static>(store: &Store<T>) -> Value {
     )
 }
 
-fn status<T: 'static>(store: &Store<T>) -> Value {
+fn status<T: 'static>(store: &Store<T>, module: &Value) -> Value {
     let threads: Vec<Value> = store
         .threads()
         .into_iter()
@@ -873,6 +938,7 @@ fn status<T: 'static>(store: &Store<T>) -> Value {
     json!({
         "ok": true,
         "op": "status",
+        "module": module,
         "applied": applied_json(store),
         "transition": store.transition_status().as_ref().map(status_json),
         "last_transition": store.last_transition().map(outcome_json),
@@ -882,147 +948,42 @@ fn status<T: 'static>(store: &Store<T>) -> Value {
     })
 }
 
-// ---------------------------------------------------------------------------
-// Client
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Sends one request to the server at `socket` and returns its reply.
-///
-/// # Errors
-/// No server there, or the connection broke before a reply.
-pub fn request(socket: &Path, req: &Value) -> anyhow::Result<Value> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        anyhow::Error::new(Unreachable(format!(
-            "cannot reach a control server at {} ({e}); start one with `wasm-patch run --control {} FILE`",
-            socket.display(),
-            socket.display()
-        )))
-    })?;
-    let mut line = serde_json::to_vec(req)?;
-    line.push(b'\n');
-    stream
-        .write_all(&line)
-        .with_context(|| format!("sending the request to {}", socket.display()))?;
-    let mut reader = BufReader::new(stream);
-    let mut reply = String::new();
-    reader
-        .read_line(&mut reply)
-        .with_context(|| format!("reading the reply from {}", socket.display()))?;
-    if reply.trim().is_empty() {
-        bail!(
-            "the control server at {} closed the connection without replying (did the guest exit?)",
-            socket.display()
-        );
+    #[test]
+    fn temporary_socket_names_are_unpredictable() {
+        let (a, b) = (random_name().unwrap(), random_name().unwrap());
+        assert_ne!(a, b);
+        let hex = a.strip_prefix(".wp-control-").unwrap();
+        assert_eq!(hex.len(), 16, "{a}");
+        assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
     }
-    serde_json::from_str(&reply).context("the control server sent a malformed reply")
-}
 
-/// Options every control verb shares.
-#[derive(clap::Args, Clone, Debug)]
-pub struct ControlOpts {
-    /// The control socket of a running `wasm-patch run --control SOCKET`.
-    #[arg(long, value_name = "SOCKET")]
-    pub control: PathBuf,
-    /// Print the server's reply as one JSON line instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Prints a reply as JSON (for `--json`).
-pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string(v).unwrap_or_default());
-}
-
-/// The error message of an error reply.
-pub fn reply_error(v: &Value) -> Option<&str> {
-    if v.get("ok").and_then(Value::as_bool) == Some(true) {
-        None
-    } else {
-        Some(
-            v.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("the server refused the request"),
-        )
+    #[test]
+    fn binding_never_follows_or_replaces_what_sits_at_a_temporary_name() {
+        let dir = std::env::temp_dir().join(format!("wp-bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // An attacker's symlink and file at the first two names tried.
+        let target = dir.join("victim");
+        std::os::unix::fs::symlink(&target, dir.join("n0")).unwrap();
+        std::fs::write(dir.join("n1"), "precious").unwrap();
+        let mut i = 0;
+        let (l, tmp) = bind_unique(&dir, || {
+            i += 1;
+            Ok(format!("n{}", i - 1))
+        })
+        .unwrap();
+        assert_eq!(tmp, dir.join("n2"));
+        assert!(!target.exists(), "the symlink was followed");
+        assert_eq!(std::fs::read_to_string(dir.join("n1")).unwrap(), "precious");
+        let meta = std::fs::symlink_metadata(&tmp).unwrap();
+        assert!(meta.file_type().is_socket());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        drop(l);
+        let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// Human-readable lines for a blocker list (reply JSON).
-pub fn format_blockers(blockers: &Value, indent: &str) -> String {
-    let mut out = String::new();
-    for b in blockers.as_array().into_iter().flatten() {
-        let frame = &b["frame"];
-        out.push_str(&format!(
-            "{indent}thread {} is blocked in `{}` (func {}, offset {:#x})\n",
-            b["thread"],
-            readable(frame["name"].as_str().unwrap_or("?")),
-            frame["func_index"],
-            frame["offset"].as_u64().unwrap_or(0)
-        ));
-        out.push_str(&format!("{indent}  backtrace (innermost first):\n"));
-        for (i, f) in b["backtrace"].as_array().into_iter().flatten().enumerate() {
-            out.push_str(&format!(
-                "{indent}    {i:>3}: {}{}\n",
-                readable(f["name"].as_str().unwrap_or("?")),
-                if f == frame { "   <- blocks" } else { "" }
-            ));
-        }
-    }
-    out
-}
-
-/// Prints the end of a transition (`outcome` of a reply) for humans and
-/// returns the exit status.
-pub fn report_outcome(what: &str, reply: &Value) -> i32 {
-    let o = &reply["outcome"];
-    let elapsed = o["elapsed_ms"].as_f64().unwrap_or(0.0);
-    if o["reversed"].as_bool() == Some(true) {
-        eprintln!(
-            "error: {}",
-            reply_error(reply).unwrap_or("the transition was reversed")
-        );
-        let n = o["blockers"].as_array().map_or(0, Vec::len);
-        if n > 0 {
-            eprintln!("blocked by {n} thread(s):");
-            eprint!("{}", format_blockers(&o["blockers"], "  "));
-        }
-        EXIT_REVERSED
-    } else {
-        let forced = if o["forced"].as_bool() == Some(true) {
-            " (forced)"
-        } else {
-            ""
-        };
-        println!("{what}: transition completed{forced} in {elapsed:.3} ms");
-        EXIT_OK
-    }
-}
-
-/// Prints the reply of a transition-starting request (apply, revert,
-/// reverse) and returns the exit status.
-pub fn report_transition(what: &str, reply: &Value, json: bool) -> i32 {
-    if json {
-        print_json(reply);
-        return if reply.get("outcome").and_then(|o| o["reversed"].as_bool()) == Some(true) {
-            EXIT_REVERSED
-        } else if reply_error(reply).is_some() {
-            exit_for_reply(reply)
-        } else {
-            EXIT_OK
-        };
-    }
-    if reply.get("outcome").is_some() {
-        return report_outcome(what, reply);
-    }
-    if let Some(e) = reply_error(reply) {
-        eprintln!("error: {e}");
-        return exit_for_reply(reply);
-    }
-    if let Some(t) = reply.get("transition") {
-        println!(
-            "{what}: transition started ({} pending, {} switched); follow it with `wasm-patch status`",
-            t["pending"], t["switched"]
-        );
-    } else {
-        println!("{what}: done");
-    }
-    EXIT_OK
 }
