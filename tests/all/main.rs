@@ -9,6 +9,7 @@ mod concurrency;
 mod differential;
 mod frame_scan;
 mod lifecycle;
+mod patch_equivalence;
 mod real_rust;
 mod slots;
 mod stacks;

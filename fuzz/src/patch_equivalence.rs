@@ -1,0 +1,344 @@
+//! Patch equivalence: a bundle that `diff M M'` makes, applied to an
+//! instance of M, must make it behave as a fresh instance of M'.
+//!
+//! One place for the whole check, used by the cargo-fuzz target
+//! `fuzz_targets/patch_equivalence.rs` and by the fixed-seed test
+//! `tests/all/patch_equivalence.rs` (both include this file with `#[path]`).
+//!
+//! A case is a pair (M, M') from `eqgen.rs`: a random module and a
+//! code-mutated copy. `diff` (the library call behind `wasm-patch diff`)
+//! either refuses the pair, counted by reason, or makes a bundle. The
+//! bundle is then applied to an instance of M twice:
+//!
+//! - **before**: to a fresh instance, before any guest code ran;
+//! - **live**: while one worker thread per exported function (`w<i>`, a
+//!   loop that calls `f<i>` and yields; the functions yield too) is
+//!   suspended somewhere in its calls. Threads inside changed functions
+//!   make the transition wait; all threads then run to their end and the
+//!   transition must have completed.
+//!
+//! Each instance then runs the *script*: `reset` (globals, memory and fuel
+//! back to their initial values, so what the workers did is forgotten),
+//! every exported function with two argument lists (results or trap kind,
+//! with `refuel` before each call), `digest` (a hash of the memory) and
+//! every exported global. The script of both patched instances must equal
+//! the script of a fresh instance of M'. The script of M itself tells
+//! whether the mutation was observable at all.
+
+#[path = "eqgen.rs"]
+pub mod eqgen;
+
+use arbitrary::Unstructured;
+use eqgen::{Prog, Ty};
+use patch_format::{diff, DiffError, DiffOptions};
+use std::collections::BTreeMap;
+use wasm_patch_runtime as wp;
+
+/// What one script step gave: values or a trap kind (or another error).
+pub type Outcome = Result<Vec<wp::Val>, String>;
+
+/// A pair from arbitrary bytes: M, M' and the mutations, or `None` when
+/// the bytes made no mutation.
+pub fn generate(data: &[u8]) -> Option<(Prog, Prog, Vec<String>)> {
+    let mut u = Unstructured::new(data);
+    let m = eqgen::generate(&mut u).ok()?;
+    let mut m2 = m.clone();
+    let what = eqgen::mutate(&mut m2, &mut u).ok()?;
+    if what.is_empty() {
+        return None;
+    }
+    Some((m, m2, what))
+}
+
+/// `len` deterministic bytes for case `seed` (splitmix64).
+pub fn case_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The verdict on one pair.
+#[derive(Debug)]
+pub enum Verdict {
+    /// `diff` refused the pair; the reason's kind (see [`refusal_kind`]).
+    Refused(String),
+    /// The bundle was applied both ways and every script step agreed.
+    Carried {
+        /// Whether M's own script differs from M''s (the change shows).
+        observable: bool,
+        /// Threads pending (inside changed functions) when the live apply
+        /// started the transition.
+        pending: usize,
+    },
+    /// A bug: what differs.
+    Mismatch(String),
+}
+
+/// The kind of a refusal: `DiffError`'s variant, and for an unpatchable
+/// change the kind of each reason (`Unpatchable`'s variants), sorted.
+pub fn refusal_kind(e: &DiffError) -> Option<String> {
+    match e {
+        DiffError::NoChange => Some("no function changed".into()),
+        DiffError::OnlyLineChanges(_) => Some("only line changes".into()),
+        DiffError::Unpatchable(reasons) => {
+            let mut kinds: Vec<String> = reasons
+                .iter()
+                .map(|r| {
+                    let d = format!("{r:?}");
+                    let end = d.find(['(', ' ', '{']).unwrap_or(d.len());
+                    d[..end].to_string()
+                })
+                .collect();
+            kinds.sort();
+            kinds.dedup();
+            Some(format!("unpatchable: {}", kinds.join(", ")))
+        }
+        // Not refusals: an invalid module, a bundle that breaks the format
+        // or a body that cannot be rewritten are bugs of the generator or
+        // of diff.
+        _ => None,
+    }
+}
+
+/// Runs pairs; holds one engine for all of them.
+pub struct Runner {
+    engine: wp::Engine,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A store with the thread ABI and an instance of `module`.
+fn instantiate(
+    engine: &wp::Engine,
+    module: &wp::Module,
+) -> Result<(wp::Store<()>, wp::Instance), String> {
+    let mut store = wp::Store::new(engine, ());
+    let mut linker = wp::Linker::new();
+    linker.add_thread_abi();
+    let inst = linker
+        .instantiate(&mut store, module)
+        .map_err(|e| format!("instantiate: {e}"))?;
+    Ok((store, inst))
+}
+
+fn arg(t: Ty, seed: i64, j: usize) -> wp::Val {
+    // Small values for the first list, the raw seed (mixed per parameter)
+    // for the second.
+    let v = seed.wrapping_mul(j as i64 * 2 + 1).rotate_left(j as u32 * 13);
+    match t {
+        Ty::I32 => wp::Val::I32(v as i32),
+        Ty::I64 => wp::Val::I64(v),
+    }
+}
+
+fn call(store: &mut wp::Store<()>, inst: wp::Instance, name: &str, args: &[wp::Val]) -> Outcome {
+    let f = inst
+        .get_func(store, name)
+        .ok_or_else(|| format!("no export `{name}`"))?;
+    f.call(store, args).map_err(|e| match e {
+        wp::Error::Trap(t) => format!("trap: {:?}", t.kind),
+        other => format!("error: {other}"),
+    })
+}
+
+/// The script (see the module docs): labelled outcomes.
+pub fn script(store: &mut wp::Store<()>, inst: wp::Instance, prog: &Prog) -> Vec<(String, Outcome)> {
+    let mut out = vec![("reset".to_string(), call(store, inst, "reset", &[]))];
+    for (i, (name, sig)) in prog.exports().iter().enumerate() {
+        for (k, &seed) in prog.arg_seeds[i].iter().enumerate() {
+            let seed = if k == 0 { seed % 50 } else { seed };
+            let args: Vec<wp::Val> = sig
+                .params
+                .iter()
+                .enumerate()
+                .map(|(j, &t)| arg(t, seed, j))
+                .collect();
+            let _ = call(store, inst, "refuel", &[]);
+            out.push((format!("{name}{args:?}"), call(store, inst, name, &args)));
+        }
+    }
+    out.push(("digest".into(), call(store, inst, "digest", &[])));
+    for k in 0..prog.globals.len() {
+        let name = format!("g{k}");
+        let v = match inst.get_export(store, &name) {
+            Some(wp::Extern::Global(g)) => Ok(vec![wp::Instance::global_value(store, g)]),
+            _ => Err(format!("no global export `{name}`")),
+        };
+        out.push((name, v));
+    }
+    out
+}
+
+/// The first step where two scripts differ.
+fn first_difference(
+    what: &str,
+    got: &[(String, Outcome)],
+    want: &[(String, Outcome)],
+) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!(
+            "{what}: {} script steps, M' has {}",
+            got.len(),
+            want.len()
+        ));
+    }
+    got.iter().zip(want).find_map(|((label, g), (_, w))| {
+        (g != w).then(|| format!("{what}: {label} gave {g:?}, M' gives {w:?}"))
+    })
+}
+
+impl Runner {
+    /// A runner with a default engine.
+    pub fn new() -> Self {
+        Runner {
+            engine: wp::Engine::default(),
+        }
+    }
+
+    /// Checks one pair; `steps` is how many scheduler slices the workers
+    /// run before the live apply.
+    pub fn check(&self, m: &Prog, m2: &Prog, steps: usize) -> Verdict {
+        match self.check_inner(m, m2, steps) {
+            Ok(v) => v,
+            Err(why) => Verdict::Mismatch(why),
+        }
+    }
+
+    fn check_inner(&self, m: &Prog, m2: &Prog, steps: usize) -> Result<Verdict, String> {
+        let (old, new) = (m.wat(), m2.wat());
+        let old_bin = wat::parse_str(&old).map_err(|e| format!("M does not assemble: {e}"))?;
+        let new_bin = wat::parse_str(&new).map_err(|e| format!("M' does not assemble: {e}"))?;
+        let bundle = match diff(&old_bin, &new_bin, &DiffOptions::default()) {
+            Ok(d) => d.bundle.to_bytes(),
+            Err(e) => {
+                return match refusal_kind(&e) {
+                    Some(kind) => Ok(Verdict::Refused(kind)),
+                    None => Err(format!("diff failed: {e}")),
+                }
+            }
+        };
+        let engine = &self.engine;
+        let m_mod = wp::Module::new(engine, &old_bin).map_err(|e| format!("M: {e}"))?;
+        let m2_mod = wp::Module::new(engine, &new_bin).map_err(|e| format!("M': {e}"))?;
+
+        let (mut s, i) = instantiate(engine, &m2_mod)?;
+        let want = script(&mut s, i, m2);
+        let (mut s, i) = instantiate(engine, &m_mod)?;
+        let before_patch = script(&mut s, i, m);
+        let observable = before_patch != want;
+
+        // (a) Applied before any guest code ran.
+        let (mut s, i) = instantiate(engine, &m_mod)?;
+        s.apply(i, &bundle, &wp::ApplyOptions::default())
+            .map_err(|e| format!("apply (before) refused: {e}"))?;
+        s.wait_transition()
+            .map_err(|e| format!("transition (before): {e}"))?;
+        if let Some(d) = first_difference("applied before", &script(&mut s, i, m), &want) {
+            return Err(d);
+        }
+
+        // (b) Applied live, with the workers suspended mid-call.
+        let (mut s, i) = instantiate(engine, &m_mod)?;
+        for w in 0..m.exports().len() {
+            let f = i
+                .get_func(&s, &format!("w{w}"))
+                .ok_or_else(|| format!("no worker w{w}"))?;
+            s.spawn(f, &[wp::Val::I32(3 + w as i32 % 3)])
+                .map_err(|e| format!("spawn w{w}: {e}"))?;
+        }
+        s.run_steps(steps);
+        s.apply(i, &bundle, &wp::ApplyOptions::default())
+            .map_err(|e| format!("apply (live, after {steps} steps) refused: {e}"))?;
+        let pending = s.transition_status().map_or(0, |t| t.pending);
+        s.run().map_err(|e| format!("run (live): {e}"))?;
+        if let Some(t) = s.transition_status() {
+            return Err(format!(
+                "live: every worker finished but the transition is still open: {t:?}"
+            ));
+        }
+        match s.last_transition() {
+            Some(o) if !o.reversed => {}
+            other => return Err(format!("live: the transition did not complete: {other:?}")),
+        }
+        for t in s.finished_threads() {
+            let _ = s.take_result(t);
+        }
+        if let Some(d) = first_difference("applied live", &script(&mut s, i, m), &want) {
+            return Err(d);
+        }
+        Ok(Verdict::Carried {
+            observable,
+            pending,
+        })
+    }
+}
+
+/// Counts of a run of many pairs.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Pairs generated.
+    pub pairs: u64,
+    /// Pairs carried and equivalent.
+    pub carried: u64,
+    /// Carried pairs whose change showed in the script.
+    pub observable: u64,
+    /// Carried pairs whose live apply found threads inside changed code.
+    pub live_pending: u64,
+    /// Refusals by kind.
+    pub refused: BTreeMap<String, u64>,
+    /// Mismatches: a label and what differs.
+    pub mismatches: Vec<String>,
+}
+
+impl Tally {
+    /// Adds one verdict.
+    pub fn add(&mut self, label: &str, v: Verdict) {
+        self.pairs += 1;
+        match v {
+            Verdict::Refused(k) => *self.refused.entry(k).or_default() += 1,
+            Verdict::Carried {
+                observable,
+                pending,
+            } => {
+                self.carried += 1;
+                self.observable += observable as u64;
+                self.live_pending += (pending > 0) as u64;
+            }
+            Verdict::Mismatch(why) => self.mismatches.push(format!("{label}: {why}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} pairs: {} carried and equivalent ({} observably changed, {} with threads \
+             inside changed code at the live apply), {} mismatches; refused:",
+            self.pairs,
+            self.carried,
+            self.observable,
+            self.live_pending,
+            self.mismatches.len()
+        )?;
+        if self.refused.is_empty() {
+            write!(f, " none")?;
+        }
+        for (k, n) in &self.refused {
+            write!(f, "\n  {n:>5}  {k}")?;
+        }
+        Ok(())
+    }
+}
