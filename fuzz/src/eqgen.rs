@@ -28,8 +28,11 @@
 //! constant, swap an operator for another of the same type, wrap an
 //! expression in a call to a new function (often of a new type, inserted
 //! anywhere in the type and function lists), retarget a call to another
-//! function of the same signature, read another global, add a statement.
-//! Imports, globals, memory, table, elements and exports never change.
+//! function of the same signature, read another global, add a statement;
+//! and two that diff must treat with care: give an internal (unexported)
+//! function one more parameter (its callers change with it), or remove an
+//! internal function (its table entries too, which diff must refuse).
+//! Imports, globals, memory and exports never change.
 
 use arbitrary::{Result, Unstructured};
 use std::fmt::Write as _;
@@ -129,10 +132,13 @@ pub enum Stmt {
 /// A generated function.
 #[derive(Clone, Debug)]
 pub struct Func {
-    /// `$<name>`; original functions are also exported under it.
+    /// `$<name>`, also its export name.
     pub name: String,
-    /// Whether it is one of M's functions (exported, with a worker).
-    pub original: bool,
+    /// Whether it is exported (then it has a worker and the script calls
+    /// it); only original functions are.
+    pub exported: bool,
+    /// Seeds of the two argument lists the script calls it with.
+    pub arg_seeds: [i64; 2],
     /// Its calls go only to functions of a higher rank.
     pub rank: u32,
     /// Index into [`Prog::types`].
@@ -161,9 +167,6 @@ pub struct Prog {
     /// Rank from which functions may be in the table (and below which they
     /// may call through it).
     pub table_rank: u32,
-    /// Argument lists the script calls each original function with, two
-    /// seeds per function.
-    pub arg_seeds: Vec<[i64; 2]>,
     /// Counter for fresh names.
     pub next_name: u32,
 }
@@ -186,16 +189,14 @@ impl Prog {
         v
     }
 
-    /// The exported original functions with their signatures, in order.
-    pub fn exports(&self) -> Vec<(String, Sig)> {
-        let mut v: Vec<(u32, String, Sig)> = self
-            .funcs
-            .iter()
-            .filter(|f| f.original)
-            .map(|f| (f.rank, f.name.clone(), self.sig(f).clone()))
-            .collect();
-        v.sort_by_key(|(r, _, _)| *r);
-        v.into_iter().map(|(_, n, s)| (n, s)).collect()
+    /// The exported functions with their signatures and argument seeds,
+    /// in rank order (the same in M and M').
+    pub fn exports(&self) -> Vec<(String, Sig, [i64; 2])> {
+        let mut v: Vec<&Func> = self.funcs.iter().filter(|f| f.exported).collect();
+        v.sort_by_key(|f| f.rank);
+        v.into_iter()
+            .map(|f| (f.name.clone(), self.sig(f).clone(), f.arg_seeds))
+            .collect()
     }
 }
 
@@ -251,7 +252,7 @@ impl Gen<'_> {
         Ok(match u.int_in_range(0..=9u8)? {
             0..=2 => Expr::Bin(
                 ty,
-                *u.choose(BINOPS)?,
+                u.choose(BINOPS)?,
                 Box::new(self.expr(u, ty, d)?),
                 Box::new(self.expr(u, ty, d)?),
             ),
@@ -260,7 +261,7 @@ impl Gen<'_> {
                     let t = any_ty(u)?;
                     Expr::Cmp(
                         t,
-                        *u.choose(RELOPS)?,
+                        u.choose(RELOPS)?,
                         Box::new(self.expr(u, t, d)?),
                         Box::new(self.expr(u, t, d)?),
                     )
@@ -369,11 +370,9 @@ impl Gen<'_> {
                 self.counters.push(counter);
                 Stmt::Loop(counter, u.int_in_range(1..=4)?, self.stmts(u, depth - 1)?)
             }
-            11 if u.ratio(1, 3)? => Stmt::If(
-                self.expr(u, Ty::I32, 1)?,
-                vec![Stmt::Trap],
-                Vec::new(),
-            ),
+            11 if u.ratio(1, 3)? => {
+                Stmt::If(self.expr(u, Ty::I32, 1)?, vec![Stmt::Trap], Vec::new())
+            }
             _ => Stmt::Yield,
         })
     }
@@ -434,7 +433,6 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Prog> {
         funcs: Vec::new(),
         table: (0, Vec::new()),
         table_rank: n.div_ceil(2) * 10,
-        arg_seeds: Vec::new(),
         next_name: 0,
     };
     // Ranks 0, 10, 20, ...: room for new functions in between.
@@ -442,7 +440,9 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Prog> {
         let ty = u.choose_index(prog.types.len())?;
         prog.funcs.push(Func {
             name: format!("f{i}"),
-            original: true,
+            // f0 is always exported.
+            exported: i == 0 || !u.ratio(1, 4)?,
+            arg_seeds: [u.arbitrary()?, u.arbitrary()?],
             rank: i * 10,
             ty,
             locals: Vec::new(),
@@ -450,7 +450,6 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Prog> {
             body: Vec::new(),
             ret: Expr::Const(Ty::I32, 0),
         });
-        prog.arg_seeds.push([u.arbitrary()?, u.arbitrary()?]);
     }
     // Bodies from the highest rank down, so that callees exist.
     for i in (0..n as usize).rev() {
@@ -504,18 +503,23 @@ fn walk_exprs(f: &mut Func, visit: &mut dyn FnMut(&mut Expr) -> bool) -> bool {
     stmts(&mut f.body, visit) || expr(&mut f.ret, visit)
 }
 
-/// The value type of an expression (`globals`: the module's globals;
-/// `locals`: the function's local types; `types`: the type section).
-fn type_of(e: &Expr, globals: &[(Ty, i64)], locals: &[Ty], prog_types: &[TypeDef]) -> Ty {
+/// The value type of an expression of a function with local types
+/// `locals`.
+fn type_of(e: &Expr, prog: &Prog, locals: &[Ty]) -> Ty {
     match e {
         Expr::Const(t, _) | Expr::Bin(t, ..) | Expr::Load(t, ..) => *t,
         Expr::Local(i) => locals[*i as usize],
-        Expr::Global(k) => globals[*k].0,
+        Expr::Global(k) => prog.globals[*k].0,
         Expr::Cmp(..) | Expr::Wrap(_) => Ty::I32,
         Expr::Extend(_) => Ty::I64,
-        Expr::Select(a, ..) => type_of(a, globals, locals, prog_types),
-        Expr::Call(..) | Expr::CallIndirect(..) => {
-            unreachable!("calls are typed by their callee")
+        Expr::Select(a, ..) => type_of(a, prog, locals),
+        Expr::Call(name, _) => {
+            let f = prog.funcs.iter().find(|f| &f.name == name).expect("callee");
+            prog.sig(f).result
+        }
+        Expr::CallIndirect(ty, ..) => {
+            let t = prog.types.iter().find(|t| &t.name == ty).expect("type");
+            t.sig.result
         }
     }
 }
@@ -550,14 +554,163 @@ fn count(f: &mut Func, want: &dyn Fn(&Expr) -> bool) -> usize {
     n
 }
 
+/// A type index for `sig`: an existing type of that signature (half of the
+/// time when there is one) or a new type inserted anywhere, shifting the
+/// types after it (the index it was inserted at is returned too).
+fn type_for(
+    prog: &mut Prog,
+    u: &mut Unstructured<'_>,
+    sig: &Sig,
+) -> Result<(usize, Option<usize>)> {
+    let existing = prog.types.iter().position(|t| &t.sig == sig);
+    if let Some(i) = existing {
+        if u.ratio(1, 2)? {
+            return Ok((i, None));
+        }
+    }
+    prog.next_name += 1;
+    let at = u.int_in_range(0..=prog.types.len())?;
+    prog.types.insert(
+        at,
+        TypeDef {
+            name: format!("n{}", prog.next_name),
+            sig: sig.clone(),
+        },
+    );
+    for g in &mut prog.funcs {
+        if g.ty >= at {
+            g.ty += 1;
+        }
+    }
+    Ok((at, Some(at)))
+}
+
+/// Renumbers the locals of `stmts` from `from` on by one (a parameter was
+/// inserted before them).
+fn shift_locals(stmts: &mut [Stmt], from: u32) {
+    let bump = |i: &mut u32| {
+        if *i >= from {
+            *i += 1;
+        }
+    };
+    for s in stmts {
+        match s {
+            Stmt::LocalSet(i, _) => bump(i),
+            Stmt::Loop(c, _, body) => {
+                bump(c);
+                shift_locals(body, from);
+            }
+            Stmt::If(_, t, e) => {
+                shift_locals(t, from);
+                shift_locals(e, from);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A signature change: an internal function gets one more parameter, which
+/// its result uses, and every call passes a constant for it.
+fn change_signature(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<String>> {
+    let internal: Vec<usize> = (0..prog.funcs.len())
+        .filter(|&i| !prog.funcs[i].exported)
+        .collect();
+    if internal.is_empty() {
+        return Ok(None);
+    }
+    let gi = *u.choose(&internal)?;
+    let mut sig = prog.sig(&prog.funcs[gi]).clone();
+    let extra = any_ty(u)?;
+    let p = sig.params.len() as u32;
+    sig.params.push(extra);
+    let c = constant(u, extra)?;
+    let (ty, _) = type_for(prog, u, &sig)?;
+    let mut g = prog.funcs[gi].clone();
+    g.ty = ty;
+    // Locals after the parameters move up by one.
+    walk_exprs(&mut g, &mut |e| {
+        if let Expr::Local(i) = e {
+            if *i >= p {
+                *i += 1;
+            }
+        }
+        false
+    });
+    shift_locals(&mut g.body, p);
+    for c in &mut g.counters {
+        *c += 1;
+    }
+    let arg = Expr::Local(p);
+    let arg = match (sig.result, extra) {
+        (Ty::I32, Ty::I64) => Expr::Wrap(Box::new(arg)),
+        (Ty::I64, Ty::I32) => Expr::Extend(Box::new(arg)),
+        _ => arg,
+    };
+    let ret = std::mem::replace(&mut g.ret, Expr::Const(Ty::I32, 0));
+    g.ret = Expr::Bin(sig.result, "add", Box::new(ret), Box::new(arg));
+    let name = g.name.clone();
+    prog.funcs[gi] = g;
+    let mut sites = 0;
+    for f in &mut prog.funcs {
+        walk_exprs(f, &mut |e| {
+            if let Expr::Call(callee, args) = e {
+                if *callee == name {
+                    args.push(Expr::Const(extra, c));
+                    sites += 1;
+                }
+            }
+            false
+        });
+    }
+    Ok(Some(format!(
+        "{name}: new parameter {extra:?} ({sites} call sites pass {c})"
+    )))
+}
+
+/// An internal function removed: its calls become constants (and its table
+/// entries go, which diff must refuse).
+fn remove_function(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<String>> {
+    let internal: Vec<usize> = (0..prog.funcs.len())
+        .filter(|&i| !prog.funcs[i].exported)
+        .collect();
+    if internal.is_empty() {
+        return Ok(None);
+    }
+    let gi = *u.choose(&internal)?;
+    let result = prog.sig(&prog.funcs[gi]).result;
+    let c = constant(u, result)?;
+    let g = prog.funcs.remove(gi);
+    for f in &mut prog.funcs {
+        walk_exprs(f, &mut |e| {
+            if matches!(e, Expr::Call(callee, _) if *callee == g.name) {
+                *e = Expr::Const(result, c);
+            }
+            false
+        });
+    }
+    let before = prog.table.1.len();
+    prog.table.1.retain(|n| *n != g.name);
+    let note = if prog.table.1.len() < before {
+        " and its table entries"
+    } else {
+        ""
+    };
+    Ok(Some(format!("{} removed{note}", g.name)))
+}
+
 /// One code mutation of `prog`; returns a description, or `None` when the
 /// chosen kind found nothing to change.
 fn mutate_once(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<String>> {
+    let kind = u.int_in_range(0..=8u8)?;
+    match kind {
+        7 => return change_signature(prog, u),
+        8 => return remove_function(prog, u),
+        _ => {}
+    }
     let fi = u.choose_index(prog.funcs.len())?;
     let mut f = prog.funcs[fi].clone();
     let name = f.name.clone();
     let locals = prog.local_types(&f);
-    let kind = u.int_in_range(0..=6u8)?;
     let what = match kind {
         0 => {
             let want = |e: &Expr| matches!(e, Expr::Const(..));
@@ -569,7 +722,7 @@ fn mutate_once(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<Strin
             let mut new = None;
             replace_nth(&mut f, k, &want, &mut |e| {
                 if let Expr::Const(t, v) = e {
-                    let c = new.get_or_insert_with(|| (*t, *v ^ 1));
+                    let c = new.get_or_insert((*t, *v ^ 1));
                     *v = c.1;
                 }
             });
@@ -624,7 +777,7 @@ fn mutate_once(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<Strin
             let Some(target) = target else {
                 return Ok(None);
             };
-            let ty = type_of(&target, &prog.globals, &locals, &prog.types);
+            let ty = type_of(&target, prog, &locals);
             let mut sig = Sig {
                 params: vec![ty],
                 result: ty,
@@ -635,34 +788,15 @@ fn mutate_once(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<Strin
             if u.ratio(1, 4)? {
                 sig.result = any_ty(u)?;
             }
-            let existing = prog.types.iter().position(|t| t.sig == sig);
-            let ty_index = match existing {
-                Some(i) if u.ratio(1, 2)? => i,
-                _ => {
-                    prog.next_name += 1;
-                    let at = u.int_in_range(0..=prog.types.len())?;
-                    prog.types.insert(
-                        at,
-                        TypeDef {
-                            name: format!("n{}", prog.next_name),
-                            sig: sig.clone(),
-                        },
-                    );
-                    for g in &mut prog.funcs {
-                        if g.ty >= at {
-                            g.ty += 1;
-                        }
-                    }
-                    if f.ty >= at {
-                        f.ty += 1;
-                    }
-                    at
-                }
-            };
+            let (ty_index, shifted) = type_for(prog, u, &sig)?;
+            if shifted.is_some_and(|at| f.ty >= at) {
+                f.ty += 1;
+            }
             prog.next_name += 1;
             let mut h = Func {
                 name: format!("h{}", prog.next_name),
-                original: false,
+                exported: false,
+                arg_seeds: [0; 2],
                 rank: f.rank,
                 ty: ty_index,
                 locals: Vec::new(),
@@ -670,7 +804,8 @@ fn mutate_once(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<Strin
                 body: Vec::new(),
                 ret: Expr::Const(ty, 0),
             };
-            fill(prog, u, &mut h, false)?;
+            let indirect = h.rank < prog.table_rank;
+            fill(prog, u, &mut h, indirect)?;
             // The result passes through a conversion when the types differ.
             let extra: Vec<Expr> = sig.params[1..]
                 .iter()
@@ -768,7 +903,7 @@ fn mutate_once(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<Strin
                 rank: f.rank,
                 locals: locals.clone(),
                 counters: f.counters.clone(),
-                indirect: f.original && f.rank < prog.table_rank,
+                indirect: f.rank < prog.table_rank,
             };
             let s = g.stmt(u, 1)?;
             let params = prog.sig(&f).params.len();
@@ -967,7 +1102,7 @@ impl Prog {
         for f in &self.funcs {
             let sig = self.sig(f);
             write!(s, "  (func ${} ", f.name).unwrap();
-            if f.original {
+            if f.exported {
                 write!(s, "(export \"{}\") ", f.name).unwrap();
             }
             write!(s, "(type ${})", self.types[f.ty].name).unwrap();
@@ -1011,7 +1146,7 @@ impl Prog {
              (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 8))) (i32.const 65536))))\n    \
              (local.get $h))\n",
         );
-        for (i, (name, sig)) in self.exports().iter().enumerate() {
+        for (i, (name, sig, _)) in self.exports().iter().enumerate() {
             let args: Vec<String> = sig
                 .params
                 .iter()

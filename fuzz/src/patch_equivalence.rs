@@ -68,8 +68,9 @@ pub fn case_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// The verdict on one pair.
 #[derive(Debug)]
 pub enum Verdict {
-    /// `diff` refused the pair; the reason's kind (see [`refusal_kind`]).
-    Refused(String),
+    /// `diff` refused the pair: the reason's kind (see [`refusal_kind`])
+    /// and diff's message.
+    Refused(String, String),
     /// The bundle was applied both ways and every script step agreed.
     Carried {
         /// Whether M's own script differs from M''s (the change shows).
@@ -136,7 +137,9 @@ fn instantiate(
 fn arg(t: Ty, seed: i64, j: usize) -> wp::Val {
     // Small values for the first list, the raw seed (mixed per parameter)
     // for the second.
-    let v = seed.wrapping_mul(j as i64 * 2 + 1).rotate_left(j as u32 * 13);
+    let v = seed
+        .wrapping_mul(j as i64 * 2 + 1)
+        .rotate_left(j as u32 * 13);
     match t {
         Ty::I32 => wp::Val::I32(v as i32),
         Ty::I64 => wp::Val::I64(v),
@@ -154,10 +157,14 @@ fn call(store: &mut wp::Store<()>, inst: wp::Instance, name: &str, args: &[wp::V
 }
 
 /// The script (see the module docs): labelled outcomes.
-pub fn script(store: &mut wp::Store<()>, inst: wp::Instance, prog: &Prog) -> Vec<(String, Outcome)> {
+pub fn script(
+    store: &mut wp::Store<()>,
+    inst: wp::Instance,
+    prog: &Prog,
+) -> Vec<(String, Outcome)> {
     let mut out = vec![("reset".to_string(), call(store, inst, "reset", &[]))];
-    for (i, (name, sig)) in prog.exports().iter().enumerate() {
-        for (k, &seed) in prog.arg_seeds[i].iter().enumerate() {
+    for (name, sig, seeds) in prog.exports() {
+        for (k, &seed) in seeds.iter().enumerate() {
             let seed = if k == 0 { seed % 50 } else { seed };
             let args: Vec<wp::Val> = sig
                 .params
@@ -166,7 +173,7 @@ pub fn script(store: &mut wp::Store<()>, inst: wp::Instance, prog: &Prog) -> Vec
                 .map(|(j, &t)| arg(t, seed, j))
                 .collect();
             let _ = call(store, inst, "refuel", &[]);
-            out.push((format!("{name}{args:?}"), call(store, inst, name, &args)));
+            out.push((format!("{name}{args:?}"), call(store, inst, &name, &args)));
         }
     }
     out.push(("digest".into(), call(store, inst, "digest", &[])));
@@ -224,7 +231,7 @@ impl Runner {
             Ok(d) => d.bundle.to_bytes(),
             Err(e) => {
                 return match refusal_kind(&e) {
-                    Some(kind) => Ok(Verdict::Refused(kind)),
+                    Some(kind) => Ok(Verdict::Refused(kind, e.to_string())),
                     None => Err(format!("diff failed: {e}")),
                 }
             }
@@ -296,8 +303,8 @@ pub struct Tally {
     pub observable: u64,
     /// Carried pairs whose live apply found threads inside changed code.
     pub live_pending: u64,
-    /// Refusals by kind.
-    pub refused: BTreeMap<String, u64>,
+    /// Refusals by kind: how many, and the first one's message.
+    pub refused: BTreeMap<String, (u64, String)>,
     /// Mismatches: a label and what differs.
     pub mismatches: Vec<String>,
 }
@@ -307,7 +314,9 @@ impl Tally {
     pub fn add(&mut self, label: &str, v: Verdict) {
         self.pairs += 1;
         match v {
-            Verdict::Refused(k) => *self.refused.entry(k).or_default() += 1,
+            Verdict::Refused(k, message) => {
+                self.refused.entry(k).or_insert((0, message)).0 += 1;
+            }
             Verdict::Carried {
                 observable,
                 pending,
@@ -336,8 +345,17 @@ impl std::fmt::Display for Tally {
         if self.refused.is_empty() {
             write!(f, " none")?;
         }
-        for (k, n) in &self.refused {
-            write!(f, "\n  {n:>5}  {k}")?;
+        for (k, (n, example)) in &self.refused {
+            // The first reason of the first refusal of the kind.
+            let first = example
+                .lines()
+                .find(|l| l.starts_with("  - "))
+                .unwrap_or(example);
+            write!(
+                f,
+                "\n  {n:>5}  {k} (e.g. {})",
+                first.trim_start_matches("  - ")
+            )?;
         }
         Ok(())
     }
