@@ -86,3 +86,46 @@ fn patched_instances_behave_as_the_new_module() {
         "too few carried pairs change what the exports answer: {tally}"
     );
 }
+
+/// What a bundle that `diff` makes does to an instance of `old`: `Err`
+/// with diff's refusal, else whether the runtime applied it.
+fn diff_then_apply(old: &str, new: &str) -> Result<Result<(), String>, patch_format::DiffError> {
+    use wasm_patch_runtime::{ApplyOptions, Engine, Linker, Module, Store};
+    let (old, new) = (wat::parse_str(old).unwrap(), wat::parse_str(new).unwrap());
+    let bundle = patch_format::diff(&old, &new, &patch_format::DiffOptions::default())?
+        .bundle
+        .to_bytes();
+    let engine = Engine::default();
+    let module = Module::new(&engine, &old).unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    Ok(store
+        .apply(inst, &bundle, &ApplyOptions::default())
+        .map(drop)
+        .map_err(|e| e.to_string()))
+}
+
+/// Found by the fuzzer (`fuzz/known/removed-caller-signature.*.wat`): a
+/// function removed by the new build still calls, in the target, a function
+/// whose signature changes. The runtime refuses such a bundle (the removed
+/// function stays in the target and would call the new version with the
+/// old arguments), so diff must refuse it too, naming that caller.
+#[test]
+fn diff_refuses_a_signature_change_called_by_a_removed_function() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/known/");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}{f}")).unwrap();
+    let (old, new) = (
+        read("removed-caller-signature.old.wat"),
+        read("removed-caller-signature.new.wat"),
+    );
+    match diff_then_apply(&old, &new) {
+        Ok(applied) => panic!("diff carried the pair; the runtime said: {applied:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("`g` changes type") && msg.contains("`r`"),
+                "diff must refuse the signature change of `g` naming its removed caller `r`: {msg}"
+            );
+        }
+    }
+}
