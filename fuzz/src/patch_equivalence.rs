@@ -17,13 +17,16 @@
 //!   make the transition wait; all threads then run to their end and the
 //!   transition must have completed.
 //!
+//! and the live instance is then reverted the same way, under new workers.
+//!
 //! Each instance then runs the *script*: `reset` (globals, memory and fuel
 //! back to their initial values, so what the workers did is forgotten),
 //! every exported function with two argument lists (results or trap kind,
 //! with `refuel` before each call), `digest` (a hash of the memory) and
 //! every exported global. The script of both patched instances must equal
-//! the script of a fresh instance of M'. The script of M itself tells
-//! whether the mutation was observable at all.
+//! the script of a fresh instance of M', the script of the reverted one the
+//! script of M. Whether M's and M''s scripts differ tells whether the
+//! mutation was observable at all.
 
 #[path = "eqgen.rs"]
 pub mod eqgen;
@@ -206,6 +209,41 @@ fn first_difference(
     })
 }
 
+/// Spawns the workers (`w<i>`, 3 to 5 rounds each).
+fn spawn_workers(s: &mut wp::Store<()>, i: wp::Instance, m: &Prog) -> Result<(), String> {
+    for w in 0..m.exports().len() {
+        let f = i
+            .get_func(s, &format!("w{w}"))
+            .ok_or_else(|| format!("no worker w{w}"))?;
+        s.spawn(f, &[wp::Val::I32(3 + w as i32 % 3)])
+            .map_err(|e| format!("spawn w{w}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Runs every thread to its end; the transition must then have completed
+/// (not reversed). Forgets the threads' results.
+fn finish(what: &str, s: &mut wp::Store<()>) -> Result<(), String> {
+    s.run().map_err(|e| format!("{what}: run: {e}"))?;
+    if let Some(t) = s.transition_status() {
+        return Err(format!(
+            "{what}: every worker finished but the transition is still open: {t:?}"
+        ));
+    }
+    match s.last_transition() {
+        Some(o) if !o.reversed => {}
+        other => {
+            return Err(format!(
+                "{what}: the transition did not complete: {other:?}"
+            ))
+        }
+    }
+    for t in s.finished_threads() {
+        let _ = s.take_result(t);
+    }
+    Ok(())
+}
+
 impl Runner {
     /// A runner with a default engine.
     pub fn new() -> Self {
@@ -258,32 +296,25 @@ impl Runner {
 
         // (b) Applied live, with the workers suspended mid-call.
         let (mut s, i) = instantiate(engine, &m_mod)?;
-        for w in 0..m.exports().len() {
-            let f = i
-                .get_func(&s, &format!("w{w}"))
-                .ok_or_else(|| format!("no worker w{w}"))?;
-            s.spawn(f, &[wp::Val::I32(3 + w as i32 % 3)])
-                .map_err(|e| format!("spawn w{w}: {e}"))?;
-        }
+        spawn_workers(&mut s, i, m)?;
         s.run_steps(steps);
-        s.apply(i, &bundle, &wp::ApplyOptions::default())
+        let id = s
+            .apply(i, &bundle, &wp::ApplyOptions::default())
             .map_err(|e| format!("apply (live, after {steps} steps) refused: {e}"))?;
         let pending = s.transition_status().map_or(0, |t| t.pending);
-        s.run().map_err(|e| format!("run (live): {e}"))?;
-        if let Some(t) = s.transition_status() {
-            return Err(format!(
-                "live: every worker finished but the transition is still open: {t:?}"
-            ));
-        }
-        match s.last_transition() {
-            Some(o) if !o.reversed => {}
-            other => return Err(format!("live: the transition did not complete: {other:?}")),
-        }
-        for t in s.finished_threads() {
-            let _ = s.take_result(t);
-        }
+        finish("apply (live)", &mut s)?;
         if let Some(d) = first_difference("applied live", &script(&mut s, i, m), &want) {
             return Err(d);
+        }
+
+        // (c) Reverted live, the same way: M again.
+        spawn_workers(&mut s, i, m)?;
+        s.run_steps(steps);
+        s.revert(id, None)
+            .map_err(|e| format!("revert (live, after {steps} steps) refused: {e}"))?;
+        finish("revert (live)", &mut s)?;
+        if let Some(d) = first_difference("reverted live", &script(&mut s, i, m), &before_patch) {
+            return Err(d.replace("M' gives", "M gives"));
         }
         Ok(Verdict::Carried {
             observable,
