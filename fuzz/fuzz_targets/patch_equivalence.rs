@@ -24,11 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let Some((&steps, rest)) = data.split_first() else {
         return;
     };
-    let Some((m, m2, what)) = eq::generate(rest) else {
+    let Some(case) = eq::generate(rest) else {
         return;
     };
-    if let eq::Verdict::Mismatch(why) = runner.check(&m, &m2, steps as usize % 16) {
-        eprintln!(";; M\n{}\n;; M' ({what:?})\n{}", m.wat(), m2.wat());
+    if let eq::Verdict::Mismatch(why) = runner.check(&case, steps as usize % 16) {
+        eprintln!(";; M\n{}\n;; M' ({:?})\n{}", case.m.wat(), case.what, case.m2.wat());
+        if let Some(m3) = &case.m3 {
+            eprintln!(";; M''\n{}", m3.wat());
+        }
         panic!("patched M and fresh M' differ: {why}");
     }
 });

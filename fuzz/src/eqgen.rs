@@ -169,6 +169,10 @@ pub struct Prog {
     pub table_rank: u32,
     /// Counter for fresh names.
     pub next_name: u32,
+    /// Whether mutations put new functions after all others (M' → M'':
+    /// the functions M' added keep their places, as a developer who adds
+    /// code to a patched build would keep them).
+    pub append_new: bool,
 }
 
 /// Fuel of one call from the host (function entries).
@@ -434,6 +438,7 @@ pub fn generate(u: &mut Unstructured<'_>) -> Result<Prog> {
         table: (0, Vec::new()),
         table_rank: n.div_ceil(2) * 10,
         next_name: 0,
+        append_new: false,
     };
     // Ranks 0, 10, 20, ...: room for new functions in between.
     for i in 0..n {
@@ -822,7 +827,11 @@ fn mutate_once(prog: &mut Prog, u: &mut Unstructured<'_>) -> Result<Option<Strin
                     _ => call,
                 };
             });
-            let at = u.int_in_range(0..=prog.funcs.len())?;
+            let at = if prog.append_new {
+                prog.funcs.len()
+            } else {
+                u.int_in_range(0..=prog.funcs.len())?
+            };
             let what = format!(
                 "{name}: calls new {hname} of type {}",
                 prog.types[ty_index].name

@@ -40,17 +40,35 @@ use wasm_patch_runtime as wp;
 /// What one script step gave: values or a trap kind (or another error).
 pub type Outcome = Result<Vec<wp::Val>, String>;
 
-/// A pair from arbitrary bytes: M, M' and the mutations, or `None` when
-/// the bytes made no mutation.
-pub fn generate(data: &[u8]) -> Option<(Prog, Prog, Vec<String>)> {
+/// A case from arbitrary bytes.
+#[derive(Debug)]
+pub struct Case {
+    /// The module.
+    pub m: Prog,
+    /// M, code-mutated.
+    pub m2: Prog,
+    /// M', mutated again (when the bytes made a mutation): the target of a
+    /// cumulative bundle applied over the first.
+    pub m3: Option<Prog>,
+    /// What the mutations did (M → M', then M' → M'').
+    pub what: Vec<String>,
+}
+
+/// A case from arbitrary bytes, or `None` when they made no mutation.
+pub fn generate(data: &[u8]) -> Option<Case> {
     let mut u = Unstructured::new(data);
     let m = eqgen::generate(&mut u).ok()?;
     let mut m2 = m.clone();
-    let what = eqgen::mutate(&mut m2, &mut u).ok()?;
+    let mut what = eqgen::mutate(&mut m2, &mut u).ok()?;
     if what.is_empty() {
         return None;
     }
-    Some((m, m2, what))
+    let mut m3 = m2.clone();
+    m3.append_new = true;
+    let more = eqgen::mutate(&mut m3, &mut u).unwrap_or_default();
+    let m3 = (!more.is_empty()).then_some(m3);
+    what.extend(more.into_iter().map(|w| format!("then {w}")));
+    Some(Case { m, m2, m3, what })
 }
 
 /// `len` deterministic bytes for case `seed` (splitmix64).
@@ -81,9 +99,51 @@ pub enum Verdict {
         /// Threads pending (inside changed functions) when the live apply
         /// started the transition.
         pending: usize,
+        /// Whether the bundle made immediate was carried too (and equivalent).
+        immediate: bool,
+        /// What became of a cumulative bundle M → M'' over the first.
+        stacked: Stacked,
     },
     /// A bug: what differs.
     Mismatch(String),
+}
+
+/// What became of the cumulative bundle M → M'' applied over M → M'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stacked {
+    /// No M'', or diff refused M → M''.
+    NotTried,
+    /// Carried, and the instance then answers as M''.
+    Carried,
+    /// Refused by the runtime, as it must be: the cumulative bundle adds
+    /// another function at an index the first one added (an added index
+    /// keeps its function and type for the life of the instance, and diff
+    /// does not know what an applied bundle added).
+    AddedIndexClash,
+}
+
+/// Whether `second` adds a function at an index where `first` added
+/// another one (another name or type).
+fn added_index_clash(first: &[u8], second: &[u8]) -> Result<bool, String> {
+    let parse = |b| patch_format::Bundle::parse(b).map_err(|e| format!("bundle: {e}"));
+    let (first, second) = (parse(first)?, parse(second)?);
+    let added = |b: &patch_format::Bundle| -> Vec<(u32, String, wp::FuncType)> {
+        b.entries()
+            .iter()
+            .filter_map(|e| match e.kind {
+                patch_format::EntryKind::Add { new_index } => {
+                    Some((new_index, e.name.clone(), e.ty.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let earlier = added(&first);
+    Ok(added(&second).iter().any(|(i, name, ty)| {
+        earlier
+            .iter()
+            .any(|(j, n, t)| i == j && (n != name || t != ty))
+    }))
 }
 
 /// The kind of a refusal: `DiffError`'s variant, and for an unpatchable
@@ -191,22 +251,25 @@ pub fn script(
     out
 }
 
-/// The first step where two scripts differ.
+/// The first step where two scripts differ (`want` is the script of
+/// module `of`).
 fn first_difference(
     what: &str,
     got: &[(String, Outcome)],
     want: &[(String, Outcome)],
-) -> Option<String> {
+    of: &str,
+) -> Result<(), String> {
     if got.len() != want.len() {
-        return Some(format!(
-            "{what}: {} script steps, M' has {}",
+        return Err(format!(
+            "{what}: {} script steps, {of} has {}",
             got.len(),
             want.len()
         ));
     }
-    got.iter().zip(want).find_map(|((label, g), (_, w))| {
-        (g != w).then(|| format!("{what}: {label} gave {g:?}, M' gives {w:?}"))
-    })
+    match got.iter().zip(want).find(|((_, g), (_, w))| g != w) {
+        Some(((label, g), (_, w))) => Err(format!("{what}: {label} gave {g:?}, {of} gives {w:?}")),
+        None => Ok(()),
+    }
 }
 
 /// Spawns the workers (`w<i>`, 3 to 5 rounds each).
@@ -254,14 +317,15 @@ impl Runner {
 
     /// Checks one pair; `steps` is how many scheduler slices the workers
     /// run before the live apply.
-    pub fn check(&self, m: &Prog, m2: &Prog, steps: usize) -> Verdict {
-        match self.check_inner(m, m2, steps) {
+    pub fn check(&self, case: &Case, steps: usize) -> Verdict {
+        match self.check_inner(case, steps) {
             Ok(v) => v,
             Err(why) => Verdict::Mismatch(why),
         }
     }
 
-    fn check_inner(&self, m: &Prog, m2: &Prog, steps: usize) -> Result<Verdict, String> {
+    fn check_inner(&self, case: &Case, steps: usize) -> Result<Verdict, String> {
+        let (m, m2) = (&case.m, &case.m2);
         let (old, new) = (m.wat(), m2.wat());
         let old_bin = wat::parse_str(&old).map_err(|e| format!("M does not assemble: {e}"))?;
         let new_bin = wat::parse_str(&new).map_err(|e| format!("M' does not assemble: {e}"))?;
@@ -290,9 +354,11 @@ impl Runner {
             .map_err(|e| format!("apply (before) refused: {e}"))?;
         s.wait_transition()
             .map_err(|e| format!("transition (before): {e}"))?;
-        if let Some(d) = first_difference("applied before", &script(&mut s, i, m), &want) {
-            return Err(d);
-        }
+        first_difference("applied before", &script(&mut s, i, m), &want, "M'")?;
+        let stacked = match &case.m3 {
+            Some(m3) => self.stacked(&old_bin, &bundle, m3, (&mut s, i), steps)?,
+            None => Stacked::NotTried,
+        };
 
         // (b) Applied live, with the workers suspended mid-call.
         let (mut s, i) = instantiate(engine, &m_mod)?;
@@ -303,9 +369,7 @@ impl Runner {
             .map_err(|e| format!("apply (live, after {steps} steps) refused: {e}"))?;
         let pending = s.transition_status().map_or(0, |t| t.pending);
         finish("apply (live)", &mut s)?;
-        if let Some(d) = first_difference("applied live", &script(&mut s, i, m), &want) {
-            return Err(d);
-        }
+        first_difference("applied live", &script(&mut s, i, m), &want, "M'")?;
 
         // (c) Reverted live, the same way: M again.
         spawn_workers(&mut s, i, m)?;
@@ -313,13 +377,80 @@ impl Runner {
         s.revert(id, None)
             .map_err(|e| format!("revert (live, after {steps} steps) refused: {e}"))?;
         finish("revert (live)", &mut s)?;
-        if let Some(d) = first_difference("reverted live", &script(&mut s, i, m), &before_patch) {
-            return Err(d.replace("M' gives", "M gives"));
-        }
+        first_difference("reverted live", &script(&mut s, i, m), &before_patch, "M")?;
+
+        // (d) The bundle made immediate, applied live: threads switch at
+        // once, and once they have run out the instance is M' too.
+        let opts = DiffOptions {
+            all_immediate: true,
+            ..Default::default()
+        };
+        let immediate = match diff(&old_bin, &new_bin, &opts) {
+            Ok(d) => {
+                let (mut s, i) = instantiate(engine, &m_mod)?;
+                spawn_workers(&mut s, i, m)?;
+                s.run_steps(steps);
+                s.apply(i, &d.bundle.to_bytes(), &wp::ApplyOptions::default())
+                    .map_err(|e| format!("apply (immediate, live) refused: {e}"))?;
+                finish("apply (immediate, live)", &mut s)?;
+                first_difference("applied immediate", &script(&mut s, i, m), &want, "M'")?;
+                true
+            }
+            Err(e) if refusal_kind(&e).is_some() => false,
+            Err(e) => return Err(format!("diff (all immediate) failed: {e}")),
+        };
         Ok(Verdict::Carried {
             observable,
             pending,
+            immediate,
+            stacked,
         })
+    }
+
+    /// (e) A cumulative bundle M → M'' applied live over the first bundle
+    /// (instance `s`, patched to M'): the instance then answers as M''.
+    fn stacked(
+        &self,
+        old_bin: &[u8],
+        first: &[u8],
+        m3: &Prog,
+        (s, i): (&mut wp::Store<()>, wp::Instance),
+        steps: usize,
+    ) -> Result<Stacked, String> {
+        let bin3 = wat::parse_str(m3.wat()).map_err(|e| format!("M'' does not assemble: {e}"))?;
+        let opts = DiffOptions {
+            replace: true,
+            ..Default::default()
+        };
+        let bundle = match diff(old_bin, &bin3, &opts) {
+            Ok(d) => d.bundle.to_bytes(),
+            Err(e) if refusal_kind(&e).is_some() => return Ok(Stacked::NotTried),
+            Err(e) => return Err(format!("diff M M'' (replace) failed: {e}")),
+        };
+        let m3_mod = wp::Module::new(&self.engine, &bin3).map_err(|e| format!("M'': {e}"))?;
+        let (mut s3, i3) = instantiate(&self.engine, &m3_mod)?;
+        let want = script(&mut s3, i3, m3);
+        spawn_workers(s, i, m3)?;
+        s.run_steps(steps);
+        let clash = added_index_clash(first, &bundle)?;
+        match s.apply(i, &bundle, &wp::ApplyOptions::default()) {
+            Err(wp::PatchError::Incompatible(_)) if clash => {
+                finish("refused cumulative bundle", s)?;
+                return Ok(Stacked::AddedIndexClash);
+            }
+            Err(e) => return Err(format!("apply (cumulative M → M'', live) refused: {e}")),
+            Ok(_) if clash => {
+                return Err(
+                    "a cumulative bundle that adds another function at an index the \
+                     first one added was applied"
+                        .into(),
+                )
+            }
+            Ok(_) => {}
+        }
+        finish("apply (cumulative, live)", s)?;
+        first_difference("replaced live", &script(s, i, m3), &want, "M''")?;
+        Ok(Stacked::Carried)
     }
 }
 
@@ -334,6 +465,14 @@ pub struct Tally {
     pub observable: u64,
     /// Carried pairs whose live apply found threads inside changed code.
     pub live_pending: u64,
+    /// Carried pairs also carried (and equivalent) as immediate bundles.
+    pub immediate: u64,
+    /// Carried pairs whose cumulative bundle M → M'' was carried (and
+    /// equivalent) over the first.
+    pub stacked: u64,
+    /// Carried pairs whose cumulative bundle the runtime refused (rightly)
+    /// for an added index that the first bundle holds.
+    pub stacked_clash: u64,
     /// Refusals by kind: how many, and the first one's message.
     pub refused: BTreeMap<String, (u64, String)>,
     /// Mismatches: a label and what differs.
@@ -351,8 +490,13 @@ impl Tally {
             Verdict::Carried {
                 observable,
                 pending,
+                immediate,
+                stacked,
             } => {
                 self.carried += 1;
+                self.immediate += immediate as u64;
+                self.stacked += (stacked == Stacked::Carried) as u64;
+                self.stacked_clash += (stacked == Stacked::AddedIndexClash) as u64;
                 self.observable += observable as u64;
                 self.live_pending += (pending > 0) as u64;
             }
@@ -366,11 +510,16 @@ impl std::fmt::Display for Tally {
         write!(
             f,
             "{} pairs: {} carried and equivalent ({} observably changed, {} with threads \
-             inside changed code at the live apply), {} mismatches; refused:",
+             inside changed code at the live apply, {} also as immediate bundles, {} with a \
+             cumulative bundle M → M'' over the first, {} whose cumulative bundle the runtime \
+             refused for an added index the first holds), {} mismatches; refused:",
             self.pairs,
             self.carried,
             self.observable,
             self.live_pending,
+            self.immediate,
+            self.stacked,
+            self.stacked_clash,
             self.mismatches.len()
         )?;
         if self.refused.is_empty() {

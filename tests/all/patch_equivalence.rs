@@ -36,32 +36,35 @@ fn patched_instances_behave_as_the_new_module() {
     let mut ungenerated = 0;
     for seed in first..first + cases {
         let data = eq::case_bytes(seed, 256 << (seed % 4));
-        let Some((m, m2, what)) = eq::generate(&data) else {
+        let Some(case) = eq::generate(&data) else {
             ungenerated += 1;
             continue;
         };
         let steps = (seed % 13) as usize;
-        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runner.check(&m, &m2, steps)
-        }))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            eq::Verdict::Mismatch(format!("panicked: {msg}"))
-        });
+        let verdict =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.check(&case, steps)))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    eq::Verdict::Mismatch(format!("panicked: {msg}"))
+                });
         if verbose {
-            eprintln!("seed {seed}: {what:?}: {verdict:?}");
+            eprintln!("seed {seed}: {:?}: {verdict:?}", case.what);
         }
         if let eq::Verdict::Mismatch(why) = &verdict {
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join(format!("seed-{seed}"));
-            std::fs::write(path.with_extension("old.wat"), m.wat()).unwrap();
-            std::fs::write(path.with_extension("new.wat"), m2.wat()).unwrap();
+            std::fs::write(path.with_extension("old.wat"), case.m.wat()).unwrap();
+            std::fs::write(path.with_extension("new.wat"), case.m2.wat()).unwrap();
+            if let Some(m3) = &case.m3 {
+                std::fs::write(path.with_extension("newer.wat"), m3.wat()).unwrap();
+            }
             eprintln!(
-                "seed {seed} ({what:?}): {why}\n  pair: {}.{{old,new}}.wat",
+                "seed {seed} ({:?}): {why}\n  modules: {}.{{old,new,newer}}.wat",
+                case.what,
                 path.display()
             );
         }
