@@ -1,8 +1,9 @@
 //! Fuzz target: a bundle made by `diff M M'` and applied to an instance of
-//! M, before it runs and live under worker threads, makes it answer every
-//! export as a fresh instance of M' does.
+//! M, before it runs, live under worker threads and live as an immediate
+//! bundle, makes it answer every export as a fresh instance of M' does;
+//! reverted, as M; a cumulative bundle M → M'' over it, as M''.
 //!
-//! The bytes drive the pair generator (`src/eqgen.rs`) and the number of
+//! The bytes drive the case generator (`src/eqgen.rs`) and the number of
 //! scheduler slices the workers run before the live apply; the check is
 //! `src/patch_equivalence.rs`, the same code the fixed-seed test
 //! `tests/all/patch_equivalence.rs` runs. A mismatch panics with what

@@ -8,25 +8,31 @@
 //! A case is a pair (M, M') from `eqgen.rs`: a random module and a
 //! code-mutated copy. `diff` (the library call behind `wasm-patch diff`)
 //! either refuses the pair, counted by reason, or makes a bundle. The
-//! bundle is then applied to an instance of M twice:
+//! bundle is then applied to instances of M:
 //!
 //! - **before**: to a fresh instance, before any guest code ran;
 //! - **live**: while one worker thread per exported function (`w<i>`, a
 //!   loop that calls `f<i>` and yields; the functions yield too) is
 //!   suspended somewhere in its calls. Threads inside changed functions
 //!   make the transition wait; all threads then run to their end and the
-//!   transition must have completed.
-//!
-//! and the live instance is then reverted the same way, under new workers.
+//!   transition must have completed. This instance is then reverted the
+//!   same way, under new workers;
+//! - **immediate**: live as above, the bundle made immediate
+//!   (`all_immediate`, when diff carries that: no signature change);
+//! - **cumulative**: when the bytes mutate M' once more into M'', a
+//!   cumulative bundle M → M'' (`replace`) is applied live over the first,
+//!   on the *before* instance. The runtime must refuse it when it adds
+//!   another function at an index the first bundle added
+//!   ([`Stacked::AddedIndexClash`]).
 //!
 //! Each instance then runs the *script*: `reset` (globals, memory and fuel
 //! back to their initial values, so what the workers did is forgotten),
 //! every exported function with two argument lists (results or trap kind,
 //! with `refuel` before each call), `digest` (a hash of the memory) and
-//! every exported global. The script of both patched instances must equal
-//! the script of a fresh instance of M', the script of the reverted one the
-//! script of M. Whether M's and M''s scripts differ tells whether the
-//! mutation was observable at all.
+//! every exported global. A patched instance's script must equal the script
+//! of a fresh instance of M' (M'' after the cumulative bundle), the
+//! reverted one's the script of M. Whether the scripts of M and M' differ
+//! tells whether the mutation was observable at all.
 
 #[path = "eqgen.rs"]
 pub mod eqgen;

@@ -1,13 +1,17 @@
 //! Patch equivalence (issue 12, item 11): a fixed-seed run of the fuzzer of
 //! `fuzz/src/patch_equivalence.rs` (shared with the cargo-fuzz target
 //! `patch_equivalence`). For each random module M and code-mutated M',
-//! `diff M M'` refuses (counted by reason) or makes a bundle, which applied
-//! to an instance of M before it runs, and live under running threads, must
-//! make it answer every export as a fresh instance of M' does.
+//! `diff M M'` refuses (counted by reason) or makes a bundle. Applied to an
+//! instance of M before it runs, live under running threads, and live as an
+//! immediate bundle, it must make the instance answer every export as a
+//! fresh instance of M' does; reverted live, as M does; and a cumulative
+//! bundle M → M'' applied live over it, as M'' does.
 //!
 //! `EQ_FUZZ_CASES=N` runs N pairs instead of the default, `EQ_FUZZ_SEED=S`
 //! starts from another seed, `EQ_FUZZ_VERBOSE=1` prints each pair's verdict.
-//! A mismatch writes M and M' as WAT to `target/tmp/patch_equivalence/`.
+//! A mismatch writes M, M' and M'' as WAT to `target/tmp/patch_equivalence/`.
+//!
+//! And the cases the fuzzer found, reduced (`fuzz/known/`).
 
 #[path = "../../fuzz/src/patch_equivalence.rs"]
 mod eq;
@@ -87,6 +91,11 @@ fn patched_instances_behave_as_the_new_module() {
     assert!(
         tally.observable * 4 >= tally.carried,
         "too few carried pairs change what the exports answer: {tally}"
+    );
+    // Every way of applying was exercised.
+    assert!(
+        tally.live_pending > 0 && tally.immediate > 0 && tally.stacked > 0,
+        "some way of applying never ran: {tally}"
     );
 }
 
