@@ -126,11 +126,20 @@ pub enum Stacked {
     /// keeps its function and type for the life of the instance, and diff
     /// does not know what an applied bundle added).
     AddedIndexClash,
+    /// Refused by the runtime: the cumulative bundle drops a function the
+    /// first bundle replaced or added (M'' removed it), and the runtime
+    /// still counts that function's version from the first bundle as a
+    /// caller of a function whose signature M'' changes. diff cannot know
+    /// (it sees M and M'' only); whether the runtime must refuse is open
+    /// (the cumulative bundle takes that version out of the new world).
+    Dropped,
 }
 
-/// Whether `second` adds a function at an index where `first` added
-/// another one (another name or type).
-fn added_index_clash(first: &[u8], second: &[u8]) -> Result<bool, String> {
+/// How the functions two bundles add relate: whether `second` adds a
+/// function at an index where `first` added another one (another name or
+/// type), and whether `second` drops something of `first`: a function it
+/// replaced or added that `second` does not carry, or adds differently.
+fn added_relation(first: &[u8], second: &[u8]) -> Result<(bool, bool), String> {
     let parse = |b| patch_format::Bundle::parse(b).map_err(|e| format!("bundle: {e}"));
     let (first, second) = (parse(first)?, parse(second)?);
     let added = |b: &patch_format::Bundle| -> Vec<(u32, String, wp::FuncType)> {
@@ -144,12 +153,22 @@ fn added_index_clash(first: &[u8], second: &[u8]) -> Result<bool, String> {
             })
             .collect()
     };
-    let earlier = added(&first);
-    Ok(added(&second).iter().any(|(i, name, ty)| {
+    let (earlier, later) = (added(&first), added(&second));
+    let clash = later.iter().any(|(i, name, ty)| {
         earlier
             .iter()
             .any(|(j, n, t)| i == j && (n != name || t != ty))
-    }))
+    });
+    // A function of the first (added or replaced) that the second does not
+    // carry: its version from the first is what the runtime's checks see.
+    let index = |e: &patch_format::Entry| match e.kind {
+        patch_format::EntryKind::Add { new_index } => new_index,
+        patch_format::EntryKind::Replace { target_index } => target_index,
+    };
+    let carried: Vec<u32> = second.entries().iter().map(index).collect();
+    let dropped = first.entries().iter().any(|e| !carried.contains(&index(e)))
+        || earlier.iter().any(|e| !later.contains(e));
+    Ok((clash, dropped))
 }
 
 /// The kind of a refusal: `DiffError`'s variant, and for an unpatchable
@@ -438,11 +457,15 @@ impl Runner {
         let want = script(&mut s3, i3, m3);
         spawn_workers(s, i, m3)?;
         s.run_steps(steps);
-        let clash = added_index_clash(first, &bundle)?;
+        let (clash, dropped) = added_relation(first, &bundle)?;
         match s.apply(i, &bundle, &wp::ApplyOptions::default()) {
-            Err(wp::PatchError::Incompatible(_)) if clash => {
+            Err(wp::PatchError::Incompatible(_)) if clash || dropped => {
                 finish("refused cumulative bundle", s)?;
-                return Ok(Stacked::AddedIndexClash);
+                return Ok(if clash {
+                    Stacked::AddedIndexClash
+                } else {
+                    Stacked::Dropped
+                });
             }
             Err(e) => return Err(format!("apply (cumulative M → M'', live) refused: {e}")),
             Ok(_) if clash => {
@@ -479,6 +502,9 @@ pub struct Tally {
     /// Carried pairs whose cumulative bundle the runtime refused (rightly)
     /// for an added index that the first bundle holds.
     pub stacked_clash: u64,
+    /// Carried pairs whose cumulative bundle the runtime refused for a
+    /// function the first bundle replaced or added and M'' dropped.
+    pub stacked_dropped: u64,
     /// Refusals by kind: how many, and the first one's message.
     pub refused: BTreeMap<String, (u64, String)>,
     /// Mismatches: a label and what differs.
@@ -503,6 +529,7 @@ impl Tally {
                 self.immediate += immediate as u64;
                 self.stacked += (stacked == Stacked::Carried) as u64;
                 self.stacked_clash += (stacked == Stacked::AddedIndexClash) as u64;
+                self.stacked_dropped += (stacked == Stacked::Dropped) as u64;
                 self.observable += observable as u64;
                 self.live_pending += (pending > 0) as u64;
             }
@@ -518,7 +545,8 @@ impl std::fmt::Display for Tally {
             "{} pairs: {} carried and equivalent ({} observably changed, {} with threads \
              inside changed code at the live apply, {} also as immediate bundles, {} with a \
              cumulative bundle M → M'' over the first, {} whose cumulative bundle the runtime \
-             refused for an added index the first holds), {} mismatches; refused:",
+             refused for an added index the first holds, {} for a function the first \
+             replaced or added and M'' dropped), {} mismatches; refused:",
             self.pairs,
             self.carried,
             self.observable,
@@ -526,6 +554,7 @@ impl std::fmt::Display for Tally {
             self.immediate,
             self.stacked,
             self.stacked_clash,
+            self.stacked_dropped,
             self.mismatches.len()
         )?;
         if self.refused.is_empty() {
