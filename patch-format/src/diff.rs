@@ -1188,5 +1188,16 @@ impl Checker<'_, '_> {
                 )));
             }
         }
+        // A caller the new build removed stays in the target, as it was.
+        for (d, calls) in o.calls.iter().enumerate() {
+            let caller = o.imported_funcs + d as u32;
+            if calls.contains(&oi) && !self.new_to_target.contains(&caller) {
+                self.refused.push(refuse(format!(
+                    "its caller `{}` is gone from the new build but stays in the target, where \
+                     it would call the new version with the old arguments",
+                    o.readable_name(caller)
+                )));
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ mod fleet_rollout;
 mod frame_scan;
 mod guest_stacks;
 mod lifecycle;
+mod patch_equivalence;
 mod real_rust;
 mod slots;
 mod stacks;
