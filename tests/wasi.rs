@@ -576,7 +576,7 @@ fn rust_guest_fifo_reader_parks_only_itself(scratch: &Path) -> Result<(), String
         .args(["read", "/p/fifo"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
     let lines = Lines::new(child.stdout.take().expect("piped"));
@@ -603,6 +603,14 @@ fn rust_guest_fifo_reader_parks_only_itself(scratch: &Path) -> Result<(), String
     }
     let status = wait_or_kill(&mut child, "exit(3) in the reader thread")?;
     result?;
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr).map_err(|e| e.to_string())?;
+    }
+    // `proc_exit` in a spawned thread is an exit, not a trap to report.
+    if stderr.contains("trapped") {
+        return Err(format!("stderr reports a trap: {stderr}"));
+    }
     match status.code() {
         Some(3) => Ok(()),
         other => Err(format!("expected status 3, got {other:?}")),

@@ -422,6 +422,11 @@ impl Reaper {
                 continue;
             }
             if let Err(Error::Trap(mut t)) = store.take_result(id) {
+                // `proc_exit` from this thread ends the run with its status:
+                // an exit, not a trap.
+                if is_proc_exit(&t) {
+                    continue;
+                }
                 for fr in &mut t.frames {
                     fr.name = patch_format::names::readable(&fr.name);
                 }
@@ -430,6 +435,16 @@ impl Reaper {
             }
         }
     }
+}
+
+/// Whether `t` is how a guest thread that called WASI `proc_exit` ends.
+fn is_proc_exit(t: &wasm_patch_runtime::Trap) -> bool {
+    t.kind == wasm_patch_runtime::TrapKind::HostError
+        && t.message.as_deref().is_some_and(|m| {
+            let m = m.strip_prefix("host error: ").unwrap_or(m);
+            m.strip_prefix(wasm_patch_wasi::PROC_EXIT_MESSAGE)
+                .is_some_and(|rest| rest.starts_with('('))
+        })
 }
 
 /// The run loop of `run --control`: guest time slices and control requests

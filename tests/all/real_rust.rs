@@ -607,7 +607,10 @@ fn with_object_size(b: &patch_format::Bundle, size: u32) -> patch_format::Bundle
 #[test]
 fn data_larger_than_memory_can_grow_is_refused_and_changes_nothing() {
     let b = bundle(6, 8, &DiffOptions::default());
-    let mut fresh = Bank::start(6, 1);
+    // The same service with as many workers (each has its own
+    // linear-memory stack, grown at its start) and no failed apply.
+    let mut fresh = Bank::start(6, 2);
+    fresh.work(50);
     fresh.apply(&b).unwrap();
     let expected = fresh.placement();
     fresh.finish();
@@ -631,7 +634,10 @@ fn data_larger_than_memory_can_grow_is_refused_and_changes_nothing() {
 #[test]
 fn a_veto_after_the_data_was_put_takes_it_back_out() {
     let b = bundle(6, 8, &DiffOptions::default());
-    let mut fresh = Bank::start(6, 1);
+    // The same service with as many workers (each has its own
+    // linear-memory stack, grown at its start) and no vetoed apply.
+    let mut fresh = Bank::start(6, 3);
+    fresh.work(50);
     fresh.apply(&b).unwrap();
     let expected = fresh.placement();
     fresh.finish();
