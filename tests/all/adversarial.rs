@@ -344,3 +344,85 @@ fn an_added_function_in_two_instances_tables_survives_a_revert_of_one() {
     store.wait_transition().unwrap();
     assert_eq!(crate::i32_of(slot(&mut store, a)), 42);
 }
+
+/// Found by the patch-equivalence fuzzer (`fuzz/known/cumulative-dropped-
+/// caller.*.wat`): bundle 1 makes `r` call `g`; a cumulative bundle drops
+/// `r`'s call and gives `g` a parameter. Patch 1's `r` is out of the new
+/// world (rule 12), so its call no longer holds `g`'s signature; the
+/// module's `r` never called `g`.
+#[test]
+fn a_cumulative_bundle_may_change_a_signature_only_a_superseded_version_called() {
+    let m = r#"(module
+      (func $g (param i32) (result i32) local.get 0)
+      (func $k (param i32) (result i32) i32.const 7)
+      (func $r (result i32) i32.const 1 call $k)
+      (func $f (export "f") (result i32) call $r))"#;
+    let m1 = r#"(module
+      (func $g (param i32) (result i32) local.get 0)
+      (func $k (param i32) (result i32) i32.const 7)
+      (func $r (result i32) i32.const 1 call $g)
+      (func $f (export "f") (result i32) call $r))"#;
+    let m2 = r#"(module
+      (func $g (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+      (func $k (param i32) (result i32) i32.const 7)
+      (func $r (result i32) i32.const 1 call $k)
+      (func $f (export "f") (result i32) i32.const 2 i32.const 3 call $g))"#;
+    let (mut store, inst) = setup_host(m);
+    assert_eq!(call(&mut store, inst, "f"), 7);
+    apply(&mut store, inst, &bytes_with(m, m1, &plain()));
+    assert_eq!(call(&mut store, inst, "f"), 1);
+    let cumulative = DiffOptions {
+        replace: true,
+        ..plain()
+    };
+    apply(&mut store, inst, &bytes_with(m, m2, &cumulative));
+    store.wait_transition().unwrap();
+    assert_eq!(call(&mut store, inst, "f"), 5);
+}
+
+/// The same, but patch 1's code takes a *reference* to `g` (which the
+/// module must declare for that): a reference may sit in a table or in
+/// memory and be called with the old type after the cumulative bundle, so
+/// the signature change is still refused, and nothing changes.
+#[test]
+fn a_cumulative_bundle_cannot_change_a_signature_an_applied_bundle_took_a_reference_to() {
+    let m = r#"(module
+      (table 1 funcref)
+      (elem declare func $g)
+      (type $t (func (param i32) (result i32)))
+      (func $g (param i32) (result i32) local.get 0)
+      (func $r (result i32) i32.const 1)
+      (func $f (export "f") (result i32) call $r))"#;
+    let m1 = r#"(module
+      (table 1 funcref)
+      (elem declare func $g)
+      (type $t (func (param i32) (result i32)))
+      (func $g (param i32) (result i32) local.get 0)
+      (func $r (result i32) (table.set 0 (i32.const 0) (ref.func $g)) i32.const 2)
+      (func $f (export "f") (result i32) call $r))"#;
+    let m2 = r#"(module
+      (table 1 funcref)
+      (elem declare func $g)
+      (type $t (func (param i32) (result i32)))
+      (func $g (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+      (func $r (result i32) i32.const 1)
+      (func $f (export "f") (result i32) i32.const 2 i32.const 3 call $g))"#;
+    let (mut store, inst) = setup_host(m);
+    apply(&mut store, inst, &bytes_with(m, m1, &plain()));
+    assert_eq!(call(&mut store, inst, "f"), 2);
+    let cumulative = DiffOptions {
+        replace: true,
+        ..plain()
+    };
+    let e = store
+        .apply(
+            inst,
+            &bytes_with(m, m2, &cumulative),
+            &ApplyOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("function g cannot change its signature"), "{e}");
+    assert_eq!(call(&mut store, inst, "f"), 2);
+    assert_eq!(store.applied().len(), 1);
+}

@@ -160,7 +160,12 @@ fn uses(bytes: &[u8]) -> Result<Vec<(Use, u32)>, String> {
 /// not be immediate, exported, in an element segment or a table's
 /// initialiser, the target of any `ref.func` (in the module or in an
 /// applied bundle), or called directly by a function that the bundle does
-/// not replace (in the module or in an applied bundle).
+/// not replace (in the module or in an applied bundle). A cumulative bundle
+/// (`replace`) takes every applied bundle's functions out of the new world
+/// (rule 12: they go back to their own versions, and they are in the check
+/// set, so no thread runs them there), so their direct calls do not count;
+/// their references still do (a reference taken may sit in a table or in
+/// memory and be called after).
 fn signatures(
     info: &ModuleInfo,
     pi: Option<&PatchedInstance>,
@@ -224,20 +229,22 @@ fn signatures(
         .iter()
         .map(|e| e.kind.func_index())
         .collect();
-    // Every body that may run: the module's own, and every applied bundle's.
-    let mut bodies: Vec<(u32, &[u8], String)> = info
+    // Every body that may run: the module's own, and every applied
+    // bundle's; each with its function (u32::MAX for a callback), its name,
+    // and whether a cumulative bundle supersedes it.
+    let mut bodies: Vec<(u32, &[u8], String, bool)> = info
         .bodies
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let f = info.num_imported_funcs + i as u32;
-            (f, &info.bytes[r.clone()], String::new())
+            (f, &info.bytes[r.clone()], info.func_name(f), false)
         })
         .collect();
     for b in pi.map(|p| p.applied.as_slice()).unwrap_or_default() {
         for e in b.bundle.entries() {
-            let whose = format!(" (its version from {})", b.id);
-            bodies.push((e.kind.func_index(), &e.body, whose));
+            let who = format!("{} (its version from {})", e.name, b.id);
+            bodies.push((e.kind.func_index(), &e.body, who, bundle.replace()));
         }
         for c in b.bundle.callbacks() {
             // A callback of an applied bundle runs at its revert.
@@ -245,22 +252,19 @@ fn signatures(
                 u32::MAX,
                 &c.body,
                 format!("{} callback of {}", c.kind.name(), b.id),
+                false,
             ));
         }
     }
-    for (caller, bytes, whose) in bodies {
+    for (caller, bytes, who, superseded) in bodies {
         let found = uses(bytes).map_err(|e| PatchError::Incompatible(e.to_string()))?;
         for (how, f) in found {
             if !changed.contains(&f) {
                 continue;
             }
-            let who = if caller == u32::MAX {
-                whose.clone()
-            } else {
-                format!("{}{whose}", info.func_name(caller))
-            };
             match how {
                 Use::Ref => return refused(f, format!("{who} takes a reference to it")),
+                Use::Call if superseded => {}
                 Use::Call if caller == u32::MAX || !in_bundle.contains(&caller) => {
                     return refused(f, format!("its caller {who} is not in the bundle"))
                 }
