@@ -500,6 +500,8 @@ pub(crate) struct BundleParts {
     pub(crate) requires: Vec<StateVersion>,
     pub(crate) entries: Vec<Entry>,
     pub(crate) callbacks: Vec<Callback>,
+    /// Frame transfer maps and refusals (`transfer.rs`).
+    pub(crate) transfer: crate::transfer::Transfers,
 }
 
 impl BundleParts {
@@ -674,6 +676,12 @@ impl Bundle {
         self.parts.callbacks.iter().find(|c| c.kind == kind)
     }
 
+    /// Frame transfer maps and refusals (FORMAT.md §10; empty when the
+    /// bundle has none).
+    pub fn transfers(&self) -> &crate::transfer::Transfers {
+        &self.parts.transfer
+    }
+
     /// The signature section, if the bundle is signed (not verified).
     pub fn signature(&self) -> Option<&Signature> {
         self.signature.as_ref()
@@ -711,8 +719,15 @@ impl BundleBuilder {
                 requires: Vec::new(),
                 entries: Vec::new(),
                 callbacks: Vec::new(),
+                transfer: Default::default(),
             },
         }
+    }
+
+    /// Sets the frame transfer maps and refusals (FORMAT.md §10).
+    pub fn transfer(&mut self, transfer: crate::transfer::Transfers) -> &mut Self {
+        self.parts.transfer = transfer;
+        self
     }
 
     /// Appends a function type to the bundle's type space; returns its index.

@@ -70,6 +70,11 @@ pub struct DiffOptions {
     /// Take in functions whose only change is a panic location's line or
     /// column (left out by default; they then need new data).
     pub include_line_only: bool,
+    /// Functions (by name in the new build) whose frames may be transferred
+    /// at loop headers (`--transfer`, docs/transfer.md).
+    pub transfer: Vec<String>,
+    /// Compute transfer maps for every replaced function (`--transfer-all`).
+    pub transfer_all: bool,
 }
 
 /// A bundle made by [`diff`], with remarks for the operator.
@@ -183,6 +188,7 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     let mut entries = Vec::new();
     let mut replaced_new = BTreeSet::new();
     let mut sig_changes = Vec::new();
+    let mut transfers = crate::transfer::Transfers::default();
     let body_err = |name: String, e: String| {
         DiffError::Option(format!(
             "function `{}` cannot be rewritten for the target: {e}",
@@ -252,6 +258,14 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                     } else {
                         new_ty
                     };
+                    if opts.transfer_all || opts.transfer.iter().any(|q| names::matches(&name, q)) {
+                        let ty = match n.func_type(n.func_types[j as usize]) {
+                            _ if new_ty != old_ty => Err("its type changes"),
+                            None => Err("its type is not a plain function type"),
+                            Some(t) => Ok(t),
+                        };
+                        transfers.add(oi, ty, (&old_norm, &body), (new, j - n.imported_funcs));
+                    }
                     entries.push(Entry {
                         kind: EntryKind::Replace { target_index: oi },
                         immediate: opts.all_immediate
@@ -410,6 +424,24 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     for c in callback_entries {
         b.callback(c);
     }
+    for q in &opts.transfer {
+        let named = |f: u32| {
+            names::matches(&o.display_name(f), q)
+                || names::matches(&n.display_name(new_index_of(&new_to_old, f)), q)
+        };
+        if !transfers
+            .maps
+            .iter()
+            .map(|m| m.func)
+            .chain(transfers.refused.iter().map(|r| r.func))
+            .any(named)
+        {
+            return Err(DiffError::Option(format!(
+                "--transfer `{q}`: no function of that name is replaced by the bundle"
+            )));
+        }
+    }
+    b.transfer(transfers);
     let bundle = b.build()?;
     Ok(DiffOutcome {
         bundle,
@@ -417,6 +449,14 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         line_only,
         relocations: relocs.is_some(),
     })
+}
+
+/// The new build's index of target function `old` (or `old` itself).
+fn new_index_of(new_to_old: &[Option<u32>], old: u32) -> u32 {
+    new_to_old
+        .iter()
+        .position(|m| *m == Some(old))
+        .map_or(old, |j| j as u32)
 }
 
 /// Added to the first data refusal when the builds have no relocations.

@@ -92,10 +92,15 @@ pub(crate) fn compile_poll_stub(
         .map_err(|e| Error::Compile(e.to_string()))
 }
 
-/// Signature of the poll stub, as polls call it.
+/// Signature of the poll stub, as polls call it: `(vmthread, spill,
+/// ordinal)`. `spill` is null except at a loop header that can transfer
+/// its frame (`docs/transfer.md`), where it points at the spilled locals
+/// and `ordinal` names the loop.
 pub(crate) fn poll_stub_signature() -> ir::Signature {
     let mut sig = ir::Signature::new(CallConv::PreserveAll);
-    sig.params.push(ir::AbiParam::new(types::I64));
+    for _ in 0..3 {
+        sig.params.push(ir::AbiParam::new(types::I64));
+    }
     sig
 }
 
@@ -111,18 +116,22 @@ fn build_poll_stub(
     b.append_block_params_for_function_params(block);
     b.switch_to_block(block);
     b.seal_block(block);
-    let vmthread = b.block_params(block)[0];
+    let p = b.block_params(block).to_vec();
+    let (vmthread, spill, ordinal) = (p[0], p[1], p[2]);
     // Exit record: this frame, whose return address is the poll site.
     let fp = b.ins().get_frame_pointer(types::I64);
     b.ins().store(flags(), fp, vmthread, THREAD_EXIT_FP);
     let mut psig = ir::Signature::new(fc.default_call_conv);
-    psig.params.push(ir::AbiParam::new(types::I64));
-    psig.params.push(ir::AbiParam::new(types::I64));
+    for _ in 0..4 {
+        psig.params.push(ir::AbiParam::new(types::I64));
+    }
     psig.returns.push(ir::AbiParam::new(types::I32));
     let psig = b.import_signature(psig);
     let poll = b.ins().iconst(types::I64, slow_path as i64);
     let no_vmctx = b.ins().iconst(types::I64, 0);
-    let call = b.ins().call_indirect(psig, poll, &[no_vmctx, vmthread]);
+    let call = b
+        .ins()
+        .call_indirect(psig, poll, &[no_vmctx, vmthread, spill, ordinal]);
     let status = b.inst_results(call)[0];
     b.ins().trapnz(status, TrapKind::HostError.code());
     b.ins().return_(&[]);

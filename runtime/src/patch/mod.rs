@@ -13,6 +13,7 @@ pub(crate) mod checks;
 pub(crate) mod queries;
 pub(crate) mod shadow;
 pub(crate) mod state;
+pub(crate) mod transfer;
 pub(crate) mod transition;
 pub(crate) mod verbs;
 pub(crate) mod versions;

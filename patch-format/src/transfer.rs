@@ -1,0 +1,572 @@
+//! Frame transfer maps (issue 14, `docs/transfer.md`): how a frame of a
+//! function's old version, stopped at a loop header, is rebuilt as a frame
+//! of the new version at the corresponding header.
+//!
+//! `diff --transfer NAME` computes a [`TransferMap`] for each named
+//! function it replaces, or a [`TransferRefusal`] saying why it cannot show
+//! that a map keeps the meaning. Both travel in the custom section
+//! `wasm-patch.transfer` (FORMAT.md §10). Loop headers are numbered by
+//! *ordinal*: the pre-order index of the `loop` operator in the body.
+
+use crate::error::FormatError;
+use std::collections::HashMap;
+use wasmparser::{BinaryReader, FunctionBody, Operator, RefType, ValType};
+
+/// Name of the custom section that holds the transfer maps.
+pub const TRANSFER_SECTION: &str = "wasm-patch.transfer";
+
+const MAGIC: &[u8; 4] = b"WPTR";
+const VERSION: u32 = 1;
+
+/// Bodies are aligned only up to this many operator pairs (the alignment
+/// is quadratic); a larger function is refused.
+const MAX_ALIGN_CELLS: usize = 1 << 24;
+
+/// How one replaced function's frames move from the target's version to the
+/// bundle's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferMap {
+    /// The function (target index space; the bundle replaces it).
+    pub func: u32,
+    /// Types of the old version's locals, parameters first.
+    pub old_locals: Vec<ValType>,
+    /// Types of the new version's locals, parameters first.
+    pub new_locals: Vec<ValType>,
+    /// For each local `j` of the new version, the old local whose value it
+    /// takes (a permutation: every old local is used exactly once).
+    pub locals: Vec<u32>,
+    /// Mapped loop headers: (old ordinal, new ordinal).
+    pub headers: Vec<(u32, u32)>,
+}
+
+/// A function named for transfer for which diff could not show that a map
+/// keeps the meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRefusal {
+    /// The function (target index space).
+    pub func: u32,
+    /// Why.
+    pub reason: String,
+}
+
+/// Everything a bundle says about frame transfer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transfers {
+    /// Maps, by function index ascending.
+    pub maps: Vec<TransferMap>,
+    /// Refusals, by function index ascending.
+    pub refused: Vec<TransferRefusal>,
+}
+
+impl Transfers {
+    /// Whether there is nothing to say (no section is written).
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty() && self.refused.is_empty()
+    }
+
+    /// Compute the map of replaced function `func` (or its refusal), from
+    /// its type (or why it has none that fits), its old and new bodies in
+    /// the target's index spaces, and the new module with the new body's
+    /// defined-function index (for validation).
+    pub(crate) fn add(
+        &mut self,
+        func: u32,
+        ty: Result<&wasmparser::FuncType, &str>,
+        bodies: (&[u8], &[u8]),
+        new_module: (&[u8], u32),
+    ) {
+        let result = ty.map_err(str::to_string).and_then(|ty| {
+            let heights = loop_heights(new_module.0, new_module.1 as usize)?;
+            let (old, new) = bodies;
+            analyze(func, ty.params(), ty.results().len(), old, new, &heights)
+        });
+        match result {
+            Ok(m) => self.maps.push(m),
+            Err(reason) => self.refused.push(TransferRefusal { func, reason }),
+        }
+    }
+
+    /// The payload of the `wasm-patch.transfer` section (FORMAT.md §10).
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// The map of function `func`, if any.
+    pub fn map(&self, func: u32) -> Option<&TransferMap> {
+        self.maps.iter().find(|m| m.func == func)
+    }
+}
+
+fn type_code(t: ValType) -> Option<u8> {
+    Some(match t {
+        ValType::I32 => 0x7f,
+        ValType::I64 => 0x7e,
+        ValType::F32 => 0x7d,
+        ValType::F64 => 0x7c,
+        ValType::Ref(RefType::FUNCREF) => 0x70,
+        ValType::Ref(RefType::EXTERNREF) => 0x6f,
+        _ => return None,
+    })
+}
+
+fn code_type(c: u8) -> Option<ValType> {
+    Some(match c {
+        0x7f => ValType::I32,
+        0x7e => ValType::I64,
+        0x7d => ValType::F32,
+        0x7c => ValType::F64,
+        0x70 => ValType::Ref(RefType::FUNCREF),
+        0x6f => ValType::Ref(RefType::EXTERNREF),
+        _ => return None,
+    })
+}
+
+/// The section's payload (FORMAT.md §10).
+pub(crate) fn encode(t: &Transfers) -> Vec<u8> {
+    use crate::write::leb;
+    let mut out = MAGIC.to_vec();
+    leb(VERSION as u64, &mut out);
+    leb(t.maps.len() as u64, &mut out);
+    for m in &t.maps {
+        leb(m.func as u64, &mut out);
+        for list in [&m.old_locals, &m.new_locals] {
+            leb(list.len() as u64, &mut out);
+            // Only types `type_code` knows are ever put in a map (analyze).
+            out.extend(list.iter().map(|&v| type_code(v).unwrap_or(0)));
+        }
+        leb(m.locals.len() as u64, &mut out);
+        for &l in &m.locals {
+            leb(l as u64, &mut out);
+        }
+        leb(m.headers.len() as u64, &mut out);
+        for &(a, b) in &m.headers {
+            leb(a as u64, &mut out);
+            leb(b as u64, &mut out);
+        }
+    }
+    leb(t.refused.len() as u64, &mut out);
+    for r in &t.refused {
+        leb(r.func as u64, &mut out);
+        leb(r.reason.len() as u64, &mut out);
+        out.extend_from_slice(r.reason.as_bytes());
+    }
+    out
+}
+
+/// Read the section's payload (`base`: its offset in the bundle).
+pub(crate) fn decode(data: &[u8], base: u64) -> Result<Transfers, FormatError> {
+    let mut r = BinaryReader::new(data, base);
+    let err = |r: &BinaryReader<'_>, what: &str| {
+        FormatError::layout(r.original_position(), format!("transfer section: {what}"))
+    };
+    let bytes = r.read_bytes(4).map_err(|_| err(&r, "truncated magic"))?;
+    if bytes != MAGIC {
+        return Err(err(&r, "bad magic"));
+    }
+    let version = r.read_var_u32().map_err(|_| err(&r, "bad version"))?;
+    if version != VERSION {
+        return Err(err(&r, &format!("unknown version {version}")));
+    }
+    // Every count is bounded by the bytes left (each item takes a byte).
+    let count = |r: &mut BinaryReader<'_>| -> Result<usize, FormatError> {
+        let n = r.read_var_u32().map_err(|_| err(r, "bad count"))? as usize;
+        if n > r.bytes_remaining() {
+            return Err(err(r, "count larger than the bytes left"));
+        }
+        Ok(n)
+    };
+    let u32_ = |r: &mut BinaryReader<'_>| r.read_var_u32().map_err(|_| err(r, "bad integer"));
+    let mut t = Transfers::default();
+    for _ in 0..count(&mut r)? {
+        let func = u32_(&mut r)?;
+        let mut lists = Vec::new();
+        for _ in 0..2 {
+            let n = count(&mut r)?;
+            let mut list = Vec::with_capacity(n);
+            for _ in 0..n {
+                let c = r.read_u8().map_err(|_| err(&r, "truncated types"))?;
+                list.push(code_type(c).ok_or_else(|| err(&r, "unknown local type"))?);
+            }
+            lists.push(list);
+        }
+        let n = count(&mut r)?;
+        let locals = (0..n).map(|_| u32_(&mut r)).collect::<Result<_, _>>()?;
+        let n = count(&mut r)?;
+        let headers = (0..n)
+            .map(|_| Ok((u32_(&mut r)?, u32_(&mut r)?)))
+            .collect::<Result<_, FormatError>>()?;
+        let new_locals = lists.pop().unwrap_or_default();
+        let old_locals = lists.pop().unwrap_or_default();
+        t.maps.push(TransferMap {
+            func,
+            old_locals,
+            new_locals,
+            locals,
+            headers,
+        });
+    }
+    for _ in 0..count(&mut r)? {
+        let func = u32_(&mut r)?;
+        let n = count(&mut r)?;
+        let b = r.read_bytes(n).map_err(|_| err(&r, "truncated reason"))?;
+        let reason = String::from_utf8(b.to_vec()).map_err(|_| err(&r, "reason is not UTF-8"))?;
+        t.refused.push(TransferRefusal { func, reason });
+    }
+    if !r.eof() {
+        return Err(err(&r, "bytes after the last record"));
+    }
+    Ok(t)
+}
+
+/// The locals of a function body, parameters (`params`) first.
+///
+/// # Errors
+/// The body's locals cannot be read, or there are more than 50,000.
+pub fn body_locals(params: &[ValType], body: &FunctionBody<'_>) -> Result<Vec<ValType>, String> {
+    let mut out = params.to_vec();
+    let mut r = body.get_locals_reader().map_err(|e| e.to_string())?;
+    for _ in 0..r.get_count() {
+        let (n, t) = r.read().map_err(|e| e.to_string())?;
+        if out.len() + n as usize > 50_000 {
+            return Err("more than 50,000 locals".into());
+        }
+        out.extend(std::iter::repeat_n(t, n as usize));
+    }
+    Ok(out)
+}
+
+/// The byte offsets (as the body's reader reports them) of the body's
+/// `loop` operators, in pre-order: index = loop ordinal.
+///
+/// # Errors
+/// The body cannot be decoded.
+pub fn loop_offsets(body: &FunctionBody<'_>) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
+    while !r.eof() {
+        let (op, off) = r.read_with_offset().map_err(|e| e.to_string())?;
+        if matches!(op, Operator::Loop { .. }) {
+            out.push(off as usize);
+        }
+    }
+    Ok(out)
+}
+
+/// An operator with its local index taken out (`None` for other operators).
+fn split_local(op: &Operator<'_>) -> (String, Option<u32>) {
+    match op {
+        Operator::LocalGet { local_index } => ("local.get".into(), Some(*local_index)),
+        Operator::LocalSet { local_index } => ("local.set".into(), Some(*local_index)),
+        Operator::LocalTee { local_index } => ("local.tee".into(), Some(*local_index)),
+        other => (format!("{other:?}"), None),
+    }
+}
+
+/// A decoded body: its locals and its operators, locals abstracted.
+struct Decoded {
+    locals: Vec<ValType>,
+    ops: Vec<(u64, Option<u32>)>,
+    /// Per loop ordinal: the operator position of the `loop`, and the
+    /// control path to it (the enclosing constructs' keys, outermost first).
+    loops: Vec<(usize, Vec<u64>)>,
+}
+
+/// Decode a body; `ids` numbers the abstract operators (shared by the two
+/// bodies compared, so that equal numbers are equal operators).
+fn decode_body(
+    params: &[ValType],
+    bytes: &[u8],
+    ids: &mut HashMap<String, u64>,
+) -> Result<Decoded, String> {
+    let body = FunctionBody::new(BinaryReader::new(bytes, 0));
+    let locals = body_locals(params, &body)?;
+    let mut ops = Vec::new();
+    let mut loops = Vec::new();
+    let mut path: Vec<u64> = Vec::new();
+    let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
+    while !r.eof() {
+        let op = r.read().map_err(|e| e.to_string())?;
+        let (key, local) = split_local(&op);
+        let n = ids.len() as u64;
+        let id = *ids.entry(key).or_insert(n);
+        match op {
+            Operator::Loop { .. } => {
+                loops.push((ops.len(), path.clone()));
+                path.push(id);
+            }
+            Operator::Block { .. } | Operator::If { .. } => path.push(id),
+            Operator::End => {
+                path.pop();
+            }
+            _ => {}
+        }
+        ops.push((id, local));
+    }
+    Ok(Decoded { locals, ops, loops })
+}
+
+/// Compute the transfer map of one function from its old and new bodies
+/// (both in the target's index spaces, so that equal code is equal bytes),
+/// its parameter types, and the operand stack height and parameter count of
+/// each `loop` of the new body (from validation). Returns the map's locals
+/// and headers, or why no map can be shown to keep the meaning.
+pub(crate) fn analyze(
+    func: u32,
+    params: &[ValType],
+    results: usize,
+    old: &[u8],
+    new: &[u8],
+    new_loop_heights: &[(u32, u32)],
+) -> Result<TransferMap, String> {
+    // Offsets of the two sides differ; only the operators matter. The type
+    // names in the operators' `Debug` forms are the same index spaces.
+    let mut ids = HashMap::new();
+    let o = decode_body(params, old, &mut ids)?;
+    let n = decode_body(params, new, &mut ids)?;
+    if results > 1 {
+        return Err(format!(
+            "the function returns {results} values (transfer supports at most one)"
+        ));
+    }
+    if let Some(t) = o
+        .locals
+        .iter()
+        .chain(&n.locals)
+        .find(|t| type_code(**t).is_none())
+    {
+        return Err(format!("a local of type {t} cannot be carried"));
+    }
+    if o.locals.len() != n.locals.len() {
+        return Err(format!(
+            "local counts differ: {} before, {} after",
+            o.locals.len(),
+            n.locals.len()
+        ));
+    }
+    if o.loops.len() != n.loops.len() {
+        return Err(format!(
+            "loop nesting differs: {} loops before, {} after",
+            o.loops.len(),
+            n.loops.len()
+        ));
+    }
+    if o.loops.iter().zip(&n.loops).any(|(a, b)| a.1 != b.1) {
+        return Err("loop nesting differs: a loop sits in other constructs".into());
+    }
+    let locals = match_locals(params.len(), &o, &n)?;
+    let mut headers = Vec::new();
+    let mut why = Vec::new();
+    for (k, ((op, _), (np, _))) in o.loops.iter().zip(&n.loops).enumerate() {
+        let same_prefix = op == np
+            && o.ops[..*op].iter().zip(&n.ops[..*np]).all(|(a, b)| {
+                a.0 == b.0 && a.1.map(|l| locals_new_of(&locals, l)) == b.1.map(Some)
+            });
+        let (height, lparams) = new_loop_heights.get(k).copied().unwrap_or((1, 0));
+        if !same_prefix {
+            why.push(format!(
+                "loop {k}: the code from the function entry to it differs"
+            ));
+        } else if height != 0 || lparams != 0 {
+            why.push(format!(
+                "loop {k}: values on the operand stack at its header"
+            ));
+        } else {
+            headers.push((k as u32, k as u32));
+        }
+    }
+    if headers.is_empty() {
+        if why.is_empty() {
+            why.push("the function has no loop".into());
+        }
+        return Err(why.join("; "));
+    }
+    Ok(TransferMap {
+        func,
+        old_locals: o.locals,
+        new_locals: n.locals,
+        locals,
+        headers,
+    })
+}
+
+/// The new local that takes old local `old` (`locals` maps new → old).
+fn locals_new_of(locals: &[u32], old: u32) -> Option<u32> {
+    locals.iter().position(|&l| l == old).map(|j| j as u32)
+}
+
+/// Match locals by role: align the operator streams (locals abstracted)
+/// and pair the locals of aligned `local.*` operators. The pairing must be
+/// a bijection of equal types that keeps every parameter in place; locals
+/// that no code of either side touches pair among themselves by type.
+fn match_locals(nparams: usize, o: &Decoded, n: &Decoded) -> Result<Vec<u32>, String> {
+    let pairs = align(&o.ops, &n.ops)?;
+    let mut old_to_new: HashMap<u32, u32> = HashMap::new();
+    let mut new_to_old: HashMap<u32, u32> = HashMap::new();
+    for (i, j) in pairs {
+        let (Some(a), Some(b)) = (o.ops[i].1, n.ops[j].1) else {
+            continue;
+        };
+        if *old_to_new.entry(a).or_insert(b) != b || *new_to_old.entry(b).or_insert(a) != a {
+            return Err(format!(
+                "the roles of locals are ambiguous: old local {a} lines up with more than one new local, or new local {b} with more than one old one"
+            ));
+        }
+    }
+    for p in 0..nparams as u32 {
+        match (old_to_new.get(&p), new_to_old.get(&p)) {
+            (Some(&q), _) if q != p => {
+                return Err(format!("parameter {p} plays the role of local {q} after"))
+            }
+            (_, Some(&q)) if q != p => {
+                return Err(format!("parameter {p} plays the role of local {q} before"))
+            }
+            _ => {
+                old_to_new.insert(p, p);
+                new_to_old.insert(p, p);
+            }
+        }
+    }
+    let used = |d: &Decoded| -> Vec<bool> {
+        let mut u = vec![false; d.locals.len()];
+        for l in d.ops.iter().filter_map(|o| o.1) {
+            if let Some(x) = u.get_mut(l as usize) {
+                *x = true;
+            }
+        }
+        u
+    };
+    let (used_o, used_n) = (used(o), used(n));
+    let mut free_new: Vec<u32> = (0..n.locals.len() as u32)
+        .filter(|j| !new_to_old.contains_key(j))
+        .collect();
+    let mut out = vec![u32::MAX; n.locals.len()];
+    for (&a, &b) in &old_to_new {
+        if o.locals[a as usize] != n.locals[b as usize] {
+            return Err(format!(
+                "old local {a} ({}) lines up with new local {b} ({})",
+                o.locals[a as usize], n.locals[b as usize]
+            ));
+        }
+        out[b as usize] = a;
+    }
+    for a in 0..o.locals.len() as u32 {
+        if old_to_new.contains_key(&a) {
+            continue;
+        }
+        let pick = free_new
+            .iter()
+            .position(|&b| !used_n[b as usize] && n.locals[b as usize] == o.locals[a as usize]);
+        match pick {
+            Some(p) if !used_o[a as usize] => out[free_new.remove(p) as usize] = a,
+            _ => {
+                return Err(format!(
+                    "old local {a} has no counterpart that the code shows"
+                ))
+            }
+        }
+    }
+    if let Some(b) = free_new.first() {
+        return Err(format!(
+            "new local {b} has no counterpart that the code shows"
+        ));
+    }
+    Ok(out)
+}
+
+/// Longest common subsequence of two operator streams (by abstract key),
+/// as aligned position pairs. Common prefix and suffix are matched first.
+fn align(
+    a: &[(u64, Option<u32>)],
+    b: &[(u64, Option<u32>)],
+) -> Result<Vec<(usize, usize)>, String> {
+    let mut pre = 0;
+    while pre < a.len() && pre < b.len() && a[pre].0 == b[pre].0 {
+        pre += 1;
+    }
+    let mut suf = 0;
+    while suf < a.len() - pre
+        && suf < b.len() - pre
+        && a[a.len() - 1 - suf].0 == b[b.len() - 1 - suf].0
+    {
+        suf += 1;
+    }
+    let (ma, mb) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
+    if (ma.len() + 1) * (mb.len() + 1) > MAX_ALIGN_CELLS {
+        return Err(format!(
+            "the change is too large to align ({} × {} operators)",
+            ma.len(),
+            mb.len()
+        ));
+    }
+    let w = mb.len() + 1;
+    let mut t = vec![0u32; (ma.len() + 1) * w];
+    for i in (0..ma.len()).rev() {
+        for j in (0..mb.len()).rev() {
+            t[i * w + j] = if ma[i].0 == mb[j].0 {
+                t[(i + 1) * w + j + 1] + 1
+            } else {
+                t[(i + 1) * w + j].max(t[i * w + j + 1])
+            };
+        }
+    }
+    let mut out: Vec<(usize, usize)> = (0..pre).map(|i| (i, i)).collect();
+    let (mut i, mut j) = (0, 0);
+    while i < ma.len() && j < mb.len() {
+        if ma[i].0 == mb[j].0 {
+            out.push((pre + i, pre + j));
+            i += 1;
+            j += 1;
+        } else if t[(i + 1) * w + j] >= t[i * w + j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out.extend((0..suf).map(|k| (a.len() - suf + k, b.len() - suf + k)));
+    Ok(out)
+}
+
+/// The operand stack height and parameter count at each `loop` (in
+/// pre-order) of defined function `defined` of `module`, from validation.
+///
+/// # Errors
+/// The module does not validate, or has no such function.
+pub(crate) fn loop_heights(module: &[u8], defined: usize) -> Result<Vec<(u32, u32)>, String> {
+    use wasmparser::{Parser, ValidPayload, Validator, WasmModuleResources};
+    let mut v = Validator::new();
+    let mut seen = 0;
+    for payload in Parser::new(0).parse_all(module) {
+        let payload = payload.map_err(|e| e.to_string())?;
+        if let ValidPayload::Func(f, body) = v.payload(&payload).map_err(|e| e.to_string())? {
+            if seen == defined {
+                let mut fv = f.into_validator(Default::default());
+                let mut out = Vec::new();
+                let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
+                let mut locals = body.get_locals_reader().map_err(|e| e.to_string())?;
+                for _ in 0..locals.get_count() {
+                    let off = locals.original_position();
+                    let (n, t) = locals.read().map_err(|e| e.to_string())?;
+                    fv.define_locals(off, n, t).map_err(|e| e.to_string())?;
+                }
+                while !r.eof() {
+                    let (op, off) = r.read_with_offset().map_err(|e| e.to_string())?;
+                    if let Operator::Loop { blockty } = op {
+                        let params = match blockty {
+                            wasmparser::BlockType::FuncType(i) => fv
+                                .resources()
+                                .sub_type_at(i)
+                                .map(|s| s.unwrap_func().params().len() as u32)
+                                .unwrap_or(u32::MAX),
+                            _ => 0,
+                        };
+                        out.push((fv.operand_stack_height(), params));
+                    }
+                    fv.op(off, &op).map_err(|e| e.to_string())?;
+                }
+                return Ok(out);
+            }
+            seen += 1;
+        }
+    }
+    Err(format!("no defined function {defined}"))
+}

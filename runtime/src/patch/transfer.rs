@@ -1,0 +1,76 @@
+//! Frame transfer at loop headers (issue 14, `docs/transfer.md`,
+//! docs/consistency.md rule 17): the decision, at a transfer poll of a
+//! pending thread, that its innermost frame moves to the new version.
+//!
+//! A frame moves only when every one of these holds:
+//! - the transition leads to the patched side of a bundle that applies or
+//!   replaces (a revert has no map back: such a thread stays pending);
+//! - the innermost frame is of a function in `C` that the bundle maps, and
+//!   runs the target module's own code (version 0, the code the map was
+//!   made against), stopped at the poll of a loop header that the map
+//!   names (the ordinal the code passed and the frame's wasm offset agree);
+//! - no other frame of the thread blocks (one exact scan against `C`).
+//!
+//! The thread then switches to `to` (as in rule 1) before the old code
+//! tail-calls the new version's entry: from the switch on it runs only new
+//! code, and the old frame is gone before its next call or poll.
+
+use super::transition::{self, Side};
+use super::{Core, Direction};
+use crate::thread::poll::Transfer;
+use crate::thread::ThreadState;
+use crate::vm::stack_walk::ScanCache;
+
+/// Decide (and make) the transfer of `ts`'s innermost frame at loop
+/// `ordinal`; `None` leaves the thread pending.
+pub(crate) fn try_transfer(
+    core: &mut Core,
+    ts: &mut ThreadState,
+    ordinal: u32,
+) -> Option<Transfer> {
+    let t = core.transition.as_ref()?;
+    if !t.pending.contains(ts.id.0)
+        || t.phase.toward() != Side::Patched
+        || t.direction == Direction::Unpatch
+    {
+        return None;
+    }
+    let pi = core.instances.get(&t.instance)?;
+    let bundle = pi.applied.iter().find(|b| b.id == t.patch)?;
+    let frames = ts.frames_any();
+    let top = frames.first()?;
+    if !t.check.contains(&top.func) {
+        return None;
+    }
+    let plan = bundle.compiled.transfer.get(&top.func)?;
+    // The target's own code of the function (version 0): its slot in the
+    // instance's base table points into the module's unit.
+    let base = pi.base.get(top.func as usize)?.code as usize;
+    let module_unit = t
+        .check_code
+        .iter()
+        .find(|r| r.func == Some(top.func) && r.range.contains(&base))?
+        .unit;
+    if top.unit != module_unit
+        || plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize)
+    {
+        return None;
+    }
+    let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
+    // Exactly one frame blocks, exactly located: this one (it is in `C`).
+    let (mut hits, mut exact) = (0, true);
+    ts.scan(&t.check_code, &mut ScanCache::default(), &mut |_, pc| {
+        hits += 1;
+        exact &= pc.is_some();
+        true
+    });
+    if hits != 1 || !exact {
+        return None;
+    }
+    let granted = Transfer {
+        entry: bundle.compiled.unit.entry(placed) as usize,
+        locals: plan.locals.clone(),
+    };
+    transition::switch(core, ts);
+    Some(granted)
+}

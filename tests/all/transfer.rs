@@ -1,0 +1,361 @@
+//! Frame transfer at loop headers (issue 14, `docs/transfer.md`,
+//! docs/consistency.md rule 17): WAT pairs whose worker never leaves its
+//! loop, patched with and without a transfer map.
+
+use crate::transitions::{apply, func, setup_host, Host};
+use patch_format::transfer::Transfers;
+use patch_format::{diff, DiffOptions};
+use wasm_patch_runtime::*;
+
+/// A worker that loops until `stop` is called: each turn adds `k` to
+/// `$acc`, counts in `$i` and yields (inside `$helper`, which has a loop of
+/// its own); it returns `$acc` and records `$i`. `decl` declares the two
+/// locals (their order is the local numbering); `swap` puts the two
+/// updates in the other order.
+fn worker_with(k: i32, decl: &str, swap: bool, prologue: i32, other_k: i32) -> String {
+    let acc = format!("(local.set $acc (i32.add (local.get $acc) (i32.const {k})))");
+    let i = "(local.set $i (i32.add (local.get $i) (i32.const 1)))";
+    let updates = if swap {
+        format!("{i} {acc}")
+    } else {
+        format!("{acc} {i}")
+    };
+    format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (import "env" "record" (func $record (param i32)))
+          (global $sp (mut i32) (i32.const 4096))
+          (global $stop (mut i32) (i32.const 0))
+          (func $helper (local $j i32)
+            (loop $h
+              (call $yield)
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if $h (i32.lt_u (local.get $j) (i32.const 2)))))
+          (func $worker (export "worker") (result i32) {decl} (local $fp i32)
+            (local.set $fp (i32.sub (global.get $sp) (i32.const {prologue})))
+            (global.set $sp (local.get $fp))
+            (loop $l
+              {updates}
+              (call $helper)
+              (br_if $l (i32.eqz (global.get $stop))))
+            (global.set $sp (i32.add (local.get $fp) (i32.const {prologue})))
+            (call $record (local.get $i))
+            (local.get $acc))
+          (func $other (export "other") (result i32) (local $n i32)
+            (loop $o
+              (call $yield)
+              (local.set $n (i32.add (local.get $n) (i32.const {other_k})))
+              (br_if $o (i32.eqz (global.get $stop))))
+            (local.get $n))
+          (func (export "stop") (global.set $stop (i32.const 1))))"#
+    )
+}
+
+fn worker(k: i32, decl: &str) -> String {
+    worker_with(k, decl, false, 16, 1)
+}
+
+const I_ACC: &str = "(local $i i32) (local $acc i32)";
+const ACC_I: &str = "(local $acc i32) (local $i i32)";
+
+fn transfer_opts(names: &[&str]) -> DiffOptions {
+    DiffOptions {
+        transfer: names.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn bundle(old: &str, new: &str, opts: &DiffOptions) -> patch_format::Bundle {
+    let (o, n) = (wat::parse_str(old).unwrap(), wat::parse_str(new).unwrap());
+    diff(&o, &n, opts).expect("diff").bundle
+}
+
+/// Index of `worker` in the test modules (two imports, then `helper`).
+const WORKER: u32 = 3;
+
+/// Spawn `n` workers and run a few turns.
+fn start(old: &str, n: usize) -> (Store<Host>, Instance, Vec<ThreadId>) {
+    let (mut store, inst) = setup_host(old);
+    let ts = (0..n)
+        .map(|_| store.spawn(func(&store, inst, "worker"), &[]).unwrap())
+        .collect();
+    store.run_steps(3 * n);
+    (store, inst, ts)
+}
+
+/// Stop the workers; each one's (acc, turns).
+fn finish(store: &mut Store<Host>, inst: Instance, ts: &[ThreadId]) -> Vec<(i32, i32)> {
+    func(store, inst, "stop").call(store, &[]).unwrap();
+    let accs: Vec<i32> = ts.iter().map(|&t| crate::i32_of(store.join(t))).collect();
+    let turns = store.data().rec.clone();
+    assert_eq!(turns.len(), ts.len());
+    // Workers finish in any order, but all turns are recorded: compare as
+    // multisets of "acc splits into turns".
+    accs.into_iter().zip(turns).collect()
+}
+
+/// Run `worker` for a few turns, apply `bytes`, run a few more turns, stop
+/// it; returns (its result, the turns it counted, whether the transition
+/// was over before `stop`).
+fn run_patched(old: &str, bytes: &[u8]) -> (i32, i32, bool) {
+    let (mut store, inst, ts) = start(old, 1);
+    apply(&mut store, inst, bytes);
+    store.run_steps(6);
+    let done = store.transition_status().is_none();
+    let r = finish(&mut store, inst, &ts);
+    (r[0].0, r[0].1, done)
+}
+
+/// Old turns add 1, new turns 1000: `acc` splits into both counts, which
+/// must add up to the turns `$i` counted (the state crossed intact).
+fn split(acc: i32) -> (i32, i32) {
+    (acc % 1000, acc / 1000)
+}
+
+#[track_caller]
+fn assert_carried(acc: i32, turns: i32) {
+    let (before, after) = split(acc);
+    assert!(
+        before >= 1 && after >= 1,
+        "acc {acc}: turns of both versions"
+    );
+    assert_eq!(before + after, turns, "acc {acc}, turns {turns}");
+}
+
+/// The transfer happens: a worker that never leaves its loop switches at
+/// its loop header (after waiting inside `helper`, a callee of the loop,
+/// which is not a header of the mapped function), and its locals cross.
+#[test]
+fn same_roles_transfer_and_carry_the_state() {
+    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(map.locals, vec![0, 1, 2]);
+    assert_eq!(map.headers, vec![(0, 0)]);
+    let (acc, turns, done) = run_patched(&old, &b.to_bytes());
+    assert!(done, "the worker switched without leaving its loop");
+    assert_carried(acc, turns);
+}
+
+/// Without a map the worker blocks the transition for as long as it lives
+/// in its loop (the behaviour before issue 14).
+#[test]
+fn without_a_map_the_worker_blocks_the_transition() {
+    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let b = bundle(&old, &new, &DiffOptions::default());
+    assert!(b.transfers().is_empty());
+    let (acc, turns, done) = run_patched(&old, &b.to_bytes());
+    assert!(!done, "blocked while the worker lives in its loop");
+    assert_eq!(split(acc), (turns, 0), "every turn ran the old code");
+}
+
+/// Renumbered locals (two same-typed locals swap numbers): mapped by role,
+/// not by index, and the state crosses to the right locals.
+#[test]
+fn renumbered_locals_map_by_role() {
+    let (old, new) = (worker(1, I_ACC), worker(1000, ACC_I));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(map.locals, vec![1, 0, 2], "new $acc (0) takes old $acc (1)");
+    let (acc, turns, done) = run_patched(&old, &b.to_bytes());
+    assert!(done);
+    assert_carried(acc, turns);
+}
+
+/// Two same-typed locals whose updates trade places: the aligned loop
+/// bodies pair each local with the other's role, the code after the loop
+/// pairs them by index; diff refuses rather than guess, and says why.
+#[test]
+fn locals_that_trade_roles_are_refused() {
+    let (old, new) = (worker(1, I_ACC), worker_with(1000, I_ACC, true, 16, 1));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    match b.transfers().map(WORKER) {
+        None => {
+            let r = &b.transfers().refused[0];
+            assert_eq!(r.func, WORKER);
+            assert!(r.reason.contains("roles"), "{}", r.reason);
+        }
+        // Mapping them is fine only by their real roles (the same numbers).
+        Some(m) => assert_eq!(m.locals, vec![0, 1, 2]),
+    }
+}
+
+/// A different linear-memory frame size set before the loop (the Rust/C
+/// `__stack_pointer` prologue): the code from the entry to the header
+/// differs, so the header is not mapped.
+#[test]
+fn a_changed_prologue_is_refused() {
+    let (old, new) = (worker(1, I_ACC), worker_with(1000, I_ACC, false, 32, 1));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    assert!(b.transfers().map(WORKER).is_none());
+    let r = &b.transfers().refused[0];
+    assert!(r.reason.contains("from the function entry"), "{}", r.reason);
+    // And the bundle still works the old way: the worker blocks.
+    let (acc, turns, done) = run_patched(&old, &b.to_bytes());
+    assert!(!done);
+    assert_eq!(split(acc), (turns, 0));
+}
+
+fn leb(mut v: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Replace the bundle's transfer section by `t`'s encoding.
+fn with_transfers(b: &patch_format::Bundle, t: &Transfers) -> Vec<u8> {
+    let bytes = b.to_bytes();
+    let mut out = bytes[..8].to_vec();
+    for p in wasmparser::Parser::new(0).parse_all(&bytes) {
+        let p = p.unwrap();
+        if let wasmparser::Payload::CustomSection(c) = &p {
+            if c.name() == patch_format::transfer::TRANSFER_SECTION {
+                continue;
+            }
+        }
+        if let Some((id, range)) = p.as_section() {
+            let range = range.start as usize..range.end as usize;
+            out.push(id);
+            leb(range.len(), &mut out);
+            out.extend_from_slice(&bytes[range]);
+        }
+    }
+    let name = patch_format::transfer::TRANSFER_SECTION.as_bytes();
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.extend(t.encode());
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend(payload);
+    out
+}
+
+/// A change made to a bundle's transfer maps.
+type Edit = Box<dyn Fn(&mut Transfers)>;
+
+/// Bad maps are refused at apply, clearly, and nothing changes: a header
+/// that does not exist, local types that are not the live code's, a local
+/// carried twice.
+#[test]
+fn bad_maps_are_refused_at_apply() {
+    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let good = b.transfers().clone();
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "does not exist",
+            Box::new(|t| t.maps[0].headers = vec![(0, 5)]),
+        ),
+        (
+            "does not exist",
+            Box::new(|t| t.maps[0].headers = vec![(7, 0)]),
+        ),
+        (
+            "old local types",
+            Box::new(|t| t.maps[0].old_locals[1] = ValType::I64),
+        ),
+        ("twice", Box::new(|t| t.maps[0].locals = vec![0, 0, 2])),
+        ("does not replace", Box::new(|t| t.maps[0].func = 2)),
+    ];
+    for (want, edit) in cases {
+        let mut t = good.clone();
+        edit(&mut t);
+        let bytes = with_transfers(&b, &t);
+        let (mut store, inst, ts) = start(&old, 1);
+        let err = store
+            .apply(inst, &bytes, &ApplyOptions::default())
+            .expect_err("a bad map is refused");
+        let msg = err.to_string();
+        assert!(msg.contains("transfer map") && msg.contains(want), "{msg}");
+        assert!(store.transition_status().is_none(), "nothing started");
+        assert!(store.applied().is_empty(), "nothing applied");
+        let r = finish(&mut store, inst, &ts);
+        assert_eq!(split(r[0].0), (r[0].1, 0), "the old code ran on");
+    }
+    // The untouched map, spliced the same way, applies.
+    let (mut store, inst, _) = start(&old, 1);
+    store
+        .apply(inst, &with_transfers(&b, &good), &ApplyOptions::default())
+        .expect("the diff's own map applies");
+}
+
+/// Two workers in the loop and a thread outside it: all switch, the
+/// transition completes, and both workers carried their state.
+#[test]
+fn two_workers_in_the_loop_and_one_outside() {
+    let (old, new) = (worker(1, I_ACC), worker(1000, ACC_I));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 2);
+    let other = store.spawn(func(&store, inst, "other"), &[]).unwrap();
+    store.run_steps(6);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(20);
+    assert!(store.transition_status().is_none(), "all three switched");
+    for (acc, turns) in finish(&mut store, inst, &ts) {
+        assert_carried(acc, turns);
+    }
+    assert!(crate::i32_of(store.join(other)) > 0);
+}
+
+/// Revert after a transfer: there is no map back (rule 15 of the shared
+/// model: a reverse or revert transfers back only through a map in the
+/// other direction), so the transferred worker now blocks the revert until
+/// it leaves its loop; then the revert completes.
+#[test]
+fn revert_after_a_transfer_waits_for_the_loop_to_end() {
+    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 1);
+    let p = apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred");
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(6);
+    let st = store.transition_status().expect("the revert waits");
+    assert_eq!(st.pending, 1);
+    assert_eq!(st.blockers[0].frame.func_index, WORKER);
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+    store.run().unwrap();
+    assert!(store.transition_status().is_none(), "the revert completed");
+    assert!(store.applied().is_empty());
+}
+
+/// A reversed apply: a worker that already transferred runs the new code
+/// and, with no map back, stays pending until it leaves its loop. (The
+/// bundle also changes `other`, without a map, so that its thread keeps the
+/// apply from completing until the reverse.)
+#[test]
+fn reverse_after_a_transfer_keeps_the_worker_pending() {
+    let old = worker(1, I_ACC);
+    let new = worker_with(1000, I_ACC, false, 16, 2);
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 1);
+    let other = store.spawn(func(&store, inst, "other"), &[]).unwrap();
+    store.run_steps(4);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(8);
+    let st = store.transition_status().expect("`other` blocks the apply");
+    assert_eq!((st.pending, st.switched), (1, 1), "the worker transferred");
+    store.reverse().expect("reverse");
+    store.run_steps(8);
+    let st = store.transition_status().expect("the reverse waits");
+    assert_eq!(st.pending, 1, "the transferred worker has no way back");
+    assert_eq!(st.blockers[0].frame.func_index, WORKER);
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+    store.join(other).unwrap();
+    store.run().unwrap();
+    assert!(store.transition_status().is_none(), "the reverse completed");
+    assert!(
+        store.applied().is_empty(),
+        "a reversed apply leaves nothing"
+    );
+}
