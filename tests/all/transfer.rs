@@ -2,7 +2,7 @@
 //! docs/consistency.md rule 17): WAT pairs whose worker never leaves its
 //! loop, patched with and without a transfer map.
 
-use crate::transitions::{apply, func, setup_host, Host};
+use crate::transitions::{apply, func, host_linker, setup_host, Host};
 use patch_format::transfer::Transfers;
 use patch_format::{diff, DiffOptions};
 use wasm_patch_runtime::*;
@@ -53,6 +53,12 @@ fn worker_with(k: i32, decl: &str, swap: bool, prologue: i32, other_k: i32) -> S
 
 fn worker(k: i32, decl: &str) -> String {
     worker_with(k, decl, false, 16, 1)
+}
+
+/// [`worker`] in a module with a memory: its polls read the memory's poll
+/// hint instead of the thread's poll word.
+fn worker_mem(k: i32, decl: &str) -> String {
+    worker(k, decl).replacen("(global $sp", "(memory 1) (global $sp", 1)
 }
 
 const I_ACC: &str = "(local $i i32) (local $acc i32)";
@@ -106,10 +112,16 @@ fn run_patched(old: &str, bytes: &[u8]) -> (i32, i32, bool) {
     (r[0].0, r[0].1, done)
 }
 
-/// Old turns add 1, new turns 1000: `acc` splits into both counts, which
-/// must add up to the turns `$i` counted (the state crossed intact).
+/// What an old turn adds to `$acc` (a new one adds 1000): not 1, so that
+/// `$acc` and `$i` never hold the same value and a mix-up shows.
+const OLD_K: i32 = 7;
+
+/// Old turns add `OLD_K`, new turns 1000: `acc` splits into both counts,
+/// which must add up to the turns `$i` counted (the state crossed intact).
+#[track_caller]
 fn split(acc: i32) -> (i32, i32) {
-    (acc % 1000, acc / 1000)
+    assert_eq!(acc % 1000 % OLD_K, 0, "acc {acc} is no sum of turns");
+    (acc % 1000 / OLD_K, acc / 1000)
 }
 
 #[track_caller]
@@ -127,7 +139,7 @@ fn assert_carried(acc: i32, turns: i32) {
 /// which is not a header of the mapped function), and its locals cross.
 #[test]
 fn same_roles_transfer_and_carry_the_state() {
-    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let map = b.transfers().map(WORKER).expect("a map for worker");
     assert_eq!(map.locals, vec![0, 1, 2]);
@@ -137,11 +149,56 @@ fn same_roles_transfer_and_carry_the_state() {
     assert_carried(acc, turns);
 }
 
+/// The same with a memory (polls read the memory's poll hint).
+#[test]
+fn transfer_with_memory_poll_hints() {
+    let (old, new) = (worker_mem(OLD_K, I_ACC), worker_mem(1000, ACC_I));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let (acc, turns, done) = run_patched(&old, &b.to_bytes());
+    assert!(done);
+    assert_carried(acc, turns);
+}
+
+/// Instances of one module share its code, so a worker of another instance
+/// counts as a frame of `worker` (it delays the transition, rule "frame
+/// set"), but its frame never moves: only the patched instance's does.
+#[test]
+fn only_the_patched_instances_frames_move() {
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let engine = Engine::default();
+    let module = Module::new(&engine, &old).unwrap();
+    let mut store = Store::new(&engine, Host::default());
+    let a = host_linker().instantiate(&mut store, &module).unwrap();
+    let other = host_linker().instantiate(&mut store, &module).unwrap();
+    let ta = store.spawn(func(&store, a, "worker"), &[]).unwrap();
+    let tb = store.spawn(func(&store, other, "worker"), &[]).unwrap();
+    store.run_steps(6);
+    apply(&mut store, a, &b.to_bytes());
+    store.run_steps(12);
+    let st = store
+        .transition_status()
+        .expect("the other instance's worker delays it");
+    assert_eq!((st.pending, st.switched), (1, 1));
+    func(&store, a, "stop").call(&mut store, &[]).unwrap();
+    func(&store, other, "stop").call(&mut store, &[]).unwrap();
+    let (acc_a, acc_b) = (crate::i32_of(store.join(ta)), crate::i32_of(store.join(tb)));
+    assert!(
+        split(acc_a).1 >= 1,
+        "acc {acc_a}: the patched instance's worker moved"
+    );
+    assert_eq!(
+        split(acc_b).1,
+        0,
+        "acc {acc_b}: the other one ran only old code"
+    );
+}
+
 /// Without a map the worker blocks the transition for as long as it lives
 /// in its loop (the behaviour before issue 14).
 #[test]
 fn without_a_map_the_worker_blocks_the_transition() {
-    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
     let b = bundle(&old, &new, &DiffOptions::default());
     assert!(b.transfers().is_empty());
     let (acc, turns, done) = run_patched(&old, &b.to_bytes());
@@ -153,7 +210,7 @@ fn without_a_map_the_worker_blocks_the_transition() {
 /// not by index, and the state crosses to the right locals.
 #[test]
 fn renumbered_locals_map_by_role() {
-    let (old, new) = (worker(1, I_ACC), worker(1000, ACC_I));
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, ACC_I));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let map = b.transfers().map(WORKER).expect("a map for worker");
     assert_eq!(map.locals, vec![1, 0, 2], "new $acc (0) takes old $acc (1)");
@@ -167,17 +224,12 @@ fn renumbered_locals_map_by_role() {
 /// pairs them by index; diff refuses rather than guess, and says why.
 #[test]
 fn locals_that_trade_roles_are_refused() {
-    let (old, new) = (worker(1, I_ACC), worker_with(1000, I_ACC, true, 16, 1));
+    let (old, new) = (worker(OLD_K, I_ACC), worker_with(1000, I_ACC, true, 16, 1));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
-    match b.transfers().map(WORKER) {
-        None => {
-            let r = &b.transfers().refused[0];
-            assert_eq!(r.func, WORKER);
-            assert!(r.reason.contains("roles"), "{}", r.reason);
-        }
-        // Mapping them is fine only by their real roles (the same numbers).
-        Some(m) => assert_eq!(m.locals, vec![0, 1, 2]),
-    }
+    assert!(b.transfers().map(WORKER).is_none(), "{:?}", b.transfers());
+    let r = &b.transfers().refused[0];
+    assert_eq!(r.func, WORKER);
+    assert!(r.reason.contains("roles"), "{}", r.reason);
 }
 
 /// A different linear-memory frame size set before the loop (the Rust/C
@@ -185,7 +237,7 @@ fn locals_that_trade_roles_are_refused() {
 /// differs, so the header is not mapped.
 #[test]
 fn a_changed_prologue_is_refused() {
-    let (old, new) = (worker(1, I_ACC), worker_with(1000, I_ACC, false, 32, 1));
+    let (old, new) = (worker(OLD_K, I_ACC), worker_with(1000, I_ACC, false, 32, 1));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     assert!(b.transfers().map(WORKER).is_none());
     let r = &b.transfers().refused[0];
@@ -245,7 +297,7 @@ type Edit = Box<dyn Fn(&mut Transfers)>;
 /// carried twice.
 #[test]
 fn bad_maps_are_refused_at_apply() {
-    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let good = b.transfers().clone();
     let cases: Vec<(&str, Edit)> = vec![
@@ -290,7 +342,7 @@ fn bad_maps_are_refused_at_apply() {
 /// transition completes, and both workers carried their state.
 #[test]
 fn two_workers_in_the_loop_and_one_outside() {
-    let (old, new) = (worker(1, I_ACC), worker(1000, ACC_I));
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, ACC_I));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 2);
     let other = store.spawn(func(&store, inst, "other"), &[]).unwrap();
@@ -310,7 +362,7 @@ fn two_workers_in_the_loop_and_one_outside() {
 /// it leaves its loop; then the revert completes.
 #[test]
 fn revert_after_a_transfer_waits_for_the_loop_to_end() {
-    let (old, new) = (worker(1, I_ACC), worker(1000, I_ACC));
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 1);
     let p = apply(&mut store, inst, &b.to_bytes());
@@ -334,7 +386,7 @@ fn revert_after_a_transfer_waits_for_the_loop_to_end() {
 /// apply from completing until the reverse.)
 #[test]
 fn reverse_after_a_transfer_keeps_the_worker_pending() {
-    let old = worker(1, I_ACC);
+    let old = worker(OLD_K, I_ACC);
     let new = worker_with(1000, I_ACC, false, 16, 2);
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 1);

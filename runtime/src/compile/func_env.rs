@@ -430,7 +430,8 @@ impl FuncEnvironment for FuncEnv<'_> {
         }
         let (_, cont) = self.poll_branch(builder);
         // The spill area (`docs/transfer.md`): [0] the entry to tail-call
-        // (0: none), [1] the buffer it reads, [2..] the locals. Written
+        // (0: none), [1] the frame's vmctx in and the buffer the entry
+        // reads out, [2..] the locals. Written
         // only in this cold block: the hot path is the plain poll.
         let slot = match self.transfer_slot {
             Some((s, n)) if n >= locals.len() => s,
@@ -450,6 +451,10 @@ impl FuncEnvironment for FuncEnv<'_> {
                 .ins()
                 .stack_store(types::I64, v, slot, 8 * (2 + i as i32));
         }
+        // [1] holds the frame's vmctx on the way in: a frame moves only
+        // in the instance being patched.
+        let (vmctx, vmthread) = (self.vmctx(), self.vmthread());
+        builder.ins().stack_store(types::I64, vmctx, slot, 8);
         let spill = builder.ins().stack_addr(types::I64, slot, 0);
         let ord = builder.ins().iconst(types::I64, ordinal as i64);
         self.call_poll_stub(builder, spill, ord);
@@ -462,7 +467,6 @@ impl FuncEnvironment for FuncEnv<'_> {
         let buf = builder.ins().stack_load(types::I64, types::I64, slot, 8);
         let sig = osr_signature(&builder.func.signature.returns);
         let sig = builder.import_signature(sig);
-        let (vmctx, vmthread) = (self.vmctx(), self.vmthread());
         builder
             .ins()
             .return_call_indirect(sig, entry, &[vmctx, vmthread, buf]);

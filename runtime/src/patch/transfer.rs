@@ -5,8 +5,9 @@
 //! A frame moves only when every one of these holds:
 //! - the transition leads to the patched side of a bundle that applies or
 //!   replaces (a revert has no map back: such a thread stays pending);
-//! - the innermost frame is of a function in `C` that the bundle maps, and
-//!   runs the target module's own code (version 0, the code the map was
+//! - the innermost frame is of a function in `C` that the bundle maps, of
+//!   the instance being patched (its vmctx), and runs the target module's
+//!   own code (version 0, the code the map was
 //!   made against), stopped at the poll of a loop header that the map
 //!   names (the ordinal the code passed and the frame's wasm offset agree);
 //! - no other frame of the thread blocks (one exact scan against `C`).
@@ -22,11 +23,12 @@ use crate::thread::ThreadState;
 use crate::vm::stack_walk::ScanCache;
 
 /// Decide (and make) the transfer of `ts`'s innermost frame at loop
-/// `ordinal`; `None` leaves the thread pending.
+/// `ordinal`, whose vmctx is `vmctx`; `None` leaves the thread pending.
 pub(crate) fn try_transfer(
     core: &mut Core,
     ts: &mut ThreadState,
     ordinal: u32,
+    vmctx: usize,
 ) -> Option<Transfer> {
     let t = core.transition.as_ref()?;
     if !t.pending.contains(ts.id.0)
@@ -45,7 +47,13 @@ pub(crate) fn try_transfer(
     let plan = bundle.compiled.transfer.get(&top.func)?;
     // The target's own code of the function (version 0): its slot in the
     // instance's base table points into the module's unit.
-    let base = pi.base.get(top.func as usize)?.code as usize;
+    let base = pi.base.get(top.func as usize)?;
+    // Instances of one module share its code: only a frame of the instance
+    // being patched moves (its own functions run with its vmctx).
+    if base.vmctx as usize != vmctx {
+        return None;
+    }
+    let base = base.code as usize;
     let module_unit = t
         .check_code
         .iter()

@@ -274,8 +274,9 @@ impl crate::thread::SafePoint for Core {
         &mut self,
         ts: &mut ThreadState,
         ordinal: u32,
+        vmctx: usize,
     ) -> Option<crate::thread::poll::Transfer> {
-        super::transfer::try_transfer(self, ts, ordinal)
+        super::transfer::try_transfer(self, ts, ordinal, vmctx)
     }
 }
 

@@ -214,12 +214,18 @@ pub(crate) trait SafePoint {
     /// still pending and must check again at its next poll.
     fn check(&mut self, ts: &mut ThreadState) -> bool;
 
-    /// At a transfer poll (loop `ordinal` of the innermost frame) of a
-    /// thread that [`Self::check`] left pending: whether that frame moves
-    /// to the new version (`docs/transfer.md`). On `Some`, the thread has
-    /// switched worlds and must tail-call the entry at once.
-    fn transfer(&mut self, ts: &mut ThreadState, ordinal: u32) -> Option<poll::Transfer> {
-        let _ = (ts, ordinal);
+    /// At a transfer poll (loop `ordinal` of the innermost frame, whose
+    /// vmctx is `vmctx`) of a thread that [`Self::check`] left pending:
+    /// whether that frame moves to the new version (`docs/transfer.md`).
+    /// On `Some`, the thread has switched worlds and must tail-call the
+    /// entry at once.
+    fn transfer(
+        &mut self,
+        ts: &mut ThreadState,
+        ordinal: u32,
+        vmctx: usize,
+    ) -> Option<poll::Transfer> {
+        let _ = (ts, ordinal, vmctx);
         None
     }
 }

@@ -201,7 +201,7 @@ thread_local! {
 /// traps.
 ///
 /// At a transfer poll (`spill` non-null: loop `ordinal`'s header, the
-/// frame's locals spilled at `spill[2..]`), a pending thread may instead
+/// frame's vmctx at `spill[1]`, its locals at `spill[2..]`), a pending thread may instead
 /// have its frame transferred: the slow path then fills this OS thread's
 /// transfer buffer and writes the OSR entry to `spill[0]` and the buffer to
 /// `spill[1]` (otherwise `spill[0]` is 0), and does not yield: the old code
@@ -248,8 +248,12 @@ pub(crate) unsafe extern "C" fn slow_path(
         // running thread.
         let pending = unsafe { (*(*ts).safe_point).check(&mut *ts) };
         if pending && !spill.is_null() {
+            // SAFETY: the caller's contract: the spill area is live; [1]
+            // holds the frame's vmctx.
+            let frame_vmctx = unsafe { *spill.add(1) } as usize;
             // SAFETY: as above.
-            let granted = unsafe { (*(*ts).safe_point).transfer(&mut *ts, ordinal as u32) };
+            let granted =
+                unsafe { (*(*ts).safe_point).transfer(&mut *ts, ordinal as u32, frame_vmctx) };
             if let Some(t) = granted {
                 // SAFETY: the caller's contract: `spill` holds every local
                 // of the frame, and the map's indices are locals of that
