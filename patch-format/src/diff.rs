@@ -189,6 +189,7 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     let mut replaced_new = BTreeSet::new();
     let mut sig_changes = Vec::new();
     let mut transfers = crate::transfer::Transfers::default();
+    let mut transfer_named = BTreeSet::new();
     let body_err = |name: String, e: String| {
         DiffError::Option(format!(
             "function `{}` cannot be rewritten for the target: {e}",
@@ -258,12 +259,12 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                     } else {
                         new_ty
                     };
+                    let asked = opts.transfer.iter().filter(|q| names::matches(&name, q));
+                    transfer_named.extend(asked.cloned());
                     if opts.transfer_all || opts.transfer.iter().any(|q| names::matches(&name, q)) {
-                        let ty = match n.func_type(n.func_types[j as usize]) {
-                            _ if new_ty != old_ty => Err("its type changes"),
-                            None => Err("its type is not a plain function type"),
-                            Some(t) => Ok(t),
-                        };
+                        let ty = n
+                            .func_type(n.func_types[j as usize])
+                            .filter(|_| new_ty == old_ty);
                         transfers.add(oi, ty, (&old_norm, &body), (new, j - n.imported_funcs));
                     }
                     entries.push(Entry {
@@ -424,22 +425,10 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     for c in callback_entries {
         b.callback(c);
     }
-    for q in &opts.transfer {
-        let named = |f: u32| {
-            names::matches(&o.display_name(f), q)
-                || names::matches(&n.display_name(new_index_of(&new_to_old, f)), q)
-        };
-        if !transfers
-            .maps
-            .iter()
-            .map(|m| m.func)
-            .chain(transfers.refused.iter().map(|r| r.func))
-            .any(named)
-        {
-            return Err(DiffError::Option(format!(
-                "--transfer `{q}`: no function of that name is replaced by the bundle"
-            )));
-        }
+    if let Some(q) = opts.transfer.iter().find(|q| !transfer_named.contains(*q)) {
+        return Err(DiffError::Option(format!(
+            "--transfer `{q}`: no function of that name is replaced by the bundle"
+        )));
     }
     b.transfer(transfers);
     let bundle = b.build()?;
@@ -449,14 +438,6 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
         line_only,
         relocations: relocs.is_some(),
     })
-}
-
-/// The new build's index of target function `old` (or `old` itself).
-fn new_index_of(new_to_old: &[Option<u32>], old: u32) -> u32 {
-    new_to_old
-        .iter()
-        .position(|m| *m == Some(old))
-        .map_or(old, |j| j as u32)
 }
 
 /// Added to the first data refusal when the builds have no relocations.

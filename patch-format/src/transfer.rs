@@ -65,17 +65,19 @@ impl Transfers {
     }
 
     /// Compute the map of replaced function `func` (or its refusal), from
-    /// its type (or why it has none that fits), its old and new bodies in
+    /// its type (`None` when it changes or is not a plain function type),
+    /// its old and new bodies in
     /// the target's index spaces, and the new module with the new body's
     /// defined-function index (for validation).
     pub(crate) fn add(
         &mut self,
         func: u32,
-        ty: Result<&wasmparser::FuncType, &str>,
+        ty: Option<&wasmparser::FuncType>,
         bodies: (&[u8], &[u8]),
         new_module: (&[u8], u32),
     ) {
-        let result = ty.map_err(str::to_string).and_then(|ty| {
+        let ty = ty.ok_or_else(|| "its type changes (or is not a plain function type)".to_string());
+        let result = ty.and_then(|ty| {
             let heights = loop_heights(new_module.0, new_module.1 as usize)?;
             let (old, new) = bodies;
             analyze(func, ty.params(), ty.results().len(), old, new, &heights)
@@ -569,4 +571,34 @@ pub(crate) fn loop_heights(module: &[u8], defined: usize) -> Result<Vec<(u32, u3
         }
     }
     Err(format!("no defined function {defined}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_round_trips_and_rejects_damage() {
+        let t = Transfers {
+            maps: vec![TransferMap {
+                func: 3,
+                old_locals: vec![ValType::I32, ValType::F64],
+                new_locals: vec![ValType::F64, ValType::I32],
+                locals: vec![1, 0],
+                headers: vec![(0, 0), (2, 1)],
+            }],
+            refused: vec![TransferRefusal {
+                func: 4,
+                reason: "loop nesting differs".into(),
+            }],
+        };
+        let bytes = t.encode();
+        assert_eq!(decode(&bytes, 0).unwrap(), t);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], 0).is_err(), "truncated at {cut}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(decode(&extra, 0).is_err());
+    }
 }

@@ -181,6 +181,10 @@ fn summary(out: &Path, b: &Bundle) -> String {
             c.kind
         ));
     }
+    for line in super::inspect::transfer_lines(b) {
+        s.push_str(&line);
+        s.push('\n');
+    }
     s
 }
 

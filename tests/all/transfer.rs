@@ -180,6 +180,10 @@ fn only_the_patched_instances_frames_move() {
         .transition_status()
         .expect("the other instance's worker delays it");
     assert_eq!((st.pending, st.switched), (1, 1));
+    let lb = store
+        .loop_block(&st.blockers[0])
+        .expect("blocked in a loop");
+    assert!(lb.mapped, "{lb}");
     func(&store, a, "stop").call(&mut store, &[]).unwrap();
     func(&store, other, "stop").call(&mut store, &[]).unwrap();
     let (acc_a, acc_b) = (crate::i32_of(store.join(ta)), crate::i32_of(store.join(tb)));
@@ -201,6 +205,17 @@ fn without_a_map_the_worker_blocks_the_transition() {
     let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
     let b = bundle(&old, &new, &DiffOptions::default());
     assert!(b.transfers().is_empty());
+    // Status says why, and what would help (issue 14, item 5).
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    let blockers = store.blockers();
+    let lb = store.loop_block(&blockers[0]).expect("blocked in a loop");
+    assert_eq!((lb.function.as_str(), lb.mapped), ("worker", false));
+    assert!(lb
+        .to_string()
+        .contains("a transfer map would help (diff --transfer worker)"));
+    drop(finish(&mut store, inst, &ts));
     let (acc, turns, done) = run_patched(&old, &b.to_bytes());
     assert!(!done, "blocked while the worker lives in its loop");
     assert_eq!(split(acc), (turns, 0), "every turn ran the old code");

@@ -82,3 +82,99 @@ pub(crate) fn try_transfer(
     transition::switch(core, ts);
     Some(granted)
 }
+
+/// Why a blocked thread waits in a loop (issue 14, item 5): its blocking
+/// frame lives in a loop of `function`, and whether the transition's
+/// bundle maps that function for transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoopBlock {
+    /// The blocking function's name.
+    pub function: String,
+    /// Whether the bundle carries a transfer map for it (the frame then
+    /// moves at its next loop header, docs/transfer.md).
+    pub mapped: bool,
+}
+
+impl std::fmt::Display for LoopBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blocked by a loop it lives in ({})", self.function)?;
+        if self.mapped {
+            write!(
+                f,
+                "; the bundle maps it: a frame of the patched instance moves at its next loop header"
+            )
+        } else {
+            write!(
+                f,
+                "; a transfer map would help (diff --transfer {})",
+                self.function
+            )
+        }
+    }
+}
+
+/// Whether module offset `offset` lies inside a `loop` of `body`.
+fn in_loop(body: &wasmparser::FunctionBody<'_>, offset: usize) -> bool {
+    let Ok(mut r) = body.get_operators_reader() else {
+        return false;
+    };
+    // Open constructs: whether each is a loop, and where it began.
+    let mut open: Vec<(bool, usize)> = Vec::new();
+    while !r.eof() {
+        let Ok((op, at)) = r.read_with_offset().map(|(op, at)| (op, at as usize)) else {
+            return false;
+        };
+        use wasmparser::Operator as Op;
+        match op {
+            Op::Loop { .. } => open.push((true, at)),
+            Op::Block { .. } | Op::If { .. } | Op::TryTable { .. } => open.push((false, at)),
+            Op::End => {
+                if let Some((true, start)) = open.pop() {
+                    if (start..=at).contains(&offset) {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+impl<T: 'static> crate::Store<T> {
+    /// Whether blocker `b` waits in a loop of its blocking function (a
+    /// frame of the target module's own code), and whether the
+    /// transition's bundle maps that function for transfer
+    /// (docs/transfer.md). `None` for other blockers.
+    pub fn loop_block(&self, b: &super::Blocker) -> Option<LoopBlock> {
+        let s = &*self.inner;
+        let t = s.patch.transition.as_ref()?;
+        let inst = s.instances.get(t.instance)?;
+        if b.frame.unit != inst.module.inner.compiled.unit.id() {
+            return None;
+        }
+        let info = inst.module.info();
+        let f = b.frame.func_index;
+        let range = info
+            .bodies
+            .get(f.checked_sub(info.num_imported_funcs)? as usize)?
+            .clone();
+        let body = wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
+            &info.bytes[range.clone()],
+            range.start as u64,
+        ));
+        if !in_loop(&body, b.frame.offset as usize) {
+            return None;
+        }
+        let mapped = s
+            .patch
+            .instances
+            .get(&t.instance)
+            .and_then(|pi| pi.applied.iter().find(|a| a.id == t.patch))
+            .is_some_and(|a| a.compiled.transfer.contains_key(&f));
+        Some(LoopBlock {
+            function: b.frame.name.clone(),
+            mapped,
+        })
+    }
+}
