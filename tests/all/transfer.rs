@@ -426,3 +426,63 @@ fn reverse_after_a_transfer_keeps_the_worker_pending() {
         "a reversed apply leaves nothing"
     );
 }
+
+/// The command line: `diff --transfer NAME` writes the map and says so,
+/// `inspect` (text and JSON) shows it, and a name that no replaced
+/// function has is refused.
+#[test]
+fn diff_and_inspect_show_the_map() {
+    let bin = env!("CARGO_BIN_EXE_wasm-patch");
+    let d = std::env::temp_dir().join(format!("wp-transfer-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let (old, new, out) = (d.join("old.wat"), d.join("new.wat"), d.join("b.wpb"));
+    std::fs::write(&old, worker(OLD_K, I_ACC)).unwrap();
+    std::fs::write(&new, worker(1000, ACC_I)).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&[
+        "diff".as_ref(),
+        old.as_os_str(),
+        new.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--transfer".as_ref(),
+        "worker".as_ref(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("transfer     1 map(s), 0 refused"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("map      worker  loop headers 0→0; 3 locals, renumbered 0←1 1←0"),
+        "{stdout}"
+    );
+    let (ok, text, _) = run(&["inspect".as_ref(), out.as_os_str()]);
+    assert!(ok && text.contains("map      worker"), "{text}");
+    let (ok, json, _) = run(&["inspect".as_ref(), out.as_os_str(), "--json".as_ref()]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["transfer"]["maps"][0]["name"], "worker");
+    assert_eq!(
+        v["transfer"]["maps"][0]["locals"],
+        serde_json::json!([1, 0, 2])
+    );
+    let (ok, _, stderr) = run(&[
+        "diff".as_ref(),
+        old.as_os_str(),
+        new.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--transfer".as_ref(),
+        "nosuch".as_ref(),
+    ]);
+    assert!(!ok && stderr.contains("--transfer `nosuch`"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&d);
+}

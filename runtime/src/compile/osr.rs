@@ -40,6 +40,12 @@ pub(crate) fn compile_transfers(
 ) -> Result<(Vec<FuncArtifact>, HashMap<u32, FuncTransfer>), Error> {
     let mut artifacts = Vec::new();
     let mut out = HashMap::new();
+    if !job.engine.config().patchable {
+        // The baseline build has no polls (nothing can reach a transfer),
+        // and its unit resolves direct calls by function index, which an
+        // OSR entry (same index) must not capture.
+        return Ok((artifacts, out));
+    }
     let mut ctx = Context::new();
     let mut fctx = FunctionBuilderContext::new();
     for map in &bundle.transfers().maps {
