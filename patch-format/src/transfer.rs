@@ -18,6 +18,10 @@ pub const TRANSFER_SECTION: &str = "wasm-patch.transfer";
 const MAGIC: &[u8; 4] = b"WPTR";
 const VERSION: u32 = 1;
 
+/// Frames of functions with more locals than this do not move (the
+/// runtime's transfer polls spill at most this many: `compile/translate.rs`).
+pub const MAX_LOCALS: usize = 1024;
+
 /// Bodies are aligned only up to this many operator pairs (the alignment
 /// is quadratic); a larger function is refused.
 const MAX_ALIGN_CELLS: usize = 1 << 24;
@@ -337,6 +341,12 @@ pub(crate) fn analyze(
         .find(|t| type_code(**t).is_none())
     {
         return Err(format!("a local of type {t} cannot be carried"));
+    }
+    if n.locals.len() > MAX_LOCALS {
+        return Err(format!(
+            "{} locals (a frame with more than {MAX_LOCALS} does not move)",
+            n.locals.len()
+        ));
     }
     if o.locals.len() != n.locals.len() {
         return Err(format!(

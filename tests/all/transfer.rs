@@ -486,3 +486,25 @@ fn diff_and_inspect_show_the_map() {
     assert!(!ok && stderr.contains("--transfer `nosuch`"), "{stderr}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A thousand workers living in the changed loop: every one moves at its
+/// next header, the transition completes within one round of the
+/// scheduler, and each carried its own state. (Measured at 10,000
+/// workers: docs/transfer.md, "Latency".)
+#[test]
+fn a_thousand_workers_all_transfer() {
+    let n = 1000;
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, ACC_I));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"])).to_bytes();
+    let (mut store, inst, ts) = start(&old, n);
+    apply(&mut store, inst, &b);
+    assert!(store.transition_status().is_some_and(|s| s.pending == n));
+    // Each worker is parked in `helper`, which yields at most twice more
+    // before the worker reaches its header.
+    store.run_steps(3 * n);
+    assert!(store.last_transition().is_some_and(|o| !o.reversed));
+    assert!(store.transition_status().is_none());
+    for (acc, turns) in finish(&mut store, inst, &ts) {
+        assert_carried(acc, turns);
+    }
+}

@@ -158,7 +158,7 @@ struct FuncTranslator<'e, 'f, E> {
 
 /// Loop headers of functions with more locals than this cannot transfer
 /// their frame (the spill is in the header poll's cold path).
-const MAX_TRANSFER_LOCALS: usize = 1024;
+const MAX_TRANSFER_LOCALS: usize = patch_format::transfer::MAX_LOCALS;
 
 /// The CLIF type of a wasm value type (references are pointer-sized).
 fn clif_type(t: ValType, ptr: Type, offset: usize) -> Result<Type, TranslateError> {
