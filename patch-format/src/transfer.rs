@@ -418,9 +418,16 @@ fn match_locals(nparams: usize, o: &Decoded, n: &Decoded) -> Result<Vec<u32>, St
         let (Some(a), Some(b)) = (o.ops[i].1, n.ops[j].1) else {
             continue;
         };
-        if *old_to_new.entry(a).or_insert(b) != b || *new_to_old.entry(b).or_insert(a) != a {
+        let b2 = *old_to_new.entry(a).or_insert(b);
+        let a2 = *new_to_old.entry(b).or_insert(a);
+        if b2 != b {
             return Err(format!(
-                "the roles of locals are ambiguous: old local {a} lines up with more than one new local, or new local {b} with more than one old one"
+                "the roles of locals are ambiguous: old local {a} lines up with new locals {b2} and {b}"
+            ));
+        }
+        if a2 != a {
+            return Err(format!(
+                "the roles of locals are ambiguous: new local {b} lines up with old locals {a2} and {a}"
             ));
         }
     }
