@@ -411,25 +411,23 @@ fn locals_new_of(locals: &[u32], old: u32) -> Option<u32> {
 /// a bijection of equal types that keeps every parameter in place; locals
 /// that no code of either side touches pair among themselves by type.
 fn match_locals(nparams: usize, o: &Decoded, n: &Decoded) -> Result<Vec<u32>, String> {
-    let pairs = align(&o.ops, &n.ops)?;
-    let mut old_to_new: HashMap<u32, u32> = HashMap::new();
-    let mut new_to_old: HashMap<u32, u32> = HashMap::new();
-    for (i, j) in pairs {
-        let (Some(a), Some(b)) = (o.ops[i].1, n.ops[j].1) else {
-            continue;
-        };
-        let b2 = *old_to_new.entry(a).or_insert(b);
-        let a2 = *new_to_old.entry(b).or_insert(a);
-        if b2 != b {
-            return Err(format!(
-                "the roles of locals are ambiguous: old local {a} lines up with new locals {b2} and {b}"
-            ));
-        }
-        if a2 != a {
-            return Err(format!(
-                "the roles of locals are ambiguous: new local {b} lines up with old locals {a2} and {a}"
-            ));
-        }
+    // Two alignments that break ties in opposite directions (the second
+    // aligns the reversed streams, with no greedy matching of a common
+    // prefix and suffix): evidence that depends on a tie is no evidence,
+    // so both must pair the locals alike.
+    let (mut old_to_new, mut new_to_old) = pair_locals(o, n, align_with(&o.ops, &n.ops, true)?)?;
+    let rev = |d: &Decoded| d.ops.iter().rev().copied().collect::<Vec<_>>();
+    let (lo, ln) = (o.ops.len().saturating_sub(1), n.ops.len().saturating_sub(1));
+    let back = align_with(&rev(o), &rev(n), false)?
+        .into_iter()
+        .map(|(i, j)| (lo - i, ln - j))
+        .collect();
+    let (other, _) = pair_locals(o, n, back)?;
+    if let Some((a, b)) = other.iter().find(|(a, b)| old_to_new.get(a) != Some(b)) {
+        return Err(format!(
+            "the roles of locals are ambiguous: old local {a} lines up with new local {b} or {} depending on how the code is aligned",
+            old_to_new.get(a).map_or("none".to_string(), |x| x.to_string())
+        ));
     }
     for p in 0..nparams as u32 {
         match (old_to_new.get(&p), new_to_old.get(&p)) {
@@ -492,18 +490,51 @@ fn match_locals(nparams: usize, o: &Decoded, n: &Decoded) -> Result<Vec<u32>, St
     Ok(out)
 }
 
+/// Pair the locals of aligned `local.*` operators: (old → new, new → old),
+/// or why the pairing is not a bijection.
+#[allow(clippy::type_complexity)]
+fn pair_locals(
+    o: &Decoded,
+    n: &Decoded,
+    pairs: Vec<(usize, usize)>,
+) -> Result<(HashMap<u32, u32>, HashMap<u32, u32>), String> {
+    let mut old_to_new: HashMap<u32, u32> = HashMap::new();
+    let mut new_to_old: HashMap<u32, u32> = HashMap::new();
+    for (i, j) in pairs {
+        let (Some(a), Some(b)) = (o.ops[i].1, n.ops[j].1) else {
+            continue;
+        };
+        let b2 = *old_to_new.entry(a).or_insert(b);
+        let a2 = *new_to_old.entry(b).or_insert(a);
+        if b2 != b {
+            return Err(format!(
+                "the roles of locals are ambiguous: old local {a} lines up with new locals {b2} and {b}"
+            ));
+        }
+        if a2 != a {
+            return Err(format!(
+                "the roles of locals are ambiguous: new local {b} lines up with old locals {a2} and {a}"
+            ));
+        }
+    }
+    Ok((old_to_new, new_to_old))
+}
+
 /// Longest common subsequence of two operator streams (by abstract key),
-/// as aligned position pairs. Common prefix and suffix are matched first.
-fn align(
+/// as aligned position pairs. With `trim`, a common prefix and suffix are
+/// matched first (cheap; ties inside them go to the nearest candidate).
+fn align_with(
     a: &[(u64, Option<u32>)],
     b: &[(u64, Option<u32>)],
+    trim: bool,
 ) -> Result<Vec<(usize, usize)>, String> {
     let mut pre = 0;
-    while pre < a.len() && pre < b.len() && a[pre].0 == b[pre].0 {
+    while trim && pre < a.len() && pre < b.len() && a[pre].0 == b[pre].0 {
         pre += 1;
     }
     let mut suf = 0;
-    while suf < a.len() - pre
+    while trim
+        && suf < a.len() - pre
         && suf < b.len() - pre
         && a[a.len() - 1 - suf].0 == b[b.len() - 1 - suf].0
     {
@@ -617,5 +648,22 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(decode(&extra, 0).is_err());
+    }
+
+    /// Evidence that hangs on how a tie is broken is refused: `local.get 0`
+    /// lines up with either of two new `local.get`s.
+    #[test]
+    fn a_pairing_that_depends_on_a_tie_is_refused() {
+        let mut ids = HashMap::new();
+        // Two i32 locals; old: get 0, drop; new: get 0, get 1, drop, drop.
+        let old = [1, 2, 0x7f, 0x20, 0, 0x1a, 0x0b];
+        let new = [1, 2, 0x7f, 0x20, 0, 0x20, 1, 0x1a, 0x1a, 0x0b];
+        let o = decode_body(&[], &old, &mut ids).unwrap();
+        let n = decode_body(&[], &new, &mut ids).unwrap();
+        let e = match_locals(0, &o, &n).unwrap_err();
+        assert!(e.contains("depending on how the code is aligned"), "{e}");
+        // The same code on both sides pairs every local with itself.
+        let same = decode_body(&[], &new, &mut ids).unwrap();
+        assert_eq!(match_locals(0, &n, &same).unwrap(), vec![0, 1]);
     }
 }
