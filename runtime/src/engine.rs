@@ -113,6 +113,12 @@ impl Engine {
         self.inner.poll_stub.entry(0) as usize
     }
 
+    /// Entry address of the transfer stub, which transfer polls call
+    /// (`docs/transfer.md`); it lives as long as the engine.
+    pub(crate) fn transfer_stub(&self) -> usize {
+        self.inner.poll_stub.entry(1) as usize
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config

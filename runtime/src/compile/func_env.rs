@@ -116,6 +116,8 @@ pub(crate) struct FuncEnv<'a> {
     /// The spill area of transfer polls (shared by the function's loop
     /// headers) and how many locals it holds.
     transfer_slot: Option<(ir::StackSlot, usize)>,
+    /// The engine's transfer stub (0: none, plain polls only).
+    transfer_stub: usize,
 }
 
 impl<'a> FuncEnv<'a> {
@@ -140,6 +142,7 @@ impl<'a> FuncEnv<'a> {
             builtin_sigs: HashMap::new(),
             poll_sig: None,
             transfer_slot: None,
+            transfer_stub: 0,
         }
     }
 
@@ -274,7 +277,7 @@ impl<'a> FuncEnv<'a> {
     /// address is loaded here, in the cold block: a value computed for the
     /// slow path must not be hoisted into the hot code, where it would take
     /// a register across the whole loop or function.
-    fn call_poll_stub(&mut self, builder: &mut FunctionBuilder, spill: Value, ordinal: Value) {
+    fn call_poll_stub(&mut self, builder: &mut FunctionBuilder) {
         let vmthread = self.vmthread();
         let stub = builder
             .ins()
@@ -282,14 +285,18 @@ impl<'a> FuncEnv<'a> {
         let sig = match self.poll_sig {
             Some(s) => s,
             None => {
-                let s = builder.import_signature(super::trampolines::poll_stub_signature());
+                let s = builder.import_signature(super::trampolines::poll_stub_signature(false));
                 self.poll_sig = Some(s);
                 s
             }
         };
-        builder
-            .ins()
-            .call_indirect(sig, stub, &[vmthread, spill, ordinal]);
+        builder.ins().call_indirect(sig, stub, &[vmthread]);
+    }
+
+    /// Set the address of the engine's transfer stub; without it, loop
+    /// headers get plain polls.
+    pub(crate) fn set_transfer_stub(&mut self, addr: usize) {
+        self.transfer_stub = addr;
     }
 
     fn global_cell(&mut self, builder: &mut FunctionBuilder, global: u32) -> Value {
@@ -412,8 +419,7 @@ impl FuncEnvironment for FuncEnv<'_> {
             return;
         }
         let (_, cont) = self.poll_branch(builder);
-        let zero = builder.ins().iconst(types::I64, 0);
-        self.call_poll_stub(builder, zero, zero);
+        self.call_poll_stub(builder);
         builder.ins().jump(cont, &[]);
         builder.switch_to_block(cont);
         builder.seal_block(cont);
@@ -425,6 +431,9 @@ impl FuncEnvironment for FuncEnv<'_> {
         ordinal: u32,
         locals: &[cranelift_frontend::Variable],
     ) {
+        if self.transfer_stub == 0 {
+            return self.poll(builder);
+        }
         if !self.patchable {
             return;
         }
@@ -457,7 +466,13 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder.ins().stack_store(types::I64, vmctx, slot, 8);
         let spill = builder.ins().stack_addr(types::I64, slot, 0);
         let ord = builder.ins().iconst(types::I64, ordinal as i64);
-        self.call_poll_stub(builder, spill, ord);
+        // The transfer stub's address is the engine's, which outlives the
+        // code (modules hold their engine); a constant in the cold block.
+        let stub = builder.ins().iconst(types::I64, self.transfer_stub as i64);
+        let sig = builder.import_signature(super::trampolines::poll_stub_signature(true));
+        builder
+            .ins()
+            .call_indirect(sig, stub, &[vmthread, spill, ord]);
         let entry = builder.ins().stack_load(types::I64, types::I64, slot, 0);
         let go = builder.create_block();
         builder.ins().brif(entry, go, &[], cont, &[]);

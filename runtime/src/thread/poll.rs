@@ -193,8 +193,8 @@ thread_local! {
     static TRANSFER_BUFFER: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The poll slow path, which the engine's poll stub calls (its address is
-/// [`slow_path_address`]) when the running thread's poll word or a poll hint
+/// The poll slow path, which the engine's poll and transfer stubs call
+/// (its address is [`slow_path_address`]) when the running thread's poll word or a poll hint
 /// is set. A preempt request gives the other threads a turn; a switch
 /// request checks the thread at this safe point through its [`SafePoint`](super::SafePoint);
 /// a cancellation (or a cancelled resume) returns nonzero, on which the stub
