@@ -106,6 +106,12 @@ fn finish(store: &mut Store<Host>, inst: Instance, ts: &[ThreadId]) -> Vec<(i32,
 fn run_patched(old: &str, bytes: &[u8]) -> (i32, i32, bool) {
     let (mut store, inst, ts) = start(old, 1);
     apply(&mut store, inst, bytes);
+    // Parked at a yield inside `helper`, a callee of the loop: it waits.
+    let st = store
+        .transition_status()
+        .expect("the worker is not at a header");
+    assert_eq!((st.pending, st.blockers[0].frame.func_index), (1, WORKER));
+    assert_eq!(st.blockers[0].backtrace[0].name, "helper");
     store.run_steps(6);
     let done = store.transition_status().is_none();
     let r = finish(&mut store, inst, &ts);
