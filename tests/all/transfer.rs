@@ -514,3 +514,48 @@ fn a_thousand_workers_all_transfer() {
         assert_carried(acc, turns);
     }
 }
+
+/// A worker that parks (a host function parks its thread) inside its loop.
+fn parking_worker(k: i32) -> String {
+    format!(
+        r#"(module
+          (import "env" "park" (func $park))
+          (import "env" "record" (func $record (param i32)))
+          (global $stop (mut i32) (i32.const 0))
+          (func $worker (export "worker") (result i32) (local $i i32) (local $acc i32)
+            (loop $l
+              (local.set $acc (i32.add (local.get $acc) (i32.const {k})))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (call $park)
+              (br_if $l (i32.eqz (global.get $stop))))
+            (call $record (local.get $i))
+            (local.get $acc))
+          (func (export "stop") (global.set $stop (i32.const 1))))"#
+    )
+}
+
+/// A parked thread with the loop's frame below its host call: checked and
+/// blocked at apply, it transfers at its first header after it is woken.
+#[test]
+fn a_parked_worker_transfers_after_it_wakes() {
+    use crate::transitions::{park, wake};
+    let (old, new) = (parking_worker(OLD_K), parking_worker(1000));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let (mut store, inst) = setup_host(&old);
+    let t = park(&mut store, inst, "worker", &[]);
+    wake(&mut store, t);
+    apply(&mut store, inst, &b.to_bytes());
+    assert_eq!(store.transition_status().map(|s| s.pending), Some(1));
+    wake(&mut store, t);
+    assert!(store.transition_status().is_none(), "moved at its header");
+    wake(&mut store, t);
+    func(&store, inst, "stop").call(&mut store, &[]).unwrap();
+    store.unpark(t);
+    let acc = crate::i32_of(store.join(t));
+    assert_eq!(
+        split(acc),
+        (2, 2),
+        "two turns of each version, state intact"
+    );
+    assert_eq!(store.data().rec, vec![4]);
+}
