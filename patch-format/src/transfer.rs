@@ -18,6 +18,11 @@ pub const TRANSFER_SECTION: &str = "wasm-patch.transfer";
 const MAGIC: &[u8; 4] = b"WPTR";
 const VERSION: u32 = 1;
 
+/// In [`TransferMap::locals`]: the new local takes no old value and starts
+/// at zero; only for a local that is dead at every mapped header
+/// ([`dead_at_header`]).
+pub const FRESH: u32 = u32::MAX;
+
 /// Frames of functions with more locals than this do not move (the
 /// runtime's transfer polls spill at most this many: `compile/translate.rs`).
 pub const MAX_LOCALS: usize = 1024;
@@ -37,7 +42,8 @@ pub struct TransferMap {
     /// Types of the new version's locals, parameters first.
     pub new_locals: Vec<ValType>,
     /// For each local `j` of the new version, the old local whose value it
-    /// takes (a permutation: every old local is used exactly once).
+    /// takes (each old local at most once; old locals the new version has
+    /// no counterpart for are dropped), or [`FRESH`].
     pub locals: Vec<u32>,
     /// Mapped loop headers: (old ordinal, new ordinal).
     pub headers: Vec<(u32, u32)>,
@@ -348,13 +354,6 @@ pub(crate) fn analyze(
             n.locals.len()
         ));
     }
-    if o.locals.len() != n.locals.len() {
-        return Err(format!(
-            "local counts differ: {} before, {} after",
-            o.locals.len(),
-            n.locals.len()
-        ));
-    }
     if o.loops.len() != n.loops.len() {
         return Err(format!(
             "loop nesting differs: {} loops before, {} after",
@@ -374,7 +373,15 @@ pub(crate) fn analyze(
                 a.0 == b.0 && a.1.map(|l| locals_new_of(&locals, l)) == b.1.map(Some)
             });
         let (height, lparams) = new_loop_heights.get(k).copied().unwrap_or((1, 0));
-        if !same_prefix {
+        let new_body = FunctionBody::new(BinaryReader::new(new, 0));
+        let live_fresh = (0..locals.len() as u32)
+            .filter(|&j| locals[j as usize] == FRESH)
+            .find(|&j| !dead_at_header(&new_body, k as u32, j).unwrap_or(false));
+        if let Some(j) = live_fresh {
+            why.push(format!(
+                "loop {k}: new local {j} has no counterpart and may be read before it is written from the header"
+            ));
+        } else if !same_prefix {
             why.push(format!(
                 "loop {k}: the code from the function entry to it differs"
             ));
@@ -470,24 +477,103 @@ fn match_locals(nparams: usize, o: &Decoded, n: &Decoded) -> Result<Vec<u32>, St
         if old_to_new.contains_key(&a) {
             continue;
         }
+        // Locals no code of either side touches pair among themselves by
+        // type; any other old local without a counterpart is dropped, and
+        // a new one without a counterpart is fresh (`analyze` then checks
+        // that it is dead at the header).
         let pick = free_new
             .iter()
             .position(|&b| !used_n[b as usize] && n.locals[b as usize] == o.locals[a as usize]);
-        match pick {
-            Some(p) if !used_o[a as usize] => out[free_new.remove(p) as usize] = a,
-            _ => {
-                return Err(format!(
-                    "old local {a} has no counterpart that the code shows"
-                ))
-            }
+        if let (Some(p), false) = (pick, used_o[a as usize]) {
+            out[free_new.remove(p) as usize] = a;
         }
     }
-    if let Some(b) = free_new.first() {
-        return Err(format!(
-            "new local {b} has no counterpart that the code shows"
-        ));
-    }
     Ok(out)
+}
+
+/// Whether local `local` is written before it can be read on every path
+/// from the header of loop `ordinal` of `body` (then its value at the
+/// header does not matter). Conservative: from the header on, at the
+/// loop's top level, a `local.set`/`local.tee` of it must come before any
+/// read of it, any branch, and any other control operator.
+///
+/// # Errors
+/// The body cannot be decoded.
+pub fn dead_at_header(body: &FunctionBody<'_>, ordinal: u32, local: u32) -> Result<bool, String> {
+    let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
+    let mut seen = 0;
+    let mut inside = false;
+    while !r.eof() {
+        let op = r.read().map_err(|e| e.to_string())?;
+        if !inside {
+            if matches!(op, Operator::Loop { .. }) {
+                inside = seen == ordinal;
+                seen += 1;
+            }
+            continue;
+        }
+        match op {
+            Operator::LocalSet { local_index } | Operator::LocalTee { local_index }
+                if local_index == local =>
+            {
+                return Ok(true)
+            }
+            Operator::LocalGet { local_index } if local_index == local => return Ok(false),
+            Operator::LocalGet { .. }
+            | Operator::LocalSet { .. }
+            | Operator::LocalTee { .. }
+            | Operator::Call { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::Drop
+            | Operator::Select
+            | Operator::TypedSelect { .. }
+            | Operator::GlobalGet { .. }
+            | Operator::GlobalSet { .. } => {}
+            // Anything that can branch, open or close a construct, or is
+            // not known here: not shown dead.
+            ref other if is_plain(other) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
+/// Straight-line operators: no control flow (arithmetic, constants,
+/// comparisons, conversions, loads and stores, memory and table
+/// operators). Anything this does not know counts as control.
+fn is_plain(op: &Operator<'_>) -> bool {
+    let name = format!("{op:?}");
+    let name = name.split([' ', '{', '(']).next().unwrap_or_default();
+    const CONTROL: &[&str] = &[
+        "Unreachable",
+        "Nop",
+        "Block",
+        "Loop",
+        "If",
+        "Else",
+        "End",
+        "Br",
+        "BrIf",
+        "BrTable",
+        "Return",
+        "ReturnCall",
+        "ReturnCallIndirect",
+        "ReturnCallRef",
+        "CallRef",
+        "Try",
+        "TryTable",
+        "Catch",
+        "CatchAll",
+        "Throw",
+        "ThrowRef",
+        "Rethrow",
+        "Delegate",
+        "BrOnNull",
+        "BrOnNonNull",
+        "BrOnCast",
+        "BrOnCastFail",
+    ];
+    !CONTROL.contains(&name)
 }
 
 /// Pair the locals of aligned `local.*` operators: (old → new, new → old),
@@ -648,6 +734,30 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(decode(&extra, 0).is_err());
+    }
+
+    /// A local is dead at a header only when a write of it comes first, at
+    /// the loop's top level, before any read, branch or construct.
+    #[test]
+    fn dead_at_header_is_conservative() {
+        // One i32 local; `loop` (0x03 0x40), then `code`, then `end end`.
+        let dead = |code: &[u8]| {
+            let mut b = vec![1, 1, 0x7f, 0x03, 0x40];
+            b.extend_from_slice(code);
+            b.extend_from_slice(&[0x0b, 0x0b]);
+            dead_at_header(&FunctionBody::new(BinaryReader::new(&b, 0)), 0, 0).unwrap()
+        };
+        let set = [0x41, 5, 0x21, 0]; // i32.const 5; local.set 0
+        assert!(dead(&set));
+        assert!(!dead(&[0x20, 0, 0x1a])); // local.get 0; drop
+        let mut after_br_if = vec![0x41, 1, 0x0d, 0]; // br_if 0 first
+        after_br_if.extend_from_slice(&set);
+        assert!(!dead(&after_br_if));
+        let mut in_block = vec![0x02, 0x40]; // block ... end
+        in_block.extend_from_slice(&set);
+        in_block.push(0x0b);
+        assert!(!dead(&in_block));
+        assert!(!dead(&[])); // never written
     }
 
     /// Evidence that hangs on how a tie is broken is refused: `local.get 0`

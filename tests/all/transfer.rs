@@ -335,6 +335,10 @@ fn bad_maps_are_refused_at_apply() {
             Box::new(|t| t.maps[0].old_locals[1] = ValType::I64),
         ),
         ("twice", Box::new(|t| t.maps[0].locals = vec![0, 0, 2])),
+        (
+            "starts fresh but may be read",
+            Box::new(|t| t.maps[0].locals[1] = patch_format::transfer::FRESH),
+        ),
         ("does not replace", Box::new(|t| t.maps[0].func = 2)),
     ];
     for (want, edit) in cases {
@@ -558,4 +562,46 @@ fn a_parked_worker_transfers_after_it_wakes() {
         "two turns of each version, state intact"
     );
     assert_eq!(store.data().rec, vec![4]);
+}
+
+/// `worker` with an extra local `$t`, set by `stmt` first thing in each
+/// turn.
+fn with_extra_local(src: &str, stmt: &str) -> String {
+    src.replacen("(local $fp i32)", "(local $fp i32) (local $t i32)", 1)
+        .replacen("(loop $l", &format!("(loop $l {stmt}"), 1)
+}
+
+/// LLVM adds and drops locals between builds: a new local that is written
+/// before it is read from the header starts fresh, and an old local the new
+/// version lacks is dropped; a new local read at the header is refused.
+#[test]
+fn added_and_dropped_locals() {
+    let old = worker(OLD_K, I_ACC);
+    // Added, dead at the header: it starts at zero, harmlessly.
+    let new = with_extra_local(&worker(1000, I_ACC), "(local.set $t (i32.const 5))");
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let m = b.transfers().map(WORKER).map(|m| m.locals.clone());
+    let fresh = patch_format::transfer::FRESH;
+    assert_eq!(m, Some(vec![0, 1, 2, fresh]), "{:?}", b.transfers());
+    let (acc, turns, done) = run_patched(&old, &b.to_bytes());
+    assert!(done);
+    assert_carried(acc, turns);
+    // Dropped: the old build's `$t` has no counterpart in the new one.
+    let old_t = with_extra_local(&old, "(local.set $t (i32.const 9))");
+    let b = bundle(&old_t, &worker(1000, I_ACC), &transfer_opts(&["worker"]));
+    let m = b.transfers().map(WORKER);
+    let locals = m.map(|m| m.locals.clone());
+    assert_eq!(locals, Some(vec![0, 1, 2]), "{:?}", b.transfers());
+    let (acc, turns, done) = run_patched(&old_t, &b.to_bytes());
+    assert!(done);
+    assert_carried(acc, turns);
+    // Added and read at the header: its value there would be invented
+    // (here the alignment cannot even tell it from `$acc`: refused).
+    let live = with_extra_local(
+        &worker(1000, I_ACC),
+        "(local.set $t (i32.add (local.get $t) (i32.const 1)))",
+    );
+    let b = bundle(&old, &live, &transfer_opts(&["worker"]));
+    assert!(b.transfers().map(WORKER).is_none());
+    assert_eq!(b.transfers().refused.len(), 1);
 }

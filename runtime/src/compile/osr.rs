@@ -12,7 +12,7 @@ use crate::vm::code_memory::FuncArtifact;
 use cranelift_codegen::ir::UserFuncName;
 use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
-use patch_format::transfer::{body_locals, loop_offsets, TransferMap};
+use patch_format::transfer::{body_locals, dead_at_header, loop_offsets, TransferMap, FRESH};
 use std::collections::HashMap;
 use wasmparser::{BinaryReader, FunctionBody};
 
@@ -87,9 +87,9 @@ pub(crate) fn compile_transfers(
         if new_locals != map.new_locals {
             return Err(bad("its new local types are not the bundle's code".into()));
         }
-        check_permutation(map).map_err(bad)?;
         let old_loops = loop_offsets(&old_body).map_err(bad)?;
         let new_loops = loop_offsets(&new_body).map_err(bad)?.len();
+        check_locals(map, &new_body).map_err(bad)?;
         let mut headers = Vec::new();
         for &(old, new) in &map.headers {
             if old as usize >= old_loops.len() || new as usize >= new_loops {
@@ -115,18 +115,29 @@ pub(crate) fn compile_transfers(
     Ok((artifacts, out))
 }
 
-/// The map's locals must be a permutation of the old ones, type for type.
-fn check_permutation(map: &TransferMap) -> Result<(), String> {
-    if map.locals.len() != map.new_locals.len() || map.old_locals.len() != map.new_locals.len() {
+/// The map's locals: each new local takes an old one of its type (each
+/// old local at most once), or starts fresh where it is dead at every
+/// mapped header of `body` (the new version).
+fn check_locals(map: &TransferMap, body: &FunctionBody<'_>) -> Result<(), String> {
+    if map.locals.len() != map.new_locals.len() {
         return Err(format!(
-            "{} locals mapped, {} before and {} after",
+            "{} locals mapped, the new version has {}",
             map.locals.len(),
-            map.old_locals.len(),
             map.new_locals.len()
         ));
     }
     let mut seen = vec![false; map.old_locals.len()];
     for (j, &i) in map.locals.iter().enumerate() {
+        if i == FRESH {
+            for &(_, new) in &map.headers {
+                if !dead_at_header(body, new, j as u32)? {
+                    return Err(format!(
+                        "new local {j} starts fresh but may be read before it is written from loop {new}"
+                    ));
+                }
+            }
+            continue;
+        }
         let Some(s) = seen.get_mut(i as usize) else {
             return Err(format!(
                 "new local {j} takes old local {i}, which does not exist"

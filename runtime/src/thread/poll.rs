@@ -180,7 +180,8 @@ pub fn unregister(t: &Arc<PreemptTarget>) {
 pub(crate) struct Transfer {
     /// Address of the OSR entry, `(vmctx, vmthread, buffer)`.
     pub(crate) entry: usize,
-    /// For each new local, the old local's index.
+    /// For each new local, the old local's index, or `u32::MAX`: the local
+    /// starts at zero (it is dead at the header).
     pub(crate) locals: Vec<u32>,
 }
 
@@ -298,12 +299,12 @@ unsafe fn fill_transfer(spill: *mut u64, t: &Transfer) {
     let buf = TRANSFER_BUFFER.with(|b| {
         let mut b = b.borrow_mut();
         b.clear();
-        // SAFETY: the caller's contract.
-        b.extend(
-            t.locals
-                .iter()
-                .map(|&i| unsafe { *spill.add(2 + i as usize) }),
-        );
+        b.extend(t.locals.iter().map(|&i| match i {
+            // A fresh local (dead at the header): zero.
+            u32::MAX => 0,
+            // SAFETY: the caller's contract: `i` is a local of the frame.
+            i => unsafe { *spill.add(2 + i as usize) },
+        }));
         // Never empty: the pointer is to a live allocation.
         b.push(0);
         b.as_ptr() as u64
