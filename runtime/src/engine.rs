@@ -33,6 +33,12 @@ pub struct Config {
     /// direct calls within a module and no polls (no preemption, no
     /// patching).
     pub patchable: bool,
+    /// Compile loop headers so that a thread living in a loop can have its
+    /// frame moved to a new version of the function there (frame transfer,
+    /// `docs/transfer.md`). Off by default: it costs run time in loops
+    /// (every local is kept for the header's cold path), and frames of code
+    /// compiled without it never move (their threads wait, as always).
+    pub frame_transfer: bool,
 }
 
 impl Default for Config {
@@ -43,6 +49,7 @@ impl Default for Config {
             time_slice: Duration::from_millis(5),
             verify: false,
             patchable: true,
+            frame_transfer: false,
         }
     }
 }

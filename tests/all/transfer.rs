@@ -2,7 +2,7 @@
 //! docs/consistency.md rule 17): WAT pairs whose worker never leaves its
 //! loop, patched with and without a transfer map.
 
-use crate::transitions::{apply, func, host_linker, setup_host, Host};
+use crate::transitions::{apply, func, host_linker, setup_host_with, Host};
 use patch_format::transfer::Transfers;
 use patch_format::{diff, DiffOptions};
 use wasm_patch_runtime::*;
@@ -78,6 +78,19 @@ fn bundle(old: &str, new: &str, opts: &DiffOptions) -> patch_format::Bundle {
 
 /// Index of `worker` in the test modules (two imports, then `helper`).
 const WORKER: u32 = 3;
+
+/// An engine that compiles transfer polls (`Config::frame_transfer`).
+fn engine() -> Engine {
+    Engine::new(Config {
+        frame_transfer: true,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn setup_host(src: &str) -> (Store<Host>, Instance) {
+    setup_host_with(engine(), src)
+}
 
 /// Spawn `n` workers and run a few turns.
 fn start(old: &str, n: usize) -> (Store<Host>, Instance, Vec<ThreadId>) {
@@ -172,7 +185,7 @@ fn transfer_with_memory_poll_hints() {
 fn only_the_patched_instances_frames_move() {
     let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
-    let engine = Engine::default();
+    let engine = engine();
     let module = Module::new(&engine, &old).unwrap();
     let mut store = Store::new(&engine, Host::default());
     let a = host_linker().instantiate(&mut store, &module).unwrap();
@@ -202,6 +215,22 @@ fn only_the_patched_instances_frames_move() {
         0,
         "acc {acc_b}: the other one ran only old code"
     );
+}
+
+/// Code compiled without `Config::frame_transfer` has no transfer polls:
+/// even with a map, its worker waits (the default costs nothing).
+#[test]
+fn without_frame_transfer_compiled_in_the_worker_waits() {
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let (mut store, inst) = setup_host_with(Engine::default(), &old);
+    let t = store.spawn(func(&store, inst, "worker"), &[]).unwrap();
+    store.run_steps(3);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert_eq!(store.transition_status().map(|s| s.pending), Some(1));
+    let r = finish(&mut store, inst, &[t]);
+    assert_eq!(split(r[0].0), (r[0].1, 0), "every turn ran the old code");
 }
 
 /// Without a map the worker blocks the transition for as long as it lives

@@ -178,7 +178,9 @@ fn compile_one(
         entry_poll,
         job.own_funcs,
     );
-    env.set_transfer_stub(job.engine.transfer_stub());
+    if engine.config().frame_transfer {
+        env.set_transfer_stub(job.engine.transfer_stub());
+    }
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
     ctx.func.name = UserFuncName::user(0, func_index);

@@ -175,7 +175,9 @@ fn compile_entry(
         false,
         job.own_funcs,
     );
-    env.set_transfer_stub(job.engine.transfer_stub());
+    if job.engine.config().frame_transfer {
+        env.set_transfer_stub(job.engine.transfer_stub());
+    }
     ctx.clear();
     let sig = wasm_signature(&ty, isa.default_call_conv());
     ctx.func.signature = osr_signature(&sig.returns);
