@@ -504,6 +504,8 @@ pub(crate) struct BundleParts {
     pub(crate) callbacks: Vec<Callback>,
     /// Data objects, table entries and code sites (FORMAT.md §9).
     pub(crate) data: crate::data::BundleData,
+    /// Frame transfer maps and refusals (`transfer.rs`).
+    pub(crate) transfer: crate::transfer::Transfers,
 }
 
 impl BundleParts {
@@ -678,6 +680,12 @@ impl Bundle {
         self.parts.callbacks.iter().find(|c| c.kind == kind)
     }
 
+    /// Frame transfer maps and refusals (FORMAT.md §10; empty when the
+    /// bundle has none).
+    pub fn transfers(&self) -> &crate::transfer::Transfers {
+        &self.parts.transfer
+    }
+
     /// The signature section, if the bundle is signed (not verified).
     pub fn signature(&self) -> Option<&Signature> {
         self.signature.as_ref()
@@ -716,6 +724,7 @@ impl BundleBuilder {
                 entries: Vec::new(),
                 callbacks: Vec::new(),
                 data: crate::data::BundleData::default(),
+                transfer: Default::default(),
             },
         }
     }
@@ -723,6 +732,12 @@ impl BundleBuilder {
     /// Sets the bundle's data objects, table entries and code sites.
     pub fn data(&mut self, data: crate::data::BundleData) -> &mut Self {
         self.parts.data = data;
+        self
+    }
+
+    /// Sets the frame transfer maps and refusals (FORMAT.md §10).
+    pub fn transfer(&mut self, transfer: crate::transfer::Transfers) -> &mut Self {
+        self.parts.transfer = transfer;
         self
     }
 

@@ -72,6 +72,11 @@ pub struct DiffOptions {
     /// Take in functions whose only change is a panic location's line or
     /// column (left out by default; they then need new data).
     pub include_line_only: bool,
+    /// Functions (by name in the new build) whose frames may be transferred
+    /// at loop headers (`--transfer`, docs/transfer.md).
+    pub transfer: Vec<String>,
+    /// Compute transfer maps for every replaced function (`--transfer-all`).
+    pub transfer_all: bool,
 }
 
 /// A bundle made by [`diff`], with remarks for the operator.
@@ -187,6 +192,8 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     let mut entry_sites: Vec<Vec<Placed>> = Vec::new();
     let mut replaced_new = BTreeSet::new();
     let mut sig_changes = Vec::new();
+    let mut transfers = crate::transfer::Transfers::default();
+    let mut transfer_named = BTreeSet::new();
     let body_err = |name: String, e: String| {
         DiffError::Option(format!(
             "function `{}` cannot be rewritten for the target: {e}",
@@ -262,6 +269,14 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
                     } else {
                         new_ty
                     };
+                    let asked = opts.transfer.iter().filter(|q| names::matches(&name, q));
+                    transfer_named.extend(asked.cloned());
+                    if opts.transfer_all || opts.transfer.iter().any(|q| names::matches(&name, q)) {
+                        let ty = n
+                            .func_type(n.func_types[j as usize])
+                            .filter(|_| new_ty == old_ty);
+                        transfers.add(oi, ty, (&old_norm, &body), (new, j - n.imported_funcs));
+                    }
                     entries.push(Entry {
                         kind: EntryKind::Replace { target_index: oi },
                         immediate: opts.all_immediate
@@ -433,6 +448,12 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     for c in callback_entries {
         b.callback(c);
     }
+    if let Some(q) = opts.transfer.iter().find(|q| !transfer_named.contains(*q)) {
+        return Err(DiffError::Option(format!(
+            "--transfer `{q}`: no function of that name is replaced by the bundle"
+        )));
+    }
+    b.transfer(transfers);
     let bundle = b.build()?;
     Ok(DiffOutcome {
         bundle,

@@ -47,6 +47,7 @@ pub mod names;
 mod read;
 mod relocs;
 mod sign;
+pub mod transfer;
 mod write;
 
 pub use bundle::{

@@ -63,6 +63,8 @@ struct Collected<'a> {
     defined: Vec<u32>,
     bodies: Vec<Vec<u8>>,
     manifest: Option<(&'a [u8], u64)>,
+    /// The transfer section (FORMAT.md §10), which follows the manifest.
+    transfer: Option<(&'a [u8], u64)>,
     /// Offset of the function section, for messages.
     funcs_offset: u64,
 }
@@ -77,7 +79,14 @@ fn decode(unsigned: &[u8]) -> Result<BundleParts, FormatError> {
     let c = collect(unsigned)?;
     let (manifest, manifest_offset) = c.manifest.ok_or(FormatError::MissingManifest)?;
     let m = Manifest::decode(manifest, manifest_offset)?;
-    assemble(c, m)
+    let transfer = c
+        .transfer
+        .map(|(data, off)| crate::transfer::decode(data, off))
+        .transpose()?
+        .unwrap_or_default();
+    let mut parts = assemble(c, m)?;
+    parts.transfer = transfer;
+    Ok(parts)
 }
 
 fn collect(unsigned: &[u8]) -> Result<Collected<'_>, FormatError> {
@@ -96,6 +105,7 @@ fn collect(unsigned: &[u8]) -> Result<Collected<'_>, FormatError> {
         defined: Vec::new(),
         bodies: Vec::new(),
         manifest: None,
+        transfer: None,
         funcs_offset: 0,
     };
     let malformed = |e: wasmparser::BinaryReaderError| FormatError::malformed(&e);
@@ -238,6 +248,14 @@ fn collect(unsigned: &[u8]) -> Result<Collected<'_>, FormatError> {
                         return Err(FormatError::layout(offset, "a second manifest section"));
                     }
                     c.manifest = Some((s.data(), s.data_offset()));
+                } else if s.name() == crate::transfer::TRANSFER_SECTION {
+                    if c.manifest.is_none() || c.transfer.is_some() {
+                        return Err(FormatError::layout(
+                            offset,
+                            "the transfer section comes once, after the manifest",
+                        ));
+                    }
+                    c.transfer = Some((s.data(), s.data_offset()));
                 } else if s.name() == SIGNATURE_SECTION {
                     return Err(FormatError::MalformedSignature {
                         offset,
@@ -635,6 +653,7 @@ fn assemble(c: Collected<'_>, m: Manifest) -> Result<BundleParts, FormatError> {
         entries: Vec::new(),
         callbacks: Vec::new(),
         data: m.data,
+        transfer: Default::default(),
     };
     // Roles must come in order: adds, replaces, callbacks.
     let mut last: Option<(u8, u32)> = None;

@@ -152,6 +152,12 @@ pub(crate) fn encode(p: &BundleParts) -> Result<Vec<u8>, FormatError> {
         name: MANIFEST_SECTION.into(),
         data: Cow::Owned(manifest(p)),
     });
+    if !p.transfer.is_empty() {
+        module.section(&CustomSection {
+            name: crate::transfer::TRANSFER_SECTION.into(),
+            data: Cow::Owned(crate::transfer::encode(&p.transfer)),
+        });
+    }
     Ok(module.finish())
 }
 

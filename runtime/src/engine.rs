@@ -42,6 +42,12 @@ pub struct Config {
     /// after the thread ends. Rounded up to whole pages; 0 turns the
     /// switching off (all threads then share the module's stack).
     pub guest_stack_size: u32,
+    /// Compile loop headers so that a thread living in a loop can have its
+    /// frame moved to a new version of the function there (frame transfer,
+    /// `docs/transfer.md`). Off by default: it costs run time in loops
+    /// (every local is kept for the header's cold path), and frames of code
+    /// compiled without it never move (their threads wait, as always).
+    pub frame_transfer: bool,
 }
 
 impl Default for Config {
@@ -53,6 +59,7 @@ impl Default for Config {
             verify: false,
             patchable: true,
             guest_stack_size: 128 << 10,
+            frame_transfer: false,
         }
     }
 }
@@ -121,6 +128,12 @@ impl Engine {
     /// Entry address of the poll stub, for `VMThread.poll_stub`.
     pub(crate) fn poll_stub(&self) -> usize {
         self.inner.poll_stub.entry(0) as usize
+    }
+
+    /// Entry address of the transfer stub, which transfer polls call
+    /// (`docs/transfer.md`); it lives as long as the engine.
+    pub(crate) fn transfer_stub(&self) -> usize {
+        self.inner.poll_stub.entry(1) as usize
     }
 
     /// The configuration.

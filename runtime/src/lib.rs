@@ -35,6 +35,7 @@ pub use func::{Caller, Func, TypedFunc, WasmParams, WasmResults, WasmTy};
 pub use instance::{Extern, Instance};
 pub use linker::{Linker, THREAD_ABI_MODULE};
 pub use module::Module;
+pub use patch::transfer::LoopBlock;
 pub use patch::{
     AppliedInfo, ApplyOptions, Blocker, DataPlacement, Direction, Event, FunctionVersions,
     PatchError, PatchId, Shadow, ThreadPatchState, TimedEvent, TransitionOutcome, TransitionPhase,

@@ -51,6 +51,14 @@ pub struct DiffArgs {
     /// column (left out by default, and counted).
     #[arg(long)]
     pub include_line_only: bool,
+    /// Compute a frame transfer map for this replaced function, so that a
+    /// thread living in one of its loops moves to the new version at the
+    /// loop's header (repeatable; docs/transfer.md).
+    #[arg(long = "transfer", value_name = "NAME")]
+    pub transfer: Vec<String>,
+    /// Compute transfer maps for every replaced function.
+    #[arg(long)]
+    pub transfer_all: bool,
     /// Function of NEW, type `() -> i32`, run before patching; nonzero vetoes.
     #[arg(long, value_name = "NAME")]
     pub pre_patch: Option<String>,
@@ -102,6 +110,8 @@ pub fn main(args: DiffArgs) -> anyhow::Result<i32> {
         sits_on,
         callbacks,
         include_line_only: args.include_line_only,
+        transfer: args.transfer.clone(),
+        transfer_all: args.transfer_all,
     };
     let outcome = patch_format::diff(&old, &new, &opts).with_context(|| {
         format!(
@@ -173,6 +183,10 @@ fn summary(out: &Path, b: &Bundle) -> String {
     }
     s.push_str(&super::inspect::data_lines(b));
     s.push_str(&format!("  bundle size {} bytes\n", b.to_bytes().len()));
+    for line in super::inspect::transfer_lines(b) {
+        s.push_str(&line);
+        s.push('\n');
+    }
     s
 }
 

@@ -162,6 +162,9 @@ pub fn render_text(b: &Bundle) -> String {
         let _ = writeln!(s, "  {:<13}{}", c.kind.name(), readable(&c.name));
     }
     s.push_str(&data_lines(b));
+    for line in transfer_lines(b) {
+        let _ = writeln!(s, "{line}");
+    }
     let sig = match signature_status(b) {
         (_, None) => "none (unsigned)".to_string(),
         ("valid", Some(k)) => format!(
@@ -221,6 +224,77 @@ pub fn data_lines(b: &Bundle) -> String {
         }
     }
     s
+}
+
+/// The readable name of replaced target function `func` in `b`.
+fn replaced_name(b: &Bundle, func: u32) -> String {
+    b.entries()
+        .iter()
+        .find(|e| matches!(e.kind, EntryKind::Replace { target_index } if target_index == func))
+        .map_or_else(|| format!("func {func}"), |e| readable(&e.name))
+}
+
+/// The bundle's frame transfer maps and refusals (docs/transfer.md), one
+/// line each after a heading; nothing when it has none.
+pub fn transfer_lines(b: &Bundle) -> Vec<String> {
+    let t = b.transfers();
+    if t.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "transfer     {} map(s), {} refused",
+        t.maps.len(),
+        t.refused.len()
+    )];
+    for m in &t.maps {
+        let headers: Vec<String> = m.headers.iter().map(|(a, b)| format!("{a}→{b}")).collect();
+        let moved: Vec<String> = m
+            .locals
+            .iter()
+            .enumerate()
+            .filter(|(j, i)| **i as usize != *j)
+            .map(|(j, i)| format!("{j}←{i}"))
+            .collect();
+        let locals = if moved.is_empty() {
+            format!("{} locals in place", m.locals.len())
+        } else {
+            format!("{} locals, renumbered {}", m.locals.len(), moved.join(" "))
+        };
+        out.push(format!(
+            "  map      {}  loop headers {}; {locals}",
+            replaced_name(b, m.func),
+            headers.join(", ")
+        ));
+    }
+    for r in &t.refused {
+        out.push(format!(
+            "  refused  {}: {}",
+            replaced_name(b, r.func),
+            r.reason
+        ));
+    }
+    out
+}
+
+/// The JSON rendering of the transfer maps and refusals.
+fn transfer_json(b: &Bundle) -> serde_json::Value {
+    let t = b.transfers();
+    let types = |v: &[patch_format::ValType]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    json!({
+        "maps": t.maps.iter().map(|m| json!({
+            "func_index": m.func,
+            "name": replaced_name(b, m.func),
+            "headers": m.headers,
+            "locals": m.locals,
+            "old_locals": types(&m.old_locals),
+            "new_locals": types(&m.new_locals),
+        })).collect::<Vec<_>>(),
+        "refused": t.refused.iter().map(|r| json!({
+            "func_index": r.func,
+            "name": replaced_name(b, r.func),
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// The JSON rendering.
@@ -290,6 +364,7 @@ pub fn render_json(b: &Bundle) -> serde_json::Value {
         "requires_states": state(b.requires_states()),
         "entries": entries,
         "callbacks": callbacks,
+        "transfer": transfer_json(b),
         "signature": {
             "present": key.is_some(),
             "status": status,

@@ -66,6 +66,11 @@ pub struct RunArgs {
     /// to FILE as JSON lines; it always goes to stderr.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<std::path::PathBuf>,
+    /// Compile the module so that threads living in a loop can have their
+    /// frame moved to a new version at a loop header, by bundles made with
+    /// `diff --transfer` (docs/transfer.md). Costs run time in loops.
+    #[arg(long)]
+    pub frame_transfer: bool,
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
     /// Arguments: the WASI program's, or with `--invoke` the function's
@@ -224,7 +229,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     // Declared after the server: dropped first, so the socket is removed by
     // the server's `Drop` once the handler no longer would.
     let _signals = crate::signals::install(args.control.as_deref())?;
-    let engine = Engine::default();
+    let engine = Engine::new(wasm_patch_runtime::Config {
+        frame_transfer: args.frame_transfer,
+        ..wasm_patch_runtime::Config::default()
+    })?;
     let module = Module::from_file(&engine, &args.file)?;
     let mut store = Store::new(&engine, ());
     let mut linker = Linker::new();

@@ -162,6 +162,9 @@ pub fn format_blocker_groups(blockers: &Value, indent: &str) -> String {
             ids.join(", ")
         ));
         let example = members[0];
+        if let Some(text) = example["loop"]["text"].as_str() {
+            out.push_str(&format!("{indent}  {text}\n"));
+        }
         out.push_str(&format!(
             "{indent}  example backtrace (thread {}, innermost first):\n",
             example["thread"]

@@ -940,7 +940,22 @@ fn status<T: 'static>(store: &Store<T>, module: &Value) -> Value {
         "op": "status",
         "module": module,
         "applied": applied_json(store),
-        "transition": store.transition_status().as_ref().map(status_json),
+        "transition": store.transition_status().as_ref().map(|t| {
+            let mut v = status_json(t);
+            // Why a blocker waits in a loop, and whether a transfer map
+            // helps (docs/transfer.md).
+            for (b, j) in t.blockers.iter().zip(
+                v["blockers"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten(),
+            ) {
+                if let Some(l) = store.loop_block(b) {
+                    j["loop"] = json!({"function": l.function, "mapped": l.mapped, "text": l.to_string()});
+                }
+            }
+            v
+        }),
         "last_transition": store.last_transition().map(outcome_json),
         "threads": threads,
         "events": recent,

@@ -18,6 +18,7 @@ mod real_rust;
 mod slots;
 mod stacks;
 mod threads;
+mod transfer;
 mod transitions;
 mod traps;
 

@@ -64,6 +64,23 @@ pub(crate) trait FuncEnvironment {
     /// that may be split.
     fn poll(&mut self, builder: &mut FunctionBuilder);
 
+    /// Emit the poll of a loop header from which a frame can be
+    /// transferred (`docs/transfer.md`): like [`Self::poll`], but its slow
+    /// path first spills `locals` (every wasm local, parameters first) and
+    /// names the loop by its `ordinal`; when the runtime answers with a
+    /// transfer, it tail-calls the new version's entry for that header.
+    /// Called only where the operand stack is empty and the loop has no
+    /// parameters.
+    fn transfer_poll(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        ordinal: u32,
+        locals: &[cranelift_frontend::Variable],
+    ) {
+        let _ = (ordinal, locals);
+        self.poll(builder);
+    }
+
     /// `call func` through the caller's world slot table. Returns the results.
     fn call(&mut self, builder: &mut FunctionBuilder, func: u32, args: &[Value]) -> Vec<Value>;
 

@@ -72,6 +72,21 @@ pub(crate) fn wasm_signature(ty: &FuncType, _host: CallConv) -> ir::Signature {
     sig
 }
 
+/// Signature of an OSR entry (`docs/transfer.md`): `(vmctx, vmthread,
+/// buffer)` with the function's results, in the wasm functions' `tail`
+/// convention so that old code can tail-call it.
+pub(crate) fn osr_signature(returns: &[ir::AbiParam]) -> ir::Signature {
+    let mut sig = ir::Signature::new(CallConv::Tail);
+    sig.params.push(ir::AbiParam::new(types::I64));
+    sig.params.push(ir::AbiParam::special(
+        types::I64,
+        ir::ArgumentPurpose::VMContext,
+    ));
+    sig.params.push(ir::AbiParam::new(types::I64));
+    sig.returns = returns.to_vec();
+    sig
+}
+
 fn mutable() -> MemFlagsData {
     MemFlagsData::trusted()
 }
@@ -98,6 +113,11 @@ pub(crate) struct FuncEnv<'a> {
     sigs: HashMap<u32, ir::SigRef>,
     builtin_sigs: HashMap<Builtin, ir::SigRef>,
     poll_sig: Option<ir::SigRef>,
+    /// The spill area of transfer polls (shared by the function's loop
+    /// headers) and how many locals it holds.
+    transfer_slot: Option<(ir::StackSlot, usize)>,
+    /// The engine's transfer stub (0: none, plain polls only).
+    transfer_stub: usize,
 }
 
 impl<'a> FuncEnv<'a> {
@@ -121,6 +141,8 @@ impl<'a> FuncEnv<'a> {
             sigs: HashMap::new(),
             builtin_sigs: HashMap::new(),
             poll_sig: None,
+            transfer_slot: None,
+            transfer_stub: 0,
         }
     }
 
@@ -220,6 +242,61 @@ impl<'a> FuncEnv<'a> {
             .ins()
             .load(types::I64, mutable(), entry, off + SLOT_VMCTX);
         (code, ctx)
+    }
+
+    /// `brif poll_word, slow, cont`, leaving the builder in the (cold,
+    /// sealed) `slow` block. Returns (slow, cont).
+    fn poll_branch(&mut self, builder: &mut FunctionBuilder) -> (ir::Block, ir::Block) {
+        let vmthread = self.vmthread();
+        // Plain loads: the slow path re-reads the poll word with SeqCst.
+        // With a memory, the word is memory 0's poll hint, below the base
+        // that memory accesses keep in a register (thread/poll.rs, "Hints"):
+        // a hot loop then needs no register, and no reload, for `vmthread`.
+        let word = if self.info.memories.is_empty() {
+            builder
+                .ins()
+                .load(types::I64, mutable(), vmthread, THREAD_POLL)
+        } else {
+            let def = self.memory_def(builder, 0);
+            let base = builder.ins().load(types::I64, readonly(), def, MEMORY_BASE);
+            builder
+                .ins()
+                .load(types::I64, mutable(), base, MEMORY_POLL_HINT)
+        };
+        let slow = builder.create_block();
+        let cont = builder.create_block();
+        builder.ins().brif(word, slow, &[], cont, &[]);
+        builder.set_cold_block(slow);
+        builder.switch_to_block(slow);
+        builder.seal_block(slow);
+        (slow, cont)
+    }
+
+    /// Call the poll stub (`preserve_all`: clobbers nothing), which writes
+    /// the exit record, runs the poll and traps on cancellation. Its
+    /// address is loaded here, in the cold block: a value computed for the
+    /// slow path must not be hoisted into the hot code, where it would take
+    /// a register across the whole loop or function.
+    fn call_poll_stub(&mut self, builder: &mut FunctionBuilder) {
+        let vmthread = self.vmthread();
+        let stub = builder
+            .ins()
+            .load(types::I64, mutable(), vmthread, THREAD_POLL_STUB);
+        let sig = match self.poll_sig {
+            Some(s) => s,
+            None => {
+                let s = builder.import_signature(super::trampolines::poll_stub_signature(false));
+                self.poll_sig = Some(s);
+                s
+            }
+        };
+        builder.ins().call_indirect(sig, stub, &[vmthread]);
+    }
+
+    /// Set the address of the engine's transfer stub; without it, loop
+    /// headers get plain polls.
+    pub(crate) fn set_transfer_stub(&mut self, addr: usize) {
+        self.transfer_stub = addr;
     }
 
     fn global_cell(&mut self, builder: &mut FunctionBuilder, global: u32) -> Value {
@@ -341,46 +418,73 @@ impl FuncEnvironment for FuncEnv<'_> {
         if !self.patchable {
             return;
         }
-        let vmthread = self.vmthread();
-        // Plain loads: the slow path re-reads the poll word with SeqCst.
-        // With a memory, the word is memory 0's poll hint, below the base
-        // that memory accesses keep in a register (thread/poll.rs, "Hints"):
-        // a hot loop then needs no register, and no reload, for `vmthread`.
-        let word = if self.info.memories.is_empty() {
-            builder
-                .ins()
-                .load(types::I64, mutable(), vmthread, THREAD_POLL)
-        } else {
-            let def = self.memory_def(builder, 0);
-            let base = builder.ins().load(types::I64, readonly(), def, MEMORY_BASE);
-            builder
-                .ins()
-                .load(types::I64, mutable(), base, MEMORY_POLL_HINT)
-        };
-        let slow = builder.create_block();
-        let cont = builder.create_block();
-        builder.ins().brif(word, slow, &[], cont, &[]);
-        builder.set_cold_block(slow);
-        builder.switch_to_block(slow);
-        builder.seal_block(slow);
-        // The stub (`preserve_all`: clobbers nothing) writes the exit
-        // record, runs the poll and traps on cancellation. Its address is
-        // loaded here, in the cold block: a value computed for the slow path
-        // must not be hoisted into the hot code, where it would take a
-        // register across the whole loop or function.
-        let stub = builder
-            .ins()
-            .load(types::I64, mutable(), vmthread, THREAD_POLL_STUB);
-        let sig = match self.poll_sig {
-            Some(s) => s,
-            None => {
-                let s = builder.import_signature(super::trampolines::poll_stub_signature());
-                self.poll_sig = Some(s);
+        let (_, cont) = self.poll_branch(builder);
+        self.call_poll_stub(builder);
+        builder.ins().jump(cont, &[]);
+        builder.switch_to_block(cont);
+        builder.seal_block(cont);
+    }
+
+    fn transfer_poll(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        ordinal: u32,
+        locals: &[cranelift_frontend::Variable],
+    ) {
+        if self.transfer_stub == 0 {
+            return self.poll(builder);
+        }
+        if !self.patchable {
+            return;
+        }
+        let (_, cont) = self.poll_branch(builder);
+        // The spill area (`docs/transfer.md`): [0] the entry to tail-call
+        // (0: none), [1] the frame's vmctx in and the buffer the entry
+        // reads out, [2..] the locals. Written
+        // only in this cold block: the hot path is the plain poll.
+        let slot = match self.transfer_slot {
+            Some((s, n)) if n >= locals.len() => s,
+            _ => {
+                let s = builder.create_sized_stack_slot(ir::StackSlotData::new(
+                    ir::StackSlotKind::ExplicitSlot,
+                    8 * (2 + locals.len() as u32),
+                    3,
+                ));
+                self.transfer_slot = Some((s, locals.len()));
                 s
             }
         };
-        builder.ins().call_indirect(sig, stub, &[vmthread]);
-        builder.ins().jump(cont, &[]);
+        for (i, &var) in locals.iter().enumerate() {
+            let v = builder.use_var(var);
+            builder
+                .ins()
+                .stack_store(types::I64, v, slot, 8 * (2 + i as i32));
+        }
+        // [1] holds the frame's vmctx on the way in: a frame moves only
+        // in the instance being patched.
+        let (vmctx, vmthread) = (self.vmctx(), self.vmthread());
+        builder.ins().stack_store(types::I64, vmctx, slot, 8);
+        let spill = builder.ins().stack_addr(types::I64, slot, 0);
+        let ord = builder.ins().iconst(types::I64, ordinal as i64);
+        // The transfer stub's address is the engine's, which outlives the
+        // code (modules hold their engine); a constant in the cold block.
+        let stub = builder.ins().iconst(types::I64, self.transfer_stub as i64);
+        let sig = builder.import_signature(super::trampolines::poll_stub_signature(true));
+        builder
+            .ins()
+            .call_indirect(sig, stub, &[vmthread, spill, ord]);
+        let entry = builder.ins().stack_load(types::I64, types::I64, slot, 0);
+        let go = builder.create_block();
+        builder.ins().brif(entry, go, &[], cont, &[]);
+        builder.set_cold_block(go);
+        builder.switch_to_block(go);
+        builder.seal_block(go);
+        let buf = builder.ins().stack_load(types::I64, types::I64, slot, 8);
+        let sig = osr_signature(&builder.func.signature.returns);
+        let sig = builder.import_signature(sig);
+        builder
+            .ins()
+            .return_call_indirect(sig, entry, &[vmctx, vmthread, buf]);
         builder.switch_to_block(cont);
         builder.seal_block(cont);
     }

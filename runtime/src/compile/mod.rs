@@ -9,6 +9,7 @@
 pub(crate) mod environ;
 pub(crate) mod func_env;
 pub(crate) mod loop_bounds;
+pub(crate) mod osr;
 pub(crate) mod polls;
 pub(crate) mod stack;
 pub(crate) mod trampolines;
@@ -177,6 +178,9 @@ fn compile_one(
         entry_poll,
         job.own_funcs,
     );
+    if engine.config().frame_transfer {
+        env.set_transfer_stub(job.engine.transfer_stub());
+    }
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
     ctx.func.name = UserFuncName::user(0, func_index);
@@ -303,6 +307,9 @@ pub(crate) struct CompiledBundle {
     pub(crate) trampolines: Arc<CodeUnit>,
     /// Function index (patched index space) of each callback, by kind code.
     pub(crate) callbacks: Vec<(patch_format::CallbackKind, u32)>,
+    /// Frame transfers by function (`docs/transfer.md`); their OSR entries
+    /// are placed after the callbacks.
+    pub(crate) transfer: std::collections::HashMap<u32, osr::FuncTransfer>,
 }
 
 impl CompiledBundle {
@@ -413,12 +420,14 @@ pub(crate) fn compile_bundle(
         info: &info,
         own_funcs: target.func_types.len() as u32,
     };
-    let artifacts = compile_functions(
+    let mut artifacts = compile_functions(
         &job,
         &funcs,
         |f| FunctionBody::new(wasmparser::BinaryReader::new(by_index[&f], 0)),
         |_| true,
     )?;
+    let (osr_entries, transfer) = osr::compile_transfers(&job, target, bundle, artifacts.len())?;
+    artifacts.extend(osr_entries);
     let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)
         .map_err(|e| Error::Compile(e.to_string()))?;
     let trampolines = trampolines::compile_for_types(engine, &info.types)?;
@@ -427,5 +436,6 @@ pub(crate) fn compile_bundle(
         info: Arc::new(info),
         trampolines,
         callbacks,
+        transfer,
     })
 }

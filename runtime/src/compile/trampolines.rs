@@ -21,7 +21,9 @@
 //! force every value live across a poll (in a loop: every loop-carried
 //! value) into callee-saved registers or onto the stack. The stub records
 //! its own frame as the exit record, calls the `poll` runtime function, and
-//! traps if that reports cancellation.
+//! traps if that reports cancellation. Beside it, the **transfer stub**
+//! `(vmthread, spill, ordinal)`, the same for the loop headers from which a
+//! frame can be transferred (`docs/transfer.md`).
 
 use super::func_env::{clif_type, wasm_signature};
 use crate::engine::Engine;
@@ -76,26 +78,50 @@ pub(crate) fn compile_for_types(
     .map_err(|e| Error::Compile(e.to_string()))
 }
 
-/// Compile the engine's poll stub (see the module doc) into a unit of its
-/// own; it calls the runtime's poll slow path at address `slow_path`.
+/// Compile the engine's poll stubs (see the module doc) into a unit of
+/// their own: placed index 0 is the poll stub `(vmthread)` of every poll,
+/// index 1 the transfer stub `(vmthread, spill, ordinal)` of the loop
+/// headers a frame can be transferred from (`docs/transfer.md`). Both call
+/// the runtime's poll slow path at address `slow_path`.
 pub(crate) fn compile_poll_stub(
     isa: &dyn TargetIsa,
     slow_path: usize,
 ) -> Result<Arc<CodeUnit>, Error> {
     let mut ctx = Context::new();
     let mut fctx = FunctionBuilderContext::new();
-    ctx.func.name = UserFuncName::user(2, 0);
-    build_poll_stub(&mut ctx.func, &mut fctx, isa.frontend_config(), slow_path);
-    let a =
-        super::finish(isa, &mut ctx, 0).map_err(|e| Error::Compile(format!("poll stub: {e}")))?;
-    CodeUnit::publish(code_memory::next_unit_id(), UnitKind::Trampolines, vec![a])
-        .map_err(|e| Error::Compile(e.to_string()))
+    let mut artifacts = Vec::new();
+    for transfer in [false, true] {
+        ctx.clear();
+        ctx.func.name = UserFuncName::user(2, transfer as u32);
+        build_poll_stub(
+            &mut ctx.func,
+            &mut fctx,
+            isa.frontend_config(),
+            slow_path,
+            transfer,
+        );
+        artifacts.push(
+            super::finish(isa, &mut ctx, transfer as u32)
+                .map_err(|e| Error::Compile(format!("poll stub: {e}")))?,
+        );
+    }
+    CodeUnit::publish(
+        code_memory::next_unit_id(),
+        UnitKind::Trampolines,
+        artifacts,
+    )
+    .map_err(|e| Error::Compile(e.to_string()))
 }
 
-/// Signature of the poll stub, as polls call it.
-pub(crate) fn poll_stub_signature() -> ir::Signature {
+/// Signature of the poll stub, as polls call it: `(vmthread)`; with
+/// `transfer`, the transfer stub's `(vmthread, spill, ordinal)`, where
+/// `spill` points at the spilled locals of a loop header that can transfer
+/// its frame and `ordinal` names the loop (`docs/transfer.md`).
+pub(crate) fn poll_stub_signature(transfer: bool) -> ir::Signature {
     let mut sig = ir::Signature::new(CallConv::PreserveAll);
-    sig.params.push(ir::AbiParam::new(types::I64));
+    for _ in 0..if transfer { 3 } else { 1 } {
+        sig.params.push(ir::AbiParam::new(types::I64));
+    }
     sig
 }
 
@@ -104,25 +130,36 @@ fn build_poll_stub(
     fctx: &mut FunctionBuilderContext,
     fc: TargetFrontendConfig,
     slow_path: usize,
+    transfer: bool,
 ) {
-    func.signature = poll_stub_signature();
+    func.signature = poll_stub_signature(transfer);
     let mut b = FunctionBuilder::new(func, fctx);
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
     b.switch_to_block(block);
     b.seal_block(block);
-    let vmthread = b.block_params(block)[0];
+    let p = b.block_params(block).to_vec();
+    let vmthread = p[0];
+    let (spill, ordinal) = if transfer {
+        (p[1], p[2])
+    } else {
+        let zero = b.ins().iconst(types::I64, 0);
+        (zero, zero)
+    };
     // Exit record: this frame, whose return address is the poll site.
     let fp = b.ins().get_frame_pointer(types::I64);
     b.ins().store(flags(), fp, vmthread, THREAD_EXIT_FP);
     let mut psig = ir::Signature::new(fc.default_call_conv);
-    psig.params.push(ir::AbiParam::new(types::I64));
-    psig.params.push(ir::AbiParam::new(types::I64));
+    for _ in 0..4 {
+        psig.params.push(ir::AbiParam::new(types::I64));
+    }
     psig.returns.push(ir::AbiParam::new(types::I32));
     let psig = b.import_signature(psig);
     let poll = b.ins().iconst(types::I64, slow_path as i64);
     let no_vmctx = b.ins().iconst(types::I64, 0);
-    let call = b.ins().call_indirect(psig, poll, &[no_vmctx, vmthread]);
+    let call = b
+        .ins()
+        .call_indirect(psig, poll, &[no_vmctx, vmthread, spill, ordinal]);
     let status = b.inst_results(call)[0];
     b.ins().trapnz(status, TrapKind::HostError.code());
     b.ins().return_(&[]);

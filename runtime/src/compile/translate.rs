@@ -17,6 +17,9 @@
 //! skipped without emitting anything: only the nesting of `block` / `loop` /
 //! `if` is counted so that the matching `else` / `end` can be found.
 
+#[path = "translate_osr.rs"]
+mod osr;
+
 use super::environ::{FuncEnvironment, HIDDEN_PARAMS};
 use super::stack::{ControlFrame, FrameKind, ValueStack};
 use crate::trap::TrapKind;
@@ -78,6 +81,19 @@ pub(crate) fn translate_function<E: FuncEnvironment>(
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
 ) -> Result<(), TranslateError> {
+    translate_with(env, ty, body, func, fctx, None)
+}
+
+pub(crate) use osr::translate_osr_entry;
+
+fn translate_with<E: FuncEnvironment>(
+    env: &mut E,
+    ty: &FuncType,
+    body: &FunctionBody<'_>,
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    osr: Option<u32>,
+) -> Result<(), TranslateError> {
     let ptr = env.pointer_type();
     let frontend_config = env.target_config();
     let mut t = FuncTranslator {
@@ -91,6 +107,8 @@ pub(crate) fn translate_function<E: FuncEnvironment>(
         num_results: ty.results().len(),
         ptr,
         self_bounded_loops: Vec::new(),
+        loops_seen: 0,
+        osr: osr.map(|o| (o, None)),
     };
     match t.translate(ty, body) {
         Ok(()) => {
@@ -131,7 +149,16 @@ struct FuncTranslator<'e, 'f, E> {
     ptr: Type,
     /// Offsets of the `loop`s whose header needs no poll (`loop_bounds.rs`).
     self_bounded_loops: Vec<usize>,
+    /// `loop`s translated so far: the next one's ordinal.
+    loops_seen: u32,
+    /// OSR entry: the ordinal of the loop entered, and its header once
+    /// created (by the entry block).
+    osr: Option<(u32, Option<Block>)>,
 }
+
+/// Loop headers of functions with more locals than this cannot transfer
+/// their frame (the spill is in the header poll's cold path).
+const MAX_TRANSFER_LOCALS: usize = patch_format::transfer::MAX_LOCALS;
 
 /// The CLIF type of a wasm value type (references are pointer-sized).
 fn clif_type(t: ValType, ptr: Type, offset: usize) -> Result<Type, TranslateError> {
@@ -266,6 +293,9 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         self.b.switch_to_block(entry);
         self.b.seal_block(entry);
         let params = self.b.block_params(entry).to_vec();
+        if let Some((ordinal, _)) = self.osr {
+            return self.translate_osr(ty, body, &params, ordinal);
+        }
         if params.len() != HIDDEN_PARAMS + ty.params().len() {
             return Err(TranslateError::malformed(
                 "CLIF signature does not match the function type",
@@ -282,7 +312,16 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         self.self_bounded_loops = super::loop_bounds::self_bounded_loops(body);
         self.env
             .prologue(&mut self.b, params[0], params[1], entry_poll);
+        self.translate_body(ty, body)
+    }
 
+    /// The operators of the body, from the function's block on.
+    pub(super) fn translate_body(
+        &mut self,
+        ty: &FuncType,
+        body: &FunctionBody<'_>,
+    ) -> Result<(), TranslateError> {
+        let start = body.range().start as usize;
         let exit = self.b.create_block();
         for &vt in ty.results() {
             let t = clif_type(vt, self.ptr, start)?;
@@ -348,7 +387,12 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         offset: usize,
     ) -> Result<(), TranslateError> {
         match op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+            Operator::Block { .. } | Operator::If { .. } => {
+                self.unreachable_depth += 1;
+            }
+            Operator::Loop { .. } => {
+                // Ordinals count every `loop`, reachable or not.
+                self.loops_seen += 1;
                 self.unreachable_depth += 1;
             }
             Operator::Else if self.unreachable_depth == 0 => self.else_(offset)?,
@@ -463,14 +507,40 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
     /// its head.
     fn loop_(&mut self, bt: BlockType, offset: usize) -> Result<(), TranslateError> {
         let (num_params, num_results) = self.arity(bt);
-        let header = self.block_with_params(bt, true, offset)?;
-        self.jump_with_top(header, num_params, offset)?;
+        let ordinal = self.loops_seen;
+        self.loops_seen += 1;
         let height = self.stack.height_below(num_params, offset)?;
+        // A frame moves only where the locals are the whole state: no
+        // operand below the header, no loop parameter, at most one result
+        // (no return area to forward in the tail call).
+        let transferable = num_params == 0
+            && height == 0
+            && self.num_results <= 1
+            && self.locals.len() <= MAX_TRANSFER_LOCALS;
+        let header = match self.osr {
+            Some((o, Some(h))) if o == ordinal => {
+                if !transferable {
+                    return Err(TranslateError::malformed(
+                        "the OSR entry's loop has operands or parameters at its header",
+                        offset,
+                    ));
+                }
+                self.osr = Some((o, None));
+                h
+            }
+            _ => self.block_with_params(bt, true, offset)?,
+        };
+        self.jump_with_top(header, num_params, offset)?;
         self.stack.truncate(height);
         self.b.switch_to_block(header);
         self.stack.extend(self.b.block_params(header));
         if self.self_bounded_loops.binary_search(&offset).is_err() {
-            self.env.poll(&mut self.b);
+            if transferable {
+                let locals = self.locals.clone();
+                self.env.transfer_poll(&mut self.b, ordinal, &locals);
+            } else {
+                self.env.poll(&mut self.b);
+            }
         }
         self.control.push(ControlFrame {
             kind: FrameKind::Loop { header },

@@ -14,6 +14,7 @@ pub(crate) mod data;
 pub(crate) mod queries;
 pub(crate) mod shadow;
 pub(crate) mod state;
+pub(crate) mod transfer;
 pub(crate) mod transition;
 pub(crate) mod verbs;
 pub(crate) mod versions;

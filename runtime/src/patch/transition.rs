@@ -269,6 +269,15 @@ impl crate::thread::SafePoint for Core {
     fn check(&mut self, ts: &mut ThreadState) -> bool {
         !try_switch(self, ts) && self.is_pending(ts.id.0)
     }
+
+    fn transfer(
+        &mut self,
+        ts: &mut ThreadState,
+        ordinal: u32,
+        vmctx: usize,
+    ) -> Option<crate::thread::poll::Transfer> {
+        super::transfer::try_transfer(self, ts, ordinal, vmctx)
+    }
 }
 
 /// Try to switch a pending thread at a safe point. Returns true when it
@@ -298,7 +307,7 @@ fn try_switch_cached(core: &mut Core, ts: &mut ThreadState, cache: &mut ScanCach
     true
 }
 
-fn switch(core: &mut Core, ts: &mut ThreadState) {
+pub(super) fn switch(core: &mut Core, ts: &mut ThreadState) {
     let t = core.transition.as_mut().expect("in transition");
     set_world(ts, t.to);
     t.pending.remove(ts.id.0);

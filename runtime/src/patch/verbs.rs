@@ -70,6 +70,7 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
             info,
             trampolines,
             callbacks,
+            transfer: Default::default(),
         };
         if let Err(e) = run_callback(inner, instance, &compiled, kind) {
             // SAFETY: as above.
@@ -473,6 +474,7 @@ impl<T: 'static> Store<T> {
             trampolines: held.1,
             info: held.2,
             callbacks: held.3,
+            transfer: Default::default(),
         };
         let inner: *mut StoreInner<T> = &mut *self.inner;
         if let Err(e) = run_callback(inner, inst_index, &compiled, CallbackKind::PreUnpatch) {

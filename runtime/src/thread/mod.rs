@@ -216,6 +216,21 @@ pub(crate) trait SafePoint {
     /// Check `ts`, switching it when its stack allows; true when it is
     /// still pending and must check again at its next poll.
     fn check(&mut self, ts: &mut ThreadState) -> bool;
+
+    /// At a transfer poll (loop `ordinal` of the innermost frame, whose
+    /// vmctx is `vmctx`) of a thread that [`Self::check`] left pending:
+    /// whether that frame moves to the new version (`docs/transfer.md`).
+    /// On `Some`, the thread has switched worlds and must tail-call the
+    /// entry at once.
+    fn transfer(
+        &mut self,
+        ts: &mut ThreadState,
+        ordinal: u32,
+        vmctx: usize,
+    ) -> Option<poll::Transfer> {
+        let _ = (ts, ordinal, vmctx);
+        None
+    }
 }
 
 impl ThreadState {

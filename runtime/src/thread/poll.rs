@@ -174,22 +174,60 @@ pub fn unregister(t: &Arc<PreemptTarget>) {
     }
 }
 
-/// The poll slow path, which the engine's poll stub calls (its address is
-/// [`slow_path_address`]) when the running thread's poll word or a poll hint
+/// A frame transfer granted at a loop header (`docs/transfer.md`): the new
+/// version's entry for that header, and for each of its locals the old
+/// local whose value it takes.
+pub(crate) struct Transfer {
+    /// Address of the OSR entry, `(vmctx, vmthread, buffer)`.
+    pub(crate) entry: usize,
+    /// For each new local, the old local's index, or `u32::MAX`: the local
+    /// starts at zero (it is dead at the header).
+    pub(crate) locals: Vec<u32>,
+}
+
+thread_local! {
+    /// The locals of the frame being transferred on this OS thread, in the
+    /// new version's order. Filled by [`slow_path`] and read by the OSR
+    /// entry that the old code tail-calls right after it returns: no other
+    /// code of this OS thread runs in between (no poll, call or fiber
+    /// switch), so one buffer per OS thread is enough.
+    static TRANSFER_BUFFER: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The poll slow path, which the engine's poll and transfer stubs call
+/// (its address is [`slow_path_address`]) when the running thread's poll word or a poll hint
 /// is set. A preempt request gives the other threads a turn; a switch
 /// request checks the thread at this safe point through its [`SafePoint`](super::SafePoint);
 /// a cancellation (or a cancelled resume) returns nonzero, on which the stub
 /// traps.
 ///
+/// At a transfer poll (`spill` non-null: loop `ordinal`'s header, the
+/// frame's vmctx at `spill[1]`, its locals at `spill[2..]`), a pending thread may instead
+/// have its frame transferred: the slow path then fills this OS thread's
+/// transfer buffer and writes the OSR entry to `spill[0]` and the buffer to
+/// `spill[1]` (otherwise `spill[0]` is 0), and does not yield: the old code
+/// tail-calls the entry before anything else runs.
+///
 /// # Safety
 /// Called only by the poll stub, on the running thread's fiber, with that
-/// thread's live `VMThread` (whose `host` is its `ThreadState`).
-pub(crate) unsafe extern "C" fn slow_path(_vmctx: *mut VMContext, vmthread: *mut VMThread) -> i32 {
+/// thread's live `VMThread` (whose `host` is its `ThreadState`); `spill` is
+/// null or the spill area of the poll site's frame, holding every local of
+/// that frame's function.
+pub(crate) unsafe extern "C" fn slow_path(
+    _vmctx: *mut VMContext,
+    vmthread: *mut VMThread,
+    spill: *mut u64,
+    ordinal: u64,
+) -> i32 {
     // SAFETY: JIT code passes its own live VMThread, whose `host` is the
     // running ThreadState.
     let (vm, ts) = unsafe { (&*vmthread, (*vmthread).host as *mut ThreadState) };
     // SAFETY: the store, which owns the target, outlives its threads.
     let preempt = unsafe { &*(*ts).preempt };
+    if !spill.is_null() {
+        // SAFETY: the caller's contract: the spill area is live.
+        unsafe { *spill = 0 };
+    }
     // Hints off, then the bits (thread/poll.rs, "Hints"). SeqCst also
     // pairs with the setters' Release/SeqCst: what they published before
     // setting a bit is visible.
@@ -202,6 +240,7 @@ pub(crate) unsafe extern "C" fn slow_path(_vmctx: *mut VMContext, vmthread: *mut
         preempt.arm_hints();
         return 1;
     }
+    let mut transferred = false;
     if bits & POLL_SWITCH != 0 {
         // A safe point of a running thread (docs/consistency.md): the exit
         // record written just before this call makes its stack readable.
@@ -209,7 +248,22 @@ pub(crate) unsafe extern "C" fn slow_path(_vmctx: *mut VMContext, vmthread: *mut
         // any of its threads runs, and a different object from `ts`, this
         // running thread.
         let pending = unsafe { (*(*ts).safe_point).check(&mut *ts) };
-        if pending {
+        if pending && !spill.is_null() {
+            // SAFETY: the caller's contract: the spill area is live; [1]
+            // holds the frame's vmctx.
+            let frame_vmctx = unsafe { *spill.add(1) } as usize;
+            // SAFETY: as above.
+            let granted =
+                unsafe { (*(*ts).safe_point).transfer(&mut *ts, ordinal as u32, frame_vmctx) };
+            if let Some(t) = granted {
+                // SAFETY: the caller's contract: `spill` holds every local
+                // of the frame, and the map's indices are locals of that
+                // very code (checked at apply: `compile/osr.rs`).
+                unsafe { fill_transfer(spill, &t) };
+                transferred = true;
+            }
+        }
+        if pending && !transferred {
             // Still blocked: check again at the next poll (no retry period,
             // docs/consistency.md rule 2). SeqCst: the bit, then the hints.
             vm.poll.fetch_or(POLL_SWITCH, Ordering::SeqCst);
@@ -219,6 +273,13 @@ pub(crate) unsafe extern "C" fn slow_path(_vmctx: *mut VMContext, vmthread: *mut
         }
     }
     if bits & POLL_PREEMPT != 0 {
+        if transferred {
+            // No fiber switch between the transfer and the tail call: the
+            // turn is given up at the new code's first poll.
+            vm.poll.fetch_or(POLL_PREEMPT, Ordering::SeqCst);
+            preempt.arm_hints();
+            return 0;
+        }
         // SAFETY: we run on `ts`'s fiber; its suspend handle is set.
         let r = unsafe { fiber::suspend((*ts).suspend, Yield::Turn) };
         if r == Resume::Cancel {
@@ -228,8 +289,35 @@ pub(crate) unsafe extern "C" fn slow_path(_vmctx: *mut VMContext, vmthread: *mut
     0
 }
 
-/// Address of [`slow_path`], `(vmctx, vmthread) -> status` (`vmctx`
-/// unused), for the engine's poll stub.
+/// Copy the spilled locals into this OS thread's transfer buffer in the
+/// new order, and tell the old code where to go.
+///
+/// # Safety
+/// `spill` is a live spill area whose locals include every index of
+/// `t.locals`.
+unsafe fn fill_transfer(spill: *mut u64, t: &Transfer) {
+    let buf = TRANSFER_BUFFER.with(|b| {
+        let mut b = b.borrow_mut();
+        b.clear();
+        b.extend(t.locals.iter().map(|&i| match i {
+            // A fresh local (dead at the header): zero.
+            u32::MAX => 0,
+            // SAFETY: the caller's contract: `i` is a local of the frame.
+            i => unsafe { *spill.add(2 + i as usize) },
+        }));
+        // Never empty: the pointer is to a live allocation.
+        b.push(0);
+        b.as_ptr() as u64
+    });
+    // SAFETY: the caller's contract: the spill area is live.
+    unsafe {
+        *spill = t.entry as u64;
+        *spill.add(1) = buf;
+    }
+}
+
+/// Address of [`slow_path`], `(vmctx, vmthread, spill, ordinal) -> status`
+/// (`vmctx` unused), for the engine's poll stub.
 pub(crate) fn slow_path_address() -> usize {
     slow_path as *const () as usize
 }

@@ -1,0 +1,191 @@
+//! A bundle's frame transfer maps at apply (`docs/transfer.md`): each map
+//! is checked against the live code (the target's body of the function and
+//! the bundle's), and one OSR entry is compiled per mapped loop header.
+//! What the transition needs at run time is a [`FuncTransfer`] per
+//! function.
+
+use super::func_env::{osr_signature, wasm_signature, FuncEnv};
+use super::UnitJob;
+use crate::errors::Error;
+use crate::module::ModuleInfo;
+use crate::vm::code_memory::FuncArtifact;
+use cranelift_codegen::ir::UserFuncName;
+use cranelift_codegen::Context;
+use cranelift_frontend::FunctionBuilderContext;
+use patch_format::transfer::{body_locals, dead_at_header, loop_offsets, TransferMap, FRESH};
+use std::collections::HashMap;
+use wasmparser::{BinaryReader, FunctionBody};
+
+/// How frames of one function move to the bundle's version.
+#[derive(Debug, Clone)]
+pub(crate) struct FuncTransfer {
+    /// For each local `j` of the new version, the old local it takes.
+    pub(crate) locals: Vec<u32>,
+    /// Mapped headers: old loop ordinal and the placed index of the OSR
+    /// entry (in the bundle's unit) for its new header.
+    pub(crate) headers: Vec<(u32, usize)>,
+    /// Module byte offset of each `loop` of the old version, by ordinal:
+    /// the offset a frame stopped at that header reports.
+    pub(crate) old_loop_offsets: Vec<usize>,
+}
+
+/// Check every map of `bundle` against `target` and the bundle's own
+/// bodies, then compile its OSR entries. Returns the artifacts (to be
+/// placed after `first_placed` others) and the transfers by function.
+pub(crate) fn compile_transfers(
+    job: &UnitJob<'_>,
+    target: &ModuleInfo,
+    bundle: &patch_format::Bundle,
+    first_placed: usize,
+) -> Result<(Vec<FuncArtifact>, HashMap<u32, FuncTransfer>), Error> {
+    let mut artifacts = Vec::new();
+    let mut out = HashMap::new();
+    if !job.engine.config().patchable {
+        // The baseline build has no polls (nothing can reach a transfer),
+        // and its unit resolves direct calls by function index, which an
+        // OSR entry (same index) must not capture.
+        return Ok((artifacts, out));
+    }
+    let mut ctx = Context::new();
+    let mut fctx = FunctionBuilderContext::new();
+    for map in &bundle.transfers().maps {
+        let name = target.func_name(map.func);
+        let bad = |why: String| {
+            Error::Compile(format!(
+                "transfer map of function {name} (index {}): {why}",
+                map.func
+            ))
+        };
+        let entry = bundle
+            .entries()
+            .iter()
+            .find(|e| {
+                matches!(e.kind, patch_format::EntryKind::Replace { target_index } if target_index == map.func)
+            })
+            .ok_or_else(|| bad("the bundle does not replace this function".into()))?;
+        if out.contains_key(&map.func) {
+            return Err(bad("a second map".into()));
+        }
+        let old_ty = target.func_type(map.func);
+        if job.info.func_type(map.func) != old_ty {
+            return Err(bad("the replacement changes the function's type".into()));
+        }
+        if old_ty.results().len() > 1 {
+            return Err(bad("the function returns more than one value".into()));
+        }
+        let range = target.bodies[(map.func - target.num_imported_funcs) as usize].clone();
+        let old_body = FunctionBody::new(BinaryReader::new(
+            &target.bytes[range.clone()],
+            range.start as u64,
+        ));
+        let new_body = FunctionBody::new(BinaryReader::new(&entry.body, 0));
+        let old_locals = body_locals(old_ty.params(), &old_body).map_err(bad)?;
+        let new_locals = body_locals(old_ty.params(), &new_body).map_err(bad)?;
+        if old_locals != map.old_locals {
+            return Err(bad("its old local types are not the live code's".into()));
+        }
+        if new_locals != map.new_locals {
+            return Err(bad("its new local types are not the bundle's code".into()));
+        }
+        let old_loops = loop_offsets(&old_body).map_err(bad)?;
+        let new_loops = loop_offsets(&new_body).map_err(bad)?.len();
+        check_locals(map, &new_body).map_err(bad)?;
+        let mut headers = Vec::new();
+        for &(old, new) in &map.headers {
+            if old as usize >= old_loops.len() || new as usize >= new_loops {
+                return Err(bad(format!(
+                    "header {old} → {new} names a loop that does not exist ({} loops before, {new_loops} after)",
+                    old_loops.len()
+                )));
+            }
+            let a = compile_entry(job, map.func, &new_body, new, &mut ctx, &mut fctx)
+                .map_err(|e| bad(format!("loop {new}: {e}")))?;
+            headers.push((old, first_placed + artifacts.len()));
+            artifacts.push(a);
+        }
+        out.insert(
+            map.func,
+            FuncTransfer {
+                locals: map.locals.clone(),
+                headers,
+                old_loop_offsets: old_loops,
+            },
+        );
+    }
+    Ok((artifacts, out))
+}
+
+/// The map's locals: each new local takes an old one of its type (each
+/// old local at most once), or starts fresh where it is dead at every
+/// mapped header of `body` (the new version).
+fn check_locals(map: &TransferMap, body: &FunctionBody<'_>) -> Result<(), String> {
+    if map.locals.len() != map.new_locals.len() {
+        return Err(format!(
+            "{} locals mapped, the new version has {}",
+            map.locals.len(),
+            map.new_locals.len()
+        ));
+    }
+    let mut seen = vec![false; map.old_locals.len()];
+    for (j, &i) in map.locals.iter().enumerate() {
+        if i == FRESH {
+            for &(_, new) in &map.headers {
+                if !dead_at_header(body, new, j as u32)? {
+                    return Err(format!(
+                        "new local {j} starts fresh but may be read before it is written from loop {new}"
+                    ));
+                }
+            }
+            continue;
+        }
+        let Some(s) = seen.get_mut(i as usize) else {
+            return Err(format!(
+                "new local {j} takes old local {i}, which does not exist"
+            ));
+        };
+        if std::mem::replace(s, true) {
+            return Err(format!("old local {i} is carried twice"));
+        }
+        if map.old_locals[i as usize] != map.new_locals[j] {
+            return Err(format!(
+                "new local {j} ({}) takes old local {i} ({})",
+                map.new_locals[j], map.old_locals[i as usize]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Compile the OSR entry of function `func` (body `body`) at its loop
+/// `ordinal`.
+fn compile_entry(
+    job: &UnitJob<'_>,
+    func: u32,
+    body: &FunctionBody<'_>,
+    ordinal: u32,
+    ctx: &mut Context,
+    fctx: &mut FunctionBuilderContext,
+) -> Result<FuncArtifact, String> {
+    let isa = job.engine.isa();
+    let ty = job.info.func_type(func).clone();
+    let mut env = FuncEnv::new(
+        job.info,
+        isa.frontend_config(),
+        job.engine.config().patchable,
+        false,
+        job.own_funcs,
+    );
+    if job.engine.config().frame_transfer {
+        env.set_transfer_stub(job.engine.transfer_stub());
+    }
+    ctx.clear();
+    let sig = wasm_signature(&ty, isa.default_call_conv());
+    ctx.func.signature = osr_signature(&sig.returns);
+    ctx.func.name = UserFuncName::user(0, func);
+    super::translate::translate_osr_entry(&mut env, &ty, body, &mut ctx.func, fctx, ordinal)
+        .map_err(|e| {
+            *fctx = FunctionBuilderContext::new();
+            e.to_string()
+        })?;
+    super::finish(isa, ctx, func)
+}

@@ -1,0 +1,76 @@
+//! OSR entries (`docs/transfer.md`): the variant translation of a body
+//! that starts at one of its loop headers with the locals of a transferred
+//! frame. A child of `translate.rs`, whose translator it extends.
+
+use super::{clif_type, translate_with, FuncTranslator, TranslateError};
+use crate::compile::environ::{FuncEnvironment, HIDDEN_PARAMS};
+use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::FunctionBuilderContext;
+use wasmparser::{FuncType, FunctionBody};
+
+/// Translate the OSR entry of `body` for its loop number `ordinal`
+/// (`docs/transfer.md`): `func.signature` must be
+/// `func_env::osr_signature`; the entry block loads every local from the
+/// buffer (third parameter, 8 bytes a local) and jumps to that loop's
+/// header. The code before it is unreachable and dropped by Cranelift.
+pub(crate) fn translate_osr_entry<E: FuncEnvironment>(
+    env: &mut E,
+    ty: &FuncType,
+    body: &FunctionBody<'_>,
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    ordinal: u32,
+) -> Result<(), TranslateError> {
+    translate_with(env, ty, body, func, fctx, Some(ordinal))
+}
+
+impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
+    /// The OSR entry (see [`translate_osr_entry`]): locals from the buffer,
+    /// a jump to the header of loop `ordinal`, then the body as usual from
+    /// an unreachable block.
+    pub(super) fn translate_osr(
+        &mut self,
+        ty: &FuncType,
+        body: &FunctionBody<'_>,
+        params: &[Value],
+        ordinal: u32,
+    ) -> Result<(), TranslateError> {
+        let start = body.range().start as usize;
+        if params.len() != HIDDEN_PARAMS + 1 {
+            return Err(TranslateError::malformed(
+                "CLIF signature is not an OSR entry's",
+                start,
+            ));
+        }
+        let types = patch_format::transfer::body_locals(ty.params(), body)
+            .map_err(|_| TranslateError::malformed("unreadable locals", start))?;
+        for (i, &vt) in types.iter().enumerate() {
+            let t = clif_type(vt, self.ptr, start)?;
+            let var = self.b.declare_var(t);
+            let v = self.b.ins().load(
+                t,
+                MemFlagsData::trusted(),
+                params[HIDDEN_PARAMS],
+                8 * i as i32,
+            );
+            self.b.def_var(var, v);
+            self.locals.push(var);
+        }
+        self.self_bounded_loops = crate::compile::loop_bounds::self_bounded_loops(body);
+        self.env.prologue(&mut self.b, params[0], params[1], false);
+        let header = self.b.create_block();
+        self.osr = Some((ordinal, Some(header)));
+        self.b.ins().jump(header, &[]);
+        let dead = self.b.create_block();
+        self.b.switch_to_block(dead);
+        self.b.seal_block(dead);
+        self.translate_body(ty, body)?;
+        if matches!(self.osr, Some((_, Some(_)))) {
+            return Err(TranslateError::malformed(
+                "the OSR entry's loop does not exist",
+                start,
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! Frame transfer at loop headers (issue 14, `docs/transfer.md`,
+//! docs/consistency.md rule 17): the decision, at a transfer poll of a
+//! pending thread, that its innermost frame moves to the new version.
+//!
+//! A frame moves only when every one of these holds:
+//! - the transition leads to the patched side of a bundle that applies or
+//!   replaces (a revert has no map back: such a thread stays pending);
+//! - the innermost frame is of a function in `C` that the bundle maps, of
+//!   the instance being patched (its vmctx), and runs the target module's
+//!   own code (version 0, the code the map was
+//!   made against), stopped at the poll of a loop header that the map
+//!   names (the ordinal the code passed and the frame's wasm offset agree);
+//! - no other frame of the thread blocks (one exact scan against `C`).
+//!
+//! The thread then switches to `to` (as in rule 1) before the old code
+//! tail-calls the new version's entry: from the switch on it runs only new
+//! code, and the old frame is gone before its next call or poll.
+
+use super::transition::{self, Side};
+use super::{Core, Direction};
+use crate::thread::poll::Transfer;
+use crate::thread::ThreadState;
+use crate::vm::stack_walk::ScanCache;
+
+/// Decide (and make) the transfer of `ts`'s innermost frame at loop
+/// `ordinal`, whose vmctx is `vmctx`; `None` leaves the thread pending.
+pub(crate) fn try_transfer(
+    core: &mut Core,
+    ts: &mut ThreadState,
+    ordinal: u32,
+    vmctx: usize,
+) -> Option<Transfer> {
+    let t = core.transition.as_ref()?;
+    if !t.pending.contains(ts.id.0)
+        || t.phase.toward() != Side::Patched
+        || t.direction == Direction::Unpatch
+    {
+        return None;
+    }
+    let pi = core.instances.get(&t.instance)?;
+    let bundle = pi.applied.iter().find(|b| b.id == t.patch)?;
+    let frames = ts.frames_any();
+    let top = frames.first()?;
+    if !t.check.contains(&top.func) {
+        return None;
+    }
+    let plan = bundle.compiled.transfer.get(&top.func)?;
+    // The target's own code of the function (version 0): its slot in the
+    // instance's base table points into the module's unit.
+    let base = pi.base.get(top.func as usize)?;
+    // Instances of one module share its code: only a frame of the instance
+    // being patched moves (its own functions run with its vmctx).
+    if base.vmctx as usize != vmctx {
+        return None;
+    }
+    let base = base.code as usize;
+    let module_unit = t
+        .check_code
+        .iter()
+        .find(|r| r.func == Some(top.func) && r.range.contains(&base))?
+        .unit;
+    if top.unit != module_unit
+        || plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize)
+    {
+        return None;
+    }
+    let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
+    // Exactly one frame blocks, exactly located: this one (it is in `C`).
+    let (mut hits, mut exact) = (0, true);
+    ts.scan(&t.check_code, &mut ScanCache::default(), &mut |_, pc| {
+        hits += 1;
+        exact &= pc.is_some();
+        true
+    });
+    if hits != 1 || !exact {
+        return None;
+    }
+    let granted = Transfer {
+        entry: bundle.compiled.unit.entry(placed) as usize,
+        locals: plan.locals.clone(),
+    };
+    transition::switch(core, ts);
+    Some(granted)
+}
+
+/// Why a blocked thread waits in a loop (issue 14, item 5): its blocking
+/// frame lives in a loop of `function`, and whether the transition's
+/// bundle maps that function for transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoopBlock {
+    /// The blocking function's name.
+    pub function: String,
+    /// Whether the bundle carries a transfer map for it (the frame then
+    /// moves at its next loop header, docs/transfer.md).
+    pub mapped: bool,
+}
+
+impl std::fmt::Display for LoopBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blocked by a loop it lives in ({})", self.function)?;
+        if self.mapped {
+            write!(
+                f,
+                "; the bundle maps it: a frame of the patched instance moves at its next loop header"
+            )
+        } else {
+            write!(
+                f,
+                "; a transfer map would help (diff --transfer {})",
+                self.function
+            )
+        }
+    }
+}
+
+/// Whether module offset `offset` lies inside a `loop` of `body`.
+fn in_loop(body: &wasmparser::FunctionBody<'_>, offset: usize) -> bool {
+    let Ok(mut r) = body.get_operators_reader() else {
+        return false;
+    };
+    // Open constructs: whether each is a loop, and where it began.
+    let mut open: Vec<(bool, usize)> = Vec::new();
+    while !r.eof() {
+        let Ok((op, at)) = r.read_with_offset().map(|(op, at)| (op, at as usize)) else {
+            return false;
+        };
+        use wasmparser::Operator as Op;
+        match op {
+            Op::Loop { .. } => open.push((true, at)),
+            Op::Block { .. } | Op::If { .. } | Op::TryTable { .. } => open.push((false, at)),
+            Op::End => {
+                if let Some((true, start)) = open.pop() {
+                    if (start..=at).contains(&offset) {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+impl<T: 'static> crate::Store<T> {
+    /// Whether blocker `b` waits in a loop of its blocking function (a
+    /// frame of the target module's own code), and whether the
+    /// transition's bundle maps that function for transfer
+    /// (docs/transfer.md). `None` for other blockers.
+    pub fn loop_block(&self, b: &super::Blocker) -> Option<LoopBlock> {
+        let s = &*self.inner;
+        let t = s.patch.transition.as_ref()?;
+        let inst = s.instances.get(t.instance)?;
+        if b.frame.unit != inst.module.inner.compiled.unit.id() {
+            return None;
+        }
+        let info = inst.module.info();
+        let f = b.frame.func_index;
+        let range = info
+            .bodies
+            .get(f.checked_sub(info.num_imported_funcs)? as usize)?
+            .clone();
+        let body = wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
+            &info.bytes[range.clone()],
+            range.start as u64,
+        ));
+        if !in_loop(&body, b.frame.offset as usize) {
+            return None;
+        }
+        let mapped = s
+            .patch
+            .instances
+            .get(&t.instance)
+            .and_then(|pi| pi.applied.iter().find(|a| a.id == t.patch))
+            .is_some_and(|a| a.compiled.transfer.contains_key(&f));
+        Some(LoopBlock {
+            function: b.frame.name.clone(),
+            mapped,
+        })
+    }
+}
