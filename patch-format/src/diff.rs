@@ -27,11 +27,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
-use wasm_encoder::Encode;
-use wasmparser::{
-    BinaryReader, CompositeInnerType, ExternalKind, FuncType, FunctionBody, SubType, ValType,
-};
+use wasm_encoder::reencode::Reencode;
+use wasmparser::{BinaryReader, ExternalKind, FuncType, FunctionBody, ValType};
 
 use crate::bundle::{
     BundleBuilder, BundleId, Callback, CallbackKind, Entry, EntryKind, Metadata, ModuleHash,
@@ -42,6 +39,7 @@ use crate::error::{DiffError, Side, Unpatchable};
 use crate::module_view::ModuleView;
 use crate::names;
 use crate::relocs::{is_layout_global, relocate_body, table_only_grew, Linked, NeedsData, Site};
+use crate::remap::{encoded, remap_body, Remap, TypeMap};
 use crate::Bundle;
 
 /// What `diff` should put in the bundle besides the functions.
@@ -595,165 +593,6 @@ fn compare_imports(
             (None, None) => {}
         }
     }
-}
-
-/// How type indices of each build map into the bundle's type space.
-struct TypeMap {
-    /// Old type → canonical old type (the first with the same signature).
-    old_canon: Vec<u32>,
-    /// New type → bundle type (an old one, or an extra one).
-    new_to_target: Vec<u32>,
-    /// Types the bundle adds after the target's.
-    extra: Vec<FuncType>,
-}
-
-impl TypeMap {
-    fn new(o: &ModuleView<'_>, n: &ModuleView<'_>) -> Result<TypeMap, Unpatchable> {
-        if o.type_section == n.type_section {
-            let id: Vec<u32> = (0..o.types.len() as u32).collect();
-            return Ok(TypeMap {
-                old_canon: id.clone(),
-                new_to_target: id,
-                extra: Vec::new(),
-            });
-        }
-        let plain = |v: &ModuleView<'_>, side: Side| -> Result<Vec<FuncType>, Unpatchable> {
-            v.types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    plain_func(t).ok_or_else(|| {
-                        Unpatchable::Types(format!(
-                            "type {i} of the {side} module is not a plain function type \
-                             (GC types can only be patched when the type section is unchanged)"
-                        ))
-                    })
-                })
-                .collect()
-        };
-        let old = plain(o, Side::Old)?;
-        let new = plain(n, Side::New)?;
-        let mut first: HashMap<&FuncType, u32> = HashMap::new();
-        for (i, t) in old.iter().enumerate() {
-            first.entry(t).or_insert(i as u32);
-        }
-        let old_canon = old.iter().map(|t| first[t]).collect();
-        let mut extra: Vec<FuncType> = Vec::new();
-        let mut new_to_target = Vec::with_capacity(new.len());
-        for t in &new {
-            let idx = match first.get(t) {
-                Some(&i) => i,
-                None => {
-                    let pos = match extra.iter().position(|e| e == t) {
-                        Some(p) => p,
-                        None => {
-                            extra.push(t.clone());
-                            extra.len() - 1
-                        }
-                    };
-                    (old.len() + pos) as u32
-                }
-            };
-            new_to_target.push(idx);
-        }
-        Ok(TypeMap {
-            old_canon,
-            new_to_target,
-            extra,
-        })
-    }
-}
-
-/// A final function type with no supertype and no reference to other types.
-fn plain_func(t: &SubType) -> Option<FuncType> {
-    if !t.is_final || !t.supertype_idxs.is_empty() || t.composite_type.shared {
-        return None;
-    }
-    let CompositeInnerType::Func(f) = &t.composite_type.inner else {
-        return None;
-    };
-    let concrete = |v: &ValType| matches!(v, ValType::Ref(r) if r.is_concrete_type_ref());
-    if f.params().iter().chain(f.results()).any(concrete) {
-        return None;
-    }
-    Some(f.clone())
-}
-
-/// Rewrites function and type indices; everything else is kept.
-struct Remap<'m> {
-    funcs: Option<&'m [u32]>,
-    types: &'m [u32],
-}
-
-impl<'m> Remap<'m> {
-    fn new(funcs: &'m [u32], types: &'m [u32]) -> Self {
-        Remap {
-            funcs: Some(funcs),
-            types,
-        }
-    }
-    fn identity(types: &'m [u32]) -> Self {
-        Remap { funcs: None, types }
-    }
-}
-
-#[derive(Debug)]
-struct RemapError(String);
-
-impl std::fmt::Display for RemapError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Reencode for Remap<'_> {
-    type Error = RemapError;
-
-    fn function_index(&mut self, func: u32) -> Result<u32, ReencodeError<RemapError>> {
-        let Some(funcs) = self.funcs else {
-            return Ok(func);
-        };
-        match funcs.get(func as usize) {
-            Some(&t) if t != u32::MAX => Ok(t),
-            _ => Err(ReencodeError::UserError(RemapError(format!(
-                "function {func} has no index in the patched module (a callback-only function \
-                 cannot be called)"
-            )))),
-        }
-    }
-
-    fn type_index(&mut self, ty: u32) -> Result<u32, ReencodeError<RemapError>> {
-        self.types
-            .get(ty as usize)
-            .copied()
-            .ok_or_else(|| ReencodeError::UserError(RemapError(format!("type {ty} out of range"))))
-    }
-}
-
-fn remap_body(body: &FunctionBody<'_>, remap: &mut Remap<'_>) -> Result<Vec<u8>, String> {
-    let run = |remap: &mut Remap<'_>| -> Result<Vec<u8>, ReencodeError<RemapError>> {
-        let mut f = remap.new_function_with_parsed_locals(body)?;
-        let mut reader = body.get_operators_reader()?;
-        while !reader.eof() {
-            f.instruction(&remap.parse_instruction(&mut reader)?);
-        }
-        Ok(f.into_raw_body())
-    };
-    run(remap).map_err(|e| match e {
-        ReencodeError::ParseError(p) => p.message().to_string(),
-        other => other.to_string(),
-    })
-}
-
-/// Encodes whatever `f` writes into a section, for comparisons.
-fn encoded<S: Encode + Default>(
-    f: impl FnOnce(&mut S) -> Result<(), ReencodeError<RemapError>>,
-) -> Option<Vec<u8>> {
-    let mut s = S::default();
-    f(&mut s).ok()?;
-    let mut out = Vec::new();
-    s.encode(&mut out);
-    Some(out)
 }
 
 /// The checks on everything but function bodies.

@@ -46,6 +46,7 @@ mod module_view;
 pub mod names;
 mod read;
 mod relocs;
+mod remap;
 mod sign;
 pub mod transfer;
 mod write;
