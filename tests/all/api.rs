@@ -864,3 +864,81 @@ fn typed_host_function_errors_panics_and_mistyped_imports() {
         .unwrap_err();
     assert!(matches!(e, Error::Link(_)), "{e}");
 }
+
+/// The host reaches guest memory and globals outside any host call:
+/// fill an input buffer, call an export, read the output; read and set a
+/// global (issue 16).
+#[test]
+fn memory_and_global_handles_outside_host_calls() {
+    let wat = r#"(module
+      (memory (export "memory") 1 2)
+      (global $counter (export "counter") (mut i32) (i32.const 5))
+      (global (export "fixed") i64 (i64.const 9))
+      ;; Upper-cases the `len` ASCII bytes at `at` in place; counts calls.
+      (func (export "upper") (param $at i32) (param $len i32) (result i32) (local $i i32)
+        (global.set $counter (i32.add (global.get $counter) (i32.const 1)))
+        (block $d (loop $l
+          (br_if $d (i32.ge_u (local.get $i) (local.get $len)))
+          (i32.store8 (i32.add (local.get $at) (local.get $i))
+            (i32.sub (i32.load8_u (i32.add (local.get $at) (local.get $i))) (i32.const 32)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l)))
+        (global.get $counter)))"#;
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new()
+        .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
+        .unwrap();
+    let mem = inst.get_memory(&store, "memory").unwrap();
+    mem.write(&mut store, 16, b"hello").unwrap();
+    let upper = inst
+        .get_typed_func::<(i32, i32), i32, _>(&store, "upper")
+        .unwrap();
+    assert_eq!(upper.call(&mut store, (16, 5)).unwrap(), 6);
+    let mut buf = [0u8; 5];
+    mem.read(&store, 16, &mut buf).unwrap();
+    assert_eq!(&buf, b"HELLO");
+    assert_eq!(&mem.data(&store)[16..21], b"HELLO");
+    mem.data_mut(&mut store)[16] = b'J';
+    mem.read(&store, 16, &mut buf).unwrap();
+    assert_eq!(&buf, b"JELLO");
+    // Out of bounds: an error, nothing written.
+    let e = mem
+        .write(&mut store, 65534, b"abc")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("out of bounds"), "{e}");
+    assert!(mem.read(&store, usize::MAX, &mut buf).is_err());
+    assert_eq!((mem.size(&store), mem.data_size(&store)), (1, 65536));
+    assert_eq!(mem.grow(&mut store, 1).unwrap(), 1);
+    assert!(mem.grow(&mut store, 1).is_err(), "maximum 2 pages");
+    mem.write(&mut store, 65534, b"abc").unwrap();
+
+    let counter = inst.get_global(&store, "counter").unwrap();
+    assert_eq!(counter.get(&store), Val::I32(6));
+    counter.set(&mut store, Val::I32(100)).unwrap();
+    assert_eq!(upper.call(&mut store, (16, 0)).unwrap(), 101);
+    assert!(counter.set(&mut store, Val::I64(1)).is_err(), "wrong type");
+    let fixed = inst.get_global(&store, "fixed").unwrap();
+    assert!(!fixed.is_mutable(&store));
+    assert!(fixed.set(&mut store, Val::I64(1)).is_err(), "immutable");
+    assert_eq!(fixed.get(&store), Val::I64(9));
+    assert!(inst.get_memory(&store, "counter").is_none());
+    assert!(inst
+        .get_typed_func::<(i32,), i32, _>(&store, "upper")
+        .is_err());
+
+    // A handle used with another store is refused.
+    let mut other = Store::new(&engine, ());
+    Linker::new()
+        .instantiate(&mut other, &Module::new(&engine, wat).unwrap())
+        .unwrap();
+    let e = mem.write(&mut other, 0, b"x").unwrap_err().to_string();
+    assert!(e.contains("does not belong"), "{e}");
+    assert!(counter.set(&mut other, Val::I32(1)).is_err());
+    assert!(inst
+        .get_typed_func::<(i32, i32), i32, _>(&other, "upper")
+        .is_err());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mem.data(&other).len()));
+    assert!(r.is_err(), "data() of another store's memory panics");
+}
