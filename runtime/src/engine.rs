@@ -68,6 +68,9 @@ pub(crate) struct EngineInner {
     isa: OwnedTargetIsa,
     config: Config,
     signatures: Mutex<HashMap<FuncType, u32>>,
+    /// The epoch (`Engine::increment_epoch`), shared with every store's
+    /// preemption target, which compares it with the store's deadline.
+    epoch: Arc<std::sync::atomic::AtomicU64>,
     /// The poll stub every guest thread's polls call (`VMThread.poll_stub`).
     poll_stub: Arc<CodeUnit>,
 }
@@ -115,9 +118,25 @@ impl Engine {
                 isa,
                 config,
                 signatures: Mutex::new(HashMap::new()),
+                epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 poll_stub,
             }),
         })
+    }
+
+    /// Advance the epoch by one, from any OS thread: every guest of a store
+    /// of this engine whose epoch deadline is now reached traps with
+    /// [`TrapKind::Interrupt`](crate::TrapKind::Interrupt) within one time
+    /// slice (at its next poll after the slice ends), as in wasmtime.
+    pub fn increment_epoch(&self) {
+        self.inner
+            .epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The current epoch.
+    pub(crate) fn epoch(&self) -> &Arc<std::sync::atomic::AtomicU64> {
+        &self.inner.epoch
     }
 
     /// The target ISA.

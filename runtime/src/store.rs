@@ -153,7 +153,7 @@ impl<T: 'static> Store<T> {
                     engine.config().guard_pages,
                 ),
                 vm_pool: Vec::new(),
-                preempt: poll::register(engine.config().time_slice),
+                preempt: poll::register(engine.config().time_slice, engine.epoch().clone()),
                 units: HashMap::new(),
                 running: 0,
                 patch: Box::default(),
@@ -166,6 +166,21 @@ impl<T: 'static> Store<T> {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Interrupt this store's guests once the engine's epoch has advanced
+    /// `ticks` times from now ([`Engine::increment_epoch`], from any OS
+    /// thread): a guest still running then traps with
+    /// [`TrapKind::Interrupt`] at its next poll after its time slice ends,
+    /// and the store keeps working (other threads, later calls). A deadline
+    /// already reached interrupts at the next slice; `u64::MAX` ticks means
+    /// never (the default). As in wasmtime.
+    pub fn set_epoch_deadline(&mut self, ticks: u64) {
+        let now = self.inner.engine.epoch().load(Ordering::Acquire);
+        self.inner
+            .preempt
+            .epoch_deadline
+            .store(now.saturating_add(ticks), Ordering::Relaxed);
     }
 
     /// The embedder's data.
@@ -386,7 +401,18 @@ impl<T> StoreInner<T> {
         }
     }
 
-    pub(crate) fn trap_error(&self, rec: TrapRecord, host_error: Option<Error>) -> Error {
+    /// The error of a thread stopped by trap `rec`, with the error its host
+    /// function raised, if any; `interrupted` when its poll found the epoch
+    /// deadline passed (the stop is then an interrupt).
+    pub(crate) fn trap_error_of(
+        &self,
+        mut rec: TrapRecord,
+        host_error: Option<Error>,
+        interrupted: bool,
+    ) -> Error {
+        if interrupted && rec.kind == TrapKind::HostError {
+            rec.kind = TrapKind::Interrupt;
+        }
         if let (TrapKind::HostError, Some(e)) = (rec.kind, &host_error) {
             if matches!(e, Error::Trap(_)) {
                 return host_error.expect("checked");

@@ -31,6 +31,9 @@ pub enum TrapKind {
     RemovedFunction,
     /// A host function returned an error, or the thread was cancelled.
     HostError,
+    /// The store's epoch deadline passed (`Store::set_epoch_deadline`,
+    /// `Engine::increment_epoch`): the guest was interrupted at a poll.
+    Interrupt,
 }
 
 impl TrapKind {
@@ -49,12 +52,14 @@ impl TrapKind {
             TrapKind::RemovedFunction => TrapCode::unwrap_user(5),
             TrapKind::HostError => TrapCode::unwrap_user(6),
             TrapKind::TableAccessOutOfBounds => TrapCode::unwrap_user(7),
+            TrapKind::Interrupt => TrapCode::unwrap_user(8),
         }
     }
 
     /// The kind a Cranelift trap code stands for.
     pub fn from_code(code: TrapCode) -> Option<TrapKind> {
-        const ALL: [TrapKind; 12] = [
+        const ALL: [TrapKind; 13] = [
+            TrapKind::Interrupt,
             TrapKind::TableAccessOutOfBounds,
             TrapKind::StackOverflow,
             TrapKind::MemoryOutOfBounds,
@@ -86,6 +91,7 @@ impl TrapKind {
             TrapKind::NullReference => "uninitialized element",
             TrapKind::RemovedFunction => "call to a function removed by a revert",
             TrapKind::HostError => "host function error",
+            TrapKind::Interrupt => "interrupted: the epoch deadline passed",
         }
     }
 }

@@ -942,3 +942,43 @@ fn memory_and_global_handles_outside_host_calls() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mem.data(&other).len()));
     assert!(r.is_err(), "data() of another store's memory panics");
 }
+
+/// Epoch interruption (issue 16), as in wasmtime: a guest in an infinite
+/// loop is stopped by a deadline that another OS thread's
+/// `increment_epoch` reaches; the trap kind says so, and the store goes on.
+#[test]
+fn an_epoch_deadline_set_from_another_thread_interrupts_an_infinite_loop() {
+    let wat = r#"(module
+      (func (export "spin") (loop $l (br $l)))
+      (func (export "one") (result i32) i32.const 1))"#;
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new()
+        .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
+        .unwrap();
+    store.set_epoch_deadline(1);
+    let ticker = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            engine.increment_epoch();
+        })
+    };
+    let spin = inst.get_func(&store, "spin").unwrap();
+    let err = spin.call(&mut store, &[]).unwrap_err();
+    ticker.join().unwrap();
+    match &err {
+        Error::Trap(t) => {
+            assert_eq!(t.kind, TrapKind::Interrupt, "{err}");
+            assert!(!t.frames.is_empty(), "the backtrace shows where: {err}");
+        }
+        other => panic!("expected an interrupt, got {other}"),
+    }
+    // The deadline has passed: a new call is interrupted too (at its first
+    // slice), until the deadline moves.
+    store.set_epoch_deadline(u64::MAX);
+    let one = inst.get_func(&store, "one").unwrap();
+    assert_eq!(one.call(&mut store, &[]).unwrap(), vec![Val::I32(1)]);
+    fn is_send_sync<X: Send + Sync>() {}
+    is_send_sync::<Engine>();
+}

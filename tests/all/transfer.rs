@@ -539,8 +539,13 @@ fn a_thousand_workers_all_transfer() {
     apply(&mut store, inst, &b);
     assert!(store.transition_status().is_some_and(|s| s.pending == n));
     // Each worker is parked in `helper`, which yields at most twice more
-    // before the worker reaches its header.
-    store.run_steps(3 * n);
+    // before the worker reaches its header: about 3 turns each, more when
+    // the preemption ticker cuts a turn short on a loaded machine.
+    let mut steps = 0;
+    while store.transition_status().is_some() && steps < 30 * n {
+        store.run_steps(n);
+        steps += n;
+    }
     assert!(store.last_transition().is_some_and(|o| !o.reversed));
     assert!(store.transition_status().is_none());
     for (acc, turns) in finish(&mut store, inst, &ts) {

@@ -76,6 +76,8 @@ pub(crate) unsafe fn call_on_fiber<T>(
         Err(rec) => {
             // SAFETY: as above.
             let host_error = unsafe { (*ts).host_error.take() };
+            // SAFETY: as above.
+            let interrupted = unsafe { std::mem::take(&mut (*ts).interrupted) };
             let removed = (rec.kind == crate::trap::TrapKind::RemovedFunction).then(|| {
                 // SAFETY: the removed-function stub stored its slot context,
                 // an `AddedFunction` kept alive by the patched instance.
@@ -89,7 +91,7 @@ pub(crate) unsafe fn call_on_fiber<T>(
                 }
             });
             // SAFETY: as above.
-            let mut err = unsafe { store_ref(inner) }.trap_error(rec, host_error);
+            let mut err = unsafe { store_ref(inner) }.trap_error_of(rec, host_error, interrupted);
             if let (Error::Trap(t), Some(m)) = (&mut err, removed) {
                 t.message = Some(m);
             }
@@ -137,6 +139,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         result: None,
         host_error: None,
         guest_stacks: Vec::new(),
+        interrupted: false,
         outer_exits: Vec::new(),
         unpark_pending: false,
         cancelled: false,

@@ -203,6 +203,9 @@ pub(crate) struct ThreadState {
     pub(crate) result: Option<Result<Vec<Val>, Error>>,
     /// Error raised by the host function the thread is returning from.
     pub(crate) host_error: Option<Error>,
+    /// Set by the poll slow path when it stops the thread because the
+    /// store's epoch deadline passed (its trap is then an interrupt).
+    pub(crate) interrupted: bool,
     /// The thread's linear-memory stacks, one per instance with a
     /// `__stack_pointer` (`store/guest_stacks.rs`).
     pub(crate) guest_stacks: Vec<crate::store::ThreadStack>,

@@ -47,6 +47,11 @@ pub struct PreemptTarget {
     /// Addresses of the poll hints of the store's memories (module docs);
     /// the memories outlive the target's registration.
     hints: Mutex<Vec<usize>>,
+    /// The engine's epoch and the store's deadline in it
+    /// (`Store::set_epoch_deadline`; `u64::MAX` when none): the slow path
+    /// of a preempted thread traps once the epoch reaches the deadline.
+    pub(crate) epoch: Arc<AtomicU64>,
+    pub(crate) epoch_deadline: AtomicU64,
 }
 
 /// The ticker's period: time slices are whole multiples of it.
@@ -150,11 +155,13 @@ fn tick() {
 static REGISTRY_REF: std::sync::OnceLock<&'static Registry> = std::sync::OnceLock::new();
 
 /// Register a store's target with the ticker.
-pub fn register(slice: Duration) -> Arc<PreemptTarget> {
+pub fn register(slice: Duration, epoch: Arc<AtomicU64>) -> Arc<PreemptTarget> {
     let reg = *REGISTRY_REF.get_or_init(registry);
     let ticks = (slice.as_micros() / TICK.as_micros()).max(1) as u64;
     let t = Arc::new(PreemptTarget {
         slice_ticks: ticks,
+        epoch,
+        epoch_deadline: AtomicU64::new(u64::MAX),
         ..PreemptTarget::default()
     });
     reg.targets
@@ -273,6 +280,15 @@ pub(crate) unsafe extern "C" fn slow_path(
         }
     }
     if bits & POLL_PREEMPT != 0 {
+        // The end of a time slice: the one place the epoch deadline is
+        // checked, so that polls cost nothing more for it.
+        if preempt.epoch.load(Ordering::Acquire) >= preempt.epoch_deadline.load(Ordering::Relaxed)
+            && !transferred
+        {
+            // SAFETY: `ts` is the running thread's state.
+            unsafe { (*ts).interrupted = true };
+            return 1;
+        }
         if transferred {
             // No fiber switch between the transfer and the tail call: the
             // turn is given up at the new code's first poll.
