@@ -352,15 +352,25 @@ fn add_process<T: 'static>(l: &mut Linker<T>, st: &Shared) {
         WASI_MODULE,
         "clock_time_get",
         |mut c: Caller<'_, T>, id: i32, _precision: i64, at: i32| -> i32 {
-            let out = match c.memory(0) {
-                None => Err(Errno::Fault.into()),
-                Some(m) => clock_now(id as u32).and_then(|now| mem::write_u64(m, at as u32, now)),
+            let Ok(clk) = clock_id(id as u32) else {
+                return Errno::Inval as i32;
             };
-            match out {
-                Ok(()) => 0,
-                Err(Fail::Errno(e)) => e as i32,
-                // `clock_now` and `write_u64` fail with an errno only.
-                Err(Fail::Fatal(_)) => Errno::Io as i32,
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `ts` is a valid, writable timespec.
+            if unsafe { libc::clock_gettime(clk, &mut ts) } != 0 {
+                return Errno::from_io(&std::io::Error::last_os_error()) as i32;
+            }
+            let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            let at = at as u32 as usize;
+            match c.memory(0).and_then(|m| m.get_mut(at..at.checked_add(8)?)) {
+                Some(b) => {
+                    b.copy_from_slice(&now.to_le_bytes());
+                    0
+                }
+                None => Errno::Fault as i32,
             }
         },
     );
