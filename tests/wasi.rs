@@ -342,35 +342,12 @@ fn rust_guest_reader_parks_only_itself(_scratch: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let lines = Lines::new(child.stdout.take().expect("piped"));
     let result = (|| {
-        let who = ["main", "worker 1", "worker 2"];
-        let mut ticks = [0u32; 3];
-        while ticks.iter().any(|&t| t < 10) {
-            let l = lines.next("ticks while the reader is blocked")?;
-            let Some((name, n)) = l.rsplit_once(" tick ") else {
-                return Err(format!("unexpected line {l:?} before any input"));
-            };
-            let i = who
-                .iter()
-                .position(|w| *w == name)
-                .ok_or_else(|| format!("unexpected line {l:?}"))?;
-            if n != ticks[i].to_string() {
-                return Err(format!("{name}: expected tick {}, got {l:?}", ticks[i]));
-            }
-            ticks[i] += 1;
-        }
+        ticks(&lines, 10, |_| false)?;
         let mut stdin = child.stdin.take().expect("piped");
         stdin
             .write_all(b"hello from the test\n")
             .map_err(|e| e.to_string())?;
-        loop {
-            let l = lines.next("the reader's line")?;
-            if l == "reader got: hello from the test" {
-                return Ok(());
-            }
-            if !l.contains(" tick ") {
-                return Err(format!("unexpected line {l:?}"));
-            }
-        }
+        reader_line(&lines, "reader got: hello from the test")
     })();
     if result.is_err() {
         let _ = child.kill();
@@ -530,6 +507,20 @@ fn invoke_links_wasi(scratch: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads `lines` until the reader's line `want`; only ticks may come
+/// before it.
+fn reader_line(lines: &Lines, want: &str) -> Result<(), String> {
+    loop {
+        let l = lines.next("the reader's line")?;
+        if l == want {
+            return Ok(());
+        }
+        if !l.contains(" tick ") {
+            return Err(format!("unexpected line {l:?}"));
+        }
+    }
+}
+
 /// Reads `lines` until `main`, `worker 1` and `worker 2` printed `n` ticks
 /// each (in order per thread); any other line fails unless `skip` allows
 /// it.
@@ -588,15 +579,7 @@ fn rust_guest_fifo_reader_parks_only_itself(scratch: &Path) -> Result<(), String
             .map_err(|e| e.to_string())?;
         w.write_all(b"through the fifo\n")
             .map_err(|e| e.to_string())?;
-        loop {
-            let l = lines.next("the reader's line")?;
-            if l == "reader got: through the fifo" {
-                return Ok(());
-            }
-            if !l.contains(" tick ") {
-                return Err(format!("unexpected line {l:?}"));
-            }
-        }
+        reader_line(&lines, "reader got: through the fifo")
     })();
     if result.is_err() {
         let _ = child.kill();
