@@ -136,3 +136,39 @@ fn the_timeout_reverses_only_a_switching_transition_that_still_leads_forward() {
     assert!(store.last_transition().unwrap().reversed);
     wake(&mut store, t);
 }
+
+/// Issue 16, item 3: the host receives every patch event through a
+/// callback, as it is recorded, with its timestamp and sequence number: the
+/// same events, in the same order, as the transcript.
+#[test]
+fn a_host_callback_receives_every_patch_event_as_it_happens() {
+    use crate::transitions::transcript;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let v0 = app(0, 0);
+    let (mut store, inst) = setup_host(&v0);
+    let seen: Rc<RefCell<Vec<(u64, std::time::SystemTime, String)>>> = Rc::default();
+    let sink = seen.clone();
+    store.on_patch_event(move |e| sink.borrow_mut().push((e.seq, e.time, e.event.to_string())));
+    let t = park(&mut store, inst, "park_f", &[Val::I32(1)]);
+    apply(
+        &mut store,
+        inst,
+        &bytes_with(&v0, &app(1, 0), &DiffOptions::default()),
+    );
+    let while_blocked = seen.borrow().len();
+    assert!(
+        while_blocked > 0,
+        "the apply and the blocked thread are reported at once"
+    );
+    wake(&mut store, t);
+    let seen = seen.borrow();
+    let texts: Vec<String> = seen.iter().map(|(_, _, s)| s.clone()).collect();
+    assert_eq!(texts, transcript(&store));
+    assert!(seen.len() > while_blocked, "completion came later");
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0].0 + 1 == w[1].0 && w[0].1 <= w[1].1));
+    let timed: Vec<u64> = store.timed_events().map(|e| e.seq).collect();
+    assert_eq!(timed, seen.iter().map(|(s, _, _)| *s).collect::<Vec<_>>());
+}

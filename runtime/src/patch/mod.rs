@@ -269,13 +269,38 @@ pub(crate) struct EventLog {
     times: Vec<std::time::SystemTime>,
     /// Events dropped from the front so far (the first kept one's `seq`).
     dropped: u64,
+    /// The host's callback for each new event (`Store::on_patch_event`).
+    listener: Option<Box<EventListener>>,
 }
+
+/// A host callback for patch events.
+pub(crate) type EventListener = dyn FnMut(&TimedEvent<'_>);
 
 impl EventLog {
     /// Records `e` now.
     pub(crate) fn push(&mut self, e: Event) {
-        self.times.push(std::time::SystemTime::now());
+        let time = std::time::SystemTime::now();
+        self.times.push(time);
         self.events.push(e);
+        if let Some(f) = self.listener.as_mut() {
+            let t = TimedEvent {
+                seq: self.dropped + self.events.len() as u64 - 1,
+                time,
+                event: self.events.last().expect("just pushed"),
+            };
+            // Events are recorded from JIT callouts too (a thread switched
+            // at a poll): a panicking callback must not unwind through
+            // them. It is dropped instead.
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&t))).is_ok();
+            if !ok {
+                self.listener = None;
+            }
+        }
+    }
+
+    /// Call `f` for every event recorded from now on.
+    pub(crate) fn listen(&mut self, f: Box<EventListener>) {
+        self.listener = Some(f);
     }
 
     /// Events kept.

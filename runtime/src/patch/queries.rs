@@ -104,6 +104,16 @@ impl<T: 'static> Store<T> {
         self.inner.patch.events.timed()
     }
 
+    /// Call `f` with every patch event from now on (apply, each thread
+    /// switched, blocked, completion, revert, reverse, force, timeout), with
+    /// its timestamp and sequence number, as it is recorded: a host need
+    /// not poll [`Store::events`]. `f` runs inside the store's operations,
+    /// so it gets the event only, not the store; one that panics is
+    /// dropped. A second call replaces the first callback.
+    pub fn on_patch_event(&mut self, f: impl FnMut(&TimedEvent<'_>) + 'static) {
+        self.inner.patch.events.listen(Box::new(f));
+    }
+
     /// Which versions function `func` of `instance` has, which is live, and
     /// which are executing on some thread's stack now.
     pub fn function_versions(&self, instance: Instance, func: u32) -> Option<FunctionVersions> {
