@@ -646,8 +646,65 @@ fn rust_guest_full_stdout_parks_only_the_writer(_scratch: &Path) -> Result<(), S
     }
 }
 
+/// `poll_oneoff` with one `fd_read` subscription on stdin, then prints
+/// the errno, the number of events, the event's error and its `nbytes`.
+const POLL_NBYTES_GUEST: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "env" "print_i32" (func $print (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i64.store (i32.const 0) (i64.const 42))
+    (i32.store8 (i32.const 8) (i32.const 1))
+    (i32.store (i32.const 16) (i32.const 0))
+    (call $print (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+    (call $print (i32.load (i32.const 128)))
+    (call $print (i32.load16_u (i32.const 72)))
+    (call $print (i32.wrap_i64 (i64.load (i32.const 80))))))"#;
+
+/// `poll_oneoff` reports how many bytes a ready read returns: 6 after
+/// `hello\n` arrives on a stdin pipe (the guest waits for it), 10 for a
+/// 10-byte regular file as stdin.
+fn poll_reports_readable_bytes(scratch: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let wat = scratch.join("poll.wat");
+    std::fs::write(&wat, POLL_NBYTES_GUEST).map_err(|e| e.to_string())?;
+    let run = |stdin: Stdio, feed: Option<&[u8]>| -> Result<String, String> {
+        let mut child = Command::new(BIN)
+            .arg("run")
+            .arg(&wat)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        if let Some(bytes) = feed {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut w = child.stdin.take().expect("piped");
+            w.write_all(bytes).map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("run failed: {}", out.status));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).replace('\n', " "))
+    };
+    let piped = run(Stdio::piped(), Some(b"hello\n"))?;
+    if piped.trim() != "0 1 0 6" {
+        return Err(format!("pipe: errno, events, error, nbytes = {piped:?}"));
+    }
+    let file = scratch.join("ten");
+    std::fs::write(&file, b"0123456789").map_err(|e| e.to_string())?;
+    let f = std::fs::File::open(&file).map_err(|e| e.to_string())?;
+    let regular = run(Stdio::from(f), None)?;
+    if regular.trim() != "0 1 0 10" {
+        return Err(format!("file: errno, events, error, nbytes = {regular:?}"));
+    }
+    Ok(())
+}
+
 /// How many checks [`cli_checks`] runs.
-const CLI_CHECKS: usize = 6;
+const CLI_CHECKS: usize = 7;
 
 /// This project's own CLI checks; returns the failures.
 fn cli_checks(scratch: &Path) -> Vec<String> {
@@ -669,6 +726,7 @@ fn cli_checks(scratch: &Path) -> Vec<String> {
             "rust_guest_full_stdout_parks_only_the_writer",
             rust_guest_full_stdout_parks_only_the_writer,
         ),
+        ("poll_reports_readable_bytes", poll_reports_readable_bytes),
         ("wasi_program_patched_live", wasi_program_patched_live),
         ("invoke_links_wasi", invoke_links_wasi),
     ];

@@ -162,6 +162,39 @@ impl State {
         (!ready_now(raw, what)).then_some(raw)
     }
 
+    /// What `poll_oneoff` reports as `nbytes` for a ready read of `fd`: the
+    /// bytes a read returns now without blocking (`FIONREAD` for a stream,
+    /// what is left after the position for a regular file); 0 when unknown.
+    pub(crate) fn readable_bytes(&self, fd: u32) -> u64 {
+        let Ok(e) = self.entry(fd) else {
+            return 0;
+        };
+        let Some(raw) = e.host_fd() else {
+            return 0;
+        };
+        if e.may_block {
+            let mut n: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int through the valid pointer; an
+            // fd that does not support it is an error, not a fault.
+            let rc = unsafe { libc::ioctl(raw, libc::FIONREAD, &mut n) };
+            return if rc == 0 { n.max(0) as u64 } else { 0 };
+        }
+        // SAFETY: `st` is a valid, writable stat buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; lseek with SEEK_CUR and offset 0 only reads the
+        // position.
+        let (rc, pos) = unsafe {
+            (
+                libc::fstat(raw, &mut st),
+                libc::lseek(raw, 0, libc::SEEK_CUR),
+            )
+        };
+        if rc != 0 || pos < 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return 0;
+        }
+        (st.st_size as u64).saturating_sub(pos as u64)
+    }
+
     /// Close `fd`'s entry (the reactor first stops watching its host fd).
     fn close(&mut self, fd: usize) -> Option<Entry> {
         let e = self.fds.get_mut(fd)?.take()?;

@@ -99,7 +99,7 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
                 let now = Instant::now();
                 for (i, sub) in subs.iter().enumerate() {
                     match *sub {
-                        Sub::Clock(_, at) if at <= now => ready.push((i, Errno::Success)),
+                        Sub::Clock(_, at) if at <= now => ready.push((i, Errno::Success, 0)),
                         Sub::Clock(..) => {}
                         Sub::Fd(_, ty, fd) => {
                             let what = if ty == EVENT_FD_WRITE {
@@ -108,10 +108,13 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
                                 Interest::Read
                             };
                             match s.entry(fd) {
-                                Err(_) => ready.push((i, Errno::Badf)),
+                                Err(_) => ready.push((i, Errno::Badf, 0)),
                                 Ok(_) => match s.would_park(fd, what) {
                                     Some(raw) => waits.push((raw, what)),
-                                    None => ready.push((i, Errno::Success)),
+                                    None if what == Interest::Read => {
+                                        ready.push((i, Errno::Success, s.readable_bytes(fd)))
+                                    }
+                                    None => ready.push((i, Errno::Success, 0)),
                                 },
                             }
                         }
@@ -120,11 +123,11 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
             }
             if !ready.is_empty() {
                 let m = c.memory(0).ok_or(Errno::Fault)?;
-                for (k, (i, err)) in ready.iter().enumerate() {
+                for (k, (i, err, nbytes)) in ready.iter().enumerate() {
                     let at = out + 32 * k as u32;
                     match subs[*i] {
                         Sub::Clock(ud, _) => write_event(m, at, ud, *err, EVENT_CLOCK, 0)?,
-                        Sub::Fd(ud, ty, _) => write_event(m, at, ud, *err, ty, 0)?,
+                        Sub::Fd(ud, ty, _) => write_event(m, at, ud, *err, ty, *nbytes)?,
                     }
                 }
                 return mem::write_u32(m, nev_ptr, ready.len() as u32);
