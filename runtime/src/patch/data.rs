@@ -232,12 +232,19 @@ impl Plan {
     pub(crate) fn undo(&self, memories: &[Box<LinearMemory>], tables: &[Box<Table>]) {
         if let Some(m) = self.memory {
             let mem = &memories[m];
-            if self.placement.pages_grown == 0 {
-                // A spare tail: zero what the bundle wrote.
+            // Shrink back only when nothing grew the memory after `put`:
+            // the pre-patch callback runs on a thread of its own, which
+            // may have grown a linear-memory stack past the bundle's pages
+            // (store/guest_stacks.rs), and that region must stay. Otherwise
+            // the bundle's bytes are zeroed and its pages stay unused.
+            let ours_last = mem.pages() == self.old_pages + self.placement.pages_grown;
+            if self.placement.pages_grown == 0 || !ours_last {
                 let zeros = vec![0; self.placement.size as usize];
                 mem.write(u64::from(self.placement.base), &zeros);
             }
-            mem.shrink_to(self.old_pages);
+            if ours_last {
+                mem.shrink_to(self.old_pages);
+            }
         }
         if let Some(t) = self.table {
             let elems = tables[t].snapshot();
