@@ -781,3 +781,41 @@ fn a_data_bundle_applies_under_run_control_and_the_service_ends_with_the_money()
     assert!(status.success());
     assert_eq!(out.trim(), TOTAL.to_string());
 }
+
+/// Attack on the veto path: every guest thread holds a linear-memory stack,
+/// so the vetoing callback's own thread must grow one past the bundle's
+/// pages. Taking the bundle's data back out must not shrink memory under
+/// that stack (a later thread reuses it); the service keeps working.
+#[test]
+fn a_veto_keeps_the_stack_its_callback_thread_grew_past_the_data() {
+    let mut bank = Bank::start(6, 3);
+    bank.work(50);
+    // A thread takes its stack when it is spawned: threads spawned and
+    // not yet run hold every free region, so the callback's thread must
+    // grow one.
+    let total = bank.inst.get_func(&bank.store, "total").unwrap();
+    for _ in 0..4 {
+        bank.store.spawn(total, &[]).unwrap();
+    }
+    let mem = bank.inst.get_memory(&bank.store, "memory").unwrap();
+    let before = mem.size(&bank.store);
+    let opts = DiffOptions {
+        callbacks: vec![(patch_format::CallbackKind::PrePatch, "stop".into())],
+        ..DiffOptions::default()
+    };
+    let e = bank.apply(&bundle(6, 8, &opts)).unwrap_err();
+    assert!(
+        matches!(e, wasm_patch_runtime::PatchError::Vetoed(_)),
+        "{e}"
+    );
+    assert_eq!(
+        mem.size(&bank.store),
+        before,
+        "the veto takes the growth back"
+    );
+    // The callback thread's region went with it: later threads must not
+    // be given it.
+    assert_eq!(bank.transfer(0, 1, -1), 0);
+    bank.work(50);
+    assert_eq!(bank.i64("total", &[]), TOTAL);
+}

@@ -138,6 +138,12 @@ impl GuestStacks {
     /// grown at the end of memory 0.
     fn take(&mut self, space: usize, region: u32) -> Result<ThreadStack, String> {
         let sp = &mut self.spaces[space];
+        // SAFETY: the memory is boxed in the store, which outlives its
+        // spaces; no JIT code runs while the scheduler is here.
+        let len = unsafe { &*sp.memory }.byte_len();
+        // A free region past the end was cut off by a shrink (a vetoed
+        // callback's snapshot, a failed bundle-data apply): drop it.
+        sp.free.retain(|&top| u64::from(top) <= len);
         let top = match sp.free.pop() {
             Some(top) => top,
             None => {
