@@ -50,7 +50,7 @@ fn build(patchable: bool, bytes: &[u8]) -> Build {
     }
     let module = module.expect("compiled");
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new()
+    let inst = Linker::new(&engine)
         .instantiate(&mut store, &module)
         .expect("instantiate");
     let run = inst.get_func(&store, "run").expect("export run");

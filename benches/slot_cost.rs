@@ -251,7 +251,7 @@ fn build(patchable: bool) -> Build {
     .expect("engine");
     let module = Module::new(&engine, WAT).expect("compile");
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new()
+    let inst = Linker::new(&engine)
         .instantiate(&mut store, &module)
         .expect("instantiate");
     let init = inst.get_func(&store, "init").expect("init");

@@ -114,7 +114,7 @@ fn child(n: usize, k: i32, guard_pages: bool) {
     .expect("engine");
     let module = Module::new(&engine, WAT).expect("compile");
     let mut store = Store::new(&engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     let inst = linker
         .instantiate(&mut store, &module)

@@ -115,7 +115,7 @@ fn engine() -> Engine {
 fn setup(engine: &Engine, src: &str) -> (Store<()>, Instance) {
     let module = Module::new(engine, src).expect("module");
     let mut store = Store::new(engine, ());
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(engine);
     linker.add_thread_abi();
     linker.func_new("env", "park", FuncType::new([], []), |c, _, _| c.park());
     let inst = linker

@@ -115,10 +115,10 @@ fn build() -> (Store<()>, Instance) {
     let engine = Engine::new(Config::default()).expect("engine");
     let module = Module::new(&engine, WAT).expect("compile");
     let mut store = Store::new(&engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     let mut ctx = WasiCtx::new();
     ctx.arg("bench").expect("argument");
-    add_wasi(&mut linker, ctx);
+    add_wasi(&mut linker, ctx).unwrap();
     linker.func_new(
         "env",
         "nop3",
@@ -158,25 +158,29 @@ fn build() -> (Store<()>, Instance) {
     );
     // The same two as typed host functions (`func_wrap`, the path WASI's
     // own functions take).
-    linker.func_wrap(
-        "env",
-        "wclock3",
-        move |mut c: Caller<'_, ()>, _id: i32, _precision: i64, at: i32| -> i32 {
-            let at = at as u32 as usize;
-            let now = base.elapsed().as_nanos() as u64;
-            let ok = c
-                .memory(0)
-                .and_then(|m| m.get_mut(at..at + 8))
-                .map(|b| b.copy_from_slice(&now.to_le_bytes()))
-                .is_some();
-            if ok {
-                0
-            } else {
-                21
-            }
-        },
-    );
-    linker.func_wrap("env", "wnop3", |_: i32, _: i64, _: i32| -> i32 { 0 });
+    linker
+        .func_wrap(
+            "env",
+            "wclock3",
+            move |mut c: Caller<'_, ()>, _id: i32, _precision: i64, at: i32| -> i32 {
+                let at = at as u32 as usize;
+                let now = base.elapsed().as_nanos() as u64;
+                let ok = c
+                    .memory(0)
+                    .and_then(|m| m.get_mut(at..at + 8))
+                    .map(|b| b.copy_from_slice(&now.to_le_bytes()))
+                    .is_some();
+                if ok {
+                    0
+                } else {
+                    21
+                }
+            },
+        )
+        .unwrap();
+    linker
+        .func_wrap("env", "wnop3", |_: i32, _: i64, _: i32| -> i32 { 0 })
+        .unwrap();
     let inst = linker
         .instantiate(&mut store, &module)
         .expect("instantiate");

@@ -96,7 +96,7 @@ fn build(patchable: bool) -> Build {
     .expect("engine");
     let module = Module::new(&engine, WAT).expect("compile");
     let mut store = Store::new(&engine, [0u32; 2]);
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     linker.func_new("env", "nop", FuncType::new([], []), |_, _, _| Ok(()));
     linker.func_new(

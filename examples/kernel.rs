@@ -38,7 +38,7 @@ fn main() -> Result<()> {
     })?;
     let module = Module::from_file(&engine, path)?;
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module)?;
+    let inst = Linker::new(&engine).instantiate(&mut store, &module)?;
     let run = inst
         .get_func(&store, "run")
         .context("the kernel exports no `run`")?;

@@ -75,7 +75,7 @@ fn spectest(store: &mut Store<()>, linker: &mut Linker<()>, engine: &Engine) -> 
             (global (export "global_f32") f32 (f32.const 666.6))
             (global (export "global_f64") f64 (f64.const 666.6)))"#,
     )?;
-    let inst = Linker::new().instantiate(store, &m)?;
+    let inst = Linker::new(engine).instantiate(store, &m)?;
     linker.instance(store, "spectest", inst);
     Ok(())
 }
@@ -230,7 +230,7 @@ pub fn run_script(engine: &Engine, name: &str, text: &str) -> ScriptReport {
         }
     };
     let mut store = Store::new(engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(engine);
     if let Err(e) = spectest(&mut store, &mut linker, engine) {
         report.failures.push(Failure {
             script: name.into(),

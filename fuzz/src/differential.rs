@@ -582,7 +582,7 @@ fn wp_run(
     use wasmparser::ExternalKind as X;
     let module = wp::Module::new(engine, wasm).map_err(|e| e.to_string())?;
     let mut store = wp::Store::new(engine, HostLog::default());
-    let mut linker: wp::Linker<HostLog> = wp::Linker::new();
+    let mut linker: wp::Linker<HostLog> = wp::Linker::new(store.engine());
     for (index, (name, params, results)) in IMPORTS.iter().enumerate() {
         let ty = wp::FuncType::new(
             params.iter().map(|t| wp_type(*t)),
@@ -698,7 +698,7 @@ fn wp_memory(
       (import "h" "dump" (func $dump))
       (func (export "run") call $dump))"#;
     let module = wp::Module::new(store.engine(), reader).map_err(|e| e.to_string())?;
-    let mut linker: wp::Linker<HostLog> = wp::Linker::new();
+    let mut linker: wp::Linker<HostLog> = wp::Linker::new(store.engine());
     linker.define("m", "mem", mem);
     let copy = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = copy.clone();
@@ -738,7 +738,7 @@ fn wp_table(
       (func (export "null") (param i32) (result i32) local.get 0 table.get 0 ref.is_null))"#
     );
     let module = wp::Module::new(store.engine(), reader).map_err(|e| e.to_string())?;
-    let mut linker: wp::Linker<HostLog> = wp::Linker::new();
+    let mut linker: wp::Linker<HostLog> = wp::Linker::new(store.engine());
     linker.define("m", "t", table);
     let r = linker
         .instantiate(store, &module)

@@ -214,7 +214,7 @@ fn instantiate(
     module: &wp::Module,
 ) -> Result<(wp::Store<()>, wp::Instance), String> {
     let mut store = wp::Store::new(engine, ());
-    let mut linker = wp::Linker::new();
+    let mut linker = wp::Linker::new(engine);
     linker.add_thread_abi();
     let inst = linker
         .instantiate(&mut store, module)

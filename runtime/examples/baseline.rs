@@ -15,7 +15,9 @@ fn main() {
         let module = Module::from_file(&engine, &file).unwrap();
         let ct = t0.elapsed();
         let mut store = Store::new(&engine, ());
-        let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+        let inst = Linker::new(&engine)
+            .instantiate(&mut store, &module)
+            .unwrap();
         let run = inst.get_func(&store, "run").unwrap();
         let mut times = vec![];
         let mut r = vec![];

@@ -18,7 +18,7 @@ fn main() {
       (func (export "div") (param i32 i32) (result i32) local.get 0 local.get 1 i32.div_s)
     )"#).unwrap();
     let mut store = Store::new(&engine, 0i32);
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     linker.func_new(
         "env",

@@ -43,9 +43,9 @@ impl Func {
     ///
     /// # Errors
     /// [`Error::BadCall`] when the types differ.
-    pub fn typed<P: WasmParams, R: WasmResults, T>(
+    pub fn typed<P: WasmParams, R: WasmResults>(
         &self,
-        store: &Store<T>,
+        store: &Store<impl Sized>,
     ) -> Result<TypedFunc<P, R>, Error> {
         let ty = self.ty(store);
         if ty.params() != P::types().as_slice() || ty.results() != R::types().as_slice() {
@@ -203,7 +203,10 @@ impl<A: WasmTy> WasmResults for A {
 }
 
 /// The signature of a host function's body.
-pub type HostFn<T> = dyn Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + 'static;
+/// `Send + Sync`, as in wasmtime: a [`Linker`](crate::Linker) can be
+/// shared, and a [`Store`] holding it can move to another OS thread.
+pub type HostFn<T> =
+    dyn Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + Send + Sync + 'static;
 
 type ErasedCall = dyn Fn(*mut ThreadState, usize, &[Val], &mut [Val]) -> Result<(), Error>;
 
@@ -435,6 +438,17 @@ impl<T: 'static> Caller<'_, T> {
     fn thread(&mut self) -> &mut ThreadState {
         // SAFETY: the calling thread's state is live while it runs.
         unsafe { &mut *self.thread }
+    }
+
+    /// The export `name` of the calling instance (as in wasmtime's
+    /// `Caller::get_export`), e.g. its `memory`.
+    pub fn get_export(&self, name: &str) -> Option<crate::instance::Extern> {
+        let s = self.inner();
+        let inst = crate::instance::Instance {
+            store_id: s.id,
+            index: self.instance,
+        };
+        inst.export_of(s, name)
     }
 
     /// The store's data.

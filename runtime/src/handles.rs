@@ -54,9 +54,9 @@ impl Instance {
     /// # Errors
     /// [`Error::BadCall`] when there is no such function or its type is not
     /// `P -> R`.
-    pub fn get_typed_func<P: crate::WasmParams, R: crate::WasmResults, T>(
+    pub fn get_typed_func<P: crate::WasmParams, R: crate::WasmResults>(
         &self,
-        store: &Store<T>,
+        store: &Store<impl Sized>,
         name: &str,
     ) -> Result<crate::TypedFunc<P, R>, Error> {
         if self.store_id != store.inner.id {

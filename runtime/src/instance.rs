@@ -440,7 +440,11 @@ pub(crate) fn instantiate_with_host<T: 'static>(
 impl Instance {
     /// The export named `name`.
     pub fn get_export<T>(&self, store: &crate::store::Store<T>, name: &str) -> Option<Extern> {
-        let inst = store.inner.instances.get(self.index)?;
+        self.export_of(&store.inner, name)
+    }
+
+    pub(crate) fn export_of<T>(&self, store: &StoreInner<T>, name: &str) -> Option<Extern> {
+        let inst = store.instances.get(self.index)?;
         let (kind, idx) = inst.module.info().export(name)?;
         Some(match kind {
             ExportKind::Func => Extern::Func(crate::func::Func {

@@ -3,6 +3,7 @@
 //! `spawn(entry: i32, arg: i32) -> i32`, `yield()`, `sleep(nanos: i64)`,
 //! `thread_id() -> i32`.
 
+use crate::engine::Engine;
 use crate::errors::Error;
 use crate::func::{self, Caller, Func, HostFn, Raw, RawDispatch};
 use crate::instance::{self, Extern, Instance};
@@ -31,23 +32,27 @@ impl<T> Clone for Definition<T> {
     }
 }
 
-/// Definitions by (module, name).
+/// Definitions by (module, name), for the stores of one engine.
+///
+/// `Send + Sync` (its host functions are), so one linker can serve stores
+/// on several OS threads, as in wasmtime.
 pub struct Linker<T> {
+    engine: Engine,
     defs: HashMap<(String, String), Definition<T>>,
 }
 
-impl<T: 'static> Default for Linker<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<T: 'static> Linker<T> {
-    /// An empty linker.
-    pub fn new() -> Self {
+    /// An empty linker for the stores of `engine`.
+    pub fn new(engine: &Engine) -> Self {
         Linker {
+            engine: engine.clone(),
             defs: HashMap::new(),
         }
+    }
+
+    /// The engine this linker serves.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Define a host function.
@@ -56,7 +61,7 @@ impl<T: 'static> Linker<T> {
         module: &str,
         name: &str,
         ty: FuncType,
-        f: impl Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + 'static,
+        f: impl Fn(&mut Caller<'_, T>, &[Val], &mut [Val]) -> Result<(), Error> + Send + Sync + 'static,
     ) -> &mut Self {
         self.defs.insert(
             (module.into(), name.into()),
@@ -73,18 +78,38 @@ impl<T: 'static> Linker<T> {
     /// error). The function type comes
     /// from `f`'s signature. Guest calls reach `f` directly, without
     /// building `Val` lists: cheaper than [`Linker::func_new`].
+    ///
+    /// # Errors
+    /// [`Error::Link`] when `module`.`name` is already defined: as in
+    /// wasmtime, a linker does not silently shadow a definition.
     pub fn func_wrap<P, R>(
         &mut self,
         module: &str,
         name: &str,
         f: impl crate::wrap::IntoHostFunc<T, P, R>,
-    ) -> &mut Self {
+    ) -> Result<&mut Self, Error> {
+        let key = (module.to_string(), name.to_string());
+        if self.defs.contains_key(&key) {
+            return Err(Error::Link(format!(
+                "`{module}`.`{name}` is already defined in this linker"
+            )));
+        }
         let (ty, slow, raw) = f.into_host();
-        self.defs.insert(
-            (module.into(), name.into()),
-            Definition::Host(ty, slow, Some(raw)),
-        );
-        self
+        self.defs.insert(key, Definition::Host(ty, slow, Some(raw)));
+        Ok(self)
+    }
+
+    /// Define a host function from its parts (`Func::wrap`).
+    pub(crate) fn define_host(
+        &mut self,
+        module: &str,
+        name: &str,
+        ty: FuncType,
+        f: Arc<HostFn<T>>,
+        raw: Option<Raw>,
+    ) {
+        self.defs
+            .insert((module.into(), name.into()), Definition::Host(ty, f, raw));
     }
 
     /// Give the definition (module, name) a native body as well.
@@ -163,6 +188,25 @@ impl<T: 'static> Linker<T> {
         self
     }
 
+    /// Move every definition of `other` into this linker, all or nothing.
+    ///
+    /// # Errors
+    /// [`Error::Link`] naming the first of `other`'s definitions that this
+    /// linker already has (nothing is moved then), or when the two linkers
+    /// serve different engines.
+    pub fn merge(&mut self, other: Linker<T>) -> Result<&mut Self, Error> {
+        if !Engine::same(&self.engine, &other.engine) {
+            return Err(Error::Link("linkers of different engines".into()));
+        }
+        if let Some((m, n)) = other.defs.keys().find(|k| self.defs.contains_key(*k)) {
+            return Err(Error::Link(format!(
+                "`{m}`.`{n}` is already defined in this linker"
+            )));
+        }
+        self.defs.extend(other.defs);
+        Ok(self)
+    }
+
     /// Look up a definition as an `Extern` (host functions are not externs
     /// until instantiated).
     pub fn get(&self, module: &str, name: &str) -> Option<Extern> {
@@ -175,10 +219,16 @@ impl<T: 'static> Linker<T> {
     /// Instantiate `module`, run its start function, and return the instance.
     ///
     /// # Errors
-    /// [`Error::Link`] for unknown or mistyped imports,
+    /// [`Error::Link`] for unknown or mistyped imports or a store of another
+    /// engine,
     /// [`Error::Instantiate`] for out-of-bounds segments, or the start
     /// function's trap.
     pub fn instantiate(&self, store: &mut Store<T>, module: &Module) -> Result<Instance, Error> {
+        if !Engine::same(&self.engine, store.engine()) {
+            return Err(Error::Link(
+                "linker and store come from different engines".into(),
+            ));
+        }
         let info = module.info();
         let mut externs = Vec::with_capacity(info.imports.len());
         let mut host = Vec::new();

@@ -9,7 +9,9 @@ mod guest_stacks;
 mod scheduler;
 
 pub(crate) use guest_stacks::ThreadStack;
-pub(crate) use scheduler::{call_on_fiber, next_wake, run_until, spawn_raw, step};
+pub(crate) use scheduler::{
+    call_on_fiber, cancel, next_wake, run_alone, run_until, spawn_raw, step,
+};
 use scheduler::{resume, ReadyThread};
 
 use crate::engine::Engine;
@@ -72,7 +74,7 @@ pub(crate) struct StoreInner<T> {
     pub(crate) table_types: Vec<RefType>,
     pub(crate) globals: Vec<Box<GlobalCell>>,
     pub(crate) threads: crate::thread::ThreadMap,
-    next_thread: u32,
+    pub(crate) next_thread: u32,
     /// Runnable threads, in turn order. Invariant: a thread is here exactly
     /// when its state is `Ready`, and a `Ready` thread's box is in
     /// `threads` (boxes leave the map only when `Done`), so the pointers
@@ -124,9 +126,32 @@ pub(crate) unsafe fn store_ref<'a, T>(inner: *const StoreInner<T>) -> &'a StoreI
 }
 
 /// A store: all guest state of one embedding.
+///
+/// `Send` when `T` is, as in wasmtime: a store can move to another OS
+/// thread (or a tokio task) between calls, with its guest threads, parked
+/// or not, and its applied bundles. A host function that parks its thread
+/// ([`Caller::park`](crate::Caller::park)) must not hold values bound to
+/// its OS thread (thread-local references, lock guards) across the park:
+/// the thread may resume on another OS thread.
 pub struct Store<T> {
     pub(crate) inner: Box<StoreInner<T>>,
 }
+
+// SAFETY: everything a store reaches is owned by it (boxes, the fibers'
+// stacks, code units shared only through `Arc`s of `Sync` data) or shared
+// with other OS threads only through atomics (the preemption target the
+// ticker writes, the engine's epoch). Its raw pointers (the ready queue,
+// thread boxes' `vm.host`/`safe_point`, host-function contexts' store
+// pointer) point into its own heap allocations, which do not move when the
+// `Store` does, and are used only by the OS thread that holds `&mut Store`
+// (every entry is `&mut self`). Host closures are `Send + Sync`
+// (`HostFn`, `func_wrap`), event listeners `Send`, and `T: Send`. What is
+// per OS thread is re-established on the thread that runs the store: the
+// signal stack (`traps::init` at every scheduler entry) and the current
+// trap activation (saved and restored around every fiber switch, through
+// calls that are never inlined, so no thread-local address is cached
+// across a switch).
+unsafe impl<T: Send> Send for Store<T> {}
 
 impl<T: 'static> Store<T> {
     /// A new store with `data` for host functions.
@@ -544,6 +569,8 @@ fn check_args(ty: &wasmparser::FuncType, args: &[Val]) -> Result<(), Error> {
 impl<T> Drop for Store<T> {
     fn drop(&mut self) {
         poll::unregister(&self.inner.preempt);
+        // Dropped on another OS thread than the one that ran it (`Send`).
+        traps::init();
         // Finish every unfinished fiber by cancelling it: its pending host
         // call or next poll fails, the guest traps, and the fiber completes
         // normally (dropping an unfinished fiber would skip destructors).

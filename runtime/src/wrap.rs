@@ -138,7 +138,7 @@ macro_rules! into_host {
         impl<T: 'static, F, R, $($a: WasmTy + 'static),*>
             IntoHostFunc<T, (Caller<'_, T>, $($a,)*), R> for F
         where
-            F: Fn(Caller<'_, T>, $($a),*) -> R + 'static,
+            F: Fn(Caller<'_, T>, $($a),*) -> R + Send + Sync + 'static,
             R: HostResult + 'static,
         {
             #[allow(private_interfaces)]
@@ -156,7 +156,7 @@ macro_rules! into_host {
         #[allow(non_snake_case)]
         impl<T: 'static, F, R, $($a: WasmTy + 'static),*> IntoHostFunc<T, ($($a,)*), R> for F
         where
-            F: Fn($($a),*) -> R + 'static,
+            F: Fn($($a),*) -> R + Send + Sync + 'static,
             R: HostResult + 'static,
         {
             #[allow(private_interfaces)]
@@ -183,7 +183,7 @@ macro_rules! into_host {
             values: *mut u128,
         ) -> i32
         where
-            F: Fn(Caller<'_, T>, $($a),*) -> R + 'static,
+            F: Fn(Caller<'_, T>, $($a),*) -> R + Send + Sync + 'static,
             R: HostResult,
         {
             // SAFETY: forwarded; the arguments are read as the closure's
@@ -209,7 +209,7 @@ macro_rules! into_host {
             values: *mut u128,
         ) -> i32
         where
-            F: Fn($($a),*) -> R + 'static,
+            F: Fn($($a),*) -> R + Send + Sync + 'static,
             R: HostResult,
         {
             // SAFETY: as in `with_caller`.
@@ -229,7 +229,7 @@ type ValCall<T, F, R> = fn(&F, Caller<'_, T>, &[Val]) -> Result<R, Error>;
 
 /// The definition of closure `f` with parameter types `params`: its type,
 /// its `Val`-based body (through `call`), and its native body `dispatch`.
-fn build<T: 'static, F: 'static, R: HostResult + 'static>(
+fn build<T: 'static, F: Send + Sync + 'static, R: HostResult + 'static>(
     f: F,
     params: Vec<ValType>,
     call: ValCall<T, F, R>,
@@ -308,4 +308,51 @@ arities! {
     a8: (A1, A2, A3, A4, A5, A6, A7, A8);
     a9: (A1, A2, A3, A4, A5, A6, A7, A8, A9);
     a10: (A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
+}
+
+/// A value type as WAT spells it.
+fn wat_type(t: ValType) -> &'static str {
+    match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        ValType::V128 => "v128",
+        ValType::Ref(r) if r.is_func_ref() => "funcref",
+        ValType::Ref(_) => "externref",
+    }
+}
+
+impl crate::func::Func {
+    /// A host function of `store` made from closure `f`, as in wasmtime:
+    /// the same closures as [`Linker::func_wrap`](crate::Linker::func_wrap)
+    /// (with or without a leading [`Caller`]). The handle can be called from
+    /// the host, stored in a table, or given to another module's import
+    /// through [`Linker::define`](crate::Linker::define).
+    ///
+    /// # Panics
+    /// When the store cannot hold one more instance (memory exhausted).
+    pub fn wrap<T: 'static, P, R>(
+        store: &mut crate::Store<T>,
+        f: impl IntoHostFunc<T, P, R>,
+    ) -> crate::func::Func {
+        let (ty, slow, raw) = f.into_host();
+        let params: Vec<&str> = ty.params().iter().map(|t| wat_type(*t)).collect();
+        let results: Vec<&str> = ty.results().iter().map(|t| wat_type(*t)).collect();
+        // A module of one import, exported again: the function lives in an
+        // instance of its own, like every function of a store.
+        let wat = format!(
+            "(module (import \"host\" \"f\" (func $f (param {}) (result {}))) (export \"f\" (func $f)))",
+            params.join(" "),
+            results.join(" ")
+        );
+        let module = crate::Module::new(store.engine(), wat)
+            .expect("a module of one function import compiles");
+        let mut linker = crate::Linker::new(store.engine());
+        linker.define_host("host", "f", ty, slow, Some(raw));
+        let inst = linker
+            .instantiate(store, &module)
+            .expect("a module of one import of the right type instantiates");
+        inst.get_func(store, "f").expect("the module exports `f`")
+    }
 }

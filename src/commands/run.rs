@@ -235,10 +235,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<i32> {
     })?;
     let module = Module::from_file(&engine, &args.file)?;
     let mut store = Store::new(&engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     add_print_functions(&mut linker);
-    let wasi = wasm_patch_wasi::add_wasi(&mut linker, wasi_ctx(&args)?);
+    let wasi = wasm_patch_wasi::add_wasi(&mut linker, wasi_ctx(&args)?)?;
     let instance = match linker.instantiate(&mut store, &module) {
         Ok(i) => i,
         Err(Error::Trap(mut t)) => {

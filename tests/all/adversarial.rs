@@ -108,7 +108,7 @@ fn patching_one_instance_leaves_the_other_instances_world_alone() {
     let engine = Engine::default();
     let module = Module::new(&engine, &v0).unwrap();
     let mut store = Store::new(&engine, Host::default());
-    let linker = host_linker();
+    let linker = host_linker(&engine);
     let a = linker.instantiate(&mut store, &module).unwrap();
     let b = linker.instantiate(&mut store, &module).unwrap();
     let pa = apply(&mut store, a, &bytes_with(&v0, &app(1, 0), &plain()));
@@ -315,7 +315,7 @@ fn an_added_function_in_two_instances_tables_survives_a_revert_of_one() {
     let engine = Engine::default();
     let module = Module::new(&engine, &v0).unwrap();
     let mut store = Store::new(&engine, Host::default());
-    let linker = host_linker();
+    let linker = host_linker(&engine);
     let a = linker.instantiate(&mut store, &module).unwrap();
     let b = linker.instantiate(&mut store, &module).unwrap();
     let bundle = bytes_with(&v0, &v1, &plain());

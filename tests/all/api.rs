@@ -20,7 +20,7 @@ const MATH: &str = r#"(module
 fn math() -> (Store<()>, Instance) {
     let engine = Engine::default();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new()
+    let inst = Linker::new(&engine)
         .instantiate(&mut store, &Module::new(&engine, MATH).unwrap())
         .unwrap();
     (store, inst)
@@ -32,31 +32,31 @@ fn typed_functions_round_trip_every_value_type() {
     let add = inst
         .get_func(&store, "add")
         .unwrap()
-        .typed::<(i32, i32), i32, _>(&store)
+        .typed::<(i32, i32), i32>(&store)
         .unwrap();
     assert_eq!(add.call(&mut store, (i32::MAX, 1)).unwrap(), i32::MIN);
     let mul = inst
         .get_func(&store, "mul64")
         .unwrap()
-        .typed::<(i64, i64), i64, _>(&store)
+        .typed::<(i64, i64), i64>(&store)
         .unwrap();
     assert_eq!(mul.call(&mut store, (1 << 40, 3)).unwrap(), 3 << 40);
     let hyp = inst
         .get_func(&store, "hyp")
         .unwrap()
-        .typed::<(f64, f64), f64, _>(&store)
+        .typed::<(f64, f64), f64>(&store)
         .unwrap();
     assert_eq!(hyp.call(&mut store, (3.0, 4.0)).unwrap(), 5.0);
     let half = inst
         .get_func(&store, "half")
         .unwrap()
-        .typed::<f32, f32, _>(&store)
+        .typed::<f32, f32>(&store)
         .unwrap();
     assert_eq!(half.call(&mut store, 3.0).unwrap(), 1.5);
     let swap = inst
         .get_func(&store, "swap")
         .unwrap()
-        .typed::<(i32, i64, f64), (f64, i64, i32), _>(&store)
+        .typed::<(i32, i64, f64), (f64, i64, i32)>(&store)
         .unwrap();
     assert_eq!(
         swap.call(&mut store, (-7, -8, 2.25)).unwrap(),
@@ -65,7 +65,7 @@ fn typed_functions_round_trip_every_value_type() {
     let nothing = inst
         .get_func(&store, "nothing")
         .unwrap()
-        .typed::<(), (), _>(&store)
+        .typed::<(), ()>(&store)
         .unwrap();
     nothing.call(&mut store, ()).unwrap();
     // Untyped: NaN payloads survive the boundary bit for bit.
@@ -89,19 +89,19 @@ fn wrong_signatures_and_arguments_are_bad_calls() {
     let (mut store, inst) = math();
     let add = inst.get_func(&store, "add").unwrap();
     assert!(matches!(
-        add.typed::<(i32, i64), i32, _>(&store),
+        add.typed::<(i32, i64), i32>(&store),
         Err(Error::BadCall(_))
     ));
     assert!(matches!(
-        add.typed::<(i32, i32), i64, _>(&store),
+        add.typed::<(i32, i32), i64>(&store),
         Err(Error::BadCall(_))
     ));
     assert!(matches!(
-        add.typed::<(i32, i32), (), _>(&store),
+        add.typed::<(i32, i32), ()>(&store),
         Err(Error::BadCall(_))
     ));
     assert!(matches!(
-        add.typed::<i32, i32, _>(&store),
+        add.typed::<i32, i32>(&store),
         Err(Error::BadCall(_))
     ));
     assert!(matches!(
@@ -171,7 +171,7 @@ fn missing_and_mistyped_imports_are_link_errors() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.func_new(
         "env",
         "present",
@@ -207,7 +207,7 @@ fn missing_and_mistyped_imports_are_link_errors() {
     // Mistyped wasm function, global and memory imports.
     let (mut s2, math_inst) = math();
     let engine = s2.engine().clone();
-    let mut l2 = Linker::new();
+    let mut l2 = Linker::new(&engine);
     l2.instance(&s2, "m", math_inst);
     let wrong_fn = Module::new(
         &engine,
@@ -232,7 +232,7 @@ fn missing_and_mistyped_imports_are_link_errors() {
     let other_engine = Engine::default();
     let foreign = Module::new(&other_engine, "(module)").unwrap();
     assert!(matches!(
-        Linker::<()>::new().instantiate(&mut s2, &foreign),
+        Linker::<()>::new(&engine).instantiate(&mut s2, &foreign),
         Err(Error::Link(_))
     ));
 }
@@ -253,7 +253,7 @@ fn invalid_modules_are_rejected() {
 #[test]
 fn host_functions_read_and_write_guest_memory() {
     let engine = Engine::default();
-    let mut linker = Linker::<Vec<String>>::new();
+    let mut linker = Linker::<Vec<String>>::new(&engine);
     // upcase(ptr, len) -> number of bytes changed; also records the string.
     linker.func_new(
         "env",
@@ -327,7 +327,7 @@ fn host_functions_read_and_write_guest_memory() {
 #[test]
 fn host_function_with_a_mistyped_result_traps() {
     let engine = Engine::default();
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.func_new(
         "env",
         "liar",
@@ -366,7 +366,9 @@ fn globals_are_readable_from_the_host() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let g = |name: &str| match inst.get_export(&store, name) {
         Some(Extern::Global(g)) => g,
         other => panic!("{name}: {other:?}"),
@@ -388,7 +390,9 @@ fn globals_are_readable_from_the_host() {
         Val::F64(6.0f64.to_bits())
     );
     // A second instance of the same module has its own globals.
-    let inst2 = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst2 = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let Some(Extern::Global(m2)) = inst2.get_export(&store, "mut") else {
         panic!("mut")
     };
@@ -405,7 +409,7 @@ fn start_function_trap_fails_instantiation() {
     let engine = Engine::default();
     let module = Module::new(&engine, r#"(module (func $s unreachable) (start $s))"#).unwrap();
     let mut store = Store::new(&engine, ());
-    let t = trap_of(Linker::new().instantiate(&mut store, &module));
+    let t = trap_of(Linker::new(&engine).instantiate(&mut store, &module));
     assert_eq!(t.kind, TrapKind::Unreachable);
     assert_eq!(t.frames[0].name, "s");
 }
@@ -417,7 +421,7 @@ fn host_functions_see_store_data_and_the_calling_thread() {
         callers: Vec<u32>,
     }
     let engine = Engine::default();
-    let mut linker = Linker::<Counter>::new();
+    let mut linker = Linker::<Counter>::new(&engine);
     linker.func_new(
         "env",
         "add",
@@ -448,7 +452,7 @@ fn host_functions_see_store_data_and_the_calling_thread() {
     let f = inst
         .get_func(&store, "f")
         .unwrap()
-        .typed::<i64, i64, _>(&store)
+        .typed::<i64, i64>(&store)
         .unwrap();
     assert_eq!(f.call(&mut store, 5).unwrap(), 10);
     let id = store.spawn(f.func(), &[Val::I64(1)]).unwrap();
@@ -465,7 +469,7 @@ fn host_functions_see_store_data_and_the_calling_thread() {
 #[test]
 fn host_functions_with_several_values_and_floats() {
     let engine = Engine::default();
-    let mut linker = Linker::<()>::new();
+    let mut linker = Linker::<()>::new(&engine);
     linker.func_new(
         "env",
         "divmod",
@@ -511,7 +515,7 @@ fn host_functions_with_several_values_and_floats() {
     let combine = inst
         .get_func(&store, "combine")
         .unwrap()
-        .typed::<(i32, i32, i32), i32, _>(&store)
+        .typed::<(i32, i32, i32), i32>(&store)
         .unwrap();
     // quotient + 1000 * remainder, through the host and through wasm.
     assert_eq!(combine.call(&mut store, (47, 5, 0)).unwrap(), 9 + 2000);
@@ -527,7 +531,7 @@ fn host_functions_with_several_values_and_floats() {
     let scale = inst
         .get_func(&store, "scale")
         .unwrap()
-        .typed::<(f32, f64, i64), f64, _>(&store)
+        .typed::<(f32, f64, i64), f64>(&store)
         .unwrap();
     assert_eq!(
         scale.call(&mut store, (1.5, -4.0, 1 << 40)).unwrap(),
@@ -542,7 +546,7 @@ fn many_parameters_and_results_cross_every_boundary() {
     use ValType::*;
     let params = [I32, I64, F32, F64, I32, I64, F32, F64, I32, I64, F32, F64];
     let engine = Engine::default();
-    let mut linker = Linker::<()>::new();
+    let mut linker = Linker::<()>::new(&engine);
     linker.func_new(
         "env",
         "host_sum",
@@ -634,7 +638,7 @@ fn many_parameters_and_results_cross_every_boundary() {
 #[test]
 fn reexported_host_function_sees_the_calling_instance() {
     let engine = Engine::default();
-    let mut linker = Linker::<Vec<u8>>::new();
+    let mut linker = Linker::<Vec<u8>>::new(&engine);
     linker.func_new("env", "first_byte", FuncType::new([], []), |c, _, _| {
         let b = c.memory(0).map(|m| m[0]).unwrap_or(0);
         c.data_mut().push(b);
@@ -684,7 +688,9 @@ fn reference_globals_and_externrefs_round_trip() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let g = |store: &Store<()>, name: &str| match inst.get_export(store, name) {
         Some(Extern::Global(g)) => Instance::global_value(store, g),
         other => panic!("{name}: {other:?}"),
@@ -723,7 +729,9 @@ fn externref_u64_max_is_refused_not_turned_into_null() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let id = inst.get_func(&store, "id").unwrap();
     // u64::MAX is the one value an externref cannot carry (it encodes
     // null); it is refused rather than silently becoming null.
@@ -757,21 +765,25 @@ fn typed_host_functions_take_and_return_every_value_type() {
                    (i32.const 6) (i32.const 7) (i32.const 8) (i32.const 9) (i64.const 10))))"#;
     let engine = Engine::default();
     let mut store = Store::new(&engine, 0u32);
-    let mut linker: Linker<u32> = Linker::new();
+    let mut linker: Linker<u32> = Linker::new(&engine);
     linker
         .func_wrap("env", "mix", |a: i32, b: i64, x: f32, y: f64| {
             f64::from(a) + b as f64 + f64::from(x) + y
         })
+        .unwrap()
         .func_wrap("env", "neg", |v: i64| -> (i64, i32) {
             (v.wrapping_neg(), 7)
         })
+        .unwrap()
         .func_wrap("env", "store", |mut c: Caller<'_, u32>, at: i32, v: i32| {
             let at = at as usize;
             c.memory(0).unwrap()[at..at + 4].copy_from_slice(&v.to_le_bytes());
         })
+        .unwrap()
         .func_wrap("env", "count", |mut c: Caller<'_, u32>| {
             *c.data_mut() += 1;
         })
+        .unwrap()
         .func_wrap(
             "env",
             "ten",
@@ -786,7 +798,8 @@ fn typed_host_functions_take_and_return_every_value_type() {
              h: i32,
              i: i32,
              j: i64| { i64::from(a + b + c + d + e + f + g + h + i) * 100 + j },
-        );
+        )
+        .unwrap();
     let inst = linker
         .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
         .unwrap();
@@ -818,7 +831,7 @@ fn typed_host_functions_take_and_return_every_value_type() {
 #[test]
 fn typed_host_function_errors_panics_and_mistyped_imports() {
     let engine = Engine::default();
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(&engine);
     linker
         .func_wrap(
             "env",
@@ -831,7 +844,9 @@ fn typed_host_function_errors_panics_and_mistyped_imports() {
                 }
             },
         )
-        .func_wrap("env", "boom", || -> i32 { panic!("boom") });
+        .unwrap()
+        .func_wrap("env", "boom", || -> i32 { panic!("boom") })
+        .unwrap();
     let wat = r#"(module
       (import "env" "fail" (func $fail (param i32) (result i32)))
       (import "env" "boom" (func $boom (result i32)))
@@ -886,13 +901,13 @@ fn memory_and_global_handles_outside_host_calls() {
         (global.get $counter)))"#;
     let engine = Engine::default();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new()
+    let inst = Linker::new(&engine)
         .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
         .unwrap();
     let mem = inst.get_memory(&store, "memory").unwrap();
     mem.write(&mut store, 16, b"hello").unwrap();
     let upper = inst
-        .get_typed_func::<(i32, i32), i32, _>(&store, "upper")
+        .get_typed_func::<(i32, i32), i32>(&store, "upper")
         .unwrap();
     assert_eq!(upper.call(&mut store, (16, 5)).unwrap(), 6);
     let mut buf = [0u8; 5];
@@ -924,20 +939,18 @@ fn memory_and_global_handles_outside_host_calls() {
     assert!(fixed.set(&mut store, Val::I64(1)).is_err(), "immutable");
     assert_eq!(fixed.get(&store), Val::I64(9));
     assert!(inst.get_memory(&store, "counter").is_none());
-    assert!(inst
-        .get_typed_func::<(i32,), i32, _>(&store, "upper")
-        .is_err());
+    assert!(inst.get_typed_func::<(i32,), i32>(&store, "upper").is_err());
 
     // A handle used with another store is refused.
     let mut other = Store::new(&engine, ());
-    Linker::new()
+    Linker::new(&engine)
         .instantiate(&mut other, &Module::new(&engine, wat).unwrap())
         .unwrap();
     let e = mem.write(&mut other, 0, b"x").unwrap_err().to_string();
     assert!(e.contains("does not belong"), "{e}");
     assert!(counter.set(&mut other, Val::I32(1)).is_err());
     assert!(inst
-        .get_typed_func::<(i32, i32), i32, _>(&other, "upper")
+        .get_typed_func::<(i32, i32), i32>(&other, "upper")
         .is_err());
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mem.data(&other).len()));
     assert!(r.is_err(), "data() of another store's memory panics");
@@ -953,7 +966,7 @@ fn an_epoch_deadline_set_from_another_thread_interrupts_an_infinite_loop() {
       (func (export "one") (result i32) i32.const 1))"#;
     let engine = Engine::default();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new()
+    let inst = Linker::new(&engine)
         .instantiate(&mut store, &Module::new(&engine, wat).unwrap())
         .unwrap();
     store.set_epoch_deadline(1);

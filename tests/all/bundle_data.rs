@@ -84,7 +84,9 @@ fn setup(table: &str) -> (Store<()>, wasm_patch_runtime::Instance, Vec<u8>) {
     let engine = Engine::default();
     let module = Module::new(&engine, &bytes).unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let b = bundle(&bytes);
     (store, inst, b)
 }

@@ -17,7 +17,7 @@ use wasm_patch_runtime::{
 /// A store of `engine` with an instance of `module` (thread ABI linked).
 fn instantiate(engine: &Engine, module: &Module) -> (Store<()>, Instance) {
     let mut store = Store::new(engine, ());
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(engine);
     linker.add_thread_abi();
     let inst = linker.instantiate(&mut store, module).unwrap();
     (store, inst)

@@ -126,7 +126,7 @@ fn instantiate(types: &[ValType], src: &str) -> (Store<()>, Instance) {
     let engine = Engine::default();
     let module = Module::new(&engine, src).expect("module with many results compiles");
     let mut store = Store::new(&engine, ());
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(&engine);
     let tys = types.to_vec();
     linker.func_new(
         "env",
@@ -276,7 +276,7 @@ fn many_parameters_and_many_results_together() {
     let engine = Engine::default();
     let module = Module::new(&engine, &src).expect("module compiles");
     let mut store = Store::new(&engine, ());
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(&engine);
     linker.func_new(
         "env",
         "rev",

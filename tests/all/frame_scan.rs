@@ -16,7 +16,7 @@ fn setup(config: Config, wat: &str) -> (Store<()>, Instance) {
     let engine = Engine::new(config).unwrap();
     let module = Module::new(&engine, wat).unwrap();
     let mut store = Store::new(&engine, ());
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(&engine);
     linker.add_thread_abi();
     linker.func_new("env", "park", FuncType::new([], []), |c, _, _| c.park());
     let inst = linker.instantiate(&mut store, &module).unwrap();

@@ -86,7 +86,7 @@ fn setup(config: Config, wat: &str) -> (Store<()>, Instance) {
     let engine = Engine::new(config).unwrap();
     let module = Module::new(&engine, wat).unwrap();
     let mut store = Store::new(&engine, ());
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(&engine);
     linker.add_thread_abi();
     let inst = linker.instantiate(&mut store, &module).unwrap();
     (store, inst)

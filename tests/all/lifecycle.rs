@@ -143,26 +143,29 @@ fn the_timeout_reverses_only_a_switching_transition_that_still_leads_forward() {
 #[test]
 fn a_host_callback_receives_every_patch_event_as_it_happens() {
     use crate::transitions::transcript;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
     let v0 = app(0, 0);
     let (mut store, inst) = setup_host(&v0);
-    let seen: Rc<RefCell<Vec<(u64, std::time::SystemTime, String)>>> = Rc::default();
+    let seen: Arc<Mutex<Vec<(u64, std::time::SystemTime, String)>>> = Arc::default();
     let sink = seen.clone();
-    store.on_patch_event(move |e| sink.borrow_mut().push((e.seq, e.time, e.event.to_string())));
+    store.on_patch_event(move |e| {
+        sink.lock()
+            .unwrap()
+            .push((e.seq, e.time, e.event.to_string()))
+    });
     let t = park(&mut store, inst, "park_f", &[Val::I32(1)]);
     apply(
         &mut store,
         inst,
         &bytes_with(&v0, &app(1, 0), &DiffOptions::default()),
     );
-    let while_blocked = seen.borrow().len();
+    let while_blocked = seen.lock().unwrap().len();
     assert!(
         while_blocked > 0,
         "the apply and the blocked thread are reported at once"
     );
     wake(&mut store, t);
-    let seen = seen.borrow();
+    let seen = seen.lock().unwrap();
     let texts: Vec<String> = seen.iter().map(|(_, _, s)| s.clone()).collect();
     assert_eq!(texts, transcript(&store));
     assert!(seen.len() > while_blocked, "completion came later");

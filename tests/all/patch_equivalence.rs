@@ -110,7 +110,9 @@ fn diff_then_apply(old: &str, new: &str) -> Result<Result<(), String>, patch_for
     let engine = Engine::default();
     let module = Module::new(&engine, &old).unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     Ok(store
         .apply(inst, &bundle, &ApplyOptions::default())
         .map(drop)

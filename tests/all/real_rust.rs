@@ -108,7 +108,7 @@ impl Bank {
         let engine = Engine::default();
         let module = Module::new(&engine, rev(rev_n)).unwrap();
         let mut store = Store::new(&engine, ());
-        let mut linker: Linker<()> = Linker::new();
+        let mut linker: Linker<()> = Linker::new(&engine);
         linker.add_thread_abi();
         let inst = linker.instantiate(&mut store, &module).unwrap();
         let mut b = Bank { store, inst };
@@ -530,7 +530,7 @@ fn one_data_bundle_applied_to_two_instances_gives_each_its_own_statics() {
     let engine = Engine::default();
     let module = Module::new(&engine, rev(6)).unwrap();
     let mut store = Store::new(&engine, ());
-    let mut linker: Linker<()> = Linker::new();
+    let mut linker: Linker<()> = Linker::new(&engine);
     linker.add_thread_abi();
     let one = linker.instantiate(&mut store, &module).unwrap();
     let two = linker.instantiate(&mut store, &module).unwrap();

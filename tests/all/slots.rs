@@ -39,7 +39,9 @@ fn tables_instance() -> (Store<()>, Instance) {
     let engine = Engine::default();
     let module = Module::new(&engine, TABLES).unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     (store, inst)
 }
 
@@ -70,17 +72,19 @@ fn direct_calls_pass_arguments_and_results() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let fib = inst
         .get_func(&store, "fib")
         .unwrap()
-        .typed::<i32, i32, _>(&store)
+        .typed::<i32, i32>(&store)
         .unwrap();
     assert_eq!(fib.call(&mut store, 20).unwrap(), 6765);
     let mix = inst
         .get_func(&store, "mix")
         .unwrap()
-        .typed::<i32, f64, _>(&store)
+        .typed::<i32, f64>(&store)
         .unwrap();
     // pair(7) = (7, 7000); add3(7000, 7, 0.5)
     assert_eq!(mix.call(&mut store, 7).unwrap(), 7007.5);
@@ -180,7 +184,7 @@ fn call_indirect_type_mismatch_null_and_out_of_range_trap() {
           (func (export "bad") (result i32) f32.const 5 i32.const 0 call_indirect (type $fi)))"#,
     )
     .unwrap();
-    let i2 = Linker::new().instantiate(&mut store, &m).unwrap();
+    let i2 = Linker::new(&engine).instantiate(&mut store, &m).unwrap();
     assert_eq!(
         i32_of(i2.get_func(&store, "ok").unwrap().call(&mut store, &[])),
         5
@@ -229,10 +233,10 @@ const CONSUMER: &str = r#"(module
 fn calls_between_instances_run_in_the_callee_instance() {
     let engine = Engine::default();
     let mut store = Store::new(&engine, ());
-    let a = Linker::new()
+    let a = Linker::new(&engine)
         .instantiate(&mut store, &Module::new(&engine, PROVIDER).unwrap())
         .unwrap();
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.instance(&store, "a", a);
     let b = linker
         .instantiate(&mut store, &Module::new(&engine, CONSUMER).unwrap())
@@ -275,7 +279,7 @@ fn calls_between_instances_run_in_the_callee_instance() {
     let d = a
         .get_func(&store, "double")
         .unwrap()
-        .typed::<i32, i32, _>(&store)
+        .typed::<i32, i32>(&store)
         .unwrap();
     assert_eq!(d.call(&mut store, -21).unwrap(), -42);
     assert_eq!(Instance::global_value(&store, calls), Val::I32(1004));
@@ -285,7 +289,7 @@ fn calls_between_instances_run_in_the_callee_instance() {
 fn host_functions_are_reachable_through_tables_and_reexports() {
     let engine = Engine::default();
     let mut store = Store::new(&engine, Vec::<i32>::new());
-    let mut linker = Linker::<Vec<i32>>::new();
+    let mut linker = Linker::<Vec<i32>>::new(&engine);
     linker.func_new(
         "env",
         "record",
@@ -381,7 +385,7 @@ const GROWER: &str = r#"(module
 #[test]
 fn table_growth_is_seen_by_callers_in_the_same_and_other_threads() {
     let engine = Engine::default();
-    let mut linker = Linker::<()>::new();
+    let mut linker = Linker::<()>::new(&engine);
     linker.add_thread_abi();
     let module = Module::new(&engine, GROWER).unwrap();
 

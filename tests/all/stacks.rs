@@ -47,7 +47,7 @@ struct Data {
 
 fn setup() -> (Store<Data>, Instance) {
     let engine = Engine::default();
-    let mut linker = Linker::<Data>::new();
+    let mut linker = Linker::<Data>::new(&engine);
     linker.add_thread_abi();
     linker.func_new(
         "env",
@@ -227,7 +227,7 @@ fn preempted_thread_shows_its_frames_at_the_poll() {
 fn frames_report_one_unit_per_module() {
     let (mut store, inst) = setup();
     let engine = store.engine().clone();
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.instance(&store, "s", inst);
     let other = Module::new(
         &engine,
@@ -277,7 +277,7 @@ fn thread_preempted_in_deep_recursion_shows_every_frame_and_finishes_right() {
     // entry poll, with a recursion of up to 27 frames on the stack.
     let (frames, r) = with_timeout(Duration::from_secs(20), || {
         let engine = Engine::default();
-        let mut linker = Linker::<()>::new();
+        let mut linker = Linker::<()>::new(&engine);
         linker.add_thread_abi();
         let module = Module::new(
             &engine,
@@ -326,7 +326,7 @@ fn a_trap_caught_by_the_host_in_a_nested_call_leaves_the_outer_stack_exact() {
         caught: Vec<String>,
     }
     let engine = Engine::default();
-    let mut linker = Linker::<D>::new();
+    let mut linker = Linker::<D>::new(&engine);
     linker.func_new(
         "env",
         "try_inner",
@@ -385,7 +385,7 @@ fn alternating_host_and_wasm_segments_are_all_on_the_stack() {
         level: Option<Func>,
     }
     let engine = Engine::default();
-    let mut linker = Linker::<D>::new();
+    let mut linker = Linker::<D>::new(&engine);
     linker.func_new(
         "env",
         "down",
@@ -436,7 +436,7 @@ fn thread_preempted_inside_a_nested_wasm_segment_shows_both_segments() {
             spin: Option<Func>,
         }
         let engine = Engine::default();
-        let mut linker = Linker::<D>::new();
+        let mut linker = Linker::<D>::new(&engine);
         linker.add_thread_abi();
         linker.func_new(
             "env",

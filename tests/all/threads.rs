@@ -81,7 +81,7 @@ fn workers_in<T: 'static>(
     data: T,
     setup: impl FnOnce(&mut Linker<T>),
 ) -> (Store<T>, Instance) {
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     setup(&mut linker);
     let mut store = Store::new(&engine, data);
@@ -317,7 +317,7 @@ struct Parking {
 #[test]
 fn host_park_and_store_unpark() {
     let engine = Engine::default();
-    let mut linker = Linker::<Parking>::new();
+    let mut linker = Linker::<Parking>::new(&engine);
     linker.func_new(
         "env",
         "wait",
@@ -371,7 +371,7 @@ fn host_park_and_store_unpark() {
 #[test]
 fn join_of_a_thread_parked_forever_is_a_deadlock() {
     let engine = Engine::default();
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.func_new("env", "park", FuncType::new([], []), |c, _, _| c.park());
     let module = Module::new(
         &engine,
@@ -426,7 +426,7 @@ fn two_busy_threads_share_the_cpu() {
     // the sleeper must wake on time even though the CPU is never idle.
     let elapsed = with_timeout(Duration::from_secs(20), || {
         let engine = Engine::default();
-        let mut linker = Linker::new();
+        let mut linker = Linker::new(&engine);
         linker.add_thread_abi();
         let mut store = Store::new(&engine, ());
         let inst = linker
@@ -439,7 +439,7 @@ fn two_busy_threads_share_the_cpu() {
               (func (export "late_set") (call $sleep (i64.const 20000000)) (call $set (i32.const 1))))"#,
         )
         .unwrap();
-        let mut l2 = Linker::new();
+        let mut l2 = Linker::new(&engine);
         l2.add_thread_abi();
         l2.instance(&store, "w", inst);
         let late = l2.instantiate(&mut store, &module).unwrap();
@@ -466,7 +466,7 @@ fn host_spawn_from_a_host_function() {
     let engine = store.engine().clone();
     let work = func(&store, inst, "work");
     *store.data_mut() = Some(work);
-    let mut linker = Linker::<Option<Func>>::new();
+    let mut linker = Linker::<Option<Func>>::new(&engine);
     linker.func_new(
         "env",
         "spawn_work",
@@ -504,7 +504,7 @@ fn dropping_a_store_with_unfinished_threads_is_clean() {
                 l.func_new("env", "never", FuncType::new([], []), |c, _, _| c.park());
             });
             let engine = store.engine().clone();
-            let mut linker = Linker::<Vec<ThreadId>>::new();
+            let mut linker = Linker::<Vec<ThreadId>>::new(&engine);
             linker.func_new("env", "park", FuncType::new([], []), |c, _, _| {
                 let me = c.thread_id();
                 c.data_mut().push(me);
@@ -549,7 +549,7 @@ fn dropping_a_store_with_unfinished_threads_is_clean() {
 #[test]
 fn many_parked_threads_are_all_woken() {
     let engine = Engine::default();
-    let mut linker = Linker::<Vec<ThreadId>>::new();
+    let mut linker = Linker::<Vec<ThreadId>>::new(&engine);
     linker.func_new(
         "env",
         "park",
@@ -624,7 +624,7 @@ fn host_channel_parks_consumers_and_producers_unpark_them() {
         waiting: std::collections::HashMap<i32, ThreadId>,
     }
     let engine = Engine::default();
-    let mut linker = Linker::<Mailboxes>::new();
+    let mut linker = Linker::<Mailboxes>::new(&engine);
     linker.add_thread_abi();
     linker.func_new(
         "env",
@@ -729,7 +729,7 @@ fn deep_recursions(guard_pages: bool) {
         ..Default::default()
     })
     .unwrap();
-    let mut linker = Linker::<()>::new();
+    let mut linker = Linker::<()>::new(&engine);
     linker.add_thread_abi();
     let module = Module::new(
         &engine,
@@ -773,7 +773,7 @@ fn deep_recursions(guard_pages: bool) {
 #[test]
 fn a_thread_whose_entry_is_a_host_function() {
     let engine = Engine::default();
-    let mut linker = Linker::<u32>::new();
+    let mut linker = Linker::<u32>::new(&engine);
     linker.func_new(
         "env",
         "wait",
@@ -823,7 +823,7 @@ fn engine_time_slice_is_honoured() {
             ..Default::default()
         })
         .unwrap();
-        let mut linker = Linker::<()>::new();
+        let mut linker = Linker::<()>::new(&engine);
         linker.add_thread_abi();
         let mut store = Store::new(&engine, ());
         let inst = linker
@@ -859,7 +859,7 @@ const TURN_COUNTER: &str = r#"
 fn with_thread_abi(config: wasm_patch_runtime::Config, wat: &str) -> (Store<()>, Instance) {
     let engine = Engine::new(config).unwrap();
     let mut store = Store::new(&engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     let inst = linker
         .instantiate(&mut store, &Module::new(&engine, wat).unwrap())

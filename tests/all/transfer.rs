@@ -188,8 +188,12 @@ fn only_the_patched_instances_frames_move() {
     let engine = engine();
     let module = Module::new(&engine, &old).unwrap();
     let mut store = Store::new(&engine, Host::default());
-    let a = host_linker().instantiate(&mut store, &module).unwrap();
-    let other = host_linker().instantiate(&mut store, &module).unwrap();
+    let a = host_linker(store.engine())
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let other = host_linker(store.engine())
+        .instantiate(&mut store, &module)
+        .unwrap();
     let ta = store.spawn(func(&store, a, "worker"), &[]).unwrap();
     let tb = store.spawn(func(&store, other, "worker"), &[]).unwrap();
     store.run_steps(6);

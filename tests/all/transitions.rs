@@ -50,7 +50,7 @@ fn setup(src: &str) -> (Store<Recorded>, Instance) {
     let engine = Engine::default();
     let module = Module::new(&engine, src).unwrap();
     let mut store = Store::new(&engine, Recorded(Vec::new()));
-    let mut linker: Linker<Recorded> = Linker::new();
+    let mut linker: Linker<Recorded> = Linker::new(&engine);
     linker.add_thread_abi();
     linker.func_new(
         "env",
@@ -235,13 +235,15 @@ pub(crate) fn setup_host(src: &str) -> (Store<Host>, Instance) {
 pub(crate) fn setup_host_with(engine: Engine, src: &str) -> (Store<Host>, Instance) {
     let module = Module::new(&engine, src).unwrap();
     let mut store = Store::new(&engine, Host::default());
-    let inst = host_linker().instantiate(&mut store, &module).unwrap();
+    let inst = host_linker(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     (store, inst)
 }
 
 /// The thread ABI plus `env.park`, `env.record` and `env.snap`.
-pub(crate) fn host_linker() -> Linker<Host> {
-    let mut linker: Linker<Host> = Linker::new();
+pub(crate) fn host_linker(engine: &Engine) -> Linker<Host> {
+    let mut linker: Linker<Host> = Linker::new(engine);
     linker.add_thread_abi();
     linker.func_new("env", "park", FuncType::new([], []), |c, _, _| c.park());
     linker.func_new(

@@ -35,7 +35,7 @@ const KINDS: &str = r#"(module
 
 fn kinds() -> (Store<()>, Instance) {
     let engine = Engine::default();
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.func_new(
         "env",
         "fail",
@@ -237,7 +237,9 @@ fn backtrace_names_frames_innermost_first() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let run = inst.get_func(&store, "run").unwrap();
     let t = trap_of(run.call(&mut store, &[Val::I32(1 << 20)]));
     assert_eq!(t.kind, TrapKind::MemoryOutOfBounds);
@@ -302,7 +304,9 @@ fn stack_overflow_is_a_trap_and_the_instance_keeps_working() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     inst.get_func(&store, "set")
         .unwrap()
         .call(&mut store, &[Val::I32(100), Val::I32(1234)])
@@ -336,7 +340,7 @@ fn stack_overflow_is_a_trap_and_the_instance_keeps_working() {
     let fac = inst
         .get_func(&store, "fac")
         .unwrap()
-        .typed::<i64, i64, _>(&store)
+        .typed::<i64, i64>(&store)
         .unwrap();
     assert_eq!(fac.call(&mut store, 20).unwrap(), 2_432_902_008_176_640_000);
     // Overflow again, then work again: nothing leaks between calls.
@@ -370,7 +374,9 @@ fn trap_keeps_memory_and_globals_written_before_it() {
     )
     .unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let wtt = inst.get_func(&store, "write_then_trap").unwrap();
     let read = inst.get_func(&store, "read").unwrap();
     for i in 1..=3 {
@@ -408,7 +414,7 @@ fn a_trapping_thread_does_not_disturb_the_others() {
           (func (export "slot") (param i32) (result i32) local.get 0 i32.const 4 i32.mul i32.load))"#,
     )
     .unwrap();
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     let mut store = Store::new(&engine, ());
     let inst = linker.instantiate(&mut store, &module).unwrap();
@@ -434,7 +440,7 @@ fn a_trapping_thread_does_not_disturb_the_others() {
 fn a_trap_in_a_nested_call_propagates_through_the_host() {
     struct D(Option<wasm_patch_runtime::Func>);
     let engine = Engine::default();
-    let mut linker = Linker::<D>::new();
+    let mut linker = Linker::<D>::new(&engine);
     linker.func_new(
         "env",
         "call_back",
@@ -471,7 +477,7 @@ fn a_trap_in_a_nested_call_propagates_through_the_host() {
 fn stack_overflow_in_a_nested_host_to_wasm_call() {
     struct D(Option<wasm_patch_runtime::Func>);
     let engine = Engine::default();
-    let mut linker = Linker::<D>::new();
+    let mut linker = Linker::<D>::new(&engine);
     linker.func_new(
         "env",
         "nested",

@@ -73,8 +73,8 @@ fn code(c: &Cmd) -> Option<i32> {
     })
 }
 
-fn linker() -> Linker<Host> {
-    let mut l: Linker<Host> = Linker::new();
+fn linker(engine: &Engine) -> Linker<Host> {
+    let mut l: Linker<Host> = Linker::new(engine);
     l.func_new(
         "env",
         "cmd",
@@ -194,7 +194,7 @@ impl Run {
     fn new() -> Run {
         let (engine, module) = with_shared(|s| (s.engine.clone(), s.module.clone()));
         let mut store = Store::new(&engine, Host::default());
-        let l = linker();
+        let l = linker(&engine);
         let instances = (0..INSTANCES)
             .map(|_| l.instantiate(&mut store, &module).expect("instantiate"))
             .collect();

@@ -715,7 +715,7 @@ fn path_open(m: &mut [u8], s: &mut State, a: &[Val]) -> Result<(), Fail> {
 pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
     def_caller(l, st, "fd_read", "iiii", |c, st, a| loop {
         {
-            let mut s = st.borrow_mut();
+            let mut s = crate::lock(st);
             let fd = u32a(a, 0);
             let Some(raw) = s.would_park(fd, Interest::Read) else {
                 let m = c.memory(0).ok_or(Errno::Fault)?;
@@ -736,7 +736,7 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
     });
     def_caller(l, st, "fd_write", "iiii", |c, st, a| loop {
         {
-            let mut s = st.borrow_mut();
+            let mut s = crate::lock(st);
             let Some(raw) = s.would_park(u32a(a, 0), Interest::Write) else {
                 let m = c.memory(0).ok_or(Errno::Fault)?;
                 let n = fd_write(m, &mut s, a, None)?;

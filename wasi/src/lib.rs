@@ -23,9 +23,8 @@ mod reactor;
 pub use errno::Errno;
 
 use errno::Fail;
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use wasm_patch_runtime::{Caller, Error, FuncType, Linker, ThreadId, Val, ValType, WasmTy};
 
 /// The import module name of WASI preview 1.
@@ -119,21 +118,20 @@ impl WasiCtx {
 /// called `proc_exit`, and with which status.
 #[derive(Clone)]
 pub struct WasiHandle {
-    state: Rc<RefCell<fs::State>>,
+    state: Shared,
 }
 
 impl WasiHandle {
     /// The status passed to `proc_exit`, once a guest thread called it.
     pub fn exit_code(&self) -> Option<i32> {
-        self.state.borrow().exit_code
+        lock(&self.state).exit_code
     }
 
     /// Whether a guest thread is parked waiting for an fd or a deadline
     /// (see [`WasiCtx::park_blocked_threads`]): such a store is not
     /// deadlocked while all its threads are parked.
     pub fn has_waiters(&self) -> bool {
-        self.state
-            .borrow()
+        lock(&self.state)
             .reactor
             .as_ref()
             .is_some_and(reactor::Reactor::has_waiters)
@@ -143,7 +141,7 @@ impl WasiHandle {
     /// threads wait for; returns the threads to unpark (with
     /// `Store::unpark`). Returns at once when no thread waits.
     pub fn wait_ready(&self, timeout: std::time::Duration) -> Vec<ThreadId> {
-        match self.state.borrow_mut().reactor.as_mut() {
+        match lock(&self.state).reactor.as_mut() {
             Some(r) => r.wait(timeout),
             None => Vec::new(),
         }
@@ -153,7 +151,18 @@ impl WasiHandle {
 /// The host error message a guest thread ends with after `proc_exit`.
 pub const PROC_EXIT_MESSAGE: &str = "proc_exit";
 
-type Shared = Rc<RefCell<fs::State>>;
+/// The WASI state shared by a store's host functions. A mutex, not a
+/// `RefCell`, so that the store stays `Send`; guest threads of one store
+/// run on one OS thread at a time, so it is never contended, and no host
+/// function holds it across a park.
+type Shared = Arc<Mutex<fs::State>>;
+
+/// Lock the shared state. A host function that panicked while holding it
+/// left it consistent (every update is a single step), so poison is
+/// ignored.
+pub(crate) fn lock(st: &Mutex<fs::State>) -> MutexGuard<'_, fs::State> {
+    st.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Parse a signature like `"iIi"` (`i` = i32, `I` = i64); results are one
 /// i32 errno.
@@ -172,14 +181,14 @@ fn def<T: 'static>(
     st: &Shared,
     name: &str,
     params: &str,
-    f: impl Fn(&mut [u8], &mut fs::State, &[Val]) -> Result<(), Fail> + 'static,
+    f: impl Fn(&mut [u8], &mut fs::State, &[Val]) -> Result<(), Fail> + Send + Sync + 'static,
 ) {
     let st = st.clone();
     wrap(l, name, params, move |c, a| {
         let Some(mem) = c.memory(0) else {
             return Ok(Errno::Fault as i32);
         };
-        let out = f(mem, &mut st.borrow_mut(), a);
+        let out = f(mem, &mut lock(&st), a);
         errno(out)
     });
 }
@@ -192,7 +201,7 @@ fn def_caller<T: 'static>(
     st: &Shared,
     name: &str,
     params: &str,
-    f: impl Fn(&mut Caller<'_, T>, &Shared, &[Val]) -> Result<(), Fail> + 'static,
+    f: impl Fn(&mut Caller<'_, T>, &Shared, &[Val]) -> Result<(), Fail> + Send + Sync + 'static,
 ) {
     let st = st.clone();
     wrap(l, name, params, move |c, a| errno(f(c, &st, a)));
@@ -216,13 +225,14 @@ fn wrap<T: 'static>(
     l: &mut Linker<T>,
     name: &str,
     params: &str,
-    body: impl Fn(&mut Caller<'_, T>, &[Val]) -> Result<i32, Error> + 'static,
+    body: impl Fn(&mut Caller<'_, T>, &[Val]) -> Result<i32, Error> + Send + Sync + 'static,
 ) {
     macro_rules! typed {
         ($($a:ident: $t:ty),*) => {{
             l.func_wrap(WASI_MODULE, name, move |mut c: Caller<'_, T>, $($a: $t),*| {
                 body(&mut c, &[$($a.into_val()),*])
-            });
+            })
+            .expect("a fresh linker defines each WASI name once");
         }};
     }
     match params {
@@ -266,12 +276,18 @@ pub(crate) fn u64a(a: &[Val], i: usize) -> u64 {
 
 /// Define every `wasi_snapshot_preview1` function on `linker`, sharing
 /// `ctx` among all the guest threads of the stores that use it.
-pub fn add_wasi<T: 'static>(linker: &mut Linker<T>, ctx: WasiCtx) -> WasiHandle {
-    let st: Shared = Rc::new(RefCell::new(fs::State::new(ctx)));
-    add_process(linker, &st);
-    fs::add(linker, &st);
-    poll::add(linker, &st);
-    WasiHandle { state: st }
+///
+/// # Errors
+/// [`Error::Link`] when `linker` already defines one of them (nothing is
+/// added then).
+pub fn add_wasi<T: 'static>(linker: &mut Linker<T>, ctx: WasiCtx) -> Result<WasiHandle, Error> {
+    let st: Shared = Arc::new(Mutex::new(fs::State::new(ctx)));
+    let mut own = Linker::new(linker.engine());
+    add_process(&mut own, &st);
+    fs::add(&mut own, &st);
+    poll::add(&mut own, &st);
+    linker.merge(own)?;
+    Ok(WasiHandle { state: st })
 }
 
 /// Write `list` as a WASI string array: pointers at `ptrs`, NUL-terminated
@@ -373,7 +389,8 @@ fn add_process<T: 'static>(l: &mut Linker<T>, st: &Shared) {
                 None => Errno::Fault as i32,
             }
         },
-    );
+    )
+    .expect("a fresh linker defines each WASI name once");
     def(l, st, "random_get", "ii", |m, _, a| {
         let buf = mem::slice(m, u32a(a, 0), u32a(a, 1))?;
         let mut done = 0;
@@ -408,7 +425,7 @@ fn add_process<T: 'static>(l: &mut Linker<T>, st: &Shared) {
         FuncType::new([ValType::I32], []),
         move |_, a, _| {
             let code = a[0].i32().unwrap_or(0);
-            let mut s = s2.borrow_mut();
+            let mut s = lock(&s2);
             if s.exit_code.is_none() {
                 s.exit_code = Some(code);
             }

@@ -95,7 +95,7 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
             let mut ready = Vec::new();
             let mut waits = Vec::new();
             {
-                let s = st.borrow();
+                let s = crate::lock(st);
                 let now = Instant::now();
                 for (i, sub) in subs.iter().enumerate() {
                     match *sub {
@@ -134,7 +134,7 @@ pub(crate) fn add<T: 'static>(l: &mut Linker<T>, st: &Shared) {
             }
             if !waits.is_empty() {
                 let me = c.thread_id();
-                if let Some(r) = st.borrow_mut().reactor.as_mut() {
+                if let Some(r) = crate::lock(st).reactor.as_mut() {
                     r.wait_for(me, waits, first);
                 }
                 c.park().map_err(Fail::Fatal)?;

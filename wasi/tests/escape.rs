@@ -143,15 +143,15 @@ fn attempt(sandbox: &Path, op: &str, a: &str, b: &str) -> i32 {
     let engine = Engine::default();
     let module = Module::new(&engine, &wat).expect("test module");
     let mut store = Store::new(&engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     let mut ctx = WasiCtx::new();
     ctx.preopen_dir(sandbox, "/").unwrap();
-    add_wasi(&mut linker, ctx);
+    add_wasi(&mut linker, ctx).unwrap();
     let inst = linker.instantiate(&mut store, &module).unwrap();
     let go = inst
         .get_func(&store, "go")
         .unwrap()
-        .typed::<(), i32, _>(&store)
+        .typed::<(), i32>(&store)
         .unwrap();
     go.call(&mut store, ()).unwrap()
 }

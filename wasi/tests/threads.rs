@@ -41,16 +41,16 @@ fn threads_share_descriptors_and_exit_status() {
     let engine = Engine::default();
     let module = Module::new(&engine, GUEST).unwrap();
     let mut store = Store::new(&engine, ());
-    let mut linker = Linker::new();
+    let mut linker = Linker::new(&engine);
     linker.add_thread_abi();
     let mut ctx = WasiCtx::new();
     ctx.preopen_dir(&dir, "/").unwrap();
-    let wasi = add_wasi(&mut linker, ctx);
+    let wasi = add_wasi(&mut linker, ctx).unwrap();
     let inst = linker.instantiate(&mut store, &module).unwrap();
     let main = inst
         .get_func(&store, "main")
         .unwrap()
-        .typed::<(), i32, _>(&store)
+        .typed::<(), i32>(&store)
         .unwrap();
     let fd = main.call(&mut store, ()).unwrap();
     assert!(fd > 3, "path_open failed with errno {}", -fd);

@@ -75,13 +75,13 @@ fn wasmtime_runner(engine: &wasmtime::Engine, bytes: &[u8]) -> (Wasmtime, Durati
 fn ours_runner(engine: &wasm_patch_runtime::Engine, bytes: &[u8]) -> (Ours, Duration) {
     let (module, ct) = timed(|| wasm_patch_runtime::Module::new(engine, bytes).expect("compile"));
     let mut store = wasm_patch_runtime::Store::new(engine, ());
-    let inst = wasm_patch_runtime::Linker::new()
+    let inst = wasm_patch_runtime::Linker::new(&engine)
         .instantiate(&mut store, &module)
         .expect("instantiate");
     let run = inst
         .get_func(&store, "run")
         .expect("export run")
-        .typed::<i32, i64, _>(&store)
+        .typed::<i32, i64>(&store)
         .expect("run: i32 -> i64");
     (Ours { store, run }, ct)
 }

@@ -51,7 +51,12 @@ fn private_call(
 }
 
 /// Run callback `kind` of `compiled` (if the bundle has one) on a new guest
-/// thread to completion. `Ok(None)` when there is no such callback.
+/// thread to completion, alone: no other guest thread gets a turn until it
+/// returns. `Ok(None)` when there is no such callback.
+///
+/// # Errors
+/// The callback's trap, or [`Error::CallbackBlocked`] when it parks (its
+/// thread is cancelled and gone before this returns).
 pub(crate) fn run_callback<T: 'static>(
     inner: *mut StoreInner<T>,
     instance: usize,
@@ -79,8 +84,15 @@ pub(crate) fn run_callback<T: 'static>(
     // SAFETY: as above; the private call path outlives the thread (joined
     // below before `call` is dropped).
     let id = unsafe { store::spawn_raw(inner, callee, Vec::new())? };
+    // Alone: no other thread runs while a callback does, so a vetoing
+    // pre-patch callback's writes can be undone without undoing theirs.
     // SAFETY: as above.
-    unsafe { store::run_until(inner, Some(id.0))? };
+    if let Err(e) = unsafe { store::run_alone(inner, id.0) } {
+        // Blocked: finish it now, while its code and call path live.
+        // SAFETY: as above.
+        unsafe { store::cancel(inner, id.0) };
+        return Err(e);
+    }
     // SAFETY: as above.
     let r = unsafe { store_mut(inner) }.take_result_raw(id);
     drop(call);

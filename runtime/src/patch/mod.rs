@@ -274,7 +274,7 @@ pub(crate) struct EventLog {
 }
 
 /// A host callback for patch events.
-pub(crate) type EventListener = dyn FnMut(&TimedEvent<'_>);
+pub(crate) type EventListener = dyn FnMut(&TimedEvent<'_>) + Send;
 
 impl EventLog {
     /// Records `e` now.

@@ -110,7 +110,7 @@ impl<T: 'static> Store<T> {
     /// not poll [`Store::events`]. `f` runs inside the store's operations,
     /// so it gets the event only, not the store; one that panics is
     /// dropped. A second call replaces the first callback.
-    pub fn on_patch_event(&mut self, f: impl FnMut(&TimedEvent<'_>) + 'static) {
+    pub fn on_patch_event(&mut self, f: impl FnMut(&TimedEvent<'_>) + Send + 'static) {
         self.inner.patch.events.listen(Box::new(f));
     }
 

@@ -194,12 +194,22 @@ impl<T: 'static> Store<T> {
             .any(|(k, _)| *k == CallbackKind::PrePatch)
             .then(|| Snapshot::take(&self.inner, inst_index));
         let inner: *mut StoreInner<T> = &mut *self.inner;
+        let first_spawned = self.inner.next_thread;
         let veto = match run_callback(inner, inst_index, &compiled, CallbackKind::PrePatch) {
             Ok(None) | Ok(Some(0)) => None,
             Ok(Some(v)) => Some(format!("returned {v}")),
             Err(e) => Some(e.to_string()),
         };
         if let Some(why) = veto {
+            // Threads the callback spawned never ran (it ran alone): they
+            // go with the veto, before their code's memory is restored.
+            let spawned: Vec<u32> = (self.inner.threads.keys().copied())
+                .filter(|&id| id >= first_spawned)
+                .collect();
+            for id in spawned {
+                // SAFETY: the store is live and idle (no fiber runs).
+                unsafe { crate::store::cancel(inner, id) };
+            }
             if let Some(snap) = snapshot {
                 snap.restore(&self.inner);
             }

@@ -14,7 +14,7 @@ use crate::errors::Error;
 use crate::thread::fiber::{self, Resume, Yield};
 use crate::thread::{RunState, ThreadId, ThreadState};
 use crate::val::Val;
-use crate::vm::offsets::POLL_PREEMPT;
+use crate::vm::offsets::{POLL_CANCEL, POLL_PREEMPT};
 use crate::vm::traps;
 use crate::vm::vmctx::VMThread;
 use std::cmp::Reverse;
@@ -353,6 +353,7 @@ fn wake_sleepers<T>(s: &mut StoreInner<T>) {
 /// # Safety
 /// `inner` is the live store, and no fiber is running.
 pub(crate) unsafe fn step<T>(inner: *mut StoreInner<T>) -> bool {
+    traps::init();
     // SAFETY: forwarded.
     let s = unsafe { store_mut(inner) };
     wake_sleepers(s);
@@ -382,6 +383,8 @@ pub(crate) unsafe fn run_until<T: 'static>(
             "the scheduler cannot be entered from a guest thread".into(),
         ));
     }
+    // This OS thread's signal stack: the store may have moved here.
+    traps::init();
     // Whether `target` has finished (or does not exist).
     let target_done = |s: &StoreInner<T>| -> Option<Result<(), Error>> {
         let t = target?;
@@ -435,5 +438,99 @@ pub(crate) unsafe fn run_until<T: 'static>(
             Some(t) => Err(Error::Deadlock(t)),
             None => Ok(()),
         };
+    }
+}
+
+/// Take `id`'s entry out of the ready queue, if it has one.
+fn take_ready<T>(s: &mut StoreInner<T>, id: u32) -> Option<ReadyThread> {
+    let at = s.ready.iter().position(|r| {
+        // SAFETY: queue entries point at live boxes (module invariant).
+        unsafe { (*r.0).id.0 == id }
+    })?;
+    s.ready.remove(at)
+}
+
+/// Run thread `target` alone until it is done: no other thread gets a turn
+/// (they stay ready, sleeping or parked as they were), and no transition is
+/// driven. This is how patch callbacks run, so that what a callback sees
+/// and writes is not interleaved with other threads' work, and a vetoing
+/// pre-patch callback's writes can be undone without undoing theirs.
+///
+/// # Errors
+/// [`Error::CallbackBlocked`] when `target` parks: nothing could wake it
+/// while it runs alone. The thread is left parked (see [`cancel`]).
+///
+/// # Safety
+/// `inner` is the live store, not running a fiber.
+pub(crate) unsafe fn run_alone<T>(inner: *mut StoreInner<T>, target: u32) -> Result<(), Error> {
+    traps::init();
+    loop {
+        // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
+        let s = unsafe { store_mut(inner) };
+        let Some(t) = s.threads.get(&target) else {
+            return Err(Error::BadCall(format!("no thread {target}")));
+        };
+        match t.state {
+            RunState::Done => return Ok(()),
+            RunState::Parked => return Err(Error::CallbackBlocked(target)),
+            RunState::Running => unreachable!("the scheduler is not running"),
+            RunState::Sleeping => {
+                let at = s
+                    .sleepers
+                    .iter()
+                    .filter(|Reverse((_, id))| *id == target)
+                    .map(|Reverse((at, _))| *at)
+                    .min();
+                if let Some(at) = at {
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                }
+                wake_sleepers(s);
+            }
+            RunState::Ready => {
+                let r = take_ready(s, target).expect("a ready thread is queued");
+                // SAFETY: forwarded; the entry is a live box of the map.
+                unsafe { resume_ready(inner, r) };
+            }
+        }
+    }
+}
+
+/// Finish thread `id` by cancelling it (its pending park or next poll
+/// fails, the guest traps, the fiber completes) and remove it from the
+/// store. For threads that must not go on: a callback that blocked, threads
+/// a vetoed pre-patch callback spawned.
+///
+/// # Safety
+/// `inner` is the live store, not running a fiber.
+pub(crate) unsafe fn cancel<T>(inner: *mut StoreInner<T>, id: u32) {
+    traps::init();
+    for _ in 0..1000 {
+        // SAFETY: forwarded.
+        let s = unsafe { store_mut(inner) };
+        let Some(t) = s.threads.get_mut(&id) else {
+            return;
+        };
+        if t.state == RunState::Done {
+            break;
+        }
+        t.cancelled = true;
+        t.vm.poll.fetch_or(POLL_CANCEL, Ordering::Relaxed);
+        t.state = RunState::Ready;
+        let tp: *mut ThreadState = &mut **t;
+        let r = take_ready(s, id).unwrap_or(ReadyThread(tp));
+        // SAFETY: forwarded; `tp` is a live box of the map, no longer queued.
+        unsafe { resume_ready(inner, r) };
+    }
+    // SAFETY: forwarded.
+    let s = unsafe { store_mut(inner) };
+    if s.threads
+        .get(&id)
+        .is_some_and(|t| t.state == RunState::Done)
+    {
+        // A finished thread is never queued; a queued entry would dangle.
+        debug_assert!(take_ready(s, id).is_none());
+        if let Some(t) = s.threads.remove(&id) {
+            s.recycle(t);
+        }
     }
 }

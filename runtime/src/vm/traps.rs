@@ -59,11 +59,18 @@ thread_local! {
 }
 
 /// The current activation pointer (to save across a fiber switch).
+///
+/// Never inlined: a fiber may resume on another OS thread (a `Store` is
+/// `Send`), so the thread-local's address must be computed afresh on each
+/// side of a switch, never cached across it by the caller.
+#[inline(never)]
 pub fn current_activation() -> *mut Activation {
     CURRENT.with(|c| c.get())
 }
 
-/// Restore the current activation pointer after a fiber switch.
+/// Restore the current activation pointer after a fiber switch (never
+/// inlined, for the reason above).
+#[inline(never)]
 pub fn set_current_activation(a: *mut Activation) {
     CURRENT.with(|c| c.set(a));
 }
