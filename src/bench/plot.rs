@@ -4,7 +4,6 @@
 //! anchors ([`ANCHORS`]), drawn as SVG.
 
 use super::engine::Case;
-use super::stats::fmt_us;
 use plotters::prelude::*;
 
 /// A published figure to compare with: `threads` switched in `seconds`.
@@ -32,6 +31,21 @@ pub const ANCHORS: [Anchor; 2] = [
         seconds: 21.9,
     },
 ];
+
+/// An axis label for `us` microseconds: `10 µs`, `2.5 ms`, `1 s`.
+fn tick(us: f64) -> String {
+    let (v, unit) = if us < 1.0 {
+        (us * 1e3, "ns")
+    } else if us < 1e3 {
+        (us, "µs")
+    } else if us < 1e6 {
+        (us / 1e3, "ms")
+    } else {
+        (us / 1e6, "s")
+    };
+    let n = format!("{v:.3}");
+    format!("{} {unit}", n.trim_end_matches('0').trim_end_matches('.'))
+}
 
 /// Drawing the plot failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +108,7 @@ pub fn svg(cases: &[Case], anchors: &[Anchor], title: &str) -> Result<String, Pl
             .x_desc("guest threads")
             .y_desc("latency")
             .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| fmt_us(*y))
+            .y_label_formatter(&|y| tick(*y))
             .draw()
             .map_err(err)?;
 
@@ -170,4 +184,17 @@ pub fn svg(cases: &[Case], anchors: &[Anchor], title: &str) -> Result<String, Pl
         root.present().map_err(err)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels_drop_trailing_zeros() {
+        assert_eq!(tick(10.0), "10 µs");
+        assert_eq!(tick(2500.0), "2.5 ms");
+        assert_eq!(tick(1e6), "1 s");
+        assert_eq!(tick(0.1), "100 ns");
+    }
 }
