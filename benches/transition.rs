@@ -300,8 +300,8 @@ fn main() {
                 let f = |k: &str| r[k].as_f64().map_or_else(|| "-".into(), fmt_us);
                 println!(
                     "{:>9} {:>8} {:>10} {:>10} {:>14}",
-                    r["functions"],
-                    r["bundle_bytes"],
+                    r["functions"].as_u64().unwrap_or(0),
+                    r["bundle_bytes"].as_u64().unwrap_or(0),
                     f("diff_us"),
                     f("compile_us"),
                     f("compile_per_function_us")
