@@ -101,7 +101,10 @@ pub enum BenchError {
     },
     /// A transition could not complete (e.g. its blockers are parked and no
     /// timeout is set).
-    #[error("{threads} thread(s), run {run}: {what} transition did not complete: {why}")]
+    #[error(
+        "{threads} thread(s), run {run}: {what} transition did not complete: {why} \
+         (--timeout reverses such a transition and counts it)"
+    )]
     Stalled {
         /// The case's thread count.
         threads: usize,

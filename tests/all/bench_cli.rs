@@ -335,3 +335,68 @@ fn bench_transition_refused_bundle_exits_with_apply_status() {
     assert!(err.contains("entry `nope`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A module whose threads park inside the changed function for good.
+const STUCK: &str = r#"(module
+  (import "env" "park" (func $park))
+  (func $handle (param i32) (result i32) (call $park) (i32.const V))
+  (func (export "worker") (param $id i32) (drop (call $handle (local.get $id)))))"#;
+
+#[test]
+fn bench_transition_counts_runs_reversed_by_the_timeout() {
+    let dir = scratch("stuck");
+    let (old, new) = (dir.join("stuck.wat"), dir.join("stuck2.wat"));
+    std::fs::write(&old, STUCK.replace('V', "1")).expect("old");
+    std::fs::write(&new, STUCK.replace('V', "2")).expect("new");
+    let b = bundle(
+        &dir,
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "s.wpatch",
+    );
+    let json = dir.join("r.json");
+    let args = |extra: &[&str]| -> Output {
+        let mut a = vec![
+            "bench",
+            "transition",
+            old.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--entry",
+            "worker",
+            "--threads",
+            "3",
+            "--runs",
+            "2",
+        ];
+        a.extend_from_slice(extra);
+        run(&dir, &a)
+    };
+    // Every apply is reversed by the timeout: counted, nothing to revert.
+    let table = ok(&args(&[
+        "--timeout",
+        "0.02",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(table.contains("2 of 2 reversed by --timeout"), "{table}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid JSON");
+    let case = &doc["cases"][0];
+    assert_eq!(case["apply"]["reversed"].as_u64(), Some(2));
+    assert_eq!(case["apply"]["blocked_at_start"]["min"].as_f64(), Some(3.0));
+    assert_eq!(case["revert"]["count"].as_u64(), Some(0));
+    for s in case["samples"].as_array().expect("samples") {
+        assert!(s["revert"].is_null(), "{s}");
+        assert_eq!(s["apply"]["reversed"].as_bool(), Some(true), "{s}");
+    }
+    // Without a timeout the transition can never complete: an error that
+    // says so, and no hang.
+    let out = args(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("did not complete") && err.contains("--timeout"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
