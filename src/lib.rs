@@ -2,6 +2,7 @@
 //! the command implementations and the wast driver.
 
 pub mod audit;
+pub mod bench;
 pub mod commands;
 pub mod control;
 pub mod signals;

@@ -55,6 +55,9 @@ enum Command {
     /// the bundle can never be reverted afterwards).
     #[command(after_help = wasm_patch_cli::control::EXIT_CODES_HELP)]
     Force(commands::control_verbs::ForceArgs),
+    /// Measure hot patching: `bench transition` applies and reverts a
+    /// bundle on a module's threads and reports the latency distribution.
+    Bench(commands::bench::BenchArgs),
 }
 
 impl Command {
@@ -119,6 +122,7 @@ fn main() {
         Command::Revert(args) => commands::control_verbs::revert(args),
         Command::Reverse(args) => commands::control_verbs::reverse(args),
         Command::Force(args) => commands::control_verbs::force(args),
+        Command::Bench(args) => commands::bench::main(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

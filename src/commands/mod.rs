@@ -2,6 +2,7 @@
 //! point returning the process exit code.
 
 pub mod apply;
+pub mod bench;
 pub mod control_verbs;
 pub mod diff;
 pub mod hash;

@@ -3,6 +3,7 @@
 
 mod adversarial;
 mod api;
+mod bench_cli;
 mod bundle_data;
 mod bundles;
 mod callbacks;
