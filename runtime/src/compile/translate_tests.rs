@@ -522,7 +522,10 @@ enum Outcome {
 /// Translate, verify and compile every function of a valid module. `None`
 /// if the module does not validate with the wasm 2.0 feature set.
 fn compile_module(isa: &OwnedTargetIsa, bytes: &[u8]) -> Option<(Vec<Outcome>, usize)> {
-    let mut validator = Validator::new_with_features(WasmFeatures::WASM2);
+    // Relaxed SIMD validates here so that a test can show it refused by the
+    // translator (the runtime's validator refuses it first).
+    let mut validator =
+        Validator::new_with_features(WasmFeatures::WASM2 | WasmFeatures::RELAXED_SIMD);
     let types = validator.validate_all(bytes).ok()?;
     let mut env = MockEnv::new(isa, &types);
     let bodies: Vec<_> = wasmparser::Parser::new(0)
@@ -711,22 +714,45 @@ fn div_rem_and_conversions_use_trapping_clif() {
 }
 
 #[test]
-fn simd_is_refused_and_context_is_reusable() {
+fn relaxed_simd_is_refused_and_context_is_reusable() {
     let (outcomes, _) = compile_wat(
         r#"(module
-             (func (result i32) (i32.const 1) (v128.const i64x2 0 0) (drop))
+             (func (result i32) (i32.const 1)
+               (i8x16.relaxed_swizzle (v128.const i64x2 0 0) (v128.const i64x2 0 0))
+               (drop))
              (func (result i32) (i32.const 2)))"#,
     );
-    // The first function fails with the operator's name (validated under
-    // the wasm 2.0 features, which include SIMD); the second, translated with
-    // the same builder context, still compiles.
+    // The first function fails with the operator's name (relaxed SIMD is
+    // not wasm 2.0); the second, translated with the same builder context,
+    // still compiles.
     match &outcomes[0] {
         Outcome::Translate(TranslateError::Unsupported { op, .. }) => {
-            assert_eq!(op, "V128Const")
+            assert_eq!(op, "I8x16RelaxedSwizzle")
         }
         other => panic!("expected unsupported, got {other:?}"),
     }
     assert!(matches!(outcomes[1], Outcome::Compiled(_)));
+}
+
+#[test]
+fn v128_values_keep_one_type_across_blocks_locals_and_select() {
+    // Each arm leaves a different lane type's result; the block parameter,
+    // the local and `select` all see the canonical `I8X16`, so the function
+    // verifies and compiles.
+    let (f, _) = compile_one(
+        r#"(module (func (param v128 i32) (result v128) (local v128)
+             (local.set 2
+               (if (result v128) (local.get 1)
+                 (then (f32x4.add (local.get 0) (local.get 0)))
+                 (else (i16x8.add (local.get 0) (local.get 0)))))
+             (select (local.get 2) (i64x2.neg (local.get 0)) (local.get 1))))"#,
+    );
+    assert_eq!(
+        f.dfg
+            .value_type(f.dfg.block_params(f.layout.entry_block().unwrap())[2]),
+        types::I8X16
+    );
+    assert_eq!(count_opcode(&f, ir::Opcode::Select), 1);
 }
 
 #[test]
