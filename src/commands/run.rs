@@ -114,6 +114,17 @@ fn parse_arg(s: &str, ty: ValType) -> anyhow::Result<Val> {
                 .with_context(|| format!("`{s}` is not an f64"))?
                 .to_bits(),
         ),
+        // A v128 as one 128-bit number, lane 0 in the low bits: hexadecimal
+        // with `0x` (as results are printed) or decimal.
+        ValType::V128 => Val::V128(
+            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(hex) => u128::from_str_radix(&hex.replace('_', ""), 16)
+                    .with_context(|| format!("`{s}` is not a v128 (not 32 hexadecimal digits)"))?,
+                None => s.parse::<u128>().with_context(|| {
+                    format!("`{s}` is not a v128 (not a 128-bit unsigned integer)")
+                })?,
+            },
+        ),
         other => bail!("cannot pass a {other:?} argument from the command line"),
     })
 }
