@@ -207,3 +207,61 @@ fn invoke_parses_and_prints_v128_in_hex() {
         format!("{want:#034x}")
     );
 }
+
+/// `guests/built` (scalar builds, `EXPECTED.txt`) and its `simd/` builds.
+fn guests_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/built")
+}
+
+/// Run a kernel module's `run(arg) -> i64`.
+fn run_kernel(bytes: &[u8], arg: i32) -> i64 {
+    let engine = Engine::default();
+    let module = Module::new(&engine, bytes).unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+    let run = inst
+        .get_typed_func::<(i32,), i64, _>(&store, "run")
+        .unwrap();
+    run.call(&mut store, (arg,)).unwrap()
+}
+
+/// How many SIMD operators a module's code holds.
+fn simd_operators(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::CodeSectionEntry(body) = payload.unwrap() {
+            for op in body.get_operators_reader().unwrap() {
+                let name = format!("{:?}", op.unwrap());
+                let simd = ["V128", "I8x16", "I16x8", "I32x4", "I64x2", "F32x4", "F64x2"];
+                n += usize::from(simd.iter().any(|p| name.starts_with(p)));
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn rustc_simd128_guests_give_the_scalar_builds_results() {
+    // `guests/build.sh --simd`: the same kernels built with
+    // `-C target-feature=+simd128`; rustc vectorises some of their loops.
+    let dir = guests_dir();
+    let expected = std::fs::read_to_string(dir.join("EXPECTED.txt")).unwrap();
+    let mut vectorised = 0;
+    let mut kernels = 0;
+    for line in expected.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (name, arg, want): (&str, i32, i64) =
+            (f[0], f[1].parse().unwrap(), f[2].parse().unwrap());
+        let scalar = std::fs::read(dir.join(format!("{name}.wasm"))).unwrap();
+        let simd = std::fs::read(dir.join(format!("simd/{name}.wasm"))).unwrap();
+        assert_eq!(simd_operators(&scalar), 0, "{name}: scalar build");
+        vectorised += usize::from(simd_operators(&simd) > 0);
+        assert_eq!(run_kernel(&scalar, arg), want, "{name}: scalar build");
+        assert_eq!(run_kernel(&simd, arg), want, "{name}: simd128 build");
+        kernels += 1;
+    }
+    assert_eq!(kernels, 7);
+    // Every kernel's SIMD build really uses SIMD (at least its memory
+    // copies and fills do).
+    assert_eq!(vectorised, kernels);
+}
