@@ -265,3 +265,67 @@ fn rustc_simd128_guests_give_the_scalar_builds_results() {
     // copies and fills do).
     assert_eq!(vectorised, kernels);
 }
+
+/// A worker whose loop carries a v128 local (each turn adds `k` to every
+/// lane) and yields, until `stop`.
+fn v128_worker(k: i32) -> String {
+    format!(
+        r#"(module
+      (import "wasm-patch" "yield" (func $yield))
+      (global $stop (mut i32) (i32.const 0))
+      (func $worker (export "worker") (result i32) (local $i i32) (local $v v128)
+        (loop $l
+          (local.set $v (i32x4.add (local.get $v) (i32x4.splat (i32.const {k}))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (call $yield)
+          (br_if $l (i32.eqz (global.get $stop))))
+        (i32.sub (i32x4.extract_lane 3 (local.get $v))
+                 (i32.mul (local.get $i) (i32.const {k}))))
+      (func (export "stop") (global.set $stop (i32.const 1))))"#
+    )
+}
+
+#[test]
+fn a_loop_frame_with_a_v128_local_is_not_transferred_and_finishes_old() {
+    // Frame transfer spills 8 bytes a local: the diff refuses a map for a
+    // function with a v128 local (and the runtime compiles no transfer
+    // poll for it), so the worker stays in its old loop until it leaves.
+    let (old, new) = (v128_worker(7), v128_worker(1000));
+    let opts = DiffOptions {
+        transfer: vec!["worker".into()],
+        ..Default::default()
+    };
+    let d = patch_format::diff(
+        &wat::parse_str(&old).unwrap(),
+        &wat::parse_str(&new).unwrap(),
+        &opts,
+    )
+    .expect("diff");
+    let transfers = d.bundle.transfers();
+    assert!(transfers.map(1).is_none());
+    assert!(
+        transfers.refused[0].reason.contains("v128"),
+        "{:?}",
+        transfers.refused
+    );
+    let engine = Engine::new(Config {
+        frame_transfer: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let module = Module::new(&engine, &old).unwrap();
+    let mut store = Store::new(&engine, Host::default());
+    let inst = host_linker().instantiate(&mut store, &module).unwrap();
+    let t = store.spawn(func(&store, inst, "worker"), &[]).unwrap();
+    store.run_steps(3);
+    store
+        .apply(inst, &d.bundle.to_bytes(), &ApplyOptions::default())
+        .expect("apply");
+    store.run_steps(6);
+    let st = store.transition_status().expect("the worker blocks");
+    assert_eq!(st.pending, 1);
+    func(&store, inst, "stop").call(&mut store, &[]).unwrap();
+    // Every turn ran the old loop: lane 3 holds 7 per counted turn.
+    assert_eq!(crate::i32_of(store.join(t)), 0);
+    assert!(!store.wait_transition().unwrap().reversed);
+}
