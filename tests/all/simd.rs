@@ -329,3 +329,57 @@ fn a_loop_frame_with_a_v128_local_is_not_transferred_and_finishes_old() {
     assert_eq!(crate::i32_of(store.join(t)), 0);
     assert!(!store.wait_transition().unwrap().reversed);
 }
+
+/// A module with a mutable v128 global that `bump` adds to; version 2
+/// routes it through an added SIMD function `$twice`.
+fn with_global(v2: bool) -> String {
+    let (body, extra) = if v2 {
+        (
+            "(call $twice (local.get 0))",
+            "(func $twice (param v128) (result v128) (i32x4.shl (local.get 0) (i32.const 1)))",
+        )
+    } else {
+        ("(local.get 0)", "")
+    };
+    format!(
+        r#"(module
+      (global $g (export "g") (mut v128) (v128.const i32x4 1 2 3 4))
+      (func $bump (export "bump") (param v128) (result v128)
+        (global.set $g (i32x4.add (global.get $g) {body}))
+        (global.get $g))
+      {extra})"#
+    )
+}
+
+#[test]
+fn a_bundle_adding_a_simd_function_keeps_the_v128_global() {
+    let (v1, v2) = (with_global(false), with_global(true));
+    let (mut store, inst) = setup(&v1);
+    let bump = inst
+        .get_typed_func::<(V128,), V128, _>(&store, "bump")
+        .unwrap();
+    let one = V128(v([1, 1, 1, 1]));
+    assert_eq!(
+        lanes(bump.call(&mut store, (one,)).unwrap().0),
+        [2, 3, 4, 5]
+    );
+    let bundle = bytes_with(&v1, &v2, &DiffOptions::default());
+    store
+        .apply(inst, &bundle, &ApplyOptions::default())
+        .expect("apply");
+    assert!(!store.wait_transition().unwrap().reversed);
+    // The global kept its value; the new code adds twice the argument.
+    assert_eq!(
+        lanes(bump.call(&mut store, (one,)).unwrap().0),
+        [4, 5, 6, 7]
+    );
+    match inst.get_export(&store, "g") {
+        Some(Extern::Global(g)) => {
+            assert_eq!(
+                Instance::global_value(&store, g),
+                Val::V128(v([4, 5, 6, 7]))
+            )
+        }
+        other => panic!("expected the global, got {other:?}"),
+    }
+}
