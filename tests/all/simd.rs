@@ -16,6 +16,7 @@ fn simd_app(kernel_op: &str, scale: i32) -> String {
         r#"(module
       (import "env" "park" (func $park))
       (import "env" "lanes" (func $lanes (param v128) (result i32)))
+      (import "env" "reverse" (func $reverse (param v128) (result v128)))
       (func $kernel (export "kernel") (param v128 v128) (result v128)
         ({kernel_op} (local.get 0) (local.get 1)))
       ;; Keeps `acc` (computed before parking) live across the park, then
@@ -25,7 +26,9 @@ fn simd_app(kernel_op: &str, scale: i32) -> String {
         (call $park)
         (i32x4.add (local.get $acc) (call $kernel (local.get $x) (local.get $x))))
       (func (export "host_lanes") (param v128) (result i32)
-        (call $lanes (local.get 0))))"#
+        (call $lanes (local.get 0)))
+      (func (export "host_reverse") (param v128) (result v128)
+        (i32x4.add (call $reverse (local.get 0)) (i32x4.splat (i32.const 1)))))"#
     )
 }
 
@@ -58,6 +61,12 @@ fn setup(src: &str) -> (Store<Host>, Instance) {
         lanes(x.as_u128())
             .iter()
             .fold(0i32, |a, &l| a.wrapping_add(l))
+    });
+    // And one with a v128 result: the lanes in reverse order.
+    linker.func_wrap("env", "reverse", |x: V128| -> V128 {
+        let mut l = lanes(x.as_u128());
+        l.reverse();
+        V128(v(l))
     });
     let inst = linker.instantiate(&mut store, &module).unwrap();
     (store, inst)
@@ -99,6 +108,10 @@ fn v128_crosses_typed_untyped_and_host_calls() {
     let host = func(&store, inst, "host_lanes");
     let r = crate::i32_of(host.call(&mut store, &[Val::V128(v(X))]));
     assert_eq!(r, X.iter().fold(0i32, |a, &l| a.wrapping_add(l)));
+    let host = func(&store, inst, "host_reverse");
+    let r = host.call(&mut store, &[Val::V128(v(X))]).unwrap();
+    let want = [X[3], X[2], X[1], X[0]].map(|l| l.wrapping_add(1));
+    assert_eq!(r, vec![Val::V128(v(want))]);
 }
 
 #[test]
