@@ -74,7 +74,8 @@ pub struct RunArgs {
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
     /// Arguments: the WASI program's, or with `--invoke` the function's
-    /// (integers in decimal, floats as decimals).
+    /// (integers in decimal, floats as decimals, v128 as one 128-bit number
+    /// in hexadecimal with `0x` or in decimal, lane 0 in the low bits).
     #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
     pub args: Vec<String>,
 }
