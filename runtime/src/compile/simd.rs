@@ -20,7 +20,7 @@ use super::{FuncTranslator, TranslateError};
 use crate::compile::environ::FuncEnvironment;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value,
+    types, ConstantData, Endianness, InstBuilder, MemFlagsData, Opcode, Type, Value, ValueDef,
 };
 use wasmparser::{MemArg, Operator};
 
@@ -70,13 +70,36 @@ macro_rules! vfcmp {
 }
 
 impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
-    /// `v` as a vector of type `ty` (a bitcast when its type differs).
+    /// `v` as a vector of type `ty`: `v` itself, the value a bitcast made
+    /// `v` from when that has type `ty` (so that chains through the
+    /// canonical type vanish and Cranelift's lowering sees the producing
+    /// instruction, e.g. a comparison feeding `bitselect`), else a bitcast.
     fn vcast(&mut self, ty: Type, v: Value) -> Value {
-        if self.b.func.dfg.value_type(v) == ty {
-            v
-        } else {
-            self.b.ins().bitcast(ty, lane_order(), v)
+        let dfg = &self.b.func.dfg;
+        if dfg.value_type(v) == ty {
+            return v;
         }
+        if let ValueDef::Result(inst, 0) = dfg.value_def(v) {
+            if dfg.insts[inst].opcode() == Opcode::Bitcast {
+                let src = dfg.inst_args(inst)[0];
+                if dfg.value_type(src) == ty {
+                    return src;
+                }
+            }
+        }
+        self.b.ins().bitcast(ty, lane_order(), v)
+    }
+
+    /// The lane type `v` was produced with (looking through a bitcast to
+    /// the canonical type).
+    fn produced_type(&self, v: Value) -> Type {
+        let dfg = &self.b.func.dfg;
+        if let ValueDef::Result(inst, 0) = dfg.value_def(v) {
+            if dfg.insts[inst].opcode() == Opcode::Bitcast {
+                return dfg.value_type(dfg.inst_args(inst)[0]);
+            }
+        }
+        dfg.value_type(v)
     }
 
     /// Pop a `v128` as a vector of type `ty`.
@@ -495,8 +518,12 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             O::V128Or => vbin!(self, off, V128, bor),
             O::V128Xor => vbin!(self, off, V128, bxor),
             O::V128Bitselect => {
-                let c = self.vpop(V128, off)?;
-                let (a, b) = self.vpop2(V128, off)?;
+                // In the lane type of the mask's producer: a comparison
+                // mask then lowers to a blend.
+                let c = self.stack.pop(off)?;
+                let ty = self.produced_type(c);
+                let c = self.vcast(ty, c);
+                let (a, b) = self.vpop2(ty, off)?;
                 let v = self.b.ins().bitselect(c, a, b);
                 self.vpush(v);
             }

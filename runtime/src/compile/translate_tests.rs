@@ -766,6 +766,18 @@ fn a_loop_with_a_v128_local_gets_a_plain_poll_not_a_transfer_poll() {
 }
 
 #[test]
+fn chained_lane_ops_bitcast_only_at_the_edges() {
+    // Three i32x4 parameters in, one v128 result out: one bitcast each, and
+    // none between the two adds (the canonical I8X16 round trip is looked
+    // through).
+    let (f, _) = compile_one(
+        r#"(module (func (param v128 v128 v128) (result v128)
+             (i32x4.add (i32x4.add (local.get 0) (local.get 1)) (local.get 2))))"#,
+    );
+    assert_eq!(count_opcode(&f, ir::Opcode::Bitcast), 4);
+}
+
+#[test]
 fn v128_values_keep_one_type_across_blocks_locals_and_select() {
     // Each arm leaves a different lane type's result; the block parameter,
     // the local and `select` all see the canonical `I8X16`, so the function
