@@ -7,6 +7,10 @@
 #                               guests/built/EXPECTED.txt (NAME ARG EXPECTED_I64)
 #   guests/build.sh --check     also run the built modules under node (if present)
 #                               and compare with EXPECTED.txt
+#   guests/build.sh --simd      also build every kernel with
+#                               `-C target-feature=+simd128` (rustc
+#                               auto-vectorises) into guests/built/simd/NAME.wasm;
+#                               the results must match the same EXPECTED.txt
 #
 # Release profile (guests/rust/Cargo.toml): opt-level=3, lto, panic=abort,
 # codegen-units=1, no debug info, name section kept.
@@ -20,11 +24,13 @@ kernels=(json deflate regex hash nbody sort interp)
 
 expected=0
 check=0
+simd=0
 for a in "$@"; do
     case "$a" in
         --expected) expected=1 ;;
         --check) check=1 ;;
-        *) echo "usage: $0 [--expected] [--check]" >&2; exit 2 ;;
+        --simd) simd=1 ;;
+        *) echo "usage: $0 [--expected] [--check] [--simd]" >&2; exit 2 ;;
     esac
 done
 
@@ -41,6 +47,19 @@ for k in "${kernels[@]}"; do
     cp "$target_dir/wasm32-unknown-unknown/release/wasm_$k.wasm" "$out/$k.wasm"
     printf '%-8s %7d bytes\n' "$k" "$(stat -c %s "$out/$k.wasm")"
 done
+
+if [ "$simd" = 1 ]; then
+    # Its own target directory: the flags differ, and the scalar build's
+    # artifacts stay as they are.
+    RUSTFLAGS="-C target-feature=+simd128" \
+        cargo build --manifest-path "$ws/Cargo.toml" --target-dir "$target_dir/simd128" \
+        --release --target wasm32-unknown-unknown "${pkgs[@]}"
+    mkdir -p "$out/simd"
+    for k in "${kernels[@]}"; do
+        cp "$target_dir/simd128/wasm32-unknown-unknown/release/wasm_$k.wasm" "$out/simd/$k.wasm"
+        printf 'simd/%-8s %7d bytes\n' "$k" "$(stat -c %s "$out/simd/$k.wasm")"
+    done
+fi
 
 if [ "$expected" = 1 ]; then
     cargo build --manifest-path "$ws/Cargo.toml" --target-dir "$target_dir" --release -p native

@@ -10,7 +10,7 @@ use wasm_patch_runtime::{
     Engine, Error, Extern, FuncType, Instance, Linker, Module, RefType, Store, TrapKind, Val,
     ValType,
 };
-use wast::core::{NanPattern, WastArgCore, WastRetCore};
+use wast::core::{NanPattern, V128Pattern, WastArgCore, WastRetCore};
 use wast::lexer::Lexer;
 use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastRet};
@@ -129,6 +129,7 @@ impl Runner<'_> {
             }) => Val::FuncRef(0),
             WastArgCore::RefNull(_) => Val::ExternRef(None),
             WastArgCore::RefExtern(n) => Val::ExternRef(Some(*n as u64)),
+            WastArgCore::V128(c) => Val::V128(u128::from_le_bytes(c.to_le_bytes())),
             other => return Err(format!("unsupported argument {other:?}")),
         })
     }
@@ -187,6 +188,31 @@ fn f64_matches(p: &NanPattern<wast::token::F64>, v: &Val) -> bool {
     }
 }
 
+/// Whether a v128 result matches a lane pattern (float lanes may be NaN
+/// patterns).
+fn v128_matches(p: &V128Pattern, v: &Val) -> bool {
+    let Val::V128(bits) = *v else { return false };
+    let lanes = |n: u32| -> Vec<u128> {
+        let w = 128 / n;
+        let mask = (1u128 << w) - 1;
+        (0..n).map(|i| (bits >> (i * w)) & mask).collect()
+    };
+    match p {
+        V128Pattern::I8x16(x) => x.iter().zip(lanes(16)).all(|(a, b)| *a as u8 as u128 == b),
+        V128Pattern::I16x8(x) => x.iter().zip(lanes(8)).all(|(a, b)| *a as u16 as u128 == b),
+        V128Pattern::I32x4(x) => x.iter().zip(lanes(4)).all(|(a, b)| *a as u32 as u128 == b),
+        V128Pattern::I64x2(x) => x.iter().zip(lanes(2)).all(|(a, b)| *a as u64 as u128 == b),
+        V128Pattern::F32x4(x) => x
+            .iter()
+            .zip(lanes(4))
+            .all(|(a, b)| f32_matches(a, &Val::F32(b as u32))),
+        V128Pattern::F64x2(x) => x
+            .iter()
+            .zip(lanes(2))
+            .all(|(a, b)| f64_matches(a, &Val::F64(b as u64))),
+    }
+}
+
 fn ret_matches(r: &WastRetCore<'_>, v: &Val) -> bool {
     match r {
         WastRetCore::I32(x) => *v == Val::I32(*x),
@@ -198,6 +224,7 @@ fn ret_matches(r: &WastRetCore<'_>, v: &Val) -> bool {
         WastRetCore::RefExtern(Some(n)) => *v == Val::ExternRef(Some(*n as u64)),
         WastRetCore::RefFunc(_) => matches!(v, Val::FuncRef(p) if *p != 0),
         WastRetCore::Either(alts) => alts.iter().any(|a| ret_matches(a, v)),
+        WastRetCore::V128(p) => v128_matches(p, v),
         _ => false,
     }
 }

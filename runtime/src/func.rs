@@ -4,7 +4,7 @@ use crate::errors::Error;
 use crate::store::{self, store_mut, store_ref, Store, StoreInner};
 use crate::thread::fiber::{self, Resume, Yield};
 use crate::thread::{ThreadId, ThreadState};
-use crate::val::Val;
+use crate::val::{Val, V128};
 use crate::vm::vmctx::VMThread;
 use std::marker::PhantomData;
 use wasmparser::{FuncType, ValType};
@@ -139,6 +139,7 @@ wasm_ty!(i32, I32, I32, |x| x, |x| x);
 wasm_ty!(i64, I64, I64, |x| x, |x| x);
 wasm_ty!(f32, F32, F32, f32::to_bits, f32::from_bits);
 wasm_ty!(f64, F64, F64, f64::to_bits, f64::from_bits);
+wasm_ty!(V128, V128, V128, |x: V128| x.0, V128);
 
 /// Parameter lists.
 pub trait WasmParams {

@@ -103,6 +103,6 @@ pub use patch::{
 pub use store::Store;
 pub use thread::{RunState, ThreadId};
 pub use trap::TrapKind;
-pub use val::Val;
+pub use val::{Val, V128};
 pub use wasmparser::{FuncType, RefType, ValType};
 pub use wrap::{HostResult, IntoHostFunc};

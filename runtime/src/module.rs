@@ -220,7 +220,7 @@ impl ModuleInfo {
 }
 
 pub(crate) fn wasm_features() -> WasmFeatures {
-    WasmFeatures::WASM2 & !WasmFeatures::SIMD | WasmFeatures::SIGN_EXTENSION
+    WasmFeatures::WASM2 | WasmFeatures::SIGN_EXTENSION
 }
 
 fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, Error> {

@@ -17,6 +17,26 @@ pub enum Val {
     FuncRef(usize),
     /// An externref: host value, `None` = null.
     ExternRef(Option<u64>),
+    /// A v128, its 16 bytes little-endian (lane 0 in the low bits).
+    V128(u128),
+}
+
+/// A `v128` value for the typed host API (`TypedFunc`, `Func::wrap`): its
+/// 16 bytes little-endian, lane 0 in the low bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V128(pub u128);
+
+impl V128 {
+    /// The value as one 128-bit integer.
+    pub fn as_u128(self) -> u128 {
+        self.0
+    }
+}
+
+impl From<u128> for V128 {
+    fn from(v: u128) -> V128 {
+        V128(v)
+    }
 }
 
 impl Val {
@@ -27,6 +47,7 @@ impl Val {
             ValType::I64 => Val::I64(0),
             ValType::F32 => Val::F32(0),
             ValType::F64 => Val::F64(0),
+            ValType::V128 => Val::V128(0),
             ValType::Ref(r) if r.is_func_ref() => Val::FuncRef(0),
             _ => Val::ExternRef(None),
         }
@@ -40,6 +61,7 @@ impl Val {
                 | (Val::I64(_), ValType::I64)
                 | (Val::F32(_), ValType::F32)
                 | (Val::F64(_), ValType::F64)
+                | (Val::V128(_), ValType::V128)
         ) || matches!((self, ty), (Val::FuncRef(_), ValType::Ref(r)) if r.is_func_ref())
             || matches!((self, ty), (Val::ExternRef(_), ValType::Ref(r)) if r.is_extern_ref())
     }
@@ -54,6 +76,7 @@ impl Val {
             Val::FuncRef(p) => p as u128,
             Val::ExternRef(None) => 0,
             Val::ExternRef(Some(v)) => v.wrapping_add(1) as u128,
+            Val::V128(v) => v,
         }
     }
 
@@ -64,6 +87,7 @@ impl Val {
             ValType::I64 => Val::I64(raw as u64 as i64),
             ValType::F32 => Val::F32(raw as u32),
             ValType::F64 => Val::F64(raw as u64),
+            ValType::V128 => Val::V128(raw),
             ValType::Ref(r) if r.is_func_ref() => Val::FuncRef(raw as u64 as usize),
             _ => {
                 let v = raw as u64;
@@ -76,6 +100,14 @@ impl Val {
     pub fn i32(&self) -> Option<i32> {
         match self {
             Val::I32(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// v128 value, if it is one.
+    pub fn v128(&self) -> Option<u128> {
+        match self {
+            Val::V128(v) => Some(*v),
             _ => None,
         }
     }
@@ -99,6 +131,8 @@ impl std::fmt::Display for Val {
             Val::FuncRef(0) | Val::ExternRef(None) => write!(f, "null"),
             Val::FuncRef(p) => write!(f, "funcref({p:#x})"),
             Val::ExternRef(Some(v)) => write!(f, "externref({v})"),
+            // As wasmtime prints a v128: one hexadecimal number.
+            Val::V128(v) => write!(f, "{v:#034x}"),
         }
     }
 }

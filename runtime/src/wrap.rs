@@ -76,7 +76,7 @@ macro_rules! host_result {
         }
     )*};
 }
-host_result!(i32, i64, f32, f64);
+host_result!(i32, i64, f32, f64, crate::val::V128);
 
 macro_rules! host_tuple {
     ($($n:tt $r:ident),+) => {

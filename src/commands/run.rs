@@ -74,7 +74,8 @@ pub struct RunArgs {
     /// The module: binary `.wasm` or text `.wat`.
     pub file: std::path::PathBuf,
     /// Arguments: the WASI program's, or with `--invoke` the function's
-    /// (integers in decimal, floats as decimals).
+    /// (integers in decimal, floats as decimals, v128 as one 128-bit number
+    /// in hexadecimal with `0x` or in decimal, lane 0 in the low bits).
     #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
     pub args: Vec<String>,
 }
@@ -113,6 +114,17 @@ fn parse_arg(s: &str, ty: ValType) -> anyhow::Result<Val> {
             s.parse::<f64>()
                 .with_context(|| format!("`{s}` is not an f64"))?
                 .to_bits(),
+        ),
+        // A v128 as one 128-bit number, lane 0 in the low bits: hexadecimal
+        // with `0x` (as results are printed) or decimal.
+        ValType::V128 => Val::V128(
+            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(hex) => u128::from_str_radix(&hex.replace('_', ""), 16)
+                    .with_context(|| format!("`{s}` is not a v128 (not 32 hexadecimal digits)"))?,
+                None => s.parse::<u128>().with_context(|| {
+                    format!("`{s}` is not a v128 (not a 128-bit unsigned integer)")
+                })?,
+            },
         ),
         other => bail!("cannot pass a {other:?} argument from the command line"),
     })

@@ -18,6 +18,7 @@ mod guest_stacks;
 mod lifecycle;
 mod patch_equivalence;
 mod real_rust;
+mod simd;
 mod slots;
 mod stacks;
 mod threads;

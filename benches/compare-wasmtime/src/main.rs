@@ -6,8 +6,11 @@
 //! geometric means. Writes `benches/results/compare-wasmtime.json`.
 //!
 //! Run (from this directory):
-//! `cargo run --release -- [REPS]` (default 11 runs per engine and kernel,
-//! interleaved so that machine noise hits all three alike).
+//! `cargo run --release -- [REPS] [--simd]` (default 11 runs per engine and
+//! kernel, interleaved so that machine noise hits all three alike). With
+//! `--simd` the kernels are the `+simd128` builds of `guests/built/simd`
+//! (`guests/build.sh --simd`; same `EXPECTED.txt`), and the results go to
+//! `benches/results/compare-wasmtime-simd.json`.
 
 #[path = "../../common/mod.rs"]
 mod common;
@@ -89,13 +92,16 @@ fn ours_runner(engine: &wasm_patch_runtime::Engine, bytes: &[u8]) -> (Ours, Dura
 const ENGINES: [&str; 3] = ["wasmtime", "patchable", "baseline"];
 
 fn main() {
-    let reps: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let simd = args.iter().any(|a| a == "--simd");
+    let reps: usize = args
+        .iter()
+        .find_map(|s| s.parse().ok())
         .unwrap_or(11);
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = here.join("../../guests/built");
     let kernels = expected(&dir);
+    let modules = if simd { dir.join("simd") } else { dir.clone() };
 
     // wasmtime: default configuration (Cranelift, opt_level speed, signal
     // based bounds checks), single-threaded compilation (the
@@ -110,8 +116,9 @@ fn main() {
     .expect("engine");
 
     println!(
-        "compare-wasmtime: {} kernels, run(arg) x{reps} per engine (interleaved), medians; compile = median of {COMPILES}",
-        kernels.len()
+        "compare-wasmtime: {} kernels{}, run(arg) x{reps} per engine (interleaved), medians; compile = median of {COMPILES}",
+        kernels.len(),
+        if simd { " (+simd128 builds)" } else { "" }
     );
     println!(
         "{:<8} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}",
@@ -125,7 +132,7 @@ fn main() {
     let (mut r_pw, mut r_bw, mut r_pb) = (Vec::new(), Vec::new(), Vec::new());
     let (mut c_pw, mut c_bw) = (Vec::new(), Vec::new());
     for (name, arg, want) in &kernels {
-        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("kernel file");
+        let bytes = std::fs::read(modules.join(format!("{name}.wasm"))).expect("kernel file");
         let (wt, cw) = wasmtime_runner(&wt_engine, &bytes);
         let (p, cp) = ours_runner(&p_engine, &bytes);
         let (b, cb) = ours_runner(&b_engine, &bytes);
@@ -203,7 +210,8 @@ fn main() {
         g(&c_bw)
     );
     let out = json!({
-        "bench": "compare-wasmtime",
+        "bench": if simd { "compare-wasmtime-simd" } else { "compare-wasmtime" },
+        "guests": if simd { "guests/built/simd (+simd128)" } else { "guests/built" },
         "wasmtime_version": "48.0.8",
         "wasmtime_config": "default Config (Cranelift, opt_level speed), no parallel compilation",
         "reps": reps,
@@ -218,6 +226,10 @@ fn main() {
             "compile_baseline_over_wasmtime": g(&c_bw),
         },
     });
-    let path = here.join("../results/compare-wasmtime.json");
+    let path = here.join(if simd {
+        "../results/compare-wasmtime-simd.json"
+    } else {
+        "../results/compare-wasmtime.json"
+    });
     common::write_json(&path, &out);
 }

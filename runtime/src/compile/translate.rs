@@ -19,6 +19,8 @@
 
 #[path = "translate_osr.rs"]
 mod osr;
+#[path = "simd.rs"]
+mod simd;
 
 use super::environ::{FuncEnvironment, HIDDEN_PARAMS};
 use super::stack::{ControlFrame, FrameKind, ValueStack};
@@ -109,6 +111,7 @@ fn translate_with<E: FuncEnvironment>(
         self_bounded_loops: Vec::new(),
         loops_seen: 0,
         osr: osr.map(|o| (o, None)),
+        v128_locals: false,
     };
     match t.translate(ty, body) {
         Ok(()) => {
@@ -154,6 +157,9 @@ struct FuncTranslator<'e, 'f, E> {
     /// OSR entry: the ordinal of the loop entered, and its header once
     /// created (by the entry block).
     osr: Option<(u32, Option<Block>)>,
+    /// Whether a local is a `v128`: its frame cannot be transferred (the
+    /// spill area holds 8 bytes a local).
+    v128_locals: bool,
 }
 
 /// Loop headers of functions with more locals than this cannot transfer
@@ -169,10 +175,8 @@ fn clif_type(t: ValType, ptr: Type, offset: usize) -> Result<Type, TranslateErro
         ValType::F64 => types::F64,
         ValType::Ref(_) => ptr,
         ValType::V128 => {
-            return Err(TranslateError::Unsupported {
-                op: "v128".into(),
-                offset,
-            })
+            let _ = offset;
+            simd::V128
         }
     })
 }
@@ -304,6 +308,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         }
         for (&vt, &val) in ty.params().iter().zip(&params[HIDDEN_PARAMS..]) {
             let var = self.b.declare_var(clif_type(vt, self.ptr, start)?);
+            self.v128_locals |= vt == ValType::V128;
             self.b.def_var(var, val);
             self.locals.push(var);
         }
@@ -358,12 +363,14 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             let offset = reader.original_position() as usize;
             let (count, vt) = reader.read()?;
             let t = clif_type(vt, self.ptr, offset)?;
+            self.v128_locals |= vt == ValType::V128;
             let zero = match zeros.get(&t) {
                 Some(&z) => z,
                 None => {
                     let z = match t {
                         types::F32 => self.b.ins().f32const(0.0),
                         types::F64 => self.b.ins().f64const(0.0),
+                        simd::V128 => self.v128_const(&[0; 16]),
                         _ => self.b.ins().iconst(t, 0),
                     };
                     zeros.insert(t, z);
@@ -516,7 +523,8 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         let transferable = num_params == 0
             && height == 0
             && self.num_results <= 1
-            && self.locals.len() <= MAX_TRANSFER_LOCALS;
+            && self.locals.len() <= MAX_TRANSFER_LOCALS
+            && !self.v128_locals;
         let header = match self.osr {
             Some((o, Some(h))) if o == ordinal => {
                 if !transferable {
@@ -1127,11 +1135,14 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             O::I64Extend16S => sext!(self, off, types::I16, types::I64),
             O::I64Extend32S => sext!(self, off, types::I32, types::I64),
 
+            // ---- SIMD (`simd.rs`) ----
             _ => {
-                return Err(TranslateError::Unsupported {
-                    op: op_name(op),
-                    offset: off,
-                })
+                if !self.simd_operator(op, off)? {
+                    return Err(TranslateError::Unsupported {
+                        op: op_name(op),
+                        offset: off,
+                    });
+                }
             }
         }
         Ok(())

@@ -44,6 +44,12 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         }
         let types = patch_format::transfer::body_locals(ty.params(), body)
             .map_err(|_| TranslateError::malformed("unreadable locals", start))?;
+        if types.contains(&wasmparser::ValType::V128) {
+            return Err(TranslateError::Unsupported {
+                op: "frame transfer with a v128 local".into(),
+                offset: start,
+            });
+        }
         for (i, &vt) in types.iter().enumerate() {
             let t = clif_type(vt, self.ptr, start)?;
             let var = self.b.declare_var(t);
