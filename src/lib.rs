@@ -1,7 +1,7 @@
 //! Library side of the `wasm-patch` CLI, so that integration tests can reach
 //! the command implementations and the wast driver.
 
-pub mod audit;
+pub use wasm_patch_control::audit;
 pub mod bench;
 pub mod commands;
 pub mod control;

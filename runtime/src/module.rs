@@ -466,15 +466,19 @@ pub struct Module {
 }
 
 impl Module {
-    /// Validate and compile a module from binary or text (`.wat`) bytes.
+    /// Validate and compile a module from binary or text (`.wat`) bytes
+    /// (text with the default `wat` feature).
     ///
     /// # Errors
     /// [`Error::Invalid`] for malformed or invalid modules, [`Error::Compile`]
     /// when code generation fails.
     pub fn new(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module, Error> {
+        #[cfg(feature = "wat")]
         let bytes = wat::parse_bytes(bytes.as_ref())
             .map_err(|e| Error::Invalid(e.to_string()))?
             .into_owned();
+        #[cfg(not(feature = "wat"))]
+        let bytes = bytes.as_ref().to_vec();
         let info = Arc::new(parse(bytes)?);
         let compiled = compile::compile_module(engine, &info)?;
         Ok(Module {

@@ -310,17 +310,55 @@ arities! {
     a10: (A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
 }
 
-/// A value type as WAT spells it.
-fn wat_type(t: ValType) -> &'static str {
+/// A value type's binary encoding.
+fn type_byte(t: ValType) -> u8 {
     match t {
-        ValType::I32 => "i32",
-        ValType::I64 => "i64",
-        ValType::F32 => "f32",
-        ValType::F64 => "f64",
-        ValType::V128 => "v128",
-        ValType::Ref(r) if r.is_func_ref() => "funcref",
-        ValType::Ref(_) => "externref",
+        ValType::I32 => 0x7f,
+        ValType::I64 => 0x7e,
+        ValType::F32 => 0x7d,
+        ValType::F64 => 0x7c,
+        ValType::V128 => 0x7b,
+        ValType::Ref(r) if r.is_func_ref() => 0x70,
+        ValType::Ref(_) => 0x6f,
     }
+}
+
+/// Append `n` as unsigned LEB128.
+fn leb(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The binary of `(module (import "host" "f" (func (type ty))) (export "f"
+/// (func 0)))`: encoded by hand, so that `Func::wrap` needs no text parser
+/// (the runtime's `wat` feature is optional).
+fn one_import_module(ty: &FuncType) -> Vec<u8> {
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    let section = |m: &mut Vec<u8>, id: u8, body: Vec<u8>| {
+        m.push(id);
+        leb(m, body.len());
+        m.extend(body);
+    };
+    let mut types = vec![1, 0x60];
+    leb(&mut types, ty.params().len());
+    types.extend(ty.params().iter().map(|t| type_byte(*t)));
+    leb(&mut types, ty.results().len());
+    types.extend(ty.results().iter().map(|t| type_byte(*t)));
+    section(&mut m, 1, types);
+    section(
+        &mut m,
+        2,
+        [&[1, 4][..], b"host", &[1], b"f", &[0, 0]].concat(),
+    );
+    section(&mut m, 7, [&[1, 1][..], b"f", &[0, 0]].concat());
+    m
 }
 
 impl crate::func::Func {
@@ -337,16 +375,9 @@ impl crate::func::Func {
         f: impl IntoHostFunc<T, P, R>,
     ) -> crate::func::Func {
         let (ty, slow, raw) = f.into_host();
-        let params: Vec<&str> = ty.params().iter().map(|t| wat_type(*t)).collect();
-        let results: Vec<&str> = ty.results().iter().map(|t| wat_type(*t)).collect();
         // A module of one import, exported again: the function lives in an
         // instance of its own, like every function of a store.
-        let wat = format!(
-            "(module (import \"host\" \"f\" (func $f (param {}) (result {}))) (export \"f\" (func $f)))",
-            params.join(" "),
-            results.join(" ")
-        );
-        let module = crate::Module::new(store.engine(), wat)
+        let module = crate::Module::new(store.engine(), one_import_module(&ty))
             .expect("a module of one function import compiles");
         let mut linker = crate::Linker::new(store.engine());
         linker.define_host("host", "f", ty, slow, Some(raw));

@@ -2,6 +2,9 @@
 //! rendering of replies shared by the control verbs.
 
 use super::*;
+use anyhow::{bail, Context};
+use patch_format::names::readable;
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -55,19 +55,23 @@ fn setup(src: &str) -> (Store<Host>, Instance) {
     let engine = Engine::default();
     let module = Module::new(&engine, src).unwrap();
     let mut store = Store::new(&engine, Host::default());
-    let mut linker = host_linker();
+    let mut linker = host_linker(&engine);
     // A host function with a v128 parameter: the sum of its i32 lanes.
-    linker.func_wrap("env", "lanes", |x: V128| -> i32 {
-        lanes(x.as_u128())
-            .iter()
-            .fold(0i32, |a, &l| a.wrapping_add(l))
-    });
+    linker
+        .func_wrap("env", "lanes", |x: V128| -> i32 {
+            lanes(x.as_u128())
+                .iter()
+                .fold(0i32, |a, &l| a.wrapping_add(l))
+        })
+        .unwrap();
     // And one with a v128 result: the lanes in reverse order.
-    linker.func_wrap("env", "reverse", |x: V128| -> V128 {
-        let mut l = lanes(x.as_u128());
-        l.reverse();
-        V128(v(l))
-    });
+    linker
+        .func_wrap("env", "reverse", |x: V128| -> V128 {
+            let mut l = lanes(x.as_u128());
+            l.reverse();
+            V128(v(l))
+        })
+        .unwrap();
     let inst = linker.instantiate(&mut store, &module).unwrap();
     (store, inst)
 }
@@ -96,7 +100,7 @@ fn v128_crosses_typed_untyped_and_host_calls() {
     let (mut store, inst) = setup(&simd_app("i32x4.add", 3));
     let y = [1, 2, 3, 4];
     let typed = inst
-        .get_typed_func::<(V128, V128), V128, _>(&store, "kernel")
+        .get_typed_func::<(V128, V128), V128>(&store, "kernel")
         .unwrap();
     let r = typed.call(&mut store, (V128(v(X)), V128(v(y)))).unwrap();
     assert_eq!(lanes(r.as_u128()), map2(X, y, i32::wrapping_add));
@@ -121,7 +125,7 @@ fn a_simd_function_with_v128_params_is_live_patched() {
     let (mut store, inst) = setup(&v1);
     let y = [5, 6, -7, 2];
     let kernel = inst
-        .get_typed_func::<(V128, V128), V128, _>(&store, "kernel")
+        .get_typed_func::<(V128, V128), V128>(&store, "kernel")
         .unwrap();
     let before = kernel.call(&mut store, (V128(v(X)), V128(v(y)))).unwrap();
     assert_eq!(lanes(before.as_u128()), map2(X, y, i32::wrapping_add));
@@ -231,10 +235,10 @@ fn run_kernel(bytes: &[u8], arg: i32) -> i64 {
     let engine = Engine::default();
     let module = Module::new(&engine, bytes).unwrap();
     let mut store = Store::new(&engine, ());
-    let inst = Linker::new().instantiate(&mut store, &module).unwrap();
-    let run = inst
-        .get_typed_func::<(i32,), i64, _>(&store, "run")
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
         .unwrap();
+    let run = inst.get_typed_func::<(i32,), i64>(&store, "run").unwrap();
     run.call(&mut store, (arg,)).unwrap()
 }
 
@@ -328,7 +332,9 @@ fn a_loop_frame_with_a_v128_local_is_not_transferred_and_finishes_old() {
     .unwrap();
     let module = Module::new(&engine, &old).unwrap();
     let mut store = Store::new(&engine, Host::default());
-    let inst = host_linker().instantiate(&mut store, &module).unwrap();
+    let inst = host_linker(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
     let t = store.spawn(func(&store, inst, "worker"), &[]).unwrap();
     store.run_steps(3);
     store
@@ -369,7 +375,7 @@ fn a_bundle_adding_a_simd_function_keeps_the_v128_global() {
     let (v1, v2) = (with_global(false), with_global(true));
     let (mut store, inst) = setup(&v1);
     let bump = inst
-        .get_typed_func::<(V128,), V128, _>(&store, "bump")
+        .get_typed_func::<(V128,), V128>(&store, "bump")
         .unwrap();
     let one = V128(v([1, 1, 1, 1]));
     assert_eq!(

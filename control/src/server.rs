@@ -269,14 +269,14 @@ impl Server {
     ///
     /// # Errors
     /// Refusals above, and I/O errors.
-    pub fn bind(path: &Path) -> anyhow::Result<Server> {
+    pub fn bind(path: &Path) -> Result<Server, ControlError> {
         // `sockaddr_un.sun_path` holds 108 bytes with the final NUL: a longer
         // path could be created (through the short temporary name below)
         // but no client could ever connect to it.
         const SUN_PATH_MAX: usize = 107;
         let len = path.as_os_str().len();
         if len > SUN_PATH_MAX {
-            bail!(
+            refuse!(
                 "control socket path {} is {len} bytes long, but a Unix socket path holds at most \
                  {SUN_PATH_MAX}: no client could connect to it; use a shorter path",
                 path.display()
@@ -285,13 +285,13 @@ impl Server {
         match std::fs::symlink_metadata(path) {
             Ok(meta) => {
                 if !meta.file_type().is_socket() {
-                    bail!(
+                    refuse!(
                         "{} exists and is not a socket; refusing to replace it",
                         path.display()
                     );
                 }
                 match UnixStream::connect(path) {
-                    Ok(_) => bail!(
+                    Ok(_) => refuse!(
                         "another control server is already listening on {}",
                         path.display()
                     ),
@@ -301,20 +301,19 @@ impl Server {
                             Ok(()) => {}
                             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                             Err(e) => {
-                                return Err(e).with_context(|| {
-                                    format!("removing stale socket {}", path.display())
-                                })
+                                return Err(e)
+                                    .doing(|| format!("removing stale socket {}", path.display()))
                             }
                         }
                     }
-                    Err(e) => bail!(
+                    Err(e) => refuse!(
                         "{} exists and cannot be checked ({e}); refusing to replace it",
                         path.display()
                     ),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
+            Err(e) => return Err(e).doing(|| format!("checking {}", path.display())),
         }
         // Bind under an unpredictable temporary name, created 0600 by the
         // kernel (bind never follows a symlink and fails on an existing
@@ -326,7 +325,7 @@ impl Server {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let (listener, tmp) =
-            bind_unique(dir, random_name).with_context(|| format!("binding {}", path.display()))?;
+            bind_unique(dir, random_name).doing(|| format!("binding {}", path.display()))?;
         let placed = match std::fs::hard_link(&tmp, path) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
                 e.kind(),
@@ -337,7 +336,7 @@ impl Server {
             ok => ok,
         };
         let _ = std::fs::remove_file(&tmp);
-        placed.with_context(|| format!("creating socket {}", path.display()))?;
+        placed.doing(|| format!("creating socket {}", path.display()))?;
         listener.set_nonblocking(true)?;
         // What now sits at `path` must be our socket: a connection to it
         // must reach our listener. A client that connected first is kept.
@@ -358,7 +357,7 @@ impl Server {
         }
         drop(probe);
         if !ours {
-            bail!(
+            refuse!(
                 "{} is not the socket this server created (was the directory changed meanwhile?); refusing to serve",
                 path.display()
             );

@@ -11,7 +11,7 @@
 //! to stderr as one readable line each (`audit: TIME ...`) and, with
 //! `--audit-log FILE`, to FILE as JSON lines (appended, flushed per entry).
 
-use anyhow::Context;
+use crate::{ControlError, Doing};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -141,7 +141,7 @@ impl AuditLog {
     ///
     /// # Errors
     /// The file cannot be opened.
-    pub fn open(file: Option<&Path>) -> anyhow::Result<AuditLog> {
+    pub fn open(file: Option<&Path>) -> Result<AuditLog, ControlError> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = match file {
             None => None,
@@ -151,7 +151,7 @@ impl AuditLog {
                     .append(true)
                     .mode(0o600)
                     .open(p)
-                    .with_context(|| format!("opening the audit log {}", p.display()))?,
+                    .doing(|| format!("opening the audit log {}", p.display()))?,
             ),
         };
         Ok(AuditLog { file })
