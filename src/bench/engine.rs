@@ -122,8 +122,11 @@ pub struct Phase {
     /// The `Store::apply` (or `Store::revert`) call, µs.
     pub call_us: f64,
     /// From the call until the transition started: parsing, checks,
-    /// compiling the bundle and the pre-patch callback, µs (for a revert:
-    /// its checks and the pre-unpatch callback).
+    /// compiling the bundle, placing its data and the pre-patch callback,
+    /// µs (for a revert: its checks and the pre-unpatch callback).
+    pub prepare_us: f64,
+    /// Compiling the bundle's code, as the runtime measured it
+    /// (`AppliedInfo::compile_time`), µs; 0 for a revert.
     pub compile_us: f64,
     /// From the start of the transition until every thread switched
     /// (`TransitionOutcome::elapsed`), µs.
@@ -274,6 +277,7 @@ fn warm(store: &mut Store<()>, d: Duration, threads: usize) {
 fn transition(
     store: &mut Store<()>,
     rec: &Arc<Mutex<Recorder>>,
+    is_apply: bool,
     call: impl FnOnce(&mut Store<()>) -> Result<PatchId, PatchError>,
 ) -> Result<(PatchId, Phase), Result<PatchError, wasm_patch_runtime::Error>> {
     let threads = store.threads().len();
@@ -290,6 +294,17 @@ fn transition(
     let call_d = i0.elapsed();
     lock(rec).in_call = false;
     let p = called.map_err(Ok)?;
+    // The runtime's own measure of compiling the bundle (a revert compiles
+    // nothing), read before the wait: a reversed apply leaves the list.
+    let compile = if is_apply {
+        store
+            .applied()
+            .iter()
+            .find(|a| a.id == p)
+            .map_or(0.0, |a| us(a.compile_time))
+    } else {
+        0.0
+    };
     let i1 = Instant::now();
     let out = store.wait_transition().map_err(Err)?;
     let wait_d = i1.elapsed();
@@ -299,7 +314,8 @@ fn transition(
         p,
         Phase {
             call_us: us(call_d),
-            compile_us: since_us(t0, started),
+            prepare_us: since_us(t0, started),
+            compile_us: compile,
             transition_us: us(out.elapsed),
             wait_us: us(wait_d),
             blocked_at_start: r.blocked,
@@ -383,7 +399,8 @@ pub fn run_case(
             what,
             why: e.to_string(),
         };
-        let (p, apply) = match transition(&mut store, &rec, |s| s.apply(inst, bundle, &opts)) {
+        let (p, apply) = match transition(&mut store, &rec, true, |s| s.apply(inst, bundle, &opts))
+        {
             Ok(x) => x,
             Err(Ok(source)) => {
                 return Err(BenchError::Apply {
@@ -406,7 +423,9 @@ pub fn run_case(
         report("revert");
         let mut revert = None;
         for timeout in [settings.timeout, None] {
-            let r = transition(&mut store, &rec, |s| s.revert(p, timeout).map(|()| p));
+            let r = transition(&mut store, &rec, false, |s| {
+                s.revert(p, timeout).map(|()| p)
+            });
             match r {
                 Ok((_, ph)) => {
                     let done = !ph.reversed;

@@ -26,8 +26,9 @@ pub struct Meta {
 
 /// The metrics of a phase the table and the JSON show, with their JSON
 /// names.
-const METRICS: [(&str, &str); 5] = [
+const METRICS: [(&str, &str); 6] = [
     ("call", "apply call"),
+    ("prepare", "prepare"),
     ("compile", "compile"),
     ("transition", "transition"),
     ("wait", "wait"),
@@ -37,6 +38,7 @@ const METRICS: [(&str, &str); 5] = [
 fn metric(case: &Case, revert: bool, name: &str) -> Summary {
     match name {
         "call" => case.summary(revert, |p| p.call_us),
+        "prepare" => case.summary(revert, |p| p.prepare_us),
         "compile" => case.summary(revert, |p| p.compile_us),
         "transition" => case.summary(revert, |p| p.transition_us),
         "wait" => case.summary(revert, |p| p.wait_us),
@@ -47,6 +49,7 @@ fn metric(case: &Case, revert: bool, name: &str) -> Summary {
 fn phase_json(p: &Phase) -> Value {
     json!({
         "call_us": round(p.call_us),
+        "prepare_us": round(p.prepare_us),
         "compile_us": round(p.compile_us),
         "transition_us": round(p.transition_us),
         "wait_us": round(p.wait_us),
@@ -261,8 +264,9 @@ pub fn table(cases: &[Case]) -> String {
         s.push('\n');
     }
     s.push_str(
-        "apply call: the Store::apply (revert) call; compile: call → transition start (parse, \
-         checks, compile, callbacks);\ntransition: start → every thread switched; wait: \
+        "apply call: the Store::apply (revert) call; prepare: call → transition start (parse, \
+         checks, compile, data, callbacks);\ncompile: the bundle's code generation, as the \
+         runtime measured it (0 for a revert);\ntransition: start → every thread switched; wait: \
          wait_transition after the call; switch delay: each thread's\nswitch after the start \
          (all threads, all runs); blocked: threads whose stacks held a changed function at the \
          start.\n",

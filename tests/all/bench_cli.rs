@@ -184,7 +184,7 @@ fn bench_transition_writes_sane_json_and_a_valid_svg() {
         for phase in ["apply", "revert"] {
             let s = &case[phase];
             assert_eq!(s["reversed"].as_u64(), Some(0), "{s}");
-            for m in ["call", "compile", "transition", "wait"] {
+            for m in ["call", "prepare", "compile", "transition", "wait"] {
                 ordered(&s[m], "_us", runs);
             }
             // Every thread switches once per transition.
@@ -206,7 +206,15 @@ fn bench_transition_writes_sane_json_and_a_valid_svg() {
                     .filter_map(Value::as_f64)
                     .fold(0.0, f64::max);
                 assert!(last <= num(p, "transition_us") + 1.0, "{p}");
-                assert!(num(p, "compile_us") <= num(p, "call_us"), "{p}");
+                assert!(num(p, "prepare_us") <= num(p, "call_us"), "{p}");
+                // Compiling is part of preparing an apply; a revert
+                // compiles nothing.
+                assert!(num(p, "compile_us") <= num(p, "prepare_us"), "{p}");
+                if phase == "apply" {
+                    assert!(num(p, "compile_us") > 0.0, "{p}");
+                } else {
+                    assert_eq!(num(p, "compile_us"), 0.0, "{p}");
+                }
                 blocked_seen += blocked;
             }
         }

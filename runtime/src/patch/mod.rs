@@ -356,6 +356,9 @@ pub struct AppliedInfo {
     pub in_transition: bool,
     /// Where its data objects and new table entries are, if it has any.
     pub data: Option<DataPlacement>,
+    /// How long compiling its code took at apply (Cranelift and placing
+    /// the code; not the checks, the data or the callbacks).
+    pub compile_time: std::time::Duration,
 }
 
 /// One version of a function.

@@ -84,6 +84,7 @@ impl<T: 'static> Store<T> {
                     forced: b.forced,
                     in_transition: s.patch.transition.as_ref().is_some_and(|t| t.patch == b.id),
                     data: b.data.clone(),
+                    compile_time: b.compile_time,
                 });
             }
         }

@@ -180,8 +180,10 @@ impl<T: 'static> Store<T> {
             None => &bundle,
         };
         let engine = self.inner.engine.clone();
+        let compile_start = std::time::Instant::now();
         let compiled =
             compile::compile_bundle(&engine, info, to_compile).map_err(PatchError::Compile)?;
+        let compile_time = compile_start.elapsed();
         if let Some(p) = &plan {
             p.put(&self.inner.memories, &self.inner.tables, &bundle)?;
         }
@@ -327,6 +329,7 @@ impl<T: 'static> Store<T> {
             added,
             forced: false,
             data: plan.map(|p| p.placement),
+            compile_time,
         });
         // Free the checks' scratch data now: with many threads the
         // allocator's frees are not free, and they are no part of a switch.

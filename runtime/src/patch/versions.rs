@@ -29,6 +29,8 @@ pub(crate) struct AppliedBundle {
     pub(crate) forced: bool,
     /// Where its data objects and table entries are (FORMAT.md §9).
     pub(crate) data: Option<super::DataPlacement>,
+    /// How long compiling its code took, at apply.
+    pub(crate) compile_time: std::time::Duration,
 }
 
 /// A function index that a bundle added to the instance. It keeps its
