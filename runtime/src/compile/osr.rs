@@ -12,7 +12,8 @@ use crate::vm::code_memory::FuncArtifact;
 use cranelift_codegen::ir::UserFuncName;
 use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
-use patch_format::transfer::{body_locals, dead_at_header, loop_offsets, TransferMap, FRESH};
+use patch_format::dataflow::Flow;
+use patch_format::transfer::{body_locals, loop_offsets, TransferMap, FRESH};
 use std::collections::HashMap;
 use wasmparser::{BinaryReader, FunctionBody};
 
@@ -89,7 +90,7 @@ pub(crate) fn compile_transfers(
         }
         let old_loops = loop_offsets(&old_body).map_err(bad)?;
         let new_loops = loop_offsets(&new_body).map_err(bad)?.len();
-        check_locals(map, &new_body).map_err(bad)?;
+        check_locals(map, old_ty.params().len(), &new_body).map_err(bad)?;
         let mut headers = Vec::new();
         for &(old, new) in &map.headers {
             if old as usize >= old_loops.len() || new as usize >= new_loops {
@@ -116,9 +117,12 @@ pub(crate) fn compile_transfers(
 }
 
 /// The map's locals: each new local takes an old one of its type (each
-/// old local at most once), or starts fresh where it is dead at every
-/// mapped header of `body` (the new version).
-fn check_locals(map: &TransferMap, body: &FunctionBody<'_>) -> Result<(), String> {
+/// old local at most once), or starts fresh where that is exact at every
+/// mapped header of `body` (the new version, with `nparams` parameters):
+/// it is dead there, or only the entry's zero reaches it
+/// ([`Flow::fresh_ok`]).
+fn check_locals(map: &TransferMap, nparams: usize, body: &FunctionBody<'_>) -> Result<(), String> {
+    let mut flow = None;
     if map.locals.len() != map.new_locals.len() {
         return Err(format!(
             "{} locals mapped, the new version has {}",
@@ -129,8 +133,15 @@ fn check_locals(map: &TransferMap, body: &FunctionBody<'_>) -> Result<(), String
     let mut seen = vec![false; map.old_locals.len()];
     for (j, &i) in map.locals.iter().enumerate() {
         if i == FRESH {
+            if flow.is_none() {
+                let f = Flow::new(body, map.new_locals.len())?;
+                let live = f.live_at_loops()?;
+                flow = Some((f, live));
+            }
+            let Some((f, live)) = &flow else { continue };
             for &(_, new) in &map.headers {
-                if !dead_at_header(body, new, j as u32)? {
+                let at = live.get(new as usize).map(Vec::as_slice).unwrap_or(&[]);
+                if !f.fresh_ok(new, j as u32, nparams, at) {
                     return Err(format!(
                         "new local {j} starts fresh but may be read before it is written from loop {new}"
                     ));
