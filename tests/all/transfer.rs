@@ -282,6 +282,29 @@ fn locals_that_trade_roles_are_refused() {
     assert!(r.reason.contains("roles"), "{}", r.reason);
 }
 
+/// LLVM reuses a local for another value once the first is dead: here the
+/// new build copies `$i` into `$fp`'s slot after the loop (after the
+/// epilogue's last read of `$fp`). The whole-body pairing of operators
+/// saw old `$i` line up with both new `$i` and `$fp` and refused; the
+/// dataflow evidence looks only at the life of each value at the header
+/// (`$fp`'s frame pointer ends at the epilogue, the copy is another value)
+/// and maps every local to its own role, so the state crosses intact.
+#[test]
+fn a_local_reused_after_the_loop_still_maps_by_role() {
+    let old = worker(OLD_K, I_ACC);
+    let new = worker(1000, I_ACC).replacen(
+        "(call $record (local.get $i))",
+        "(local.set $fp (local.get $i)) (call $record (local.get $fp))",
+        1,
+    );
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(map.locals, vec![0, 1, 2], "{:?}", b.transfers());
+    let (acc, turns, done) = run_patched(&old, &b.to_bytes());
+    assert!(done);
+    assert_carried(acc, turns);
+}
+
 /// A different linear-memory frame size set before the loop (the Rust/C
 /// `__stack_pointer` prologue): the code from the entry to the header
 /// differs, so the header is not mapped.
