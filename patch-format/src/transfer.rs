@@ -368,6 +368,7 @@ pub(crate) fn analyze(
     let of = Flow::from_bytes(old, o.locals.len())?;
     let nf = Flow::from_bytes(new, n.locals.len())?;
     let live = nf.live_at_loops()?;
+    let live_old = of.live_at_loops()?;
     let aligns = alignments(&o, &n)?;
     let sides = Sides {
         o: &o,
@@ -382,7 +383,7 @@ pub(crate) fn analyze(
     let mut why = Vec::new();
     for (k, live) in live.iter().enumerate() {
         let (height, lparams) = new_loop_heights.get(k).copied().unwrap_or((1, 0));
-        let pairs = header_slots(&sides, k, live, &aligns)
+        let pairs = header_slots(&sides, k, (&live_old[k], live), &aligns)
             .and_then(|p| same_prefix(&sides, k, &p).map(|()| p));
         let pairs = match pairs {
             Ok(_) if height != 0 || lparams != 0 => {
@@ -525,12 +526,13 @@ fn alignments(o: &Decoded, n: &Decoded) -> Result<[Alignment; 2], String> {
 /// alignments, the web of a new local must line up only with operators of
 /// one old local (and with at least one), and the web of that old local
 /// must line up with no operator of another new local's web at the header.
-/// A parameter stays in place; a declared local that only the entry's zero
-/// reaches takes zero.
+/// The old local must be live at its header (`live_old`: transfer polls
+/// spill only those). A parameter stays in place; a declared local that
+/// only the entry's zero reaches takes zero.
 fn header_slots(
     s: &Sides<'_>,
     k: usize,
-    live: &[bool],
+    (live_old, live): (&[bool], &[bool]),
     aligns: &[Alignment; 2],
 ) -> Result<Vec<(u32, Slot)>, String> {
     let (ho, hn) = (s.of.loops[k], s.nf.loops[k]);
@@ -607,6 +609,11 @@ fn header_slots(
         if ot != nt {
             return Err(format!(
                 "new local {j} ({nt}) lines up with old local {i} ({ot})"
+            ));
+        }
+        if !live_old[i as usize] {
+            return Err(format!(
+                "new local {j} takes old local {i}, which is dead at the old header (its value is not kept there)"
             ));
         }
         if s.of.reaching_defs(ho, i).contains(&Def::Entry) != rd_n.contains(&Def::Entry) {

@@ -415,6 +415,41 @@ fn bad_maps_are_refused_at_apply() {
         .expect("the diff's own map applies");
 }
 
+/// Transfer polls spill only the locals live at their header (a dead
+/// one's slot holds zero), so a map may not give a local the new code
+/// reads at the header the value of an old local the old code does not
+/// keep there: refused at apply. Here old `$t` is written first thing in
+/// each turn (dead at the header), new `$t` counts across turns (live).
+#[test]
+fn a_map_that_takes_a_local_dead_at_the_old_header_is_refused() {
+    let old = with_extra_local(&worker(OLD_K, I_ACC), "(local.set $t (i32.const 9))");
+    let new = with_extra_local(
+        &worker(1000, I_ACC),
+        "(local.set $t (i32.add (local.get $t) (i32.const 1)))",
+    );
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    assert!(b.transfers().map(WORKER).is_none(), "diff gives no map");
+    let t = Transfers {
+        maps: vec![patch_format::transfer::TransferMap {
+            func: WORKER,
+            old_locals: vec![ValType::I32; 4],
+            new_locals: vec![ValType::I32; 4],
+            locals: vec![0, 1, 2, 3],
+            headers: vec![(0, 0)],
+        }],
+        refused: Vec::new(),
+    };
+    let (mut store, inst, ts) = start(&old, 1);
+    let err = store
+        .apply(inst, &with_transfers(&b, &t), &ApplyOptions::default())
+        .expect_err("the map is refused");
+    let msg = err.to_string();
+    assert!(msg.contains("dead at loop 0"), "{msg}");
+    assert!(store.applied().is_empty(), "nothing applied");
+    let r = finish(&mut store, inst, &ts);
+    assert_eq!(split(r[0].0), (r[0].1, 0), "the old code ran on");
+}
+
 /// Two workers in the loop and a thread outside it: all switch, the
 /// transition completes, and both workers carried their state.
 #[test]

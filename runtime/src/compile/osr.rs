@@ -90,7 +90,7 @@ pub(crate) fn compile_transfers(
         }
         let old_loops = loop_offsets(&old_body).map_err(bad)?;
         let new_loops = loop_offsets(&new_body).map_err(bad)?.len();
-        check_locals(map, old_ty.params().len(), &new_body).map_err(bad)?;
+        check_locals(map, old_ty.params().len(), &old_body, &new_body).map_err(bad)?;
         let mut headers = Vec::new();
         for &(old, new) in &map.headers {
             if old as usize >= old_loops.len() || new as usize >= new_loops {
@@ -118,11 +118,17 @@ pub(crate) fn compile_transfers(
 
 /// The map's locals: each new local takes an old one of its type (each
 /// old local at most once), or starts fresh where that is exact at every
-/// mapped header of `body` (the new version, with `nparams` parameters):
+/// mapped header of `new` (the new version's body; `nparams` parameters):
 /// it is dead there, or only the entry's zero reaches it
-/// ([`Flow::fresh_ok`]).
-fn check_locals(map: &TransferMap, nparams: usize, body: &FunctionBody<'_>) -> Result<(), String> {
-    let mut flow = None;
+/// ([`Flow::fresh_ok`]). A new local live at a mapped header must take an
+/// old local live at the old header (`old`): transfer polls spill only
+/// the locals live at their header, the others' slots hold zero.
+fn check_locals(
+    map: &TransferMap,
+    nparams: usize,
+    old: &FunctionBody<'_>,
+    new: &FunctionBody<'_>,
+) -> Result<(), String> {
     if map.locals.len() != map.new_locals.len() {
         return Err(format!(
             "{} locals mapped, the new version has {}",
@@ -130,20 +136,17 @@ fn check_locals(map: &TransferMap, nparams: usize, body: &FunctionBody<'_>) -> R
             map.new_locals.len()
         ));
     }
+    let nf = Flow::new(new, map.new_locals.len())?;
+    let new_live = nf.live_at_loops()?;
+    let old_live = Flow::new(old, map.old_locals.len())?.live_at_loops()?;
     let mut seen = vec![false; map.old_locals.len()];
     for (j, &i) in map.locals.iter().enumerate() {
         if i == FRESH {
-            if flow.is_none() {
-                let f = Flow::new(body, map.new_locals.len())?;
-                let live = f.live_at_loops()?;
-                flow = Some((f, live));
-            }
-            let Some((f, live)) = &flow else { continue };
-            for &(_, new) in &map.headers {
-                let at = live.get(new as usize).map(Vec::as_slice).unwrap_or(&[]);
-                if !f.fresh_ok(new, j as u32, nparams, at) {
+            for &(_, h) in &map.headers {
+                let at = new_live.get(h as usize).map(Vec::as_slice).unwrap_or(&[]);
+                if !nf.fresh_ok(h, j as u32, nparams, at) {
                     return Err(format!(
-                        "new local {j} starts fresh but may be read before it is written from loop {new}"
+                        "new local {j} starts fresh but may be read before it is written from loop {h}"
                     ));
                 }
             }
@@ -162,6 +165,15 @@ fn check_locals(map: &TransferMap, nparams: usize, body: &FunctionBody<'_>) -> R
                 "new local {j} ({}) takes old local {i} ({})",
                 map.new_locals[j], map.old_locals[i as usize]
             ));
+        }
+        for &(ho, hn) in &map.headers {
+            let read = new_live.get(hn as usize).is_some_and(|l| l[j]);
+            let kept = old_live.get(ho as usize).is_none_or(|l| l[i as usize]);
+            if read && !kept {
+                return Err(format!(
+                    "new local {j} is read from loop {hn} on, but takes old local {i}, which is dead at loop {ho} (the old code keeps no value for it there)"
+                ));
+            }
         }
     }
     Ok(())
