@@ -873,4 +873,99 @@ mod tests {
         assert_eq!(m.locals, vec![0, 1]);
         assert_eq!(m.headers, vec![(0, 0)]);
     }
+
+    /// The body (locals and code) of the first defined function of `wat`,
+    /// and its parameter types.
+    fn first_body(wat: &str) -> (Vec<u8>, Vec<ValType>) {
+        let bytes = wat::parse_str(wat).unwrap();
+        let mut types = Vec::new();
+        let mut funcs = Vec::new();
+        for p in wasmparser::Parser::new(0).parse_all(&bytes) {
+            match p.unwrap() {
+                wasmparser::Payload::TypeSection(r) => {
+                    for t in r.into_iter_err_on_gc_types() {
+                        types.push(t.unwrap().params().to_vec());
+                    }
+                }
+                wasmparser::Payload::FunctionSection(r) => {
+                    funcs.extend(r.into_iter().map(|f| f.unwrap()));
+                }
+                wasmparser::Payload::CodeSectionEntry(b) => {
+                    let params = types[funcs[0] as usize].clone();
+                    let r = b.range();
+                    return (bytes[r.start as usize..r.end as usize].to_vec(), params);
+                }
+                _ => {}
+            }
+        }
+        panic!("no function")
+    }
+
+    /// The map (or refusal) of two versions of a function with no
+    /// operand below its loops.
+    fn map_of(old: &str, new: &str) -> Result<TransferMap, String> {
+        let (o, params) = first_body(old);
+        let (n, _) = first_body(new);
+        analyze(0, &params, 0, &o, &n, &[(0, 0); 4])
+    }
+
+    fn func(locals: &str, code: &str) -> String {
+        format!(
+            "(module (global $g (mut i32) (i32.const 0)) (func (param $p i32) {locals} {code}))"
+        )
+    }
+
+    /// Two loops carrying the same locals, the change in the second: both
+    /// headers map (the code before the second includes the first, the
+    /// same on both sides), merged into one map.
+    #[test]
+    fn two_loops_merge_into_one_map() {
+        let code = |k: i32| {
+            format!(
+                "(loop $a (local.set $x (i32.add (local.get $x) (i32.const 1))) (br_if $a (global.get $g)))
+                 (loop $b (local.set $x (i32.mul (local.get $x) (local.get $p)))
+                   (local.set $x (i32.add (local.get $x) (i32.const {k}))) (br_if $b (global.get $g)))
+                 (global.set $g (local.get $x))"
+            )
+        };
+        let m = map_of(
+            &func("(local $x i32)", &code(1)),
+            &func("(local $x i32)", &code(2)),
+        );
+        let m = m.unwrap();
+        assert_eq!(m.headers, vec![(0, 0), (1, 1)]);
+        assert_eq!(m.locals, vec![0, 1]);
+    }
+
+    /// A local the new code reads at the header whose value's life lines
+    /// up with nothing in the old code (its code changed all around): no
+    /// evidence, no map.
+    #[test]
+    fn a_live_local_without_evidence_is_refused() {
+        let old = func(
+            "(local $x i32)",
+            "(loop $a (local.set $x (i32.add (local.get $x) (i32.const 1))) (br_if $a (global.get $g))) (global.set $g (local.get $x))",
+        );
+        let new = func(
+            "(local $x i32)",
+            "(loop $a (local.set $x (i32.xor (i32.rotl (local.get $x) (i32.const 3)) (i32.const 9))) (br_if $a (global.get $g))) (nop) (global.set $g (i32.clz (local.get $x)))",
+        );
+        let e = map_of(&old, &new).unwrap_err();
+        assert!(e.contains("its role cannot be shown"), "{e}");
+    }
+
+    /// The old code overwrites `$t` first thing in each turn (dead at its
+    /// header: not spilled); the new code reads it before it writes it.
+    /// The evidence pairs them, but the old value is not kept: refused.
+    #[test]
+    fn a_pair_whose_old_local_is_dead_at_the_header_is_refused() {
+        let acc = "(local.set $acc (i32.add (local.get $acc) (local.get $t)))";
+        let t = "(local.set $t (i32.const 0))";
+        let tail = "(br_if $a (global.get $g))) (global.set $g (local.get $acc))";
+        let locals = "(local $acc i32) (local $t i32)";
+        let old = func(locals, &format!("(loop $a {t} {acc} {tail}"));
+        let new = func(locals, &format!("(loop $a {acc} {t} {tail}"));
+        let e = map_of(&old, &new).unwrap_err();
+        assert!(e.contains("dead at the old header"), "{e}");
+    }
 }
