@@ -279,6 +279,11 @@ fn split_local(op: &Operator<'_>) -> (String, Option<u32>) {
 struct Decoded {
     locals: Vec<ValType>,
     ops: Vec<(u64, Option<u32>)>,
+    /// Per operator: whether it writes a local (`local.set`, `local.tee`),
+    /// and its operand stack effect (pops, pushes) when it is a plain
+    /// value operator ([`stack_effect`]).
+    defs: Vec<bool>,
+    effects: Vec<Option<(u8, u8)>>,
     /// Per loop ordinal: the operator position of the `loop`, and the
     /// control path to it (the enclosing constructs' keys, outermost first).
     loops: Vec<(usize, Vec<u64>)>,
@@ -294,6 +299,7 @@ fn decode_body(
     let body = FunctionBody::new(BinaryReader::new(bytes, 0));
     let locals = body_locals(params, &body)?;
     let mut ops = Vec::new();
+    let (mut defs, mut effects) = (Vec::new(), Vec::new());
     let mut loops = Vec::new();
     let mut path: Vec<u64> = Vec::new();
     let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
@@ -313,9 +319,20 @@ fn decode_body(
             }
             _ => {}
         }
+        defs.push(matches!(
+            op,
+            Operator::LocalSet { .. } | Operator::LocalTee { .. }
+        ));
+        effects.push(stack_effect(&op));
         ops.push((id, local));
     }
-    Ok(Decoded { locals, ops, loops })
+    Ok(Decoded {
+        locals,
+        ops,
+        defs,
+        effects,
+        loops,
+    })
 }
 
 /// Compute the transfer map of one function from its old and new bodies
@@ -501,7 +518,9 @@ fn alignments(o: &Decoded, n: &Decoded) -> Result<[Alignment; 2], String> {
             let before = i == 0 || j == 0 || set.contains(&(i - 1, j - 1));
             let after =
                 set.contains(&(i + 1, j + 1)) || i + 1 == o.ops.len() || j + 1 == n.ops.len();
-            if before && after {
+            // A write counts only when the value it writes is computed
+            // by the same operators (constants included) on both sides.
+            if before && after && (!o.defs[i] || same_value(o, &set, i, j)) {
                 a.o2n[i] = Some(j);
                 a.n2o[j] = Some(i);
             }
@@ -516,6 +535,91 @@ fn alignments(o: &Decoded, n: &Decoded) -> Result<[Alignment; 2], String> {
         .map(|(i, j)| (lo - i, ln - j))
         .collect();
     Ok([fwd, build(back)])
+}
+
+/// Whether the value written by old operator `i` and new operator `j` is
+/// computed by aligned, equal operators (`pairs`): walking back from the
+/// write over the operators of its value expression, as far as their
+/// stack effects are known; an operator of unknown effect (a call, a
+/// block) ends the walk and what was seen stands.
+fn same_value(
+    o: &Decoded,
+    pairs: &std::collections::HashSet<(usize, usize)>,
+    i: usize,
+    j: usize,
+) -> bool {
+    let mut need: i64 = 1;
+    let (mut a, mut b) = (i, j);
+    while need > 0 {
+        if a == 0 || b == 0 {
+            return true;
+        }
+        a -= 1;
+        b -= 1;
+        if !pairs.contains(&(a, b)) {
+            return false;
+        }
+        match o.effects[a] {
+            Some((pops, pushes)) => need += pops as i64 - pushes as i64,
+            None => return true,
+        }
+    }
+    true
+}
+
+/// The operand stack effect (pops, pushes) of a plain value operator:
+/// constants, local and global reads, `local.tee`, loads, numeric unary
+/// and binary operators, `select`. `None` for anything else.
+fn stack_effect(op: &Operator<'_>) -> Option<(u8, u8)> {
+    match op {
+        Operator::LocalGet { .. }
+        | Operator::GlobalGet { .. }
+        | Operator::I32Const { .. }
+        | Operator::I64Const { .. }
+        | Operator::F32Const { .. }
+        | Operator::F64Const { .. } => return Some((0, 1)),
+        Operator::LocalTee { .. } => return Some((1, 1)),
+        Operator::Select | Operator::TypedSelect { .. } => return Some((3, 1)),
+        _ => {}
+    }
+    let name = format!("{op:?}");
+    let name = name.split([' ', '{', '(']).next().unwrap_or_default();
+    let rest = ["I32", "I64", "F32", "F64"]
+        .iter()
+        .find_map(|t| name.strip_prefix(t))?;
+    const BINARY: &[&str] = &[
+        "Add", "Sub", "Mul", "Div", "DivS", "DivU", "RemS", "RemU", "And", "Or", "Xor", "Shl",
+        "ShrS", "ShrU", "Rotl", "Rotr", "Eq", "Ne", "Lt", "LtS", "LtU", "Gt", "GtS", "GtU", "Le",
+        "LeS", "LeU", "Ge", "GeS", "GeU", "Min", "Max", "Copysign",
+    ];
+    const UNARY: &[&str] = &[
+        "Eqz",
+        "Clz",
+        "Ctz",
+        "Popcnt",
+        "Abs",
+        "Neg",
+        "Sqrt",
+        "Ceil",
+        "Floor",
+        "Trunc",
+        "Nearest",
+        "Extend",
+        "Wrap",
+        "Convert",
+        "Demote",
+        "Promote",
+        "Reinterpret",
+    ];
+    if rest.starts_with("Load") {
+        Some((1, 1))
+    } else if BINARY.contains(&rest) {
+        Some((2, 1))
+    } else if UNARY.iter().any(|u| rest.starts_with(u)) {
+        Some((1, 1))
+    } else {
+        None
+    }
 }
 
 /// Pair the new locals live at the header of loop `k` with what they take,
@@ -967,5 +1071,48 @@ mod tests {
         let new = func(locals, &format!("(loop $a {acc} {t} {tail}"));
         let e = map_of(&old, &new).unwrap_err();
         assert!(e.contains("dead at the old header"), "{e}");
+    }
+
+    /// A worker that never leaves its loop (no read after it to tell the
+    /// locals apart) whose two updates trade places: the aligned loop
+    /// bodies pair the new counter's write with the old accumulator's, but
+    /// the values written differ (`+ 7` against `+ 1`), so that is no
+    /// evidence; the locals are never carried crosswise.
+    #[test]
+    fn updates_that_trade_places_in_a_never_ending_loop_are_not_crossed() {
+        let inc =
+            |l: &str, k: i32| format!("(local.set {l} (i32.add (local.get {l}) (i32.const {k})))");
+        let body = |a: String, b: String| format!("(loop $a {a} {b} (br $a))");
+        let locals = "(local $i i32) (local $acc i32)";
+        let m = |code: String| {
+            format!("(module (func $f (param i32)) (func (param $p i32) {locals} {code}))")
+        };
+        let old = m(body(inc("$acc", 7), inc("$i", 1)));
+        let new = m(body(inc("$i", 1), inc("$acc", 1000)));
+        let second = |wat: &str| {
+            let bytes = wat::parse_str(wat).unwrap();
+            let mut bodies = wasmparser::Parser::new(0)
+                .parse_all(&bytes)
+                .filter_map(|p| match p.unwrap() {
+                    wasmparser::Payload::CodeSectionEntry(b) => {
+                        let r = b.range();
+                        Some(bytes[r.start as usize..r.end as usize].to_vec())
+                    }
+                    _ => None,
+                });
+            bodies.nth(1).unwrap()
+        };
+        let r = analyze(
+            1,
+            &[ValType::I32],
+            0,
+            &second(&old),
+            &second(&new),
+            &[(0, 0)],
+        );
+        match r {
+            Ok(map) => assert_eq!(&map.locals[1..], &[1, 2], "crossed: {map:?}"),
+            Err(e) => assert!(e.contains("role"), "{e}"),
+        }
     }
 }

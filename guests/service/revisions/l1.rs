@@ -19,10 +19,10 @@ const MAX_WORKERS: usize = 64;
 static BALANCES: [AtomicI64; ACCOUNTS] = [const { AtomicI64::new(OPENING) }; ACCOUNTS];
 static STOP: AtomicU32 = AtomicU32::new(0);
 static RUNNING: AtomicU32 = AtomicU32::new(0);
-/// Steps completed by code of revision 1 and 2; steps that began in one
-/// revision and ended in the other; steps whose worker lost count.
-static STEPS_V1: AtomicI64 = AtomicI64::new(0);
-static STEPS_V2: AtomicI64 = AtomicI64::new(0);
+/// Steps completed by code of revision 1 and 2 (by `VERSION`); steps
+/// that began in one revision and ended in the other; steps whose worker
+/// lost count.
+static STEPS: [AtomicI64; 3] = [const { AtomicI64::new(0) }; 3];
 static MIXED: AtomicI64 = AtomicI64::new(0);
 static BROKEN: AtomicI64 = AtomicI64::new(0);
 /// Per worker: the revision that began its current step, and the steps it
@@ -48,10 +48,8 @@ fn bill(id: usize, turn: u32) {
     let tag = TAGS[id].load(Relaxed);
     if tag != VERSION {
         MIXED.fetch_add(1, Relaxed);
-    } else if VERSION == 1 {
-        STEPS_V1.fetch_add(1, Relaxed);
     } else {
-        STEPS_V2.fetch_add(1, Relaxed);
+        STEPS[VERSION as usize].fetch_add(1, Relaxed);
     }
     if DONE[id].load(Relaxed) != turn {
         BROKEN.fetch_add(1, Relaxed);
@@ -105,16 +103,10 @@ pub extern "C" fn total() -> i64 {
     BALANCES.iter().map(|b| b.load(Relaxed)).sum()
 }
 
-/// Steps completed by revision 1's code.
+/// Steps completed by revision `v`'s code (1 or 2).
 #[no_mangle]
-pub extern "C" fn steps_v1() -> i64 {
-    STEPS_V1.load(Relaxed)
-}
-
-/// Steps completed by revision 2's code.
-#[no_mangle]
-pub extern "C" fn steps_v2() -> i64 {
-    STEPS_V2.load(Relaxed)
+pub extern "C" fn steps(v: i32) -> i64 {
+    STEPS[v as usize % 3].load(Relaxed)
 }
 
 /// Steps that began in one revision and ended in the other.
