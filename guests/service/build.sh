@@ -5,7 +5,8 @@
 # `wasm-patch diff` can follow data by symbol. Output:
 # guests/built/service/rN.wasm (committed: tests need no toolchain).
 #
-#   guests/service/build.sh
+#   guests/service/build.sh              # every rN
+#   guests/service/build.sh l0 l1        # only the named revisions
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,7 +18,12 @@ unset CARGO_ENCODED_RUSTFLAGS
 # A growable table, so that a bundle can add function pointers
 # (`table.grow` at apply; wasm-ld otherwise fixes the table at its size).
 export RUSTFLAGS="-C link-arg=--emit-relocs -C link-arg=--growable-table"
-for rev in "$here"/revisions/r*.rs; do
+revs=("$here"/revisions/r*.rs)
+if [ "$#" -gt 0 ]; then
+    revs=()
+    for name in "$@"; do revs+=("$here/revisions/$name.rs"); done
+fi
+for rev in "${revs[@]}"; do
     name="$(basename "$rev" .rs)"
     cp "$rev" "$here/bank/src/lib.rs"
     cargo build --manifest-path "$here/Cargo.toml" --target-dir "$target_dir" \

@@ -40,6 +40,7 @@
 mod bundle;
 mod carry;
 mod data;
+pub mod dataflow;
 mod diff;
 mod error;
 mod module_view;

@@ -8,6 +8,7 @@
 //! `wasm-patch.transfer` (FORMAT.md §10). Loop headers are numbered by
 //! *ordinal*: the pre-order index of the `loop` operator in the body.
 
+use crate::dataflow::{Def, Flow};
 use crate::error::FormatError;
 use std::collections::HashMap;
 use wasmparser::{BinaryReader, FunctionBody, Operator, RefType, ValType};
@@ -278,6 +279,11 @@ fn split_local(op: &Operator<'_>) -> (String, Option<u32>) {
 struct Decoded {
     locals: Vec<ValType>,
     ops: Vec<(u64, Option<u32>)>,
+    /// Per operator: whether it writes a local (`local.set`, `local.tee`),
+    /// and its operand stack effect (pops, pushes) when it is a plain
+    /// value operator ([`stack_effect`]).
+    defs: Vec<bool>,
+    effects: Vec<Option<(u8, u8)>>,
     /// Per loop ordinal: the operator position of the `loop`, and the
     /// control path to it (the enclosing constructs' keys, outermost first).
     loops: Vec<(usize, Vec<u64>)>,
@@ -293,6 +299,7 @@ fn decode_body(
     let body = FunctionBody::new(BinaryReader::new(bytes, 0));
     let locals = body_locals(params, &body)?;
     let mut ops = Vec::new();
+    let (mut defs, mut effects) = (Vec::new(), Vec::new());
     let mut loops = Vec::new();
     let mut path: Vec<u64> = Vec::new();
     let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
@@ -312,9 +319,20 @@ fn decode_body(
             }
             _ => {}
         }
+        defs.push(matches!(
+            op,
+            Operator::LocalSet { .. } | Operator::LocalTee { .. }
+        ));
+        effects.push(stack_effect(&op));
         ops.push((id, local));
     }
-    Ok(Decoded { locals, ops, loops })
+    Ok(Decoded {
+        locals,
+        ops,
+        defs,
+        effects,
+        loops,
+    })
 }
 
 /// Compute the transfer map of one function from its old and new bodies
@@ -364,34 +382,65 @@ pub(crate) fn analyze(
     if o.loops.iter().zip(&n.loops).any(|(a, b)| a.1 != b.1) {
         return Err("loop nesting differs: a loop sits in other constructs".into());
     }
-    let locals = match_locals(params.len(), &o, &n)?;
+    let of = Flow::from_bytes(old, o.locals.len())?;
+    let nf = Flow::from_bytes(new, n.locals.len())?;
+    let live = nf.live_at_loops()?;
+    let live_old = of.live_at_loops()?;
+    let aligns = alignments(&o, &n)?;
+    let sides = Sides {
+        o: &o,
+        n: &n,
+        of: &of,
+        nf: &nf,
+        nparams: params.len(),
+    };
+    // New local → what it takes, merged over the mapped headers.
+    let mut merged: Vec<Option<Slot>> = vec![None; n.locals.len()];
     let mut headers = Vec::new();
     let mut why = Vec::new();
-    for (k, ((op, _), (np, _))) in o.loops.iter().zip(&n.loops).enumerate() {
-        let same_prefix = op == np
-            && o.ops[..*op].iter().zip(&n.ops[..*np]).all(|(a, b)| {
-                a.0 == b.0 && a.1.map(|l| locals_new_of(&locals, l)) == b.1.map(Some)
-            });
+    for (k, live) in live.iter().enumerate() {
         let (height, lparams) = new_loop_heights.get(k).copied().unwrap_or((1, 0));
-        let new_body = FunctionBody::new(BinaryReader::new(new, 0));
-        let live_fresh = (0..locals.len() as u32)
-            .filter(|&j| locals[j as usize] == FRESH)
-            .find(|&j| !dead_at_header(&new_body, k as u32, j).unwrap_or(false));
-        if let Some(j) = live_fresh {
-            why.push(format!(
-                "loop {k}: new local {j} has no counterpart and may be read before it is written from the header"
-            ));
-        } else if !same_prefix {
-            why.push(format!(
-                "loop {k}: the code from the function entry to it differs"
-            ));
-        } else if height != 0 || lparams != 0 {
-            why.push(format!(
-                "loop {k}: values on the operand stack at its header"
-            ));
-        } else {
-            headers.push((k as u32, k as u32));
+        let pairs = header_slots(&sides, k, (&live_old[k], live), &aligns)
+            .and_then(|p| same_prefix(&sides, k, &p).map(|()| p));
+        let pairs = match pairs {
+            Ok(_) if height != 0 || lparams != 0 => {
+                why.push(format!(
+                    "loop {k}: values on the operand stack at its header"
+                ));
+                continue;
+            }
+            Ok(p) => p,
+            Err(e) => {
+                why.push(format!("loop {k}: {e}"));
+                continue;
+            }
+        };
+        let clash = pairs.iter().find_map(|&(j, slot)| {
+            let other = merged
+                .iter()
+                .position(|m| *m == Some(slot) && slot != Slot::Zero);
+            match merged[j as usize] {
+                Some(m) if m != slot => Some(format!(
+                    "new local {j} takes {} here, {} at an earlier header",
+                    slot.describe(),
+                    m.describe()
+                )),
+                _ => other.filter(|&x| x != j as usize).map(|x| {
+                    format!(
+                        "{} goes to new local {j} here, to new local {x} at an earlier header",
+                        slot.describe()
+                    )
+                }),
+            }
+        });
+        if let Some(c) = clash {
+            why.push(format!("loop {k}: {c}"));
+            continue;
         }
+        for (j, slot) in pairs {
+            merged[j as usize] = Some(slot);
+        }
+        headers.push((k as u32, k as u32));
     }
     if headers.is_empty() {
         if why.is_empty() {
@@ -399,6 +448,15 @@ pub(crate) fn analyze(
         }
         return Err(why.join("; "));
     }
+    // New locals live at no mapped header (and those that are only ever
+    // the entry's zero there) start fresh.
+    let locals = merged
+        .iter()
+        .map(|m| match m {
+            Some(Slot::Old(i)) => *i,
+            _ => FRESH,
+        })
+        .collect();
     Ok(TransferMap {
         func,
         old_locals: o.locals,
@@ -408,140 +466,331 @@ pub(crate) fn analyze(
     })
 }
 
-/// The new local that takes old local `old` (`locals` maps new → old).
-fn locals_new_of(locals: &[u32], old: u32) -> Option<u32> {
-    locals.iter().position(|&l| l == old).map(|j| j as u32)
+/// What a new local live at a header takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The value of this old local.
+    Old(u32),
+    /// Zero: the only definition that reaches the header is the entry's.
+    Zero,
 }
 
-/// Match locals by role: align the operator streams (locals abstracted)
-/// and pair the locals of aligned `local.*` operators. The pairing must be
-/// a bijection of equal types that keeps every parameter in place; locals
-/// that no code of either side touches pair among themselves by type.
-fn match_locals(nparams: usize, o: &Decoded, n: &Decoded) -> Result<Vec<u32>, String> {
-    // Two alignments that break ties in opposite directions (the second
-    // aligns the reversed streams, with no greedy matching of a common
-    // prefix and suffix): evidence that depends on a tie is no evidence,
-    // so both must pair the locals alike.
-    let (mut old_to_new, mut new_to_old) = pair_locals(o, n, align_with(&o.ops, &n.ops, true)?)?;
+impl Slot {
+    fn describe(self) -> String {
+        match self {
+            Slot::Old(i) => format!("old local {i}"),
+            Slot::Zero => "zero".into(),
+        }
+    }
+}
+
+/// The two bodies being compared, decoded and analysed.
+struct Sides<'a> {
+    o: &'a Decoded,
+    n: &'a Decoded,
+    of: &'a Flow,
+    nf: &'a Flow,
+    nparams: usize,
+}
+
+/// An alignment of the two operator streams, both ways: old position →
+/// new position and new → old.
+struct Alignment {
+    o2n: Vec<Option<usize>>,
+    n2o: Vec<Option<usize>>,
+}
+
+/// Two alignments that break ties in opposite directions (the second
+/// aligns the reversed streams, with no greedy matching of a common
+/// prefix and suffix): evidence that depends on a tie is no evidence, so
+/// the pairing must come out the same from both.
+fn alignments(o: &Decoded, n: &Decoded) -> Result<[Alignment; 2], String> {
+    let build = |pairs: Vec<(usize, usize)>| {
+        let mut a = Alignment {
+            o2n: vec![None; o.ops.len()],
+            n2o: vec![None; n.ops.len()],
+        };
+        let set: std::collections::HashSet<(usize, usize)> = pairs.iter().copied().collect();
+        for (i, j) in pairs {
+            // Only a pair inside a run of aligned code counts as evidence:
+            // an isolated match in changed code is what the alignment
+            // happened to pair, not a role.
+            let before = i == 0 || j == 0 || set.contains(&(i - 1, j - 1));
+            let after =
+                set.contains(&(i + 1, j + 1)) || i + 1 == o.ops.len() || j + 1 == n.ops.len();
+            // A write counts only when the value it writes is computed
+            // by the same operators (constants included) on both sides.
+            if before && after && (!o.defs[i] || same_value(o, &set, i, j)) {
+                a.o2n[i] = Some(j);
+                a.n2o[j] = Some(i);
+            }
+        }
+        a
+    };
+    let fwd = build(align_with(&o.ops, &n.ops, true)?);
     let rev = |d: &Decoded| d.ops.iter().rev().copied().collect::<Vec<_>>();
     let (lo, ln) = (o.ops.len().saturating_sub(1), n.ops.len().saturating_sub(1));
     let back = align_with(&rev(o), &rev(n), false)?
         .into_iter()
         .map(|(i, j)| (lo - i, ln - j))
         .collect();
-    let (other, _) = pair_locals(o, n, back)?;
-    if let Some((a, b)) = other.iter().find(|(a, b)| old_to_new.get(a) != Some(b)) {
-        return Err(format!(
-            "the roles of locals are ambiguous: old local {a} lines up with new local {b} or {} depending on how the code is aligned",
-            old_to_new.get(a).map_or("none".to_string(), |x| x.to_string())
-        ));
-    }
-    for p in 0..nparams as u32 {
-        match (old_to_new.get(&p), new_to_old.get(&p)) {
-            (Some(&q), _) if q != p => {
-                return Err(format!("parameter {p} plays the role of local {q} after"))
-            }
-            (_, Some(&q)) if q != p => {
-                return Err(format!("parameter {p} plays the role of local {q} before"))
-            }
-            _ => {
-                old_to_new.insert(p, p);
-                new_to_old.insert(p, p);
-            }
+    Ok([fwd, build(back)])
+}
+
+/// Whether the value written by old operator `i` and new operator `j` is
+/// computed by aligned, equal operators (`pairs`): walking back from the
+/// write over the operators of its value expression, as far as their
+/// stack effects are known; an operator of unknown effect (a call, a
+/// block) ends the walk and what was seen stands.
+fn same_value(
+    o: &Decoded,
+    pairs: &std::collections::HashSet<(usize, usize)>,
+    i: usize,
+    j: usize,
+) -> bool {
+    let mut need: i64 = 1;
+    let (mut a, mut b) = (i, j);
+    while need > 0 {
+        if a == 0 || b == 0 {
+            return true;
+        }
+        a -= 1;
+        b -= 1;
+        if !pairs.contains(&(a, b)) {
+            return false;
+        }
+        match o.effects[a] {
+            Some((pops, pushes)) => need += pops as i64 - pushes as i64,
+            None => return true,
         }
     }
-    let used = |d: &Decoded| -> Vec<bool> {
-        let mut u = vec![false; d.locals.len()];
-        for l in d.ops.iter().filter_map(|o| o.1) {
-            if let Some(x) = u.get_mut(l as usize) {
-                *x = true;
-            }
-        }
-        u
-    };
-    let (used_o, used_n) = (used(o), used(n));
-    let mut free_new: Vec<u32> = (0..n.locals.len() as u32)
-        .filter(|j| !new_to_old.contains_key(j))
+    true
+}
+
+/// The operand stack effect (pops, pushes) of a plain value operator:
+/// constants, local and global reads, `local.tee`, loads, numeric unary
+/// and binary operators, `select`. `None` for anything else.
+fn stack_effect(op: &Operator<'_>) -> Option<(u8, u8)> {
+    match op {
+        Operator::LocalGet { .. }
+        | Operator::GlobalGet { .. }
+        | Operator::I32Const { .. }
+        | Operator::I64Const { .. }
+        | Operator::F32Const { .. }
+        | Operator::F64Const { .. } => return Some((0, 1)),
+        Operator::LocalTee { .. } => return Some((1, 1)),
+        Operator::Select | Operator::TypedSelect { .. } => return Some((3, 1)),
+        _ => {}
+    }
+    let name = format!("{op:?}");
+    let name = name.split([' ', '{', '(']).next().unwrap_or_default();
+    let rest = ["I32", "I64", "F32", "F64"]
+        .iter()
+        .find_map(|t| name.strip_prefix(t))?;
+    const BINARY: &[&str] = &[
+        "Add", "Sub", "Mul", "Div", "DivS", "DivU", "RemS", "RemU", "And", "Or", "Xor", "Shl",
+        "ShrS", "ShrU", "Rotl", "Rotr", "Eq", "Ne", "Lt", "LtS", "LtU", "Gt", "GtS", "GtU", "Le",
+        "LeS", "LeU", "Ge", "GeS", "GeU", "Min", "Max", "Copysign",
+    ];
+    const UNARY: &[&str] = &[
+        "Eqz",
+        "Clz",
+        "Ctz",
+        "Popcnt",
+        "Abs",
+        "Neg",
+        "Sqrt",
+        "Ceil",
+        "Floor",
+        "Trunc",
+        "Nearest",
+        "Extend",
+        "Wrap",
+        "Convert",
+        "Demote",
+        "Promote",
+        "Reinterpret",
+    ];
+    if rest.starts_with("Load") {
+        Some((1, 1))
+    } else if BINARY.contains(&rest) {
+        Some((2, 1))
+    } else if UNARY.iter().any(|u| rest.starts_with(u)) {
+        Some((1, 1))
+    } else {
+        None
+    }
+}
+
+/// Pair the new locals live at the header of loop `k` with what they take,
+/// by dataflow evidence (docs/transfer.md). The *web* of a local's value at
+/// the header is the definitions that reach it and the reads it reaches,
+/// closed under def-use ([`Flow::web`]): the value's whole life, from the
+/// code before the loop to the reads after it. Carried across by both
+/// alignments, the web of a new local must line up only with operators of
+/// one old local (and with at least one), and the web of that old local
+/// must line up with no operator of another new local's web at the header.
+/// The old local must be live at its header (`live_old`: transfer polls
+/// spill only those). A parameter stays in place; a declared local that
+/// only the entry's zero reaches takes zero.
+fn header_slots(
+    s: &Sides<'_>,
+    k: usize,
+    (live_old, live): (&[bool], &[bool]),
+    aligns: &[Alignment; 2],
+) -> Result<Vec<(u32, Slot)>, String> {
+    let (ho, hn) = (s.of.loops[k], s.nf.loops[k]);
+    let live_n: Vec<u32> = (0..live.len() as u32)
+        .filter(|&j| live[j as usize])
         .collect();
-    let mut out = vec![u32::MAX; n.locals.len()];
-    for (&a, &b) in &old_to_new {
-        if o.locals[a as usize] != n.locals[b as usize] {
-            return Err(format!(
-                "old local {a} ({}) lines up with new local {b} ({})",
-                o.locals[a as usize], n.locals[b as usize]
-            ));
+    // The webs of the new locals live at the header, and which local's web
+    // each of their operators belongs to.
+    let webs_n: Vec<_> = live_n.iter().map(|&j| s.nf.web(hn, j)).collect();
+    let mut owner: HashMap<usize, u32> = HashMap::new();
+    for (&j, (defs, uses)) in live_n.iter().zip(&webs_n) {
+        let at = defs.iter().filter_map(|d| match d {
+            Def::At(q) => Some(*q),
+            Def::Entry => None,
+        });
+        for q in at.chain(uses.iter().copied()) {
+            owner.insert(q, j);
         }
-        out[b as usize] = a;
     }
-    for a in 0..o.locals.len() as u32 {
-        if old_to_new.contains_key(&a) {
+    let positions = |(defs, uses): &(
+        std::collections::BTreeSet<Def>,
+        std::collections::BTreeSet<usize>,
+    )| {
+        let at: Vec<usize> = defs
+            .iter()
+            .filter_map(|d| match d {
+                Def::At(q) => Some(*q),
+                Def::Entry => None,
+            })
+            .chain(uses.iter().copied())
+            .collect();
+        at
+    };
+    let mut out: Vec<(u32, Slot)> = Vec::new();
+    for (&j, web_n) in live_n.iter().zip(&webs_n) {
+        let rd_n = s.nf.reaching_defs(hn, j);
+        let param = (j as usize) < s.nparams;
+        if !param && rd_n.iter().eq([&Def::Entry]) {
+            out.push((j, Slot::Zero));
             continue;
         }
-        // Locals no code of either side touches pair among themselves by
-        // type; any other old local without a counterpart is dropped, and
-        // a new one without a counterpart is fresh (`analyze` then checks
-        // that it is dead at the header).
-        let pick = free_new
-            .iter()
-            .position(|&b| !used_n[b as usize] && n.locals[b as usize] == o.locals[a as usize]);
-        if let (Some(p), false) = (pick, used_o[a as usize]) {
-            out[free_new.remove(p) as usize] = a;
+        // Old locals the new local's web lines up with.
+        let mut cands = std::collections::BTreeSet::new();
+        for a in aligns {
+            for q in positions(web_n) {
+                if let Some(p) = a.n2o[q] {
+                    cands.extend(s.of.def_at(p).or(s.of.use_at(p)));
+                }
+            }
         }
+        let i = match (cands.len(), param) {
+            (0, true) => j,
+            (0, false) => {
+                return Err(format!(
+                    "new local {j} is live at the header, but no aligned code defines or reads its value there: its role cannot be shown"
+                ))
+            }
+            (1, _) => *cands.first().unwrap_or(&j),
+            _ => {
+                let c: Vec<String> = cands.iter().map(|c| c.to_string()).collect();
+                return Err(format!(
+                    "the roles of locals are ambiguous: the value of new local {j} at the header lines up with old locals {}",
+                    c.join(" and ")
+                ));
+            }
+        };
+        if param && i != j {
+            return Err(format!("parameter {j} plays the role of old local {i}"));
+        }
+        if (i as usize) < s.nparams && i != j {
+            return Err(format!("new local {j} plays the role of old parameter {i}"));
+        }
+        let (ot, nt) = (s.o.locals[i as usize], s.n.locals[j as usize]);
+        if ot != nt {
+            return Err(format!(
+                "new local {j} ({nt}) lines up with old local {i} ({ot})"
+            ));
+        }
+        if !live_old[i as usize] {
+            return Err(format!(
+                "new local {j} takes old local {i}, which is dead at the old header (its value is not kept there)"
+            ));
+        }
+        if s.of.reaching_defs(ho, i).contains(&Def::Entry) != rd_n.contains(&Def::Entry) {
+            return Err(format!(
+                "new local {j} and old local {i}: only one may still hold its value from the function entry at the header"
+            ));
+        }
+        // The other way: old local i's web must not line up with the web
+        // of another new local.
+        let web_o = s.of.web(ho, i);
+        for a in aligns {
+            for p in positions(&web_o) {
+                let other = a.o2n[p].and_then(|q| owner.get(&q)).filter(|&&x| x != j);
+                if let Some(x) = other {
+                    return Err(format!(
+                        "the roles of locals are ambiguous: the value of old local {i} at the header lines up with new locals {j} and {x}"
+                    ));
+                }
+            }
+        }
+        if let Some(&(other, _)) = out.iter().find(|(_, sl)| *sl == Slot::Old(i)) {
+            return Err(format!(
+                "the roles of locals are ambiguous: old local {i} lines up with new locals {other} and {j}"
+            ));
+        }
+        out.push((j, Slot::Old(i)));
     }
     Ok(out)
 }
 
-/// Whether local `local` is written before it can be read on every path
-/// from the header of loop `ordinal` of `body` (then its value at the
-/// header does not matter). Conservative: from the header on, at the
-/// loop's top level, a `local.set`/`local.tee` of it must come before any
-/// read of it, any branch, and any other control operator.
-///
-/// # Errors
-/// The body cannot be decoded.
-pub fn dead_at_header(body: &FunctionBody<'_>, ordinal: u32, local: u32) -> Result<bool, String> {
-    let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
-    let mut seen = 0;
-    let mut inside = false;
-    while !r.eof() {
-        let op = r.read().map_err(|e| e.to_string())?;
-        if !inside {
-            if matches!(op, Operator::Loop { .. }) {
-                inside = seen == ordinal;
-                seen += 1;
-            }
-            continue;
+/// The code from the function entry to the header of loop `k` must be the
+/// same on both sides, operator for operator, up to a renaming of locals
+/// that keeps parameters in place and agrees with `pairs` (so the state at
+/// the first arrival at the header is the one the new version builds).
+fn same_prefix(s: &Sides<'_>, k: usize, pairs: &[(u32, Slot)]) -> Result<(), String> {
+    let differs = || Err("the code from the function entry to it differs".to_string());
+    let (po, pn) = (s.o.loops[k].0, s.n.loops[k].0);
+    if po != pn {
+        return differs();
+    }
+    let mut o2n: HashMap<u32, u32> = HashMap::new();
+    let mut n2o: HashMap<u32, u32> = HashMap::new();
+    for (a, b) in s.o.ops[..po].iter().zip(&s.n.ops[..pn]) {
+        if a.0 != b.0 {
+            return differs();
         }
-        match op {
-            Operator::LocalSet { local_index } | Operator::LocalTee { local_index }
-                if local_index == local =>
-            {
-                return Ok(true)
+        if let (Some(x), Some(y)) = (a.1, b.1) {
+            let keeps_params = (x as usize >= s.nparams && y as usize >= s.nparams) || x == y;
+            if *o2n.entry(x).or_insert(y) != y || *n2o.entry(y).or_insert(x) != x || !keeps_params {
+                return Err(
+                    "the code from the function entry to it differs (its locals do not rename one to one)"
+                        .into(),
+                );
             }
-            Operator::LocalGet { local_index } if local_index == local => return Ok(false),
-            Operator::LocalGet { .. }
-            | Operator::LocalSet { .. }
-            | Operator::LocalTee { .. }
-            | Operator::Call { .. }
-            | Operator::CallIndirect { .. }
-            | Operator::Drop
-            | Operator::Select
-            | Operator::TypedSelect { .. }
-            | Operator::GlobalGet { .. }
-            | Operator::GlobalSet { .. } => {}
-            // Anything that can branch, open or close a construct, or is
-            // not known here: not shown dead.
-            ref other if is_plain(other) => {}
-            _ => return Ok(false),
         }
     }
-    Ok(false)
+    for &(j, slot) in pairs {
+        let Slot::Old(i) = slot else { continue };
+        if n2o.get(&j).copied() != o2n.get(&i).map(|_| i)
+            || o2n.get(&i).copied() != n2o.get(&j).map(|_| j)
+        {
+            return Err(format!(
+                "new local {j} takes old local {i}, but the code before the header treats them differently"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Straight-line operators: no control flow (arithmetic, constants,
 /// comparisons, conversions, loads and stores, memory and table
 /// operators). Anything this does not know counts as control.
-fn is_plain(op: &Operator<'_>) -> bool {
+pub(crate) fn is_plain(op: &Operator<'_>) -> bool {
     let name = format!("{op:?}");
     let name = name.split([' ', '{', '(']).next().unwrap_or_default();
     const CONTROL: &[&str] = &[
@@ -574,36 +823,6 @@ fn is_plain(op: &Operator<'_>) -> bool {
         "BrOnCastFail",
     ];
     !CONTROL.contains(&name)
-}
-
-/// Pair the locals of aligned `local.*` operators: (old → new, new → old),
-/// or why the pairing is not a bijection.
-#[allow(clippy::type_complexity)]
-fn pair_locals(
-    o: &Decoded,
-    n: &Decoded,
-    pairs: Vec<(usize, usize)>,
-) -> Result<(HashMap<u32, u32>, HashMap<u32, u32>), String> {
-    let mut old_to_new: HashMap<u32, u32> = HashMap::new();
-    let mut new_to_old: HashMap<u32, u32> = HashMap::new();
-    for (i, j) in pairs {
-        let (Some(a), Some(b)) = (o.ops[i].1, n.ops[j].1) else {
-            continue;
-        };
-        let b2 = *old_to_new.entry(a).or_insert(b);
-        let a2 = *new_to_old.entry(b).or_insert(a);
-        if b2 != b {
-            return Err(format!(
-                "the roles of locals are ambiguous: old local {a} lines up with new locals {b2} and {b}"
-            ));
-        }
-        if a2 != a {
-            return Err(format!(
-                "the roles of locals are ambiguous: new local {b} lines up with old locals {a2} and {a}"
-            ));
-        }
-    }
-    Ok((old_to_new, new_to_old))
 }
 
 /// Longest common subsequence of two operator streams (by abstract key),
@@ -736,44 +955,164 @@ mod tests {
         assert!(decode(&extra, 0).is_err());
     }
 
-    /// A local is dead at a header only when a write of it comes first, at
-    /// the loop's top level, before any read, branch or construct.
-    #[test]
-    fn dead_at_header_is_conservative() {
-        // One i32 local; `loop` (0x03 0x40), then `code`, then `end end`.
-        let dead = |code: &[u8]| {
-            let mut b = vec![1, 1, 0x7f, 0x03, 0x40];
-            b.extend_from_slice(code);
-            b.extend_from_slice(&[0x0b, 0x0b]);
-            dead_at_header(&FunctionBody::new(BinaryReader::new(&b, 0)), 0, 0).unwrap()
-        };
-        let set = [0x41, 5, 0x21, 0]; // i32.const 5; local.set 0
-        assert!(dead(&set));
-        assert!(!dead(&[0x20, 0, 0x1a])); // local.get 0; drop
-        let mut after_br_if = vec![0x41, 1, 0x0d, 0]; // br_if 0 first
-        after_br_if.extend_from_slice(&set);
-        assert!(!dead(&after_br_if));
-        let mut in_block = vec![0x02, 0x40]; // block ... end
-        in_block.extend_from_slice(&set);
-        in_block.push(0x0b);
-        assert!(!dead(&in_block));
-        assert!(!dead(&[])); // never written
-    }
-
-    /// Evidence that hangs on how a tie is broken is refused: `local.get 0`
-    /// lines up with either of two new `local.get`s.
+    /// Evidence that hangs on how a tie is broken is refused. Old loop:
+    /// `$0 += 1`; new loop: `$0 += 1; $1 += 1`: the old update lines up
+    /// with either new one, depending on the alignment.
     #[test]
     fn a_pairing_that_depends_on_a_tie_is_refused() {
-        let mut ids = HashMap::new();
-        // Two i32 locals; old: get 0, drop; new: get 0, get 1, drop, drop.
-        let old = [1, 2, 0x7f, 0x20, 0, 0x1a, 0x0b];
-        let new = [1, 2, 0x7f, 0x20, 0, 0x20, 1, 0x1a, 0x1a, 0x0b];
-        let o = decode_body(&[], &old, &mut ids).unwrap();
-        let n = decode_body(&[], &new, &mut ids).unwrap();
-        let e = match_locals(0, &o, &n).unwrap_err();
-        assert!(e.contains("depending on how the code is aligned"), "{e}");
+        // Two i32 locals; `loop`, code, `br 0`, `end`, `end`.
+        let body = |code: &[u8]| {
+            let mut b = vec![1, 2, 0x7f, 0x03, 0x40];
+            b.extend_from_slice(code);
+            b.extend_from_slice(&[0x0c, 0, 0x0b, 0x0b]);
+            b
+        };
+        let inc = |l: u8| [0x20, l, 0x41, 1, 0x6a, 0x21, l];
+        let old = body(&inc(0));
+        let new = body(&[inc(0), inc(1)].concat());
+        let e = analyze(0, &[], 0, &old, &new, &[(0, 0)]).unwrap_err();
+        assert!(e.contains("ambiguous"), "{e}");
         // The same code on both sides pairs every local with itself.
-        let same = decode_body(&[], &new, &mut ids).unwrap();
-        assert_eq!(match_locals(0, &n, &same).unwrap(), vec![0, 1]);
+        let m = analyze(0, &[], 0, &new, &new, &[(0, 0)]).unwrap();
+        assert_eq!(m.locals, vec![0, 1]);
+        assert_eq!(m.headers, vec![(0, 0)]);
+    }
+
+    /// The body (locals and code) of the first defined function of `wat`,
+    /// and its parameter types.
+    fn first_body(wat: &str) -> (Vec<u8>, Vec<ValType>) {
+        let bytes = wat::parse_str(wat).unwrap();
+        let mut types = Vec::new();
+        let mut funcs = Vec::new();
+        for p in wasmparser::Parser::new(0).parse_all(&bytes) {
+            match p.unwrap() {
+                wasmparser::Payload::TypeSection(r) => {
+                    for t in r.into_iter_err_on_gc_types() {
+                        types.push(t.unwrap().params().to_vec());
+                    }
+                }
+                wasmparser::Payload::FunctionSection(r) => {
+                    funcs.extend(r.into_iter().map(|f| f.unwrap()));
+                }
+                wasmparser::Payload::CodeSectionEntry(b) => {
+                    let params = types[funcs[0] as usize].clone();
+                    let r = b.range();
+                    return (bytes[r.start as usize..r.end as usize].to_vec(), params);
+                }
+                _ => {}
+            }
+        }
+        panic!("no function")
+    }
+
+    /// The map (or refusal) of two versions of a function with no
+    /// operand below its loops.
+    fn map_of(old: &str, new: &str) -> Result<TransferMap, String> {
+        let (o, params) = first_body(old);
+        let (n, _) = first_body(new);
+        analyze(0, &params, 0, &o, &n, &[(0, 0); 4])
+    }
+
+    fn func(locals: &str, code: &str) -> String {
+        format!(
+            "(module (global $g (mut i32) (i32.const 0)) (func (param $p i32) {locals} {code}))"
+        )
+    }
+
+    /// Two loops carrying the same locals, the change in the second: both
+    /// headers map (the code before the second includes the first, the
+    /// same on both sides), merged into one map.
+    #[test]
+    fn two_loops_merge_into_one_map() {
+        let code = |k: i32| {
+            format!(
+                "(loop $a (local.set $x (i32.add (local.get $x) (i32.const 1))) (br_if $a (global.get $g)))
+                 (loop $b (local.set $x (i32.mul (local.get $x) (local.get $p)))
+                   (local.set $x (i32.add (local.get $x) (i32.const {k}))) (br_if $b (global.get $g)))
+                 (global.set $g (local.get $x))"
+            )
+        };
+        let m = map_of(
+            &func("(local $x i32)", &code(1)),
+            &func("(local $x i32)", &code(2)),
+        );
+        let m = m.unwrap();
+        assert_eq!(m.headers, vec![(0, 0), (1, 1)]);
+        assert_eq!(m.locals, vec![0, 1]);
+    }
+
+    /// A local the new code reads at the header whose value's life lines
+    /// up with nothing in the old code (its code changed all around): no
+    /// evidence, no map.
+    #[test]
+    fn a_live_local_without_evidence_is_refused() {
+        let old = func(
+            "(local $x i32)",
+            "(loop $a (local.set $x (i32.add (local.get $x) (i32.const 1))) (br_if $a (global.get $g))) (global.set $g (local.get $x))",
+        );
+        let new = func(
+            "(local $x i32)",
+            "(loop $a (local.set $x (i32.xor (i32.rotl (local.get $x) (i32.const 3)) (i32.const 9))) (br_if $a (global.get $g))) (nop) (global.set $g (i32.clz (local.get $x)))",
+        );
+        let e = map_of(&old, &new).unwrap_err();
+        assert!(e.contains("its role cannot be shown"), "{e}");
+    }
+
+    /// The old code overwrites `$t` first thing in each turn (dead at its
+    /// header: not spilled); the new code reads it before it writes it.
+    /// The evidence pairs them, but the old value is not kept: refused.
+    #[test]
+    fn a_pair_whose_old_local_is_dead_at_the_header_is_refused() {
+        let acc = "(local.set $acc (i32.add (local.get $acc) (local.get $t)))";
+        let t = "(local.set $t (i32.const 0))";
+        let tail = "(br_if $a (global.get $g))) (global.set $g (local.get $acc))";
+        let locals = "(local $acc i32) (local $t i32)";
+        let old = func(locals, &format!("(loop $a {t} {acc} {tail}"));
+        let new = func(locals, &format!("(loop $a {acc} {t} {tail}"));
+        let e = map_of(&old, &new).unwrap_err();
+        assert!(e.contains("dead at the old header"), "{e}");
+    }
+
+    /// A worker that never leaves its loop (no read after it to tell the
+    /// locals apart) whose two updates trade places: the aligned loop
+    /// bodies pair the new counter's write with the old accumulator's, but
+    /// the values written differ (`+ 7` against `+ 1`), so that is no
+    /// evidence; the locals are never carried crosswise.
+    #[test]
+    fn updates_that_trade_places_in_a_never_ending_loop_are_not_crossed() {
+        let inc =
+            |l: &str, k: i32| format!("(local.set {l} (i32.add (local.get {l}) (i32.const {k})))");
+        let body = |a: String, b: String| format!("(loop $a {a} {b} (br $a))");
+        let locals = "(local $i i32) (local $acc i32)";
+        let m = |code: String| {
+            format!("(module (func $f (param i32)) (func (param $p i32) {locals} {code}))")
+        };
+        let old = m(body(inc("$acc", 7), inc("$i", 1)));
+        let new = m(body(inc("$i", 1), inc("$acc", 1000)));
+        let second = |wat: &str| {
+            let bytes = wat::parse_str(wat).unwrap();
+            let mut bodies = wasmparser::Parser::new(0)
+                .parse_all(&bytes)
+                .filter_map(|p| match p.unwrap() {
+                    wasmparser::Payload::CodeSectionEntry(b) => {
+                        let r = b.range();
+                        Some(bytes[r.start as usize..r.end as usize].to_vec())
+                    }
+                    _ => None,
+                });
+            bodies.nth(1).unwrap()
+        };
+        let r = analyze(
+            1,
+            &[ValType::I32],
+            0,
+            &second(&old),
+            &second(&new),
+            &[(0, 0)],
+        );
+        match r {
+            Ok(map) => assert_eq!(&map.locals[1..], &[1, 2], "crossed: {map:?}"),
+            Err(e) => assert!(e.contains("role"), "{e}"),
+        }
     }
 }

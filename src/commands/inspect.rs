@@ -253,7 +253,10 @@ pub fn transfer_lines(b: &Bundle) -> Vec<String> {
             .iter()
             .enumerate()
             .filter(|(j, i)| **i as usize != *j)
-            .map(|(j, i)| format!("{j}←{i}"))
+            .map(|(j, &i)| match i {
+                patch_format::transfer::FRESH => format!("{j} fresh"),
+                _ => format!("{j}←{i}"),
+            })
             .collect();
         let locals = if moved.is_empty() {
             format!("{} locals in place", m.locals.len())

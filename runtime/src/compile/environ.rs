@@ -64,9 +64,17 @@ pub(crate) trait FuncEnvironment {
     /// that may be split.
     fn poll(&mut self, builder: &mut FunctionBuilder);
 
+    /// Whether [`Self::transfer_poll`] spills (frame transfer is compiled
+    /// in): only then does the translator compute which locals are live
+    /// at each loop header.
+    fn transfer_polls(&self) -> bool {
+        false
+    }
+
     /// Emit the poll of a loop header from which a frame can be
     /// transferred (`docs/transfer.md`): like [`Self::poll`], but its slow
-    /// path first spills `locals` (every wasm local, parameters first) and
+    /// path first spills `locals` (every wasm local, parameters first;
+    /// `None` for a local dead at the header, whose slot gets zero) and
     /// names the loop by its `ordinal`; when the runtime answers with a
     /// transfer, it tail-calls the new version's entry for that header.
     /// Called only where the operand stack is empty and the loop has no
@@ -75,7 +83,7 @@ pub(crate) trait FuncEnvironment {
         &mut self,
         builder: &mut FunctionBuilder,
         ordinal: u32,
-        locals: &[cranelift_frontend::Variable],
+        locals: &[Option<cranelift_frontend::Variable>],
     ) {
         let _ = (ordinal, locals);
         self.poll(builder);

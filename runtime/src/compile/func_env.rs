@@ -425,11 +425,15 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder.seal_block(cont);
     }
 
+    fn transfer_polls(&self) -> bool {
+        self.transfer_stub != 0 && self.patchable
+    }
+
     fn transfer_poll(
         &mut self,
         builder: &mut FunctionBuilder,
         ordinal: u32,
-        locals: &[cranelift_frontend::Variable],
+        locals: &[Option<cranelift_frontend::Variable>],
     ) {
         if self.transfer_stub == 0 {
             return self.poll(builder);
@@ -455,7 +459,12 @@ impl FuncEnvironment for FuncEnv<'_> {
             }
         };
         for (i, &var) in locals.iter().enumerate() {
-            let v = builder.use_var(var);
+            // A local dead at the header is not read (its value stays out
+            // of the loop's registers); its slot gets zero.
+            let v = match var {
+                Some(var) => builder.use_var(var),
+                None => builder.ins().iconst(types::I64, 0),
+            };
             builder
                 .ins()
                 .stack_store(types::I64, v, slot, 8 * (2 + i as i32));

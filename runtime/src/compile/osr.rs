@@ -12,7 +12,8 @@ use crate::vm::code_memory::FuncArtifact;
 use cranelift_codegen::ir::UserFuncName;
 use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
-use patch_format::transfer::{body_locals, dead_at_header, loop_offsets, TransferMap, FRESH};
+use patch_format::dataflow::Flow;
+use patch_format::transfer::{body_locals, loop_offsets, TransferMap, FRESH};
 use std::collections::HashMap;
 use wasmparser::{BinaryReader, FunctionBody};
 
@@ -89,7 +90,7 @@ pub(crate) fn compile_transfers(
         }
         let old_loops = loop_offsets(&old_body).map_err(bad)?;
         let new_loops = loop_offsets(&new_body).map_err(bad)?.len();
-        check_locals(map, &new_body).map_err(bad)?;
+        check_locals(map, old_ty.params().len(), &old_body, &new_body).map_err(bad)?;
         let mut headers = Vec::new();
         for &(old, new) in &map.headers {
             if old as usize >= old_loops.len() || new as usize >= new_loops {
@@ -116,9 +117,18 @@ pub(crate) fn compile_transfers(
 }
 
 /// The map's locals: each new local takes an old one of its type (each
-/// old local at most once), or starts fresh where it is dead at every
-/// mapped header of `body` (the new version).
-fn check_locals(map: &TransferMap, body: &FunctionBody<'_>) -> Result<(), String> {
+/// old local at most once), or starts fresh where that is exact at every
+/// mapped header of `new` (the new version's body; `nparams` parameters):
+/// it is dead there, or only the entry's zero reaches it
+/// ([`Flow::fresh_ok`]). A new local live at a mapped header must take an
+/// old local live at the old header (`old`): transfer polls spill only
+/// the locals live at their header, the others' slots hold zero.
+fn check_locals(
+    map: &TransferMap,
+    nparams: usize,
+    old: &FunctionBody<'_>,
+    new: &FunctionBody<'_>,
+) -> Result<(), String> {
     if map.locals.len() != map.new_locals.len() {
         return Err(format!(
             "{} locals mapped, the new version has {}",
@@ -126,13 +136,17 @@ fn check_locals(map: &TransferMap, body: &FunctionBody<'_>) -> Result<(), String
             map.new_locals.len()
         ));
     }
+    let nf = Flow::new(new, map.new_locals.len())?;
+    let new_live = nf.live_at_loops()?;
+    let old_live = Flow::new(old, map.old_locals.len())?.live_at_loops()?;
     let mut seen = vec![false; map.old_locals.len()];
     for (j, &i) in map.locals.iter().enumerate() {
         if i == FRESH {
-            for &(_, new) in &map.headers {
-                if !dead_at_header(body, new, j as u32)? {
+            for &(_, h) in &map.headers {
+                let at = new_live.get(h as usize).map(Vec::as_slice).unwrap_or(&[]);
+                if !nf.fresh_ok(h, j as u32, nparams, at) {
                     return Err(format!(
-                        "new local {j} starts fresh but may be read before it is written from loop {new}"
+                        "new local {j} starts fresh but may be read before it is written from loop {h}"
                     ));
                 }
             }
@@ -151,6 +165,15 @@ fn check_locals(map: &TransferMap, body: &FunctionBody<'_>) -> Result<(), String
                 "new local {j} ({}) takes old local {i} ({})",
                 map.new_locals[j], map.old_locals[i as usize]
             ));
+        }
+        for &(ho, hn) in &map.headers {
+            let read = new_live.get(hn as usize).is_some_and(|l| l[j]);
+            let kept = old_live.get(ho as usize).is_none_or(|l| l[i as usize]);
+            if read && !kept {
+                return Err(format!(
+                    "new local {j} is read from loop {hn} on, but takes old local {i}, which is dead at loop {ho} (the old code keeps no value for it there)"
+                ));
+            }
         }
     }
     Ok(())

@@ -109,6 +109,7 @@ fn translate_with<E: FuncEnvironment>(
         num_results: ty.results().len(),
         ptr,
         self_bounded_loops: Vec::new(),
+        transfer_live: None,
         loops_seen: 0,
         osr: osr.map(|o| (o, None)),
         v128_locals: false,
@@ -152,6 +153,9 @@ struct FuncTranslator<'e, 'f, E> {
     ptr: Type,
     /// Offsets of the `loop`s whose header needs no poll (`loop_bounds.rs`).
     self_bounded_loops: Vec<usize>,
+    /// With transfer polls: which locals are live at each loop header, by
+    /// ordinal (`translate_osr.rs`); the others are not spilled.
+    transfer_live: Option<Vec<Vec<bool>>>,
     /// `loop`s translated so far: the next one's ordinal.
     loops_seen: u32,
     /// OSR entry: the ordinal of the loop entered, and its header once
@@ -315,6 +319,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         self.declare_locals(body)?;
         let entry_poll = calls_or_loops(body);
         self.self_bounded_loops = super::loop_bounds::self_bounded_loops(body);
+        self.transfer_live = self.header_liveness(body);
         self.env
             .prologue(&mut self.b, params[0], params[1], entry_poll);
         self.translate_body(ty, body)
@@ -544,7 +549,11 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         self.stack.extend(self.b.block_params(header));
         if self.self_bounded_loops.binary_search(&offset).is_err() {
             if transferable {
-                let locals = self.locals.clone();
+                let live = self.transfer_live.as_ref();
+                let live = live.and_then(|l| l.get(ordinal as usize));
+                let locals: Vec<_> = (self.locals.iter().enumerate())
+                    .map(|(i, &v)| live.is_none_or(|l| l[i]).then_some(v))
+                    .collect();
                 self.env.transfer_poll(&mut self.b, ordinal, &locals);
             } else {
                 self.env.poll(&mut self.b);

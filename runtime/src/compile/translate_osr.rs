@@ -25,6 +25,20 @@ pub(crate) fn translate_osr_entry<E: FuncEnvironment>(
 }
 
 impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
+    /// With transfer polls compiled in: which locals are live at each loop
+    /// header of `body` (read on some path from it before a write;
+    /// `patch_format::dataflow`), so that a header's poll spills only
+    /// those (`docs/transfer.md`, "Spilling only live locals"). `None`
+    /// (every local spilled) without transfer polls, or when the body is
+    /// beyond the analysis.
+    pub(super) fn header_liveness(&self, body: &FunctionBody<'_>) -> Option<Vec<Vec<bool>>> {
+        if !self.env.transfer_polls() {
+            return None;
+        }
+        let flow = patch_format::dataflow::Flow::new(body, self.locals.len()).ok()?;
+        flow.live_at_loops().ok()
+    }
+
     /// The OSR entry (see [`translate_osr_entry`]): locals from the buffer,
     /// a jump to the header of loop `ordinal`, then the body as usual from
     /// an unreachable block.
@@ -63,6 +77,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             self.locals.push(var);
         }
         self.self_bounded_loops = crate::compile::loop_bounds::self_bounded_loops(body);
+        self.transfer_live = self.header_liveness(body);
         self.env.prologue(&mut self.b, params[0], params[1], false);
         let header = self.b.create_block();
         self.osr = Some((ordinal, Some(header)));
