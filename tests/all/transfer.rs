@@ -106,11 +106,17 @@ fn start(old: &str, n: usize) -> (Store<Host>, Instance, Vec<ThreadId>) {
 fn finish(store: &mut Store<Host>, inst: Instance, ts: &[ThreadId]) -> Vec<(i32, i32)> {
     func(store, inst, "stop").call(store, &[]).unwrap();
     let accs: Vec<i32> = ts.iter().map(|&t| crate::i32_of(store.join(t))).collect();
-    let turns = store.data().rec.clone();
-    assert_eq!(turns.len(), ts.len());
-    // Workers finish in any order, but all turns are recorded: compare as
-    // multisets of "acc splits into turns".
-    accs.into_iter().zip(turns).collect()
+    let by = &store.data().rec_by;
+    assert_eq!(by.len(), ts.len());
+    // Workers finish in any order (a preemption tick can reorder them):
+    // pair each one's result with the turns it recorded itself.
+    ts.iter()
+        .zip(accs)
+        .map(|(t, acc)| {
+            let turns = by.iter().find(|(id, _)| id == t).expect("its turns").1;
+            (acc, turns)
+        })
+        .collect()
 }
 
 /// Run `worker` for a few turns, apply `bytes`, run a few more turns, stop

@@ -39,7 +39,7 @@ impl Service {
         .unwrap();
         let module = Module::new(&engine, build("l0")).unwrap();
         let mut store = Store::new(&engine, ());
-        let mut linker: Linker<()> = Linker::new();
+        let mut linker: Linker<()> = Linker::new(&engine);
         linker.add_thread_abi();
         let inst = linker.instantiate(&mut store, &module).unwrap();
         let mut s = Service { store, inst };

@@ -225,6 +225,8 @@ pub(crate) fn imm(names: &[&str]) -> DiffOptions {
 #[derive(Default)]
 pub(crate) struct Host {
     pub(crate) rec: Vec<i32>,
+    /// `rec` with the thread that recorded each value.
+    pub(crate) rec_by: Vec<(ThreadId, i32)>,
     pub(crate) mem: Vec<u8>,
 }
 
@@ -251,7 +253,9 @@ pub(crate) fn host_linker(engine: &Engine) -> Linker<Host> {
         "record",
         FuncType::new([ValType::I32], []),
         |c, a, _| {
-            c.data_mut().rec.push(a[0].i32().unwrap());
+            let (id, v) = (c.thread_id(), a[0].i32().unwrap());
+            c.data_mut().rec.push(v);
+            c.data_mut().rec_by.push((id, v));
             Ok(())
         },
     );

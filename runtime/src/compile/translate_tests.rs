@@ -245,7 +245,12 @@ impl FuncEnvironment for MockEnv {
         self.emit_poll(b);
     }
 
-    fn transfer_poll(&mut self, b: &mut FunctionBuilder, _ordinal: u32, _locals: &[Variable]) {
+    fn transfer_poll(
+        &mut self,
+        b: &mut FunctionBuilder,
+        _ordinal: u32,
+        _locals: &[Option<Variable>],
+    ) {
         self.transfer_polls += 1;
         self.poll(b);
     }
