@@ -51,6 +51,7 @@ mod remap;
 mod sign;
 pub mod transfer;
 mod write;
+pub use write::leb;
 
 pub use bundle::{
     hex, unhex, Bundle, BundleBuilder, BundleId, Callback, CallbackKind, Entry, EntryKind,

@@ -252,8 +252,8 @@ fn manifest(p: &BundleParts) -> Vec<u8> {
     m
 }
 
-/// Unsigned LEB128.
-pub(crate) fn leb(mut v: u64, out: &mut Vec<u8>) {
+/// Append `v` as unsigned LEB128 (the wasm binary format's integers).
+pub fn leb(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;

@@ -323,19 +323,6 @@ fn type_byte(t: ValType) -> u8 {
     }
 }
 
-/// Append `n` as unsigned LEB128.
-fn leb(out: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
 /// The binary of `(module (import "host" "f" (func (type ty))) (export "f"
 /// (func 0)))`: encoded by hand, so that `Func::wrap` needs no text parser
 /// (the runtime's `wat` feature is optional).
@@ -343,13 +330,13 @@ fn one_import_module(ty: &FuncType) -> Vec<u8> {
     let mut m = b"\0asm\x01\0\0\0".to_vec();
     let section = |m: &mut Vec<u8>, id: u8, body: Vec<u8>| {
         m.push(id);
-        leb(m, body.len());
+        patch_format::leb(body.len() as u64, m);
         m.extend(body);
     };
     let mut types = vec![1, 0x60];
-    leb(&mut types, ty.params().len());
+    patch_format::leb(ty.params().len() as u64, &mut types);
     types.extend(ty.params().iter().map(|t| type_byte(*t)));
-    leb(&mut types, ty.results().len());
+    patch_format::leb(ty.results().len() as u64, &mut types);
     types.extend(ty.results().iter().map(|t| type_byte(*t)));
     section(&mut m, 1, types);
     section(

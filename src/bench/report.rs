@@ -152,34 +152,9 @@ pub fn commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
+/// Now, in RFC 3339 UTC (the audit log's format, with milliseconds).
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    utc(secs)
-}
-
-/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic
-/// Gregorian calendar).
-pub fn utc(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Count 400-year eras from 0000-03-01, so that the leap day ends a year.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    crate::audit::rfc3339(std::time::SystemTime::now())
 }
 
 /// The unit of a table whose largest time is `max_us`: µs up to 10 ms,
@@ -272,16 +247,4 @@ pub fn table(cases: &[Case]) -> String {
          start.\n",
     );
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_764_769_999), "2025-12-03T13:53:19Z");
-    }
 }

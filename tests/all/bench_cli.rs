@@ -167,7 +167,7 @@ fn bench_transition_writes_sane_json_and_a_valid_svg() {
     assert!(!doc["commit"].as_str().expect("commit").is_empty());
     let date = doc["date"].as_str().expect("date");
     assert!(
-        date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
+        date.len() == 24 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
         "{date}"
     );
 
