@@ -58,6 +58,9 @@ fn the_wasmtime_shaped_example_compiles_and_works() -> Result<(), Error> {
     is_send::<Store<u32>>();
     is_send_sync::<Engine>();
     is_send_sync::<Linker<u32>>();
+    is_send_sync::<Module>();
+    is_send_sync::<Instance>();
+    is_send_sync::<Func>();
     Ok(())
 }
 
