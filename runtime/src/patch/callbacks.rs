@@ -88,7 +88,9 @@ pub(crate) fn run_callback<T: 'static>(
     // pre-patch callback's writes can be undone without undoing theirs.
     // SAFETY: as above.
     if let Err(e) = unsafe { store::run_alone(inner, id.0) } {
-        // Blocked: finish it now, while its code and call path live.
+        // Blocked: finish it now, while its code and call path live. A
+        // cancelled thread cannot suspend again (`Caller` refuses), so its
+        // first resumed turn ends it.
         // SAFETY: as above.
         unsafe { store::cancel(inner, id.0) };
         return Err(e);
