@@ -134,3 +134,47 @@ fn threads_an_accepting_callback_spawned_run_after_it() {
     store.wait_transition().unwrap();
     assert_eq!(store.data().rec, vec![1], "the child records the new f()");
 }
+
+/// A pre-unpatch callback that parks cannot veto a revert (rule 13): it is
+/// cancelled, the failure is in the transcript, the revert completes, and
+/// the writer that was ready throughout runs only afterwards.
+#[test]
+fn a_pre_unpatch_callback_that_parks_fails_and_the_revert_goes_on() {
+    let (v0, _, _) = versions("i32.const 0");
+    let writer = "(func (export \"writer\")
+        (i32.store8 (i32.const 200) (i32.const 7))
+        (call $record (i32.const 5)))";
+    let new = app_with(
+        "i32.const 1",
+        "i32.const 0",
+        &format!("{writer}\n(func $pre_un (result i32) call $park i32.const 0)"),
+    );
+    let opts = DiffOptions {
+        callbacks: vec![(CallbackKind::PreUnpatch, "pre_un".into())],
+        ..Default::default()
+    };
+    let (mut store, inst) = setup_host(&v0);
+    let p = store
+        .apply(
+            inst,
+            &bytes_with(&v0, &new, &opts),
+            &ApplyOptions::default(),
+        )
+        .unwrap();
+    store.wait_transition().unwrap();
+    assert_eq!(crate::transitions::call(&mut store, inst, "call_f"), 1);
+    let before = store.threads();
+    let w = store.spawn(func(&store, inst, "writer"), &[]).unwrap();
+    store.revert(p, None).unwrap();
+    assert_eq!(store.data().rec, Vec::<i32>::new(), "the writer ran");
+    store.wait_transition().unwrap();
+    let failed = crate::transitions::transcript(&store)
+        .into_iter()
+        .any(|e| e.contains("pre-unpatch callback failed") && e.contains("parked"));
+    assert!(failed, "{:?}", crate::transitions::transcript(&store));
+    store.join(w).unwrap();
+    assert_eq!(store.data().rec, vec![5]);
+    assert_eq!(store.threads(), before, "the callback's thread is gone");
+    assert!(store.applied().is_empty());
+    assert_eq!(crate::transitions::call(&mut store, inst, "call_f"), 0);
+}
