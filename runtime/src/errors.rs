@@ -75,9 +75,10 @@ pub enum Error {
     /// A thread could not make progress (parked with nothing to wake it).
     #[error("deadlock: thread {0} is parked and no other thread can run")]
     Deadlock(u32),
-    /// A patch callback's thread parked. Callbacks run alone (no other
-    /// thread gets a turn meanwhile), so nothing could wake it.
-    #[error("patch callback (thread {0}) parked: callbacks run alone, so nothing can wake it; a callback must not wait for other threads or I/O")]
+    /// A patch callback's thread parked with none of the threads it spawned
+    /// able to run. Callbacks run alone (no thread that existed before gets
+    /// a turn meanwhile), so nothing could wake it.
+    #[error("patch callback (thread {0}) parked: callbacks run alone, so nothing can wake it; a callback must not wait for other threads or I/O (threads it spawned itself do run)")]
     CallbackBlocked(u32),
     /// Error raised by a host function.
     #[error("host error: {0}")]

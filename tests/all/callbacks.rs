@@ -178,3 +178,63 @@ fn a_pre_unpatch_callback_that_parks_fails_and_the_revert_goes_on() {
     assert!(store.applied().is_empty());
     assert_eq!(crate::transitions::call(&mut store, inst, "call_f"), 0);
 }
+
+/// A callback may spawn a helper thread and wait for it (yielding until the
+/// helper sets a flag): the helper is part of the callback's work and runs,
+/// while the writer that was ready before the apply still does not. On the
+/// veto the helper's write goes with the callback's. (Running the callback
+/// strictly alone made this apply spin for ever.)
+#[test]
+fn a_callback_waits_for_a_helper_it_spawned() {
+    let helper = "(global $flag (mut i32) (i32.const 0))
+        (elem (i32.const 1) func $helper)
+        (func $helper (param i32) (global.set $flag (i32.const 1)))
+        (func (export \"flag\") (result i32) global.get $flag)";
+    let waits = |ret: i32| {
+        format!(
+            "(drop (call $spawn (i32.const 1) (i32.const 0)))
+             (block $done (loop $l
+               (br_if $done (global.get $flag)) call $yield br $l))
+             (call $record (i32.const 81)) i32.const {ret}"
+        )
+    };
+    for veto in [1, 0] {
+        let writer = "(func (export \"writer\")
+            (i32.store8 (i32.const 200) (i32.const 7))
+            (call $record (i32.const 5)))";
+        let extra = format!("{writer}\n{helper}");
+        let v0 = app_with("i32.const 0", "i32.const 0", &extra);
+        let new = app_with(
+            "i32.const 1",
+            "i32.const 0",
+            &format!("{extra}\n(func $pre (result i32) {})", waits(veto)),
+        );
+        let opts = DiffOptions {
+            callbacks: vec![(CallbackKind::PrePatch, "pre".into())],
+            ..Default::default()
+        };
+        let (mut store, inst) = setup_host(&v0);
+        let w = store.spawn(func(&store, inst, "writer"), &[]).unwrap();
+        let r = store.apply(
+            inst,
+            &bytes_with(&v0, &new, &opts),
+            &ApplyOptions::default(),
+        );
+        assert_eq!(
+            store.data().rec,
+            vec![81],
+            "veto {veto}: only the callback ran"
+        );
+        let flag = crate::transitions::call(&mut store, inst, "flag");
+        if veto == 1 {
+            assert!(matches!(r, Err(PatchError::Vetoed(_))), "{r:?}");
+            assert_eq!(flag, 0, "the helper's write went with the veto");
+        } else {
+            r.unwrap();
+            assert_eq!(flag, 1);
+        }
+        store.join(w).unwrap();
+        store.run().unwrap();
+        assert_eq!(store.data().rec, vec![81, 5]);
+    }
+}

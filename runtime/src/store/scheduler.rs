@@ -450,15 +450,19 @@ fn take_ready<T>(s: &mut StoreInner<T>, id: u32) -> Option<ReadyThread> {
     s.ready.remove(at)
 }
 
-/// Run thread `target` alone until it is done: no other thread gets a turn
-/// (they stay ready, sleeping or parked as they were), and no transition is
-/// driven. This is how patch callbacks run, so that what a callback sees
-/// and writes is not interleaved with other threads' work, and a vetoing
-/// pre-patch callback's writes can be undone without undoing theirs.
+/// Run thread `target` until it is done, with no other thread getting a
+/// turn but those spawned after it (ids above `target`: the threads it
+/// started, which are part of its work). Threads that existed before stay
+/// ready, sleeping or parked as they were, and no transition is driven.
+/// This is how patch callbacks run, so that what a callback sees and
+/// writes is not interleaved with other threads' work, and a vetoing
+/// pre-patch callback's writes (its helpers' included) can be undone
+/// without undoing theirs.
 ///
 /// # Errors
-/// [`Error::CallbackBlocked`] when `target` parks: nothing could wake it
-/// while it runs alone. The thread is left parked (see [`cancel`]).
+/// [`Error::CallbackBlocked`] when `target` is parked and none of its
+/// helpers can run or wake up: nothing could wake it. The thread is left
+/// parked (see [`cancel`]).
 ///
 /// # Safety
 /// `inner` is the live store, not running a fiber.
@@ -467,30 +471,38 @@ pub(crate) unsafe fn run_alone<T>(inner: *mut StoreInner<T>, target: u32) -> Res
     loop {
         // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
         let s = unsafe { store_mut(inner) };
-        let Some(t) = s.threads.get(&target) else {
-            return Err(Error::BadCall(format!("no thread {target}")));
-        };
-        match t.state {
-            RunState::Done => return Ok(()),
-            RunState::Parked => return Err(Error::CallbackBlocked(target)),
-            RunState::Running => unreachable!("the scheduler is not running"),
-            RunState::Sleeping => {
-                let at = s
-                    .sleepers
-                    .iter()
-                    .filter(|Reverse((_, id))| *id == target)
-                    .map(|Reverse((at, _))| *at)
-                    .min();
-                if let Some(at) = at {
-                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
-                }
-                wake_sleepers(s);
-            }
-            RunState::Ready => {
-                let r = take_ready(s, target).expect("a ready thread is queued");
-                // SAFETY: forwarded; the entry is a live box of the map.
-                unsafe { resume_ready(inner, r) };
-            }
+        match s.threads.get(&target).map(|t| t.state) {
+            None => return Err(Error::BadCall(format!("no thread {target}"))),
+            Some(RunState::Done) => return Ok(()),
+            Some(_) => {}
+        }
+        wake_sleepers(s);
+        let next = s.ready.iter().position(|r| {
+            // SAFETY: queue entries point at live boxes (module invariant).
+            unsafe { (*r.0).id.0 >= target }
+        });
+        if let Some(at) = next {
+            let r = s.ready.remove(at).expect("the position is in the queue");
+            // SAFETY: forwarded; the entry is a live box of the map.
+            unsafe { resume_ready(inner, r) };
+            continue;
+        }
+        // Nothing of the callback's can run now: wait for the first of its
+        // sleepers, or give up when none sleeps.
+        let wake = s
+            .sleepers
+            .iter()
+            .filter(|Reverse((_, id))| *id >= target)
+            .filter(|Reverse((_, id))| {
+                s.threads
+                    .get(id)
+                    .is_some_and(|t| t.state == RunState::Sleeping)
+            })
+            .map(|Reverse((at, _))| *at)
+            .min();
+        match wake {
+            Some(at) => std::thread::sleep(at.saturating_duration_since(Instant::now())),
+            None => return Err(Error::CallbackBlocked(target)),
         }
     }
 }
