@@ -91,8 +91,13 @@ use wasm_patch_runtime::{ApplyOptions, Engine, Instance, Linker, Module, Store, 
 const TOTAL: i64 = 8 * 1000;
 
 fn rev(n: u32) -> Vec<u8> {
+    built(&format!("r{n}"))
+}
+
+/// The committed build `name` of the service (`guests/built/service/`).
+pub(crate) fn built(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/guests/built/service/r{n}.wasm",
+        "{}/guests/built/service/{name}.wasm",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

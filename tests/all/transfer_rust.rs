@@ -15,13 +15,7 @@ const TOTAL: i64 = 8 * 1000;
 /// Workers in the service.
 const WORKERS: i32 = 16;
 
-fn build(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/guests/built/service/{name}.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use crate::real_rust::built as build;
 
 struct Service {
     store: Store<()>,
