@@ -298,6 +298,7 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
         Err(Yield::Sleep(at)) => {
             t.state = RunState::Sleeping;
             s.sleepers.push(Reverse((at, id)));
+            summarize_stopped(s, t);
         }
         Err(Yield::Park) => {
             if t.unpark_pending || t.cancelled {
@@ -306,18 +307,23 @@ unsafe fn resume_ready<T>(inner: *mut StoreInner<T>, me: ReadyThread) {
                 s.ready.push_back(me);
             } else {
                 t.state = RunState::Parked;
+                summarize_stopped(s, t);
             }
         }
-    }
-    // A parked or sleeping thread's stack is hot now and frozen until it
-    // runs again: summarise it for a transition that may start meanwhile
-    // (runnable threads are not: yields stay cheap).
-    if matches!(t.state, RunState::Parked | RunState::Sleeping) && s.engine.config().patchable {
-        t.summarize(&mut s.scan_cache);
     }
     if was_pending {
         // Parked threads are checked each time they park (rule 2).
         crate::patch::transition::try_switch(&mut s.patch, t);
+    }
+}
+
+/// A parked or sleeping thread's stack is hot now and frozen until it runs
+/// again: summarise it for a transition that may start meanwhile (runnable
+/// threads are not: yields stay cheap).
+#[inline(always)]
+fn summarize_stopped<T>(s: &mut StoreInner<T>, t: &mut ThreadState) {
+    if s.engine.config().patchable {
+        t.summarize(&mut s.scan_cache);
     }
 }
 
@@ -415,7 +421,9 @@ pub(crate) unsafe fn run_until<T: 'static>(
             unsafe { resume_ready(inner, r) };
             // Only a resumed thread finishes, so the target is checked
             // after its own turns (and before any wait below).
-            if target == Some(id) {
+            // SAFETY: the box stays in the map until taken after this
+            // loop returns (see above); only a finished target ends it.
+            if target == Some(id) && unsafe { (*r.0).state } == RunState::Done {
                 // SAFETY: forwarded.
                 if let Some(r) = target_done(unsafe { store_ref(inner) }) {
                     return r;
