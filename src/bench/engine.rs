@@ -34,6 +34,10 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// Each thread's fiber stack, in bytes.
     pub stack_size: usize,
+    /// Compile the module with `Config::frame_transfer`, so that a bundle
+    /// made with `diff --transfer` moves threads living in a changed loop
+    /// (docs/transfer.md).
+    pub frame_transfer: bool,
 }
 
 impl Default for Settings {
@@ -44,6 +48,7 @@ impl Default for Settings {
             warmup: Duration::from_millis(10),
             timeout: None,
             stack_size: DEFAULT_STACK_SIZE,
+            frame_transfer: false,
         }
     }
 }
@@ -342,6 +347,7 @@ pub fn run_case(
     let engine = Engine::new(Config {
         stack_size: settings.stack_size,
         guard_pages: false,
+        frame_transfer: settings.frame_transfer,
         ..Config::default()
     })
     .map_err(|e| BenchError::Module(format!("engine: {e}")))?;

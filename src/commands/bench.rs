@@ -85,6 +85,11 @@ pub struct TransitionArgs {
     /// Each thread's stack, KiB.
     #[arg(long, value_name = "KIB", default_value_t = engine::DEFAULT_STACK_SIZE >> 10)]
     pub stack_kib: usize,
+    /// Compile MODULE so that threads living in a loop move to the new
+    /// version at a loop header, for a BUNDLE made with `diff --transfer`
+    /// (docs/transfer.md).
+    #[arg(long)]
+    pub frame_transfer: bool,
 }
 
 /// Entry point.
@@ -128,6 +133,7 @@ fn settings(a: &TransitionArgs) -> anyhow::Result<Settings> {
         warmup: Duration::from_secs_f64(a.warmup / 1e3),
         timeout,
         stack_size: a.stack_kib << 10,
+        frame_transfer: a.frame_transfer,
     })
 }
 
