@@ -481,13 +481,15 @@ fn two_workers_in_the_loop_and_one_outside() {
     assert!(crate::i32_of(store.join(other)) > 0);
 }
 
-/// Revert after a transfer: there is no map back (rule 15 of the shared
-/// model: a reverse or revert transfers back only through a map in the
-/// other direction), so the transferred worker now blocks the revert until
-/// it leaves its loop; then the revert completes.
+/// Revert after a transfer: the map back (derived at apply from the
+/// forward map, docs/transfer.md "Maps back") moves the transferred frame
+/// into the target's own code at its next header, so the revert completes
+/// while the worker lives on in its loop, with its state intact; applied
+/// again, the frame moves forward again, from the code it was moved back
+/// into. (Before maps back, the revert waited for ever.)
 #[test]
-fn revert_after_a_transfer_waits_for_the_loop_to_end() {
-    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
+fn revert_after_a_transfer_maps_the_frame_back() {
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, ACC_I));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 1);
     let p = apply(&mut store, inst, &b.to_bytes());
@@ -495,24 +497,29 @@ fn revert_after_a_transfer_waits_for_the_loop_to_end() {
     assert!(store.transition_status().is_none(), "transferred");
     store.revert(p, None).expect("revert starts");
     store.run_steps(6);
-    let st = store.transition_status().expect("the revert waits");
-    assert_eq!(st.pending, 1);
-    assert_eq!(st.blockers[0].frame.func_index, WORKER);
+    assert!(
+        store.transition_status().is_none(),
+        "the revert completed while the worker lives in its loop: {:?}",
+        store.transition_status().map(|s| s.blockers)
+    );
+    assert!(store.applied().is_empty());
+    assert!(store.last_transition().is_some_and(|o| !o.reversed));
+    // Applied again: the frame moves forward from the code it came back to.
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred again");
     let r = finish(&mut store, inst, &ts);
     assert_carried(r[0].0, r[0].1);
-    store.run().unwrap();
-    assert!(store.transition_status().is_none(), "the revert completed");
-    assert!(store.applied().is_empty());
 }
 
-/// A reversed apply: a worker that already transferred runs the new code
-/// and, with no map back, stays pending until it leaves its loop. (The
+/// A reversed apply: a worker that already transferred runs the new code;
+/// the reverse moves it back through the map back at its next header. (The
 /// bundle also changes `other`, without a map, so that its thread keeps the
 /// apply from completing until the reverse.)
 #[test]
-fn reverse_after_a_transfer_keeps_the_worker_pending() {
+fn reverse_after_a_transfer_moves_the_worker_back() {
     let old = worker(OLD_K, I_ACC);
-    let new = worker_with(1000, I_ACC, false, 16, 2);
+    let new = worker_with(1000, ACC_I, false, 16, 2);
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 1);
     let other = store.spawn(func(&store, inst, "other"), &[]).unwrap();
@@ -523,18 +530,19 @@ fn reverse_after_a_transfer_keeps_the_worker_pending() {
     assert_eq!((st.pending, st.switched), (1, 1), "the worker transferred");
     store.reverse().expect("reverse");
     store.run_steps(8);
-    let st = store.transition_status().expect("the reverse waits");
-    assert_eq!(st.pending, 1, "the transferred worker has no way back");
-    assert_eq!(st.blockers[0].frame.func_index, WORKER);
-    let r = finish(&mut store, inst, &ts);
-    assert_carried(r[0].0, r[0].1);
-    store.join(other).unwrap();
-    store.run().unwrap();
-    assert!(store.transition_status().is_none(), "the reverse completed");
+    assert!(
+        store.transition_status().is_none(),
+        "the reverse completed while the worker lives in its loop: {:?}",
+        store.transition_status().map(|s| s.blockers)
+    );
     assert!(
         store.applied().is_empty(),
         "a reversed apply leaves nothing"
     );
+    assert!(store.last_transition().is_some_and(|o| o.reversed));
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+    assert!(crate::i32_of(store.join(other)) > 0);
 }
 
 /// The command line: `diff --transfer NAME` writes the map and says so,

@@ -17,7 +17,7 @@
 //! code, and the old frame is gone before its next call or poll.
 
 use super::transition::{self, Side};
-use super::{Core, Direction};
+use super::Core;
 use crate::thread::poll::Transfer;
 use crate::thread::ThreadState;
 use crate::vm::stack_walk::ScanCache;
@@ -31,10 +31,7 @@ pub(crate) fn try_transfer(
     vmctx: usize,
 ) -> Option<Transfer> {
     let t = core.transition.as_ref()?;
-    if !t.pending.contains(ts.id.0)
-        || t.phase.toward() != Side::Patched
-        || t.direction == Direction::Unpatch
-    {
+    if !t.pending.contains(ts.id.0) {
         return None;
     }
     let pi = core.instances.get(&t.instance)?;
@@ -53,31 +50,69 @@ pub(crate) fn try_transfer(
     if base.vmctx as usize != vmctx {
         return None;
     }
+    // The function's code in the world the thread moves to must be the
+    // version the map leads to: this bundle's (forward) or the target's
+    // own (back). Another bundle of that world replacing it (stacked
+    // bundles) leaves the frame where it is.
+    let kept = match t.phase.toward() {
+        Side::Patched => &t.keep_patched,
+        Side::Unpatched => &t.keep_unpatched,
+    };
+    let replaced_by_another = pi
+        .applied
+        .iter()
+        .filter(|b| b.id != t.patch && kept.contains(&b.id))
+        .any(|b| b.slots.iter().any(|&(f, _)| f == top.func));
+    if replaced_by_another {
+        return None;
+    }
     let base = base.code as usize;
     let module_unit = t
         .check_code
         .iter()
         .find(|r| r.func == Some(top.func) && r.range.contains(&base))?
         .unit;
-    if top.unit != module_unit
-        || plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize)
-    {
-        return None;
-    }
-    let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
     // Exactly one frame blocks, exactly located: this one (it is in `C`).
-    let (mut hits, mut exact) = (0, true);
-    ts.scan(&t.check_code, &mut ScanCache::default(), &mut |_, pc| {
+    let (mut hits, mut exact, mut pc) = (0, true, None);
+    ts.scan(&t.check_code, &mut ScanCache::default(), &mut |_, at| {
         hits += 1;
-        exact &= pc.is_some();
+        exact &= at.is_some();
+        pc = pc.or(at);
         true
     });
     if hits != 1 || !exact {
         return None;
     }
+    // Which code the frame runs: the target's own (the module's unit, or
+    // an OSR entry of a map back, marked `base`) or this bundle's.
+    let unit = crate::vm::code_memory::lookup(pc?)?;
+    let code = unit.func_at(pc?)?;
+    if code.func_index != top.func || unit.id() != top.unit {
+        return None;
+    }
+    let version0 = top.unit == module_unit || code.base;
+    let this_bundle = top.unit == bundle.compiled.unit.id() && !code.base;
+    let (entry, locals) = match t.phase.toward() {
+        Side::Patched if version0 => {
+            if plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
+                return None;
+            }
+            let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
+            (placed, plan.locals.clone())
+        }
+        Side::Unpatched if this_bundle => {
+            let back = plan.back.as_ref().ok()?;
+            if back.new_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
+                return None;
+            }
+            let &(_, placed) = back.headers.iter().find(|h| h.0 == ordinal)?;
+            (placed, back.locals.clone())
+        }
+        _ => return None,
+    };
     let granted = Transfer {
-        entry: bundle.compiled.unit.entry(placed) as usize,
-        locals: plan.locals.clone(),
+        entry: bundle.compiled.unit.entry(entry) as usize,
+        locals,
     };
     transition::switch(core, ts);
     Some(granted)
