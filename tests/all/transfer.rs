@@ -545,6 +545,115 @@ fn reverse_after_a_transfer_moves_the_worker_back() {
     assert!(crate::i32_of(store.join(other)) > 0);
 }
 
+/// A map back that cannot be made: the old build keeps a count in `$t`
+/// (read at its header) that the new build dropped, so nothing in a new
+/// frame can give it its value. The forward map is fine and the worker
+/// moves; the revert leaves it pending, status says why, and the revert
+/// completes once the worker leaves its loop.
+#[test]
+fn no_map_back_when_the_old_code_reads_a_dropped_local() {
+    let old = with_extra_local(
+        &worker(OLD_K, I_ACC),
+        "(local.set $t (i32.add (local.get $t) (i32.const 1)))",
+    );
+    let b = bundle(&old, &worker(1000, I_ACC), &transfer_opts(&["worker"]));
+    let locals = b.transfers().map(WORKER).map(|m| m.locals.clone());
+    assert_eq!(locals, Some(vec![0, 1, 2]), "{:?}", b.transfers());
+    let (mut store, inst, ts) = start(&old, 1);
+    let p = apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred forward");
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(8);
+    let st = store.transition_status().expect("the revert waits");
+    assert_eq!(st.pending, 1);
+    let lb = store
+        .loop_block(&st.blockers[0])
+        .expect("blocked in a loop");
+    let why = lb.stuck.clone().unwrap_or_default();
+    assert!(
+        lb.mapped && why.contains("no map back") && why.contains("old local 3"),
+        "{lb}"
+    );
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+    store.run().unwrap();
+    assert!(store.transition_status().is_none(), "the revert completed");
+    assert!(store.applied().is_empty());
+}
+
+/// Stacked bundles: maps lead from and to the target's own code only.
+/// - Bundle 1 changes `other` only; bundle 2, on top, changes `worker`
+///   with a map: bundle 2's revert maps the worker back (the world it
+///   returns to runs the target's own `worker`).
+/// - Bundle 1 changes `worker` with a map (the worker moves into it);
+///   bundle 2 changes `worker` again, its map made against the target's
+///   code: the worker, running bundle 1's version, does not move (maps do
+///   not chain), status says so, and a reverse of bundle 2 completes.
+#[test]
+fn stacked_bundles_map_back_only_to_the_targets_own_code() {
+    let old = worker(OLD_K, I_ACC);
+    let only_other = bundle(
+        &old,
+        &worker_with(OLD_K, I_ACC, false, 16, 2),
+        &transfer_opts(&[]),
+    );
+    let both = worker_with(1000, ACC_I, false, 16, 2);
+    let b2 = bundle(&old, &both, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &only_other.to_bytes());
+    store.run_steps(4);
+    assert!(store.transition_status().is_none(), "bundle 1 applied");
+    let p2 = apply(&mut store, inst, &b2.to_bytes());
+    store.run_steps(6);
+    assert!(
+        store.transition_status().is_none(),
+        "bundle 2 moved the worker"
+    );
+    store.revert(p2, None).expect("revert of bundle 2");
+    store.run_steps(6);
+    assert!(
+        store.transition_status().is_none(),
+        "bundle 2's revert mapped the worker back: {:?}",
+        store.transition_status().map(|s| s.blockers)
+    );
+    assert_eq!(store.applied().len(), 1, "bundle 1 stays");
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+
+    // Maps do not chain.
+    let v2 = worker(2000, I_ACC);
+    let b1 = bundle(&old, &worker(1000, ACC_I), &transfer_opts(&["worker"]));
+    let b2 = bundle(&old, &v2, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &b1.to_bytes());
+    store.run_steps(6);
+    assert!(
+        store.transition_status().is_none(),
+        "bundle 1 moved the worker"
+    );
+    apply(&mut store, inst, &b2.to_bytes());
+    store.run_steps(8);
+    let st = store.transition_status().expect("bundle 2 waits");
+    assert_eq!(st.pending, 1);
+    let lb = store
+        .loop_block(&st.blockers[0])
+        .expect("blocked in a loop");
+    let why = lb.stuck.clone().unwrap_or_default();
+    assert!(why.contains("maps do not chain"), "{lb}");
+    store.reverse().expect("reverse");
+    store.run_steps(4);
+    assert!(store.transition_status().is_none(), "the reverse completed");
+    let r = finish(&mut store, inst, &ts);
+    let (acc, turns) = r[0];
+    assert_eq!(acc % 1000 % OLD_K, 0, "acc {acc}");
+    assert_eq!(
+        acc % 1000 / OLD_K + acc / 1000,
+        turns,
+        "acc {acc}, turns {turns}"
+    );
+}
+
 /// The command line: `diff --transfer NAME` writes the map and says so,
 /// `inspect` (text and JSON) shows it, and a name that no replaced
 /// function has is refused.
