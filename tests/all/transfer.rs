@@ -654,6 +654,63 @@ fn stacked_bundles_map_back_only_to_the_targets_own_code() {
     );
 }
 
+/// Two never-ending loops on one stack: `$g` loops calling `$f`, which
+/// loops and yields; both change, both are mapped. Only the innermost
+/// frame can move (docs/transfer.md, "Several frames on one stack"): the
+/// thread stays pending with `$f` at its header and `$g` below at a call,
+/// and status says that `$g` blocks too. It switches once both loops end.
+fn nested(k: i32) -> String {
+    format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (global $stop (mut i32) (i32.const 0))
+          (func $f (result i32) (local $n i32)
+            (loop $l
+              (call $yield)
+              (local.set $n (i32.add (local.get $n) (i32.const {k})))
+              (br_if $l (i32.eqz (global.get $stop))))
+            (local.get $n))
+          (func $g (export "g") (result i32) (local $acc i32)
+            (loop $l
+              (local.set $acc (i32.add (local.get $acc) (call $f)))
+              (local.set $acc (i32.add (local.get $acc) (i32.const {k})))
+              (br_if $l (i32.eqz (global.get $stop))))
+            (local.get $acc))
+          (func (export "stop") (global.set $stop (i32.const 1))))"#
+    )
+}
+
+#[test]
+fn only_the_innermost_of_two_mapped_loop_frames_moves() {
+    let (old, new) = (nested(OLD_K), nested(1000));
+    let b = bundle(&old, &new, &transfer_opts(&["f", "g"]));
+    assert_eq!(b.transfers().maps.len(), 2, "{:?}", b.transfers());
+    let (mut store, inst) = setup_host(&old);
+    let t = store.spawn(func(&store, inst, "g"), &[]).unwrap();
+    store.run_steps(3);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(8);
+    let st = store.transition_status().expect("the thread waits");
+    assert_eq!(st.pending, 1);
+    assert_eq!(st.blockers[0].frame.name, "f");
+    let lb = store
+        .loop_block(&st.blockers[0])
+        .expect("blocked in a loop");
+    let why = lb.stuck.clone().unwrap_or_default();
+    assert!(
+        why.contains("blocked by g too") && why.contains("only the innermost frame transfers"),
+        "{lb}"
+    );
+    func(&store, inst, "stop").call(&mut store, &[]).unwrap();
+    let acc = crate::i32_of(store.join(t));
+    assert_eq!(acc % OLD_K, 0, "old code only: {acc}");
+    store.run().unwrap();
+    assert!(
+        store.transition_status().is_none(),
+        "completed once the loops ended"
+    );
+}
+
 /// The command line: `diff --transfer NAME` writes the map and says so,
 /// `inspect` (text and JSON) shows it, and a name that no replaced
 /// function has is refused.

@@ -252,6 +252,23 @@ impl<T: 'static> crate::Store<T> {
             }
             (Some(_), _) => None,
         };
+        // Only the innermost blocking frame moves (docs/transfer.md,
+        // "Several frames on one stack"): a blocking frame below it keeps
+        // the thread pending whatever the maps.
+        let below = b
+            .backtrace
+            .iter()
+            .filter(|fr| t.check.contains(&fr.func_index) && t.check_code.has_unit(fr.unit))
+            .nth(1);
+        let stuck = stuck.or_else(|| {
+            let g = below?;
+            plan.map(|_| {
+                format!(
+                    "blocked by {} too (a loop frame below a transferable frame; only the innermost frame transfers)",
+                    g.name
+                )
+            })
+        });
         Some(LoopBlock {
             function: b.frame.name.clone(),
             mapped: plan.is_some(),
