@@ -481,13 +481,15 @@ fn two_workers_in_the_loop_and_one_outside() {
     assert!(crate::i32_of(store.join(other)) > 0);
 }
 
-/// Revert after a transfer: there is no map back (rule 15 of the shared
-/// model: a reverse or revert transfers back only through a map in the
-/// other direction), so the transferred worker now blocks the revert until
-/// it leaves its loop; then the revert completes.
+/// Revert after a transfer: the map back (derived at apply from the
+/// forward map, docs/transfer.md "Maps back") moves the transferred frame
+/// into the target's own code at its next header, so the revert completes
+/// while the worker lives on in its loop, with its state intact; applied
+/// again, the frame moves forward again, from the code it was moved back
+/// into. (Before maps back, the revert waited for ever.)
 #[test]
-fn revert_after_a_transfer_waits_for_the_loop_to_end() {
-    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, I_ACC));
+fn revert_after_a_transfer_maps_the_frame_back() {
+    let (old, new) = (worker(OLD_K, I_ACC), worker(1000, ACC_I));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 1);
     let p = apply(&mut store, inst, &b.to_bytes());
@@ -495,24 +497,29 @@ fn revert_after_a_transfer_waits_for_the_loop_to_end() {
     assert!(store.transition_status().is_none(), "transferred");
     store.revert(p, None).expect("revert starts");
     store.run_steps(6);
-    let st = store.transition_status().expect("the revert waits");
-    assert_eq!(st.pending, 1);
-    assert_eq!(st.blockers[0].frame.func_index, WORKER);
+    assert!(
+        store.transition_status().is_none(),
+        "the revert completed while the worker lives in its loop: {:?}",
+        store.transition_status().map(|s| s.blockers)
+    );
+    assert!(store.applied().is_empty());
+    assert!(store.last_transition().is_some_and(|o| !o.reversed));
+    // Applied again: the frame moves forward from the code it came back to.
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred again");
     let r = finish(&mut store, inst, &ts);
     assert_carried(r[0].0, r[0].1);
-    store.run().unwrap();
-    assert!(store.transition_status().is_none(), "the revert completed");
-    assert!(store.applied().is_empty());
 }
 
-/// A reversed apply: a worker that already transferred runs the new code
-/// and, with no map back, stays pending until it leaves its loop. (The
+/// A reversed apply: a worker that already transferred runs the new code;
+/// the reverse moves it back through the map back at its next header. (The
 /// bundle also changes `other`, without a map, so that its thread keeps the
 /// apply from completing until the reverse.)
 #[test]
-fn reverse_after_a_transfer_keeps_the_worker_pending() {
+fn reverse_after_a_transfer_moves_the_worker_back() {
     let old = worker(OLD_K, I_ACC);
-    let new = worker_with(1000, I_ACC, false, 16, 2);
+    let new = worker_with(1000, ACC_I, false, 16, 2);
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 1);
     let other = store.spawn(func(&store, inst, "other"), &[]).unwrap();
@@ -523,17 +530,184 @@ fn reverse_after_a_transfer_keeps_the_worker_pending() {
     assert_eq!((st.pending, st.switched), (1, 1), "the worker transferred");
     store.reverse().expect("reverse");
     store.run_steps(8);
-    let st = store.transition_status().expect("the reverse waits");
-    assert_eq!(st.pending, 1, "the transferred worker has no way back");
-    assert_eq!(st.blockers[0].frame.func_index, WORKER);
-    let r = finish(&mut store, inst, &ts);
-    assert_carried(r[0].0, r[0].1);
-    store.join(other).unwrap();
-    store.run().unwrap();
-    assert!(store.transition_status().is_none(), "the reverse completed");
+    assert!(
+        store.transition_status().is_none(),
+        "the reverse completed while the worker lives in its loop: {:?}",
+        store.transition_status().map(|s| s.blockers)
+    );
     assert!(
         store.applied().is_empty(),
         "a reversed apply leaves nothing"
+    );
+    assert!(store.last_transition().is_some_and(|o| o.reversed));
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+    assert!(crate::i32_of(store.join(other)) > 0);
+}
+
+/// A map back that cannot be made: the old build keeps a count in `$t`
+/// (read at its header) that the new build dropped, so nothing in a new
+/// frame can give it its value. The forward map is fine and the worker
+/// moves; the revert leaves it pending, status says why, and the revert
+/// completes once the worker leaves its loop.
+#[test]
+fn no_map_back_when_the_old_code_reads_a_dropped_local() {
+    let old = with_extra_local(
+        &worker(OLD_K, I_ACC),
+        "(local.set $t (i32.add (local.get $t) (i32.const 1)))",
+    );
+    let b = bundle(&old, &worker(1000, I_ACC), &transfer_opts(&["worker"]));
+    let locals = b.transfers().map(WORKER).map(|m| m.locals.clone());
+    assert_eq!(locals, Some(vec![0, 1, 2]), "{:?}", b.transfers());
+    let (mut store, inst, ts) = start(&old, 1);
+    let p = apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred forward");
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(8);
+    let st = store.transition_status().expect("the revert waits");
+    assert_eq!(st.pending, 1);
+    let lb = store
+        .loop_block(&st.blockers[0])
+        .expect("blocked in a loop");
+    let why = lb.stuck.clone().unwrap_or_default();
+    assert!(
+        lb.mapped && why.contains("no map back") && why.contains("old local 3"),
+        "{lb}"
+    );
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+    store.run().unwrap();
+    assert!(store.transition_status().is_none(), "the revert completed");
+    assert!(store.applied().is_empty());
+}
+
+/// Stacked bundles: maps lead from and to the target's own code only.
+/// - Bundle 1 changes `other` only; bundle 2, on top, changes `worker`
+///   with a map: bundle 2's revert maps the worker back (the world it
+///   returns to runs the target's own `worker`).
+/// - Bundle 1 changes `worker` with a map (the worker moves into it);
+///   bundle 2 changes `worker` again, its map made against the target's
+///   code: the worker, running bundle 1's version, does not move (maps do
+///   not chain), status says so, and a reverse of bundle 2 completes.
+#[test]
+fn stacked_bundles_map_back_only_to_the_targets_own_code() {
+    let old = worker(OLD_K, I_ACC);
+    let only_other = bundle(
+        &old,
+        &worker_with(OLD_K, I_ACC, false, 16, 2),
+        &transfer_opts(&[]),
+    );
+    let both = worker_with(1000, ACC_I, false, 16, 2);
+    let b2 = bundle(&old, &both, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &only_other.to_bytes());
+    store.run_steps(4);
+    assert!(store.transition_status().is_none(), "bundle 1 applied");
+    let p2 = apply(&mut store, inst, &b2.to_bytes());
+    store.run_steps(6);
+    assert!(
+        store.transition_status().is_none(),
+        "bundle 2 moved the worker"
+    );
+    store.revert(p2, None).expect("revert of bundle 2");
+    store.run_steps(6);
+    assert!(
+        store.transition_status().is_none(),
+        "bundle 2's revert mapped the worker back: {:?}",
+        store.transition_status().map(|s| s.blockers)
+    );
+    assert_eq!(store.applied().len(), 1, "bundle 1 stays");
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+
+    // Maps do not chain.
+    let v2 = worker(2000, I_ACC);
+    let b1 = bundle(&old, &worker(1000, ACC_I), &transfer_opts(&["worker"]));
+    let b2 = bundle(&old, &v2, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &b1.to_bytes());
+    store.run_steps(6);
+    assert!(
+        store.transition_status().is_none(),
+        "bundle 1 moved the worker"
+    );
+    apply(&mut store, inst, &b2.to_bytes());
+    store.run_steps(8);
+    let st = store.transition_status().expect("bundle 2 waits");
+    assert_eq!(st.pending, 1);
+    let lb = store
+        .loop_block(&st.blockers[0])
+        .expect("blocked in a loop");
+    let why = lb.stuck.clone().unwrap_or_default();
+    assert!(why.contains("maps do not chain"), "{lb}");
+    store.reverse().expect("reverse");
+    store.run_steps(4);
+    assert!(store.transition_status().is_none(), "the reverse completed");
+    let r = finish(&mut store, inst, &ts);
+    let (acc, turns) = r[0];
+    assert_eq!(acc % 1000 % OLD_K, 0, "acc {acc}");
+    assert_eq!(
+        acc % 1000 / OLD_K + acc / 1000,
+        turns,
+        "acc {acc}, turns {turns}"
+    );
+}
+
+/// Two never-ending loops on one stack: `$g` loops calling `$f`, which
+/// loops and yields; both change, both are mapped. Only the innermost
+/// frame can move (docs/transfer.md, "Several frames on one stack"): the
+/// thread stays pending with `$f` at its header and `$g` below at a call,
+/// and status says that `$g` blocks too. It switches once both loops end.
+fn nested(k: i32) -> String {
+    format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (global $stop (mut i32) (i32.const 0))
+          (func $f (result i32) (local $n i32)
+            (loop $l
+              (call $yield)
+              (local.set $n (i32.add (local.get $n) (i32.const {k})))
+              (br_if $l (i32.eqz (global.get $stop))))
+            (local.get $n))
+          (func $g (export "g") (result i32) (local $acc i32)
+            (loop $l
+              (local.set $acc (i32.add (local.get $acc) (call $f)))
+              (local.set $acc (i32.add (local.get $acc) (i32.const {k})))
+              (br_if $l (i32.eqz (global.get $stop))))
+            (local.get $acc))
+          (func (export "stop") (global.set $stop (i32.const 1))))"#
+    )
+}
+
+#[test]
+fn only_the_innermost_of_two_mapped_loop_frames_moves() {
+    let (old, new) = (nested(OLD_K), nested(1000));
+    let b = bundle(&old, &new, &transfer_opts(&["f", "g"]));
+    assert_eq!(b.transfers().maps.len(), 2, "{:?}", b.transfers());
+    let (mut store, inst) = setup_host(&old);
+    let t = store.spawn(func(&store, inst, "g"), &[]).unwrap();
+    store.run_steps(3);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(8);
+    let st = store.transition_status().expect("the thread waits");
+    assert_eq!(st.pending, 1);
+    assert_eq!(st.blockers[0].frame.name, "f");
+    let lb = store
+        .loop_block(&st.blockers[0])
+        .expect("blocked in a loop");
+    let why = lb.stuck.clone().unwrap_or_default();
+    assert!(
+        why.contains("blocked by g too") && why.contains("only the innermost frame transfers"),
+        "{lb}"
+    );
+    func(&store, inst, "stop").call(&mut store, &[]).unwrap();
+    let acc = crate::i32_of(store.join(t));
+    assert_eq!(acc % OLD_K, 0, "old code only: {acc}");
+    store.run().unwrap();
+    assert!(
+        store.transition_status().is_none(),
+        "completed once the loops ended"
     );
 }
 

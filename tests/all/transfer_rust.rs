@@ -188,3 +188,67 @@ fn without_a_map_the_timeout_rolls_the_service_back() {
     s.stop();
     assert_eq!((s.i64("mixed"), s.i64("broken"), s.steps(2)), (0, 0, 0));
 }
+
+/// Maps back (docs/transfer.md): with the fix applied and every worker
+/// moved into the new loop, a revert moves each worker's frame back into
+/// the old code at its next loop header, and applying again moves it
+/// forward once more; each transition completes within its timeout, no
+/// step mixes two versions in either direction, old code never runs while
+/// the fix is in and new code never while it is out, and the money is all
+/// there. (Before maps back the revert could never finish.)
+#[test]
+fn the_service_is_reverted_and_fixed_again_inside_its_loop() {
+    let mut s = Service::start();
+    s.work(1, 300);
+    let bundle = diff(&build("l0"), &build("l1"), &opts(true))
+        .unwrap()
+        .bundle
+        .to_bytes();
+    let timeout = ApplyOptions {
+        timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let mut elapsed = Vec::new();
+    let mut settle = |s: &mut Service, what: &str| {
+        let mut rounds = 0;
+        while s.store.transition_status().is_some() {
+            s.store.run_steps(64);
+            rounds += 1;
+            assert!(rounds < 20_000, "the {what} never completed");
+        }
+        let o = s.store.last_transition().expect("a transition ended");
+        assert!(
+            !o.reversed,
+            "{what} rolled back: {} blockers",
+            o.blockers.len()
+        );
+        elapsed.push(o.elapsed);
+    };
+    let p = s.store.apply(s.inst, &bundle, &timeout).unwrap();
+    settle(&mut s, "apply");
+    let v1 = s.steps(1);
+    s.work(2, 300);
+    assert_eq!(s.steps(1), v1, "old code ran while the fix was in");
+    s.store.revert(p, Some(Duration::from_secs(60))).unwrap();
+    settle(&mut s, "revert");
+    assert!(s.store.applied().is_empty());
+    let v2 = s.steps(2);
+    s.work(1, 300);
+    assert_eq!(s.steps(2), v2, "new code ran after the revert");
+    s.store.apply(s.inst, &bundle, &timeout).unwrap();
+    settle(&mut s, "second apply");
+    let v1 = s.steps(1);
+    s.work(2, 300);
+    assert_eq!(s.steps(1), v1, "old code ran after the second apply");
+    s.stop();
+    assert_eq!(s.i64("mixed"), 0, "steps that mixed the versions");
+    assert_eq!(s.i64("broken"), 0, "a worker lost its turn count");
+    eprintln!(
+        "{WORKERS} workers: apply {:?}, revert {:?}, apply again {:?}; {} old steps, {} new, 0 mixed, total {TOTAL}",
+        elapsed[0],
+        elapsed[1],
+        elapsed[2],
+        s.steps(1),
+        s.steps(2)
+    );
+}

@@ -248,6 +248,7 @@ pub(crate) fn finish(
         srclocs,
         abs8_relocs,
         call_relocs,
+        base: false,
     })
 }
 

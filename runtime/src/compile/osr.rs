@@ -28,6 +28,26 @@ pub(crate) struct FuncTransfer {
     /// Module byte offset of each `loop` of the old version, by ordinal:
     /// the offset a frame stopped at that header reports.
     pub(crate) old_loop_offsets: Vec<usize>,
+    /// The map back, toward the target's own code (a revert, or a reverse
+    /// after a transfer), or why there is none.
+    pub(crate) back: Result<BackTransfer, String>,
+}
+
+/// How frames of the bundle's version of one function move back into the
+/// target's own code (docs/transfer.md, "Maps back"): the forward map
+/// inverted at apply and checked like it.
+#[derive(Debug, Clone)]
+pub(crate) struct BackTransfer {
+    /// For each local `i` of the target's version, the bundle's local it
+    /// takes, or [`FRESH`] (it starts at zero).
+    pub(crate) locals: Vec<u32>,
+    /// Mapped headers: the bundle's loop ordinal and the placed index (in
+    /// the bundle's unit) of the OSR entry into the target's body at the
+    /// matching header (its code is marked `base`: version 0).
+    pub(crate) headers: Vec<(u32, usize)>,
+    /// Byte offset (in the bundle's body) of each `loop` of the bundle's
+    /// version, by ordinal.
+    pub(crate) new_loop_offsets: Vec<usize>,
 }
 
 /// Check every map of `bundle` against `target` and the bundle's own
@@ -89,8 +109,10 @@ pub(crate) fn compile_transfers(
             return Err(bad("its new local types are not the bundle's code".into()));
         }
         let old_loops = loop_offsets(&old_body).map_err(bad)?;
-        let new_loops = loop_offsets(&new_body).map_err(bad)?.len();
-        check_locals(map, old_ty.params().len(), &old_body, &new_body).map_err(bad)?;
+        let new_loop_offsets = loop_offsets(&new_body).map_err(bad)?;
+        let new_loops = new_loop_offsets.len();
+        let nparams = old_ty.params().len();
+        check_locals(map, nparams, &old_body, &new_body).map_err(bad)?;
         let mut headers = Vec::new();
         for &(old, new) in &map.headers {
             if old as usize >= old_loops.len() || new as usize >= new_loops {
@@ -104,12 +126,40 @@ pub(crate) fn compile_transfers(
             headers.push((old, first_placed + artifacts.len()));
             artifacts.push(a);
         }
+        // The map back: its OSR entries translate the target's own body
+        // in the target's view (version 0, placed in this unit).
+        let base_job = UnitJob {
+            engine: job.engine,
+            info: target,
+            own_funcs: job.own_funcs,
+        };
+        let mut back_artifacts = Vec::new();
+        let back = back_locals(map, nparams, &old_body, &new_body).and_then(|locals| {
+            let mut back_headers = Vec::new();
+            for &(old, new) in &map.headers {
+                let mut a = compile_entry(&base_job, map.func, &old_body, old, &mut ctx, &mut fctx)
+                    .map_err(|e| format!("the target's loop {old} has no OSR entry: {e}"))?;
+                a.base = true;
+                let placed = first_placed + artifacts.len() + back_artifacts.len();
+                back_headers.push((new, placed));
+                back_artifacts.push(a);
+            }
+            Ok(BackTransfer {
+                locals,
+                headers: back_headers,
+                new_loop_offsets,
+            })
+        });
+        if back.is_ok() {
+            artifacts.append(&mut back_artifacts);
+        }
         out.insert(
             map.func,
             FuncTransfer {
                 locals: map.locals.clone(),
                 headers,
                 old_loop_offsets: old_loops,
+                back,
             },
         );
     }
@@ -177,6 +227,50 @@ fn check_locals(
         }
     }
     Ok(())
+}
+
+/// The map back of `map` (checked forward already): each old local takes
+/// the new local that took it, or starts fresh. Checked like the forward
+/// map, the liveness argument reversed (docs/transfer.md, "Maps back"): an
+/// old local that no new local feeds must be, at every mapped old header,
+/// dead or reached only by the entry's zero; an old local live at an old
+/// header must take a new local live at the new header (the bundle's
+/// transfer polls spill only those), unless zero is its value there.
+/// `Err` says why there is no map back.
+fn back_locals(
+    map: &TransferMap,
+    nparams: usize,
+    old: &FunctionBody<'_>,
+    new: &FunctionBody<'_>,
+) -> Result<Vec<u32>, String> {
+    let of = Flow::new(old, map.old_locals.len())?;
+    let old_live = of.live_at_loops()?;
+    let new_live = Flow::new(new, map.new_locals.len())?.live_at_loops()?;
+    let mut back = vec![FRESH; map.old_locals.len()];
+    for (j, &i) in map.locals.iter().enumerate() {
+        if let Some(b) = back.get_mut(i as usize) {
+            *b = j as u32;
+        }
+    }
+    for (i, &j) in back.iter().enumerate() {
+        for &(ho, hn) in &map.headers {
+            let at = old_live.get(ho as usize).map(Vec::as_slice).unwrap_or(&[]);
+            if of.fresh_ok(ho, i as u32, nparams, at) {
+                continue;
+            }
+            if j == FRESH {
+                return Err(format!(
+                    "old local {i} has no counterpart in the new version but may be read before it is written from loop {ho}"
+                ));
+            }
+            if !new_live.get(hn as usize).is_some_and(|l| l[j as usize]) {
+                return Err(format!(
+                    "old local {i} is read from loop {ho} on, but takes new local {j}, which is dead at loop {hn} (the new code keeps no value for it there)"
+                ));
+            }
+        }
+    }
+    Ok(back)
 }
 
 /// Compile the OSR entry of function `func` (body `body`) at its loop

@@ -16,11 +16,35 @@
 //! tail-calls the new version's entry: from the switch on it runs only new
 //! code, and the old frame is gone before its next call or poll.
 
+use super::transition::Transition;
 use super::transition::{self, Side};
-use super::{Core, Direction};
+use super::versions::PatchedInstance;
+use super::{Core, PatchId};
 use crate::thread::poll::Transfer;
 use crate::thread::ThreadState;
 use crate::vm::stack_walk::ScanCache;
+
+/// The bundle whose version of `func` the world a transition leads to
+/// runs (the latest of that world's bundles that replaces it), `None` for
+/// the target's own code.
+fn to_version(t: &Transition, pi: &PatchedInstance, func: u32) -> Option<PatchId> {
+    let kept = match t.phase.toward() {
+        Side::Patched => &t.keep_patched,
+        Side::Unpatched => &t.keep_unpatched,
+    };
+    pi.applied
+        .iter()
+        .rev()
+        .filter(|b| kept.contains(&b.id))
+        .find(|b| b.slots.iter().any(|&(f, _)| f == func))
+        .map(|b| b.id)
+}
+
+/// The version a map of the transition's bundle leads to: the bundle's
+/// own toward the patched side, the target's toward the other.
+fn expected(t: &Transition) -> Option<PatchId> {
+    (t.phase.toward() == Side::Patched).then_some(t.patch)
+}
 
 /// Decide (and make) the transfer of `ts`'s innermost frame at loop
 /// `ordinal`, whose vmctx is `vmctx`; `None` leaves the thread pending.
@@ -31,10 +55,7 @@ pub(crate) fn try_transfer(
     vmctx: usize,
 ) -> Option<Transfer> {
     let t = core.transition.as_ref()?;
-    if !t.pending.contains(ts.id.0)
-        || t.phase.toward() != Side::Patched
-        || t.direction == Direction::Unpatch
-    {
+    if !t.pending.contains(ts.id.0) {
         return None;
     }
     let pi = core.instances.get(&t.instance)?;
@@ -53,39 +74,68 @@ pub(crate) fn try_transfer(
     if base.vmctx as usize != vmctx {
         return None;
     }
+    // The function's code in the world the thread moves to must be the
+    // version the map leads to: this bundle's (forward) or the target's
+    // own (back). Otherwise (stacked bundles) the frame stays.
+    if to_version(t, pi, top.func) != expected(t) {
+        return None;
+    }
     let base = base.code as usize;
     let module_unit = t
         .check_code
         .iter()
         .find(|r| r.func == Some(top.func) && r.range.contains(&base))?
         .unit;
-    if top.unit != module_unit
-        || plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize)
-    {
-        return None;
-    }
-    let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
     // Exactly one frame blocks, exactly located: this one (it is in `C`).
-    let (mut hits, mut exact) = (0, true);
-    ts.scan(&t.check_code, &mut ScanCache::default(), &mut |_, pc| {
+    let (mut hits, mut exact, mut pc) = (0, true, None);
+    ts.scan(&t.check_code, &mut ScanCache::default(), &mut |_, at| {
         hits += 1;
-        exact &= pc.is_some();
+        exact &= at.is_some();
+        pc = pc.or(at);
         true
     });
     if hits != 1 || !exact {
         return None;
     }
+    // Which code the frame runs: the target's own (the module's unit, or
+    // an OSR entry of a map back, marked `base`) or this bundle's.
+    let unit = crate::vm::code_memory::lookup(pc?)?;
+    let code = unit.func_at(pc?)?;
+    if code.func_index != top.func || unit.id() != top.unit {
+        return None;
+    }
+    let version0 = top.unit == module_unit || code.base;
+    let this_bundle = top.unit == bundle.compiled.unit.id() && !code.base;
+    let (entry, locals) = match t.phase.toward() {
+        Side::Patched if version0 => {
+            if plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
+                return None;
+            }
+            let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
+            (placed, plan.locals.clone())
+        }
+        Side::Unpatched if this_bundle => {
+            let back = plan.back.as_ref().ok()?;
+            if back.new_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
+                return None;
+            }
+            let &(_, placed) = back.headers.iter().find(|h| h.0 == ordinal)?;
+            (placed, back.locals.clone())
+        }
+        _ => return None,
+    };
     let granted = Transfer {
-        entry: bundle.compiled.unit.entry(placed) as usize,
-        locals: plan.locals.clone(),
+        entry: bundle.compiled.unit.entry(entry) as usize,
+        locals,
     };
     transition::switch(core, ts);
     Some(granted)
 }
 
 /// Why a blocked thread waits in a loop (issue 14, item 5): its blocking
-/// frame lives in a loop of `function`, and whether the transition's
-/// bundle maps that function for transfer.
+/// frame lives in a loop of `function`, whether the transition's bundle
+/// maps that function for transfer, and if it does, why this frame still
+/// cannot move.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoopBlock {
     /// The blocking function's name.
@@ -93,22 +143,27 @@ pub struct LoopBlock {
     /// Whether the bundle carries a transfer map for it (the frame then
     /// moves at its next loop header, docs/transfer.md).
     pub mapped: bool,
+    /// Why the frame cannot move although the function is mapped: no map
+    /// back (and why), or a version of the function that the map does not
+    /// lead from or to (stacked bundles: maps do not chain). `None` when
+    /// it moves at its next loop header, or when nothing is mapped.
+    pub stuck: Option<String>,
 }
 
 impl std::fmt::Display for LoopBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "blocked by a loop it lives in ({})", self.function)?;
-        if self.mapped {
-            write!(
+        match (&self.stuck, self.mapped) {
+            (Some(why), _) => write!(f, "; the bundle maps it, but this frame cannot move: {why}"),
+            (None, true) => write!(
                 f,
                 "; the bundle maps it: a frame of the patched instance moves at its next loop header"
-            )
-        } else {
-            write!(
+            ),
+            (None, false) => write!(
                 f,
                 "; a transfer map would help (diff --transfer {})",
                 self.function
-            )
+            ),
         }
     }
 }
@@ -143,38 +198,81 @@ fn in_loop(body: &wasmparser::FunctionBody<'_>, offset: usize) -> bool {
 
 impl<T: 'static> crate::Store<T> {
     /// Whether blocker `b` waits in a loop of its blocking function (a
-    /// frame of the target module's own code), and whether the
-    /// transition's bundle maps that function for transfer
+    /// frame of the target module's own code, or of an applied bundle's
+    /// version of it), whether the transition's bundle maps that function
+    /// for transfer, and why the frame cannot move if it is mapped
     /// (docs/transfer.md). `None` for other blockers.
     pub fn loop_block(&self, b: &super::Blocker) -> Option<LoopBlock> {
         let s = &*self.inner;
         let t = s.patch.transition.as_ref()?;
         let inst = s.instances.get(t.instance)?;
-        if b.frame.unit != inst.module.inner.compiled.unit.id() {
-            return None;
-        }
-        let info = inst.module.info();
+        let pi = s.patch.instances.get(&t.instance)?;
+        let moving = pi.applied.iter().find(|a| a.id == t.patch)?;
         let f = b.frame.func_index;
-        let range = info
-            .bodies
-            .get(f.checked_sub(info.num_imported_funcs)? as usize)?
-            .clone();
-        let body = wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
-            &info.bytes[range.clone()],
-            range.start as u64,
-        ));
+        let info = inst.module.info();
+        // The body the frame runs: the target's own, or a bundle's.
+        let owner = pi
+            .applied
+            .iter()
+            .find(|a| a.compiled.unit.id() == b.frame.unit);
+        let body = if b.frame.unit == inst.module.inner.compiled.unit.id() {
+            let range = info
+                .bodies
+                .get(f.checked_sub(info.num_imported_funcs)? as usize)?
+                .clone();
+            wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
+                &info.bytes[range.clone()],
+                range.start as u64,
+            ))
+        } else {
+            let entry = owner?.bundle.entries().iter().find(|e| {
+                matches!(e.kind, patch_format::EntryKind::Replace { target_index } if target_index == f)
+            })?;
+            wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(&entry.body, 0))
+        };
         if !in_loop(&body, b.frame.offset as usize) {
             return None;
         }
-        let mapped = s
-            .patch
-            .instances
-            .get(&t.instance)
-            .and_then(|pi| pi.applied.iter().find(|a| a.id == t.patch))
-            .is_some_and(|a| a.compiled.transfer.contains_key(&f));
+        let plan = moving.compiled.transfer.get(&f);
+        let to = to_version(t, pi, f);
+        let stuck = match (plan, owner) {
+            (None, _) => None,
+            (Some(_), Some(o)) if o.id != t.patch => Some(format!(
+                "it runs {}'s version of the function, not the target's own code that the map was made against (maps do not chain)",
+                o.id
+            )),
+            (Some(_), _) if to != expected(t) => Some(match to {
+                Some(o) => format!(
+                    "in the world it moves to, the function is {o}'s version, which the map does not lead to (maps do not chain)"
+                ),
+                None => "in the world it moves to, the function is the target's own code, which the map does not lead to".into(),
+            }),
+            (Some(p), Some(_)) if t.phase.toward() == Side::Unpatched => {
+                p.back.as_ref().err().map(|e| format!("no map back: {e}"))
+            }
+            (Some(_), _) => None,
+        };
+        // Only the innermost blocking frame moves (docs/transfer.md,
+        // "Several frames on one stack"): a blocking frame below it keeps
+        // the thread pending whatever the maps.
+        let below = b
+            .backtrace
+            .iter()
+            .filter(|fr| t.check.contains(&fr.func_index) && t.check_code.has_unit(fr.unit))
+            .nth(1);
+        let stuck = stuck.or_else(|| {
+            let g = below?;
+            plan.map(|_| {
+                format!(
+                    "blocked by {} too (a loop frame below a transferable frame; only the innermost frame transfers)",
+                    g.name
+                )
+            })
+        });
         Some(LoopBlock {
             function: b.frame.name.clone(),
-            mapped,
+            mapped: plan.is_some(),
+            stuck,
         })
     }
 }

@@ -44,6 +44,10 @@ pub struct FuncCode {
     pub traps: Vec<(u32, TrapKind)>,
     /// (start, end, wasm byte offset) code ranges, relative to the unit, sorted.
     pub srclocs: Vec<(u32, u32, u32)>,
+    /// A translation of the module's own body of the function (its version
+    /// 0) placed in a bundle's unit: an OSR entry of a map back
+    /// (docs/transfer.md, "Maps back").
+    pub base: bool,
 }
 
 /// A function's machine code and metadata, ready to be placed in a unit.
@@ -63,6 +67,8 @@ pub struct FuncArtifact {
     /// Direct calls to functions of the same unit (baseline build only):
     /// (offset of the rel32 in function, callee function index, addend).
     pub call_relocs: Vec<(u32, u32, i64)>,
+    /// See [`FuncCode::base`].
+    pub base: bool,
 }
 
 /// Errors from mapping code memory.
@@ -181,6 +187,7 @@ impl CodeUnit {
                     .iter()
                     .map(|&(b, e, l)| (b + s, e + s, l))
                     .collect(),
+                base: a.base,
             });
         }
         // SAFETY: the range is exactly our mapping; x86-64 needs no
