@@ -23,6 +23,7 @@ mod slots;
 mod stacks;
 mod threads;
 mod transfer;
+mod transfer_reentry;
 mod transfer_rust;
 mod transitions;
 mod traps;
