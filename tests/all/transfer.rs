@@ -711,6 +711,47 @@ fn only_the_innermost_of_two_mapped_loop_frames_moves() {
     );
 }
 
+/// [`worker`] with a `v128` local `$v` that each turn adds `(k, 0, 0, k)`
+/// to: its first and last lanes must equal `$acc` when the worker stops
+/// (it traps otherwise), so both halves of the vector must cross.
+fn simd_worker(k: i32, decl: &str) -> String {
+    let check = "(call $record (local.get $i))
+            (if (i32.or
+                  (i32.ne (i32x4.extract_lane 0 (local.get $v)) (local.get $acc))
+                  (i32.ne (i32x4.extract_lane 3 (local.get $v)) (local.get $acc)))
+              (then unreachable))";
+    worker(k, decl)
+        .replacen("(local $fp i32)", "(local $fp i32) (local $v v128)", 1)
+        .replacen(
+            "(call $helper)",
+            &format!(
+                "(local.set $v (i32x4.add (local.get $v) (v128.const i32x4 {k} 0 0 {k}))) (call $helper)"
+            ),
+            1,
+        )
+        .replacen("(call $record (local.get $i))", check, 1)
+}
+
+/// A frame with a `v128` local moves forward and back (16-byte slots in
+/// the spill area and the buffer), the vector intact.
+#[test]
+fn a_v128_local_crosses_both_ways() {
+    let (old, new) = (simd_worker(OLD_K, I_ACC), simd_worker(1000, ACC_I));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER);
+    let map = map.unwrap_or_else(|| panic!("no map: {:?}", b.transfers()));
+    assert_eq!(map.locals, vec![1, 0, 2, 3]);
+    let (mut store, inst, ts) = start(&old, 1);
+    let p = apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred");
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "mapped back");
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+}
+
 /// The command line: `diff --transfer NAME` writes the map and says so,
 /// `inspect` (text and JSON) shows it, and a name that no replaced
 /// function has is refused.

@@ -28,6 +28,11 @@ pub(crate) struct FuncTransfer {
     /// Module byte offset of each `loop` of the old version, by ordinal:
     /// the offset a frame stopped at that header reports.
     pub(crate) old_loop_offsets: Vec<usize>,
+    /// 8-byte words a local takes in a transfer poll's spill area and an
+    /// OSR entry's buffer, in the target's version and the bundle's: 2 in
+    /// a function with a `v128` local, else 1.
+    pub(crate) old_words: usize,
+    pub(crate) new_words: usize,
     /// The map back, toward the target's own code (a revert, or a reverse
     /// after a transfer), or why there is none.
     pub(crate) back: Result<BackTransfer, String>,
@@ -159,6 +164,8 @@ pub(crate) fn compile_transfers(
                 locals: map.locals.clone(),
                 headers,
                 old_loop_offsets: old_loops,
+                old_words: words(&map.old_locals),
+                new_words: words(&map.new_locals),
                 back,
             },
         );
@@ -227,6 +234,16 @@ fn check_locals(
         }
     }
     Ok(())
+}
+
+/// The words a local takes in a spill area or buffer (`thread/poll.rs`),
+/// in a function whose locals have `types`.
+fn words(types: &[wasmparser::ValType]) -> usize {
+    if types.contains(&wasmparser::ValType::V128) {
+        2
+    } else {
+        1
+    }
 }
 
 /// The map back of `map` (checked forward already): each old local takes

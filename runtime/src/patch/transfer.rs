@@ -106,13 +106,13 @@ pub(crate) fn try_transfer(
     }
     let version0 = top.unit == module_unit || code.base;
     let this_bundle = top.unit == bundle.compiled.unit.id() && !code.base;
-    let (entry, locals) = match t.phase.toward() {
+    let (entry, locals, old_words, new_words) = match t.phase.toward() {
         Side::Patched if version0 => {
             if plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
                 return None;
             }
             let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
-            (placed, plan.locals.clone())
+            (placed, plan.locals.clone(), plan.old_words, plan.new_words)
         }
         Side::Unpatched if this_bundle => {
             let back = plan.back.as_ref().ok()?;
@@ -120,13 +120,15 @@ pub(crate) fn try_transfer(
                 return None;
             }
             let &(_, placed) = back.headers.iter().find(|h| h.0 == ordinal)?;
-            (placed, back.locals.clone())
+            (placed, back.locals.clone(), plan.new_words, plan.old_words)
         }
         _ => return None,
     };
     let granted = Transfer {
         entry: bundle.compiled.unit.entry(entry) as usize,
         locals,
+        old_words,
+        new_words,
     };
     transition::switch(core, ts);
     Some(granted)
