@@ -405,9 +405,15 @@ pub(crate) fn analyze(
         let pairs = header_slots(&sides, k, (&live_old[k], live), &aligns)
             .and_then(|p| same_prefix(&sides, k, &p).map(|()| p));
         let pairs = match pairs {
-            Ok(_) if height != 0 || lparams != 0 => {
+            Ok(_) if lparams != 0 => {
                 why.push(format!(
-                    "loop {k}: values on the operand stack at its header"
+                    "loop {k}: it takes {lparams} loop parameter(s), which a transfer does not carry (only locals are carried)"
+                ));
+                continue;
+            }
+            Ok(_) if height != 0 => {
+                why.push(format!(
+                    "loop {k}: values on the operand stack below its header"
                 ));
                 continue;
             }
