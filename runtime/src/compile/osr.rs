@@ -1,8 +1,10 @@
 //! A bundle's frame transfer maps at apply (`docs/transfer.md`): each map
 //! is checked against the live code (the target's body of the function and
 //! the bundle's), and one OSR entry is compiled per mapped loop header.
-//! What the transition needs at run time is a [`FuncTransfer`] per
-//! function.
+//! Each map is also inverted into a map back ([`BackTransfer`]), checked
+//! the same way, with OSR entries into the target's own body (placed in
+//! the bundle's unit, marked `base`). What the transition needs at run
+//! time is a [`FuncTransfer`] per function.
 
 use super::func_env::{osr_signature, wasm_signature, FuncEnv};
 use super::UnitJob;
