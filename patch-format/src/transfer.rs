@@ -116,6 +116,7 @@ fn type_code(t: ValType) -> Option<u8> {
         ValType::I64 => 0x7e,
         ValType::F32 => 0x7d,
         ValType::F64 => 0x7c,
+        ValType::V128 => 0x7b,
         ValType::Ref(RefType::FUNCREF) => 0x70,
         ValType::Ref(RefType::EXTERNREF) => 0x6f,
         _ => return None,
@@ -128,6 +129,7 @@ fn code_type(c: u8) -> Option<ValType> {
         0x7e => ValType::I64,
         0x7d => ValType::F32,
         0x7c => ValType::F64,
+        0x7b => ValType::V128,
         0x70 => ValType::Ref(RefType::FUNCREF),
         0x6f => ValType::Ref(RefType::EXTERNREF),
         _ => return None,
@@ -403,9 +405,15 @@ pub(crate) fn analyze(
         let pairs = header_slots(&sides, k, (&live_old[k], live), &aligns)
             .and_then(|p| same_prefix(&sides, k, &p).map(|()| p));
         let pairs = match pairs {
-            Ok(_) if height != 0 || lparams != 0 => {
+            Ok(_) if lparams != 0 => {
                 why.push(format!(
-                    "loop {k}: values on the operand stack at its header"
+                    "loop {k}: it takes {lparams} loop parameter(s), which a transfer does not carry (only locals are carried)"
+                ));
+                continue;
+            }
+            Ok(_) if height != 0 => {
+                why.push(format!(
+                    "loop {k}: values on the operand stack below its header"
                 ));
                 continue;
             }

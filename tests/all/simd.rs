@@ -303,10 +303,10 @@ fn v128_worker(k: i32) -> String {
 }
 
 #[test]
-fn a_loop_frame_with_a_v128_local_is_not_transferred_and_finishes_old() {
-    // Frame transfer spills 8 bytes a local: the diff refuses a map for a
-    // function with a v128 local (and the runtime compiles no transfer
-    // poll for it), so the worker stays in its old loop until it leaves.
+fn a_loop_frame_with_a_v128_local_transfers_with_its_vector() {
+    // Frame transfer spills 16 bytes a local in a function with a v128
+    // local (docs/transfer.md): the diff maps the worker, and its frame
+    // moves at its header with the vector intact.
     let (old, new) = (v128_worker(7), v128_worker(1000));
     let opts = DiffOptions {
         transfer: vec!["worker".into()],
@@ -319,12 +319,7 @@ fn a_loop_frame_with_a_v128_local_is_not_transferred_and_finishes_old() {
     )
     .expect("diff");
     let transfers = d.bundle.transfers();
-    assert!(transfers.map(1).is_none());
-    assert!(
-        transfers.refused[0].reason.contains("v128"),
-        "{:?}",
-        transfers.refused
-    );
+    assert!(transfers.map(1).is_some(), "{:?}", transfers.refused);
     let engine = Engine::new(Config {
         frame_transfer: true,
         ..Default::default()
@@ -341,12 +336,12 @@ fn a_loop_frame_with_a_v128_local_is_not_transferred_and_finishes_old() {
         .apply(inst, &d.bundle.to_bytes(), &ApplyOptions::default())
         .expect("apply");
     store.run_steps(6);
-    let st = store.transition_status().expect("the worker blocks");
-    assert_eq!(st.pending, 1);
+    assert!(store.transition_status().is_none(), "the worker moved");
     func(&store, inst, "stop").call(&mut store, &[]).unwrap();
-    // Every turn ran the old loop: lane 3 holds 7 per counted turn.
-    assert_eq!(crate::i32_of(store.join(t)), 0);
-    assert!(!store.wait_transition().unwrap().reversed);
+    // The new code returns lane 3 - 1000 per turn: lane 3 holds 7 per old
+    // turn and 1000 per new one, so -993 per old turn, at least one.
+    let r = crate::i32_of(store.join(t));
+    assert!(r < 0 && r % 993 == 0, "{r}");
 }
 
 /// A module with a mutable v128 global that `bump` adds to; version 2

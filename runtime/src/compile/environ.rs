@@ -74,7 +74,8 @@ pub(crate) trait FuncEnvironment {
     /// Emit the poll of a loop header from which a frame can be
     /// transferred (`docs/transfer.md`): like [`Self::poll`], but its slow
     /// path first spills `locals` (every wasm local, parameters first;
-    /// `None` for a local dead at the header, whose slot gets zero) and
+    /// `None` for a local dead at the header, whose slot gets zero; 8
+    /// bytes a local, 16 when the function has a `v128` local: `wide`) and
     /// names the loop by its `ordinal`; when the runtime answers with a
     /// transfer, it tail-calls the new version's entry for that header.
     /// Called only where the operand stack is empty and the loop has no
@@ -84,8 +85,9 @@ pub(crate) trait FuncEnvironment {
         builder: &mut FunctionBuilder,
         ordinal: u32,
         locals: &[Option<cranelift_frontend::Variable>],
+        wide: bool,
     ) {
-        let _ = (ordinal, locals);
+        let _ = (ordinal, locals, wide);
         self.poll(builder);
     }
 

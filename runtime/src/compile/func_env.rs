@@ -434,6 +434,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder: &mut FunctionBuilder,
         ordinal: u32,
         locals: &[Option<cranelift_frontend::Variable>],
+        wide: bool,
     ) {
         if self.transfer_stub == 0 {
             return self.poll(builder);
@@ -444,15 +445,17 @@ impl FuncEnvironment for FuncEnv<'_> {
         let (_, cont) = self.poll_branch(builder);
         // The spill area (`docs/transfer.md`): [0] the entry to tail-call
         // (0: none), [1] the frame's vmctx in and the buffer the entry
-        // reads out, [2..] the locals. Written
+        // reads out, then the locals from byte 16 on, 8 bytes each (16 in
+        // a function with a `v128` local: `wide`). Written
         // only in this cold block: the hot path is the plain poll.
+        let stride = if wide { 16 } else { 8 };
         let slot = match self.transfer_slot {
             Some((s, n)) if n >= locals.len() => s,
             _ => {
                 let s = builder.create_sized_stack_slot(ir::StackSlotData::new(
                     ir::StackSlotKind::ExplicitSlot,
-                    8 * (2 + locals.len() as u32),
-                    3,
+                    16 + stride * locals.len() as u32,
+                    4,
                 ));
                 self.transfer_slot = Some((s, locals.len()));
                 s
@@ -467,7 +470,7 @@ impl FuncEnvironment for FuncEnv<'_> {
             };
             builder
                 .ins()
-                .stack_store(types::I64, v, slot, 8 * (2 + i as i32));
+                .stack_store(types::I64, v, slot, 16 + stride as i32 * i as i32);
         }
         // [1] holds the frame's vmctx on the way in: a frame moves only
         // in the instance being patched.

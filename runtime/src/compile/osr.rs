@@ -1,8 +1,10 @@
 //! A bundle's frame transfer maps at apply (`docs/transfer.md`): each map
 //! is checked against the live code (the target's body of the function and
 //! the bundle's), and one OSR entry is compiled per mapped loop header.
-//! What the transition needs at run time is a [`FuncTransfer`] per
-//! function.
+//! Each map is also inverted into a map back ([`BackTransfer`]), checked
+//! the same way, with OSR entries into the target's own body (placed in
+//! the bundle's unit, marked `base`). What the transition needs at run
+//! time is a [`FuncTransfer`] per function.
 
 use super::func_env::{osr_signature, wasm_signature, FuncEnv};
 use super::UnitJob;
@@ -28,6 +30,11 @@ pub(crate) struct FuncTransfer {
     /// Module byte offset of each `loop` of the old version, by ordinal:
     /// the offset a frame stopped at that header reports.
     pub(crate) old_loop_offsets: Vec<usize>,
+    /// 8-byte words a local takes in a transfer poll's spill area and an
+    /// OSR entry's buffer, in the target's version and the bundle's: 2 in
+    /// a function with a `v128` local, else 1.
+    pub(crate) old_words: usize,
+    pub(crate) new_words: usize,
     /// The map back, toward the target's own code (a revert, or a reverse
     /// after a transfer), or why there is none.
     pub(crate) back: Result<BackTransfer, String>,
@@ -159,6 +166,8 @@ pub(crate) fn compile_transfers(
                 locals: map.locals.clone(),
                 headers,
                 old_loop_offsets: old_loops,
+                old_words: words(&map.old_locals),
+                new_words: words(&map.new_locals),
                 back,
             },
         );
@@ -227,6 +236,16 @@ fn check_locals(
         }
     }
     Ok(())
+}
+
+/// The words a local takes in a spill area or buffer (`thread/poll.rs`),
+/// in a function whose locals have `types`.
+fn words(types: &[wasmparser::ValType]) -> usize {
+    if types.contains(&wasmparser::ValType::V128) {
+        2
+    } else {
+        1
+    }
 }
 
 /// The map back of `map` (checked forward already): each old local takes

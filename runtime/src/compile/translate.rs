@@ -161,8 +161,8 @@ struct FuncTranslator<'e, 'f, E> {
     /// OSR entry: the ordinal of the loop entered, and its header once
     /// created (by the entry block).
     osr: Option<(u32, Option<Block>)>,
-    /// Whether a local is a `v128`: its frame cannot be transferred (the
-    /// spill area holds 8 bytes a local).
+    /// Whether a local is a `v128`: transfer polls then spill 16 bytes a
+    /// local (`docs/transfer.md`).
     v128_locals: bool,
 }
 
@@ -528,8 +528,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         let transferable = num_params == 0
             && height == 0
             && self.num_results <= 1
-            && self.locals.len() <= MAX_TRANSFER_LOCALS
-            && !self.v128_locals;
+            && self.locals.len() <= MAX_TRANSFER_LOCALS;
         let header = match self.osr {
             Some((o, Some(h))) if o == ordinal => {
                 if !transferable {
@@ -554,7 +553,8 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
                 let locals: Vec<_> = (self.locals.iter().enumerate())
                     .map(|(i, &v)| live.is_none_or(|l| l[i]).then_some(v))
                     .collect();
-                self.env.transfer_poll(&mut self.b, ordinal, &locals);
+                let wide = self.v128_locals;
+                self.env.transfer_poll(&mut self.b, ordinal, &locals, wide);
             } else {
                 self.env.poll(&mut self.b);
             }

@@ -11,7 +11,8 @@ use wasmparser::{FuncType, FunctionBody};
 /// Translate the OSR entry of `body` for its loop number `ordinal`
 /// (`docs/transfer.md`): `func.signature` must be
 /// `func_env::osr_signature`; the entry block loads every local from the
-/// buffer (third parameter, 8 bytes a local) and jumps to that loop's
+/// buffer (third parameter, 8 bytes a local, 16 in a function with a
+/// `v128` local) and jumps to that loop's
 /// header. The code before it is unreachable and dropped by Cranelift.
 pub(crate) fn translate_osr_entry<E: FuncEnvironment>(
     env: &mut E,
@@ -58,20 +59,18 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         }
         let types = patch_format::transfer::body_locals(ty.params(), body)
             .map_err(|_| TranslateError::malformed("unreadable locals", start))?;
-        if types.contains(&wasmparser::ValType::V128) {
-            return Err(TranslateError::Unsupported {
-                op: "frame transfer with a v128 local".into(),
-                offset: start,
-            });
-        }
+        // 8 bytes a local, 16 in a function with a `v128` local (the
+        // buffer is 8-byte aligned: the loads do not claim more).
+        self.v128_locals = types.contains(&wasmparser::ValType::V128);
+        let stride = if self.v128_locals { 16 } else { 8 };
         for (i, &vt) in types.iter().enumerate() {
             let t = clif_type(vt, self.ptr, start)?;
             let var = self.b.declare_var(t);
             let v = self.b.ins().load(
                 t,
-                MemFlagsData::trusted(),
+                MemFlagsData::new().with_notrap(),
                 params[HIDDEN_PARAMS],
-                8 * i as i32,
+                stride * i as i32,
             );
             self.b.def_var(var, v);
             self.locals.push(var);

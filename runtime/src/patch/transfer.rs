@@ -1,20 +1,27 @@
 //! Frame transfer at loop headers (issue 14, `docs/transfer.md`,
 //! docs/consistency.md rule 17): the decision, at a transfer poll of a
-//! pending thread, that its innermost frame moves to the new version.
+//! pending thread, that its innermost frame moves to the version of the
+//! world the thread moves to: forward through the bundle's map, or back
+//! through the map back derived from it at apply (`compile/osr.rs`).
 //!
 //! A frame moves only when every one of these holds:
-//! - the transition leads to the patched side of a bundle that applies or
-//!   replaces (a revert has no map back: such a thread stays pending);
+//! - forward (toward the patched side), the frame runs the target module's
+//!   own code (version 0, the code the map was made against: the module's
+//!   unit, or an OSR entry of a map back, marked `base`); back (toward the
+//!   unpatched side), it runs the bundle's own code and the bundle has a
+//!   map back;
+//! - the function's code in the world the thread moves to is the version
+//!   the map leads to (stacked bundles: maps do not chain);
 //! - the innermost frame is of a function in `C` that the bundle maps, of
-//!   the instance being patched (its vmctx), and runs the target module's
-//!   own code (version 0, the code the map was
-//!   made against), stopped at the poll of a loop header that the map
-//!   names (the ordinal the code passed and the frame's wasm offset agree);
+//!   the instance being patched (its vmctx), stopped at the poll of a loop
+//!   header that the map names (the ordinal the code passed and the
+//!   frame's wasm offset agree);
 //! - no other frame of the thread blocks (one exact scan against `C`).
 //!
 //! The thread then switches to `to` (as in rule 1) before the old code
-//! tail-calls the new version's entry: from the switch on it runs only new
-//! code, and the old frame is gone before its next call or poll.
+//! tail-calls the entry of the other version: from the switch on it runs
+//! only that version's code, and the frame it left is gone before its
+//! next call or poll.
 
 use super::transition::Transition;
 use super::transition::{self, Side};
@@ -106,13 +113,13 @@ pub(crate) fn try_transfer(
     }
     let version0 = top.unit == module_unit || code.base;
     let this_bundle = top.unit == bundle.compiled.unit.id() && !code.base;
-    let (entry, locals) = match t.phase.toward() {
+    let (entry, locals, old_words, new_words) = match t.phase.toward() {
         Side::Patched if version0 => {
             if plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
                 return None;
             }
             let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
-            (placed, plan.locals.clone())
+            (placed, plan.locals.clone(), plan.old_words, plan.new_words)
         }
         Side::Unpatched if this_bundle => {
             let back = plan.back.as_ref().ok()?;
@@ -120,13 +127,15 @@ pub(crate) fn try_transfer(
                 return None;
             }
             let &(_, placed) = back.headers.iter().find(|h| h.0 == ordinal)?;
-            (placed, back.locals.clone())
+            (placed, back.locals.clone(), plan.new_words, plan.old_words)
         }
         _ => return None,
     };
     let granted = Transfer {
         entry: bundle.compiled.unit.entry(entry) as usize,
         locals,
+        old_words,
+        new_words,
     };
     transition::switch(core, ts);
     Some(granted)

@@ -190,6 +190,11 @@ pub(crate) struct Transfer {
     /// For each new local, the old local's index, or `u32::MAX`: the local
     /// starts at zero (it is dead at the header).
     pub(crate) locals: Vec<u32>,
+    /// 8-byte words a local takes in the spill area (the old code's) and in
+    /// the buffer (the new code's): 1, or 2 in a function with a `v128`
+    /// local.
+    pub(crate) old_words: usize,
+    pub(crate) new_words: usize,
 }
 
 thread_local! {
@@ -309,18 +314,27 @@ pub(crate) unsafe extern "C" fn slow_path(
 /// new order, and tell the old code where to go.
 ///
 /// # Safety
-/// `spill` is a live spill area whose locals include every index of
-/// `t.locals`.
+/// `spill` is a live spill area of `t.old_words` words a local whose
+/// locals include every index of `t.locals`.
 unsafe fn fill_transfer(spill: *mut u64, t: &Transfer) {
     let buf = TRANSFER_BUFFER.with(|b| {
         let mut b = b.borrow_mut();
         b.clear();
-        b.extend(t.locals.iter().map(|&i| match i {
-            // A fresh local (dead at the header): zero.
-            u32::MAX => 0,
-            // SAFETY: the caller's contract: `i` is a local of the frame.
-            i => unsafe { *spill.add(2 + i as usize) },
-        }));
+        // Each new local's words: the old local's (a `v128` takes two, and
+        // then both sides have 16-byte slots: the map pairs equal types),
+        // zero past them and for a fresh local.
+        for &i in &t.locals {
+            for w in 0..t.new_words {
+                b.push(match i {
+                    // A fresh local (dead at the header): zero.
+                    u32::MAX => 0,
+                    _ if w >= t.old_words => 0,
+                    // SAFETY: the caller's contract: `i` is a local of the
+                    // frame, whose slot holds `old_words` words.
+                    i => unsafe { *spill.add(2 + i as usize * t.old_words + w) },
+                });
+            }
+        }
         // Never empty: the pointer is to a live allocation.
         b.push(0);
         b.as_ptr() as u64
