@@ -545,6 +545,41 @@ fn reverse_after_a_transfer_moves_the_worker_back() {
     assert!(crate::i32_of(store.join(other)) > 0);
 }
 
+/// A reversed revert: the revert moves the worker back into the old code
+/// (a thread in `other`, changed without a map, keeps the revert from
+/// completing), then the reverse moves it forward again, from the OSR
+/// entry of the map back it runs in.
+#[test]
+fn a_reversed_revert_moves_the_worker_forward_again() {
+    let old = worker(OLD_K, I_ACC);
+    let new = worker_with(1000, ACC_I, false, 16, 2);
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let (mut store, inst, ts) = start(&old, 1);
+    let p = apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred");
+    let other = store.spawn(func(&store, inst, "other"), &[]).unwrap();
+    store.run_steps(4);
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(8);
+    let st = store
+        .transition_status()
+        .expect("`other` blocks the revert");
+    assert_eq!((st.pending, st.switched), (1, 1), "the worker moved back");
+    store.reverse().expect("reverse");
+    store.run_steps(8);
+    assert!(
+        store.transition_status().is_none(),
+        "the worker moved forward again: {:?}",
+        store.transition_status().map(|s| s.blockers)
+    );
+    assert!(store.last_transition().is_some_and(|o| o.reversed));
+    assert_eq!(store.applied().len(), 1, "the bundle stays");
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+    assert!(crate::i32_of(store.join(other)) > 0);
+}
+
 /// A map back that cannot be made: the old build keeps a count in `$t`
 /// (read at its header) that the new build dropped, so nothing in a new
 /// frame can give it its value. The forward map is fine and the worker
