@@ -183,11 +183,22 @@ pub(crate) fn blockers_json(bs: &[Blocker]) -> Value {
     Value::Array(
         bs.iter()
             .map(|b| {
-                json!({
+                let mut v = json!({
                     "thread": b.thread.0,
                     "frame": frame_json(&b.frame),
                     "backtrace": b.backtrace.iter().map(frame_json).collect::<Vec<_>>(),
-                })
+                });
+                // Why it waits in a loop, and whether a transfer map helps
+                // (docs/transfer.md).
+                if let Some(l) = &b.in_loop {
+                    v["loop"] = json!({
+                        "function": l.function,
+                        "mapped": l.mapped,
+                        "stuck": l.stuck,
+                        "text": l.to_string(),
+                    });
+                }
+                v
             })
             .collect(),
     )

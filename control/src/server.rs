@@ -901,6 +901,11 @@ fn applied_json<T: 'static>(store: &Store<T>) -> Value {
                         "table_base": d.table_base,
                         "table_entries": d.table_entries,
                     })),
+                    "transfers": a.transfers.iter().map(|t| json!({
+                        "function": t.function,
+                        "back": t.no_way_back.is_none(),
+                        "no_way_back": t.no_way_back,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect(),
@@ -939,22 +944,7 @@ fn status<T: 'static>(store: &Store<T>, module: &Value) -> Value {
         "op": "status",
         "module": module,
         "applied": applied_json(store),
-        "transition": store.transition_status().as_ref().map(|t| {
-            let mut v = status_json(t);
-            // Why a blocker waits in a loop, and whether a transfer map
-            // helps (docs/transfer.md).
-            for (b, j) in t.blockers.iter().zip(
-                v["blockers"]
-                    .as_array_mut()
-                    .into_iter()
-                    .flatten(),
-            ) {
-                if let Some(l) = store.loop_block(b) {
-                    j["loop"] = json!({"function": l.function, "mapped": l.mapped, "text": l.to_string()});
-                }
-            }
-            v
-        }),
+        "transition": store.transition_status().as_ref().map(status_json),
         "last_transition": store.last_transition().map(outcome_json),
         "threads": threads,
         "events": recent,

@@ -97,8 +97,8 @@ pub use module::Module;
 pub use patch::transfer::LoopBlock;
 pub use patch::{
     AppliedInfo, ApplyOptions, Blocker, DataPlacement, Direction, Event, FunctionVersions,
-    PatchError, PatchId, Shadow, ThreadPatchState, TimedEvent, TransitionOutcome, TransitionPhase,
-    TransitionStatus, VersionInfo,
+    PatchError, PatchId, Shadow, ThreadPatchState, TimedEvent, TransferInfo, TransitionOutcome,
+    TransitionPhase, TransitionStatus, VersionInfo,
 };
 pub use store::Store;
 pub use thread::{RunState, ThreadId};

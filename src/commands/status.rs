@@ -79,6 +79,18 @@ fn print_applied(applied: &Value) {
                 d["table_base"]
             );
         }
+        for t in a["transfers"].as_array().into_iter().flatten() {
+            let f = readable(t["function"].as_str().unwrap_or("?"));
+            match t["no_way_back"].as_str() {
+                None => println!(
+                    "               moves frames of `{f}` at loop headers, and back on a revert"
+                ),
+                Some(why) => println!(
+                    "               moves frames of `{f}` at loop headers, but not back ({why}): \
+                     a revert waits for threads living in its loop"
+                ),
+            }
+        }
     }
 }
 

@@ -113,6 +113,9 @@ pub fn format_blockers(blockers: &Value, indent: &str) -> String {
             frame["func_index"],
             frame["offset"].as_u64().unwrap_or(0)
         ));
+        if let Some(text) = b["loop"]["text"].as_str() {
+            out.push_str(&format!("{indent}  {text}\n"));
+        }
         out.push_str(&format!("{indent}  backtrace (innermost first):\n"));
         for (i, f) in b["backtrace"].as_array().into_iter().flatten().enumerate() {
             out.push_str(&format!(

@@ -493,6 +493,8 @@ fn revert_after_a_transfer_maps_the_frame_back() {
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let (mut store, inst, ts) = start(&old, 1);
     let p = apply(&mut store, inst, &b.to_bytes());
+    let t = &store.applied()[0].transfers;
+    assert_eq!((t.len(), &t[0].no_way_back), (1, &None), "{t:?}");
     store.run_steps(6);
     assert!(store.transition_status().is_none(), "transferred");
     store.revert(p, None).expect("revert starts");
@@ -596,11 +598,23 @@ fn no_map_back_when_the_old_code_reads_a_dropped_local() {
     assert_eq!(locals, Some(vec![0, 1, 2]), "{:?}", b.transfers());
     let (mut store, inst, ts) = start(&old, 1);
     let p = apply(&mut store, inst, &b.to_bytes());
+    // Said at apply, before anyone tries a revert.
+    let t = &store.applied()[0].transfers;
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].function, "worker");
+    assert!(
+        t[0].no_way_back
+            .as_deref()
+            .is_some_and(|w| w.contains("old local 3")),
+        "{t:?}"
+    );
     store.run_steps(6);
     assert!(store.transition_status().is_none(), "transferred forward");
     store.revert(p, None).expect("revert starts");
     store.run_steps(8);
     let st = store.transition_status().expect("the revert waits");
+    // The blocker carries the same answer.
+    assert_eq!(st.blockers[0].in_loop, store.loop_block(&st.blockers[0]));
     assert_eq!(st.pending, 1);
     let lb = store
         .loop_block(&st.blockers[0])
@@ -1072,6 +1086,12 @@ fn the_cli_transfers_a_main_loop_and_status_names_the_loop() {
     );
     let o = applying.join().unwrap();
     assert_eq!(o.status.code(), Some(3), "timed out and rolled back");
+    // The rollback's report says the same of its blockers.
+    assert!(
+        text(&o.stderr).contains("a transfer map would help (diff --transfer main)"),
+        "{}",
+        text(&o.stderr)
+    );
     let (code, out, err) = g.finish();
     assert_eq!(code, 0, "{err}");
     assert_eq!(
@@ -1093,6 +1113,13 @@ fn the_cli_transfers_a_main_loop_and_status_names_the_loop() {
         "5",
     ]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    // Status says the applied bundle moves `main`'s frames, both ways.
+    let o = wasm_patch(&["status", "--control", &p(&sock)]);
+    assert!(
+        text(&o.stdout).contains("moves frames of `main` at loop headers, and back on a revert"),
+        "{}",
+        text(&o.stdout)
+    );
     let (code, out, err) = g.finish();
     assert_eq!(code, 0, "{err}");
     let acc: i64 = out.trim().parse().unwrap();

@@ -126,6 +126,12 @@ pub struct Blocker {
     pub backtrace: Vec<FrameInfo>,
     /// The innermost frame whose function is in the check set.
     pub frame: FrameInfo,
+    /// Whether that frame waits in a loop of its function, and whether a
+    /// transfer map moves it or would (`docs/transfer.md`), as it stood
+    /// when the blocker was taken: kept for the blockers of a transition
+    /// that timed out, when [`crate::Store::loop_block`] can no longer
+    /// answer.
+    pub in_loop: Option<transfer::LoopBlock>,
 }
 
 /// Where a transition stands in its lifecycle (`docs/consistency.md`, "The
@@ -359,6 +365,22 @@ pub struct AppliedInfo {
     /// How long compiling its code took at apply (Cranelift and placing
     /// the code; not the checks, the data or the callbacks).
     pub compile_time: std::time::Duration,
+    /// The functions whose live frames it moves at loop headers
+    /// (`docs/transfer.md`), by function index.
+    pub transfers: Vec<TransferInfo>,
+}
+
+/// A function whose frames an applied bundle moves to its version at a loop
+/// header, and whether they can move back (`docs/transfer.md`, "Maps
+/// back").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferInfo {
+    /// The function (the bundle entry's name).
+    pub function: String,
+    /// `None` when a revert (or a reverse) moves its frames back to the
+    /// target's own code; else why it cannot, in which case a revert waits
+    /// for every thread living in that loop.
+    pub no_way_back: Option<String>,
 }
 
 /// One version of a function.

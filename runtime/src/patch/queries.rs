@@ -36,7 +36,11 @@ impl<T: 'static> Store<T> {
                 transition::Phase::Switched { .. } => TransitionPhase::Switched,
                 transition::Phase::Forced { .. } => TransitionPhase::Forced,
             },
-            blockers: transition::blockers(&s.patch, &s.threads, &d),
+            blockers: s
+                .instances
+                .get(t.instance)
+                .map(|inst| transition::blockers(&s.patch, inst, &s.threads, &d))
+                .unwrap_or_default(),
         })
     }
 
@@ -85,6 +89,7 @@ impl<T: 'static> Store<T> {
                     in_transition: s.patch.transition.as_ref().is_some_and(|t| t.patch == b.id),
                     data: b.data.clone(),
                     compile_time: b.compile_time,
+                    transfers: transfers(b),
                 });
             }
         }
@@ -180,4 +185,21 @@ impl<T: 'static> Store<T> {
     pub fn reclaim_pending(&self) -> usize {
         self.inner.patch.zombies.len()
     }
+}
+
+/// What `b` moves at loop headers, by function index.
+fn transfers(b: &super::versions::AppliedBundle) -> Vec<super::TransferInfo> {
+    let mut fs: Vec<_> = b.compiled.transfer.iter().collect();
+    fs.sort_by_key(|(f, _)| **f);
+    fs.into_iter()
+        .map(|(&f, t)| super::TransferInfo {
+            function: b
+                .bundle
+                .entries()
+                .iter()
+                .find(|e| matches!(e.kind, patch_format::EntryKind::Replace { target_index } if target_index == f))
+                .map_or_else(|| format!("func {f}"), |e| e.name.clone()),
+            no_way_back: t.back.as_ref().err().cloned(),
+        })
+        .collect()
 }

@@ -210,12 +210,32 @@ impl<T: 'static> crate::Store<T> {
     /// frame of the target module's own code, or of an applied bundle's
     /// version of it), whether the transition's bundle maps that function
     /// for transfer, and why the frame cannot move if it is mapped
-    /// (docs/transfer.md). `None` for other blockers.
+    /// (docs/transfer.md). `None` for other blockers, and when no
+    /// transition is in progress (a blocker of one that ended carries the
+    /// answer of its time in [`super::Blocker::in_loop`]).
     pub fn loop_block(&self, b: &super::Blocker) -> Option<LoopBlock> {
         let s = &*self.inner;
         let t = s.patch.transition.as_ref()?;
         let inst = s.instances.get(t.instance)?;
-        let pi = s.patch.instances.get(&t.instance)?;
+        loop_block_of(&s.patch, inst, b, &mut InLoopMemo::default())
+    }
+}
+
+/// Whether a (unit, function index, offset) lies in a loop of the body the
+/// unit holds for that function: blockers mostly share a few frames.
+pub(crate) type InLoopMemo = std::collections::HashMap<(u32, u32, u32), bool>;
+
+/// [`crate::Store::loop_block`] for the transition of `core`, whose
+/// instance is `inst`.
+pub(crate) fn loop_block_of(
+    core: &Core,
+    inst: &crate::instance::InstanceData,
+    b: &super::Blocker,
+    memo: &mut InLoopMemo,
+) -> Option<LoopBlock> {
+    {
+        let t = core.transition.as_ref()?;
+        let pi = core.instances.get(&t.instance)?;
         let moving = pi.applied.iter().find(|a| a.id == t.patch)?;
         let f = b.frame.func_index;
         let info = inst.module.info();
@@ -224,22 +244,31 @@ impl<T: 'static> crate::Store<T> {
             .applied
             .iter()
             .find(|a| a.compiled.unit.id() == b.frame.unit);
-        let body = if b.frame.unit == inst.module.inner.compiled.unit.id() {
-            let range = info
-                .bodies
-                .get(f.checked_sub(info.num_imported_funcs)? as usize)?
-                .clone();
-            wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
-                &info.bytes[range.clone()],
-                range.start as u64,
-            ))
-        } else {
-            let entry = owner?.bundle.entries().iter().find(|e| {
+        let key = (b.frame.unit, f, b.frame.offset);
+        let looped = match memo.get(&key) {
+            Some(&v) => v,
+            None => {
+                let body = if b.frame.unit == inst.module.inner.compiled.unit.id() {
+                    let range = info
+                        .bodies
+                        .get(f.checked_sub(info.num_imported_funcs)? as usize)?
+                        .clone();
+                    wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
+                        &info.bytes[range.clone()],
+                        range.start as u64,
+                    ))
+                } else {
+                    let entry = owner?.bundle.entries().iter().find(|e| {
                 matches!(e.kind, patch_format::EntryKind::Replace { target_index } if target_index == f)
             })?;
-            wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(&entry.body, 0))
+                    wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(&entry.body, 0))
+                };
+                let v = in_loop(&body, b.frame.offset as usize);
+                memo.insert(key, v);
+                v
+            }
         };
-        if !in_loop(&body, b.frame.offset as usize) {
+        if !looped {
             return None;
         }
         let plan = moving.compiled.transfer.get(&f);

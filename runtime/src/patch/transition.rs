@@ -555,6 +555,7 @@ pub(crate) fn force(
 /// The blockers of the current transition.
 pub(crate) fn blockers(
     core: &Core,
+    inst: &InstanceData,
     threads: &crate::thread::ThreadMap,
     describe: &dyn Fn(&crate::vm::stack_walk::RawFrame) -> FrameInfo,
 ) -> Vec<Blocker> {
@@ -562,6 +563,7 @@ pub(crate) fn blockers(
         return Vec::new();
     };
     let mut out = Vec::new();
+    let mut memo = super::transfer::InLoopMemo::default();
     for id in t.pending.iter() {
         let Some(ts) = threads.get(&id) else { continue };
         if t.blocking_frame(ts, &mut ScanCache::default()).is_none() {
@@ -572,11 +574,14 @@ pub(crate) fn blockers(
             .iter()
             .find(|f| t.check.contains(&f.func) && t.check_code.has_unit(f.unit))
         {
-            out.push(Blocker {
+            let mut b = Blocker {
                 thread: ThreadId(id),
                 backtrace: frames.iter().map(describe).collect(),
                 frame: frame_info(&t.names, f),
-            });
+                in_loop: None,
+            };
+            b.in_loop = super::transfer::loop_block_of(core, inst, &b, &mut memo);
+            out.push(b);
         }
     }
     out
@@ -598,7 +603,7 @@ pub(crate) fn check_timeout(
     if t.reversed() || t.phase.completion_due() || t.started.elapsed() < limit {
         return false;
     }
-    let b = blockers(core, threads, describe);
+    let b = blockers(core, inst, threads, describe);
     if let Some(t) = core.transition.as_mut() {
         t.timeout_blockers = b;
     }
