@@ -319,3 +319,48 @@ fn a_trap_in_an_inlined_body_names_the_caller() {
     // And the store goes on.
     assert_eq!(crate::i32_of(div.call(&mut store, &[Val::I32(5)])), 20);
 }
+
+/// Signature changes: `f`'s type changes, so its callers `g` and `k` are
+/// in the bundle already (with new bodies, compiled without inlining);
+/// they are not recompiled a second time as dependents.
+#[test]
+fn a_signature_change_keeps_its_callers_once() {
+    let src = |new: bool| {
+        let (ty, arg, body) = if new {
+            ("i64", "i64", "local.get 0 i32.wrap_i64 i32.const 2 i32.add")
+        } else {
+            ("i32", "i32", "local.get 0 i32.const 1 i32.add")
+        };
+        format!(
+            r#"(module
+          (func $f (param {ty}) (result i32) {body})
+          (func $g (export "g") (result i32) {arg}.const 0 call $f)
+          (func $k (export "k") (result i32) {arg}.const 5 call $f))"#
+        )
+    };
+    let engine = engine(true);
+    let module = Module::new(&engine, src(false)).unwrap();
+    let mut store = Store::new(&engine, Host::default());
+    let inst = host_linker(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let f = index(&store, inst, "f");
+    assert_eq!(module.inlined_callees(index(&store, inst, "g")), vec![f]);
+    assert_eq!(call(&mut store, inst, "g"), 1);
+    let b = bytes_with(&src(false), &src(true), &DiffOptions::default());
+    let p = store.apply(inst, &b, &ApplyOptions::default()).unwrap();
+    store.wait_transition().unwrap();
+    assert_eq!(
+        (call(&mut store, inst, "g"), call(&mut store, inst, "k")),
+        (2, 7)
+    );
+    let info = store.applied().into_iter().find(|a| a.id == p).unwrap();
+    assert_eq!(info.functions.len(), 3, "f, g and k: {:?}", info.functions);
+    assert!(info.recompiled.is_empty(), "{:?}", info.recompiled);
+    store.revert(p, None).unwrap();
+    store.wait_transition().unwrap();
+    assert_eq!(
+        (call(&mut store, inst, "g"), call(&mut store, inst, "k")),
+        (1, 6)
+    );
+}
