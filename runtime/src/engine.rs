@@ -52,7 +52,7 @@ pub struct Config {
     /// point) into their callers in the patchable build
     /// (`compile/inline.rs`). A bundle that changes an inlined function
     /// also replaces every function that inlined it (docs/consistency.md
-    /// rule 16). Ignored by the baseline build and with `frame_transfer`
+    /// rule 18). Ignored by the baseline build and with `frame_transfer`
     /// (whose loop maps describe un-inlined code). `false` compiles the
     /// same code as before inlining existed.
     pub inline: bool,

@@ -510,7 +510,7 @@ impl Module {
     /// contains (`Config::inline`), by index, sorted; empty for imports,
     /// out-of-range indices and functions that inlined nothing. A bundle
     /// that changes one of them also replaces `func` (docs/consistency.md
-    /// rule 16).
+    /// rule 18).
     pub fn inlined_callees(&self, func: u32) -> Vec<u32> {
         let Some(i) = func.checked_sub(self.inner.info.num_imported_funcs) else {
             return Vec::new();

@@ -1,5 +1,5 @@
 //! Inlining across patchable calls (`Config::inline`,
-//! docs/consistency.md rule 16): small leaf functions are inlined into
+//! docs/consistency.md rule 18): small leaf functions are inlined into
 //! their callers, and a bundle that changes one also replaces every
 //! function that inlined it, so that each rule holds exactly as if nothing
 //! had been inlined.
@@ -135,7 +135,7 @@ fn a_patched_inlined_callee_takes_effect_in_every_caller() {
 /// blocks the transition by `step`, and its activation finishes on the old
 /// `f` (both reads agree); new threads see the new `f` at once. The revert
 /// mirrors it. (Without inlining the thread would not be blocked: `f` is
-/// not on its stack. Inlined code is changed code, rule 16.)
+/// not on its stack. Inlined code is changed code, rule 18.)
 #[test]
 fn a_thread_parked_in_a_caller_switches_only_after_it_leaves_it() {
     let (mut store, inst, _) = setup(true);
@@ -363,4 +363,28 @@ fn a_signature_change_keeps_its_callers_once() {
         (call(&mut store, inst, "g"), call(&mut store, inst, "k")),
         (1, 6)
     );
+}
+
+/// Rule 4 with inlining, when the caller is itself in the bundle: `step`
+/// changes (not immediate) and `f` is immediate. The thread's old `step`
+/// frame would run the old inlined `f` after the start: refused too.
+#[test]
+fn an_immediate_callee_inlined_into_a_replaced_running_caller_is_refused() {
+    let (mut store, inst, _) = setup(true);
+    let t = park(&mut store, inst, "step");
+    let new = app(2, 10, 0).replace("i32.const 100 i32.mul", "i32.const 10 i32.mul");
+    let b = bytes_with(&app(1, 10, 0), &new, &imm(&["f"]));
+    match store.apply(inst, &b, &ApplyOptions::default()) {
+        Err(PatchError::InlinedOnStack { func, caller, .. }) => {
+            assert_eq!((func.as_str(), caller.as_str()), ("f", "step"));
+        }
+        other => panic!("expected InlinedOnStack, got {other:?}"),
+    }
+    wake(&mut store, t);
+    assert_eq!(crate::i32_of(store.join(t)), 101);
+    store.apply(inst, &b, &ApplyOptions::default()).unwrap();
+    store.wait_transition().unwrap();
+    let t = park(&mut store, inst, "step");
+    wake(&mut store, t);
+    assert_eq!(crate::i32_of(store.join(t)), 22);
 }

@@ -1,5 +1,5 @@
 //! Inlining of small leaf functions into their callers, in the patchable
-//! build (`Config::inline`, docs/consistency.md rule 16).
+//! build (`Config::inline`, docs/consistency.md rule 18).
 //!
 //! A call to a module function normally goes through its caller's world
 //! (`func_env.rs`, slot call). A call to an *inlinable* function is instead

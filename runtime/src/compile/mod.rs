@@ -344,7 +344,7 @@ pub(crate) struct CompiledBundle {
     /// are placed after the callbacks.
     pub(crate) transfer: std::collections::HashMap<u32, osr::FuncTransfer>,
     /// Functions of the target recompiled because they inlined a function
-    /// the bundle changes (docs/consistency.md rule 16): (function, placed
+    /// the bundle changes (docs/consistency.md rule 18): (function, placed
     /// index), placed after the OSR entries.
     pub(crate) dependents: Vec<(u32, usize)>,
 }
@@ -473,7 +473,7 @@ pub(crate) fn compile_bundle(
     .collect();
     let (osr_entries, transfer) = osr::compile_transfers(&job, target, bundle, artifacts.len())?;
     artifacts.extend(osr_entries);
-    // Dependents (rule 16): functions of the target that inlined a function
+    // Dependents (rule 18): functions of the target that inlined a function
     // this bundle changes, recompiled from their original bodies without
     // inlining, so that they call it through the slot of their world.
     // They poll at entry whenever they call or loop, as bundle code does.

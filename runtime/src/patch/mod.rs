@@ -93,7 +93,7 @@ pub enum PatchError {
     /// An immediate function is inlined into a function that a thread is
     /// executing: that activation would go on running the old inlined body
     /// after the transition starts, against rule 4 (docs/consistency.md,
-    /// rule 16).
+    /// rule 18).
     #[error(
         "immediate function {func} is inlined into {caller}, which {thread} is executing: \
          apply refused (rule 4); apply again once it has left {caller}, or not immediate"
@@ -377,7 +377,7 @@ pub struct AppliedInfo {
     pub compile_time: std::time::Duration,
     /// Functions of the module recompiled with the bundle because their
     /// original code inlined a function it changes (docs/consistency.md
-    /// rule 16), by index.
+    /// rule 18), by index.
     pub recompiled: Vec<u32>,
 }
 

@@ -179,11 +179,11 @@ impl<T: 'static> Store<T> {
             &bundle,
             opts.immediate,
         )?;
-        // Inlined code is changed code (rule 16): the functions whose
+        // Inlined code is changed code (rule 18): the functions whose
         // original code inlined a function this bundle replaces are
         // recompiled with it, unless the bundle replaces them too.
         let dependents = dependents(&module.inner.compiled.inlined, info, &bundle);
-        self.check_inlined_immediate(inst_index, &bundle, &dependents, opts.immediate)?;
+        self.check_inlined_immediate(inst_index, &bundle, opts.immediate)?;
         // Bundle data: placed now, put in memory after compiling, before the
         // pre-patch callback (which may use it); taken back out on a veto.
         let plan = {
@@ -383,17 +383,17 @@ impl<T: 'static> Store<T> {
         Ok(id)
     }
 
-    /// Rule 4 with inlining (rule 16): an immediate function inlined into
+    /// Rule 4 with inlining (rule 18): an immediate function inlined into
     /// `g` makes `g`'s recompiled copy immediate too, so every call made
     /// after the start reaches the new version, but an activation of `g`'s
     /// original code already on a stack would still run the old inlined
-    /// body. Refuse the apply while some thread has such a frame (stacks
-    /// are exact; no thread runs during an apply).
+    /// body, whether the bundle recompiles `g` or replaces it. Refuse the
+    /// apply while some thread has such a frame (stacks are exact; no
+    /// thread runs during an apply).
     fn check_inlined_immediate(
         &self,
         inst_index: usize,
         bundle: &Bundle,
-        dependents: &[u32],
         all_immediate: bool,
     ) -> Result<(), PatchError> {
         let s = &*self.inner;
@@ -406,11 +406,10 @@ impl<T: 'static> Store<T> {
             .collect();
         let record = &module.inner.compiled.inlined;
         // (caller, the immediate function it inlined)
-        let pairs: HashMap<u32, u32> = (dependents.iter())
-            .filter_map(|&g| {
-                let callees = &record[(g - nimp) as usize];
+        let pairs: HashMap<u32, u32> = (record.iter().enumerate())
+            .filter_map(|(i, callees)| {
                 let f = callees.iter().find(|f| immediate.contains(f))?;
-                Some((g, *f))
+                Some((nimp + i as u32, *f))
             })
             .collect();
         if pairs.is_empty() {
@@ -507,7 +506,7 @@ impl<T: 'static> Store<T> {
                 check.insert(f32_);
             }
         }
-        // A function whose change is due to inlining alone (rule 16) and
+        // A function whose change is due to inlining alone (rule 18) and
         // that inlined an immediate function changes with it at once: both
         // worlds then call the immediate function through its slot. The
         // apply made sure that no thread runs the old inlined code

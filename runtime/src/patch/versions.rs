@@ -32,7 +32,7 @@ pub(crate) struct AppliedBundle {
     /// How long compiling its code took, at apply.
     pub(crate) compile_time: std::time::Duration,
     /// Functions of the module that inlined a function this bundle changes,
-    /// recompiled without inlining into this bundle's unit (rule 16), with
+    /// recompiled without inlining into this bundle's unit (rule 18), with
     /// their slots. A world uses one where it keeps the original code of
     /// such a function but changes a function it inlined
     /// ([`PatchedInstance::world`]).
@@ -81,7 +81,7 @@ impl PatchedInstance {
     /// The world that `list` (applied bundles, in order) defines, over
     /// `len` functions.
     ///
-    /// Inlined code is changed code (rule 16): where the world keeps the
+    /// Inlined code is changed code (rule 18): where the world keeps the
     /// original code of a function `g` but maps a function that `g`'s
     /// original code inlined to another version, `g` gets the recompiled
     /// copy (which calls through slots) of the oldest bundle of `list`
@@ -121,7 +121,7 @@ impl PatchedInstance {
 
     /// Whether `slot` holds function `g`'s original code or one of its
     /// recompiled copies: a change of `g` between two such slots is due to
-    /// inlining alone (rule 16), not to a new version of `g`'s body.
+    /// inlining alone (rule 18), not to a new version of `g`'s body.
     pub(crate) fn same_body(&self, g: u32, slot: VMSlot) -> bool {
         slot == self.base[g as usize]
             || self
