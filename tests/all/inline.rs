@@ -44,8 +44,10 @@ fn app(f: i32, h: i32, w: i32) -> String {
 }
 
 fn engine(inline: bool) -> Engine {
+    // The verifier checks every function after inlining.
     Engine::new(Config {
         inline,
+        verify: true,
         ..Config::default()
     })
     .unwrap()
