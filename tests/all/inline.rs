@@ -390,3 +390,37 @@ fn an_immediate_callee_inlined_into_a_replaced_running_caller_is_refused() {
     wake(&mut store, t);
     assert_eq!(crate::i32_of(store.join(t)), 22);
 }
+
+/// Rule 12: a cumulative replace drops the earlier bundle's `f` and brings
+/// its own `h`; `g` inlined both and is rebuilt from the replace alone.
+#[test]
+fn a_cumulative_replace_rebuilds_the_inlined_callers() {
+    let (mut store, inst, _) = setup(true);
+    store.apply(inst, &f2(), &ApplyOptions::default()).unwrap();
+    store.wait_transition().unwrap();
+    assert_eq!(call(&mut store, inst, "call_g"), 12);
+    let opts = DiffOptions {
+        replace: true,
+        ..Default::default()
+    };
+    let r = bytes_with(&app(1, 10, 0), &app(1, 20, 0), &opts);
+    let t = park(&mut store, inst, "step");
+    let p = store.apply(inst, &r, &ApplyOptions::default()).unwrap();
+    // `step` goes back to its original code (f is v0 again): it changes,
+    // so the thread in its recompiled copy is blocked by it.
+    let st = store.transition_status().expect("in transition");
+    assert_eq!(st.blockers.len(), 1);
+    assert_eq!(st.blockers[0].frame.name, "step");
+    wake(&mut store, t);
+    assert_eq!(crate::i32_of(store.join(t)), 202);
+    store.wait_transition().unwrap();
+    assert_eq!(call(&mut store, inst, "call_g"), 21);
+    assert_eq!(call(&mut store, inst, "call_k"), 1001);
+    let t = park(&mut store, inst, "step");
+    wake(&mut store, t);
+    assert_eq!(crate::i32_of(store.join(t)), 101);
+    assert_eq!(store.applied().len(), 1);
+    let g = index(&store, inst, "g");
+    let info = store.applied().into_iter().find(|a| a.id == p).unwrap();
+    assert_eq!(info.recompiled, vec![g]);
+}
