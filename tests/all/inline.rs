@@ -18,10 +18,20 @@ use wasm_patch_runtime::*;
 /// it returns `100 * before + after`. `w` parks, then calls `g` and records
 /// it plus `W`. `div` inlines `q`, which divides.
 fn app(f: i32, h: i32, w: i32) -> String {
+    app_with(f, h, w, "")
+}
+
+/// [`app`] with `extra` functions.
+fn app_with(f: i32, h: i32, w: i32, extra: &str) -> String {
     format!(
         r#"(module
       (import "env" "park" (func $park))
       (import "env" "record" (func $record (param i32)))
+      (import "wasm-patch" "spawn" (func $spawn (param i32 i32) (result i32)))
+      (import "wasm-patch" "yield" (func $yield))
+      (table 1 funcref)
+      (elem (i32.const 0) func $child)
+      (func $child (param i32) call $step drop)
       (func $f (param i32) (result i32) local.get 0 i32.const {f} i32.add)
       (func $h (param i32) (result i32) local.get 0 i32.const {h} i32.add)
       (func $q (param i32 i32) (result i32) local.get 0 local.get 1 i32.div_s)
@@ -39,7 +49,8 @@ fn app(f: i32, h: i32, w: i32) -> String {
         i32.const 0)
       (func (export "call_g") (result i32) i32.const 0 call $g)
       (func (export "call_k") (result i32) i32.const 0 call $k)
-      (func $div (export "div") (param i32) (result i32) i32.const 100 local.get 0 call $q))"#
+      (func $div (export "div") (param i32) (result i32) i32.const 100 local.get 0 call $q)
+      {extra})"#
     )
 }
 
@@ -423,4 +434,29 @@ fn a_cumulative_replace_rebuilds_the_inlined_callers() {
     let g = index(&store, inst, "g");
     let info = store.applied().into_iter().find(|a| a.id == p).unwrap();
     assert_eq!(info.recompiled, vec![g]);
+}
+
+/// Rule 4 with inlining and rule 13: a pre-patch callback's helper thread
+/// parks inside `step`, which inlined the immediate `f`. The apply is
+/// refused like a veto: the helper is cancelled, nothing is published.
+#[test]
+fn a_pre_patch_helper_inside_an_inlined_caller_refuses_the_apply() {
+    let (mut store, inst, _) = setup(true);
+    let pre =
+        "(func $pre (result i32) i32.const 0 i32.const 0 call $spawn drop call $yield i32.const 0)";
+    let opts = DiffOptions {
+        immediate: vec!["f".into()],
+        callbacks: vec![(patch_format::CallbackKind::PrePatch, "pre".into())],
+        ..Default::default()
+    };
+    let b = bytes_with(&app(1, 10, 0), &app_with(2, 10, 0, pre), &opts);
+    match store.apply(inst, &b, &ApplyOptions::default()) {
+        Err(PatchError::InlinedOnStack { func, caller, .. }) => {
+            assert_eq!((func.as_str(), caller.as_str()), ("f", "step"));
+        }
+        other => panic!("expected InlinedOnStack, got {other:?}"),
+    }
+    assert!(store.applied().is_empty());
+    assert!(store.transition_status().is_none());
+    assert_eq!(call(&mut store, inst, "call_g"), 11);
 }

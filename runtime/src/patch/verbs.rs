@@ -225,10 +225,18 @@ impl<T: 'static> Store<T> {
         let first_spawned = self.inner.next_thread;
         let veto = match run_callback(inner, inst_index, &compiled, CallbackKind::PrePatch) {
             Ok(None) | Ok(Some(0)) => None,
-            Ok(Some(v)) => Some(format!("returned {v}")),
-            Err(e) => Some(e.to_string()),
+            Ok(Some(v)) => Some(PatchError::Vetoed(format!("returned {v}"))),
+            Err(e) => Some(PatchError::Vetoed(e.to_string())),
         };
-        if let Some(why) = veto {
+        // Threads the callback spawned may have run into a function that
+        // inlined an immediate one (rule 4 with inlining): refused as a
+        // veto is, with everything the callback did undone.
+        let veto = veto.or_else(|| {
+            (self.inner.next_thread != first_spawned)
+                .then(|| self.check_inlined_immediate(inst_index, &bundle, opts.immediate))
+                .and_then(Result::err)
+        });
+        if let Some(err) = veto {
             // Threads the callback spawned never ran (it ran alone): they
             // go with the veto, before their code's memory is restored.
             let spawned: Vec<u32> = (self.inner.threads.keys().copied())
@@ -244,7 +252,7 @@ impl<T: 'static> Store<T> {
             if let Some(p) = &plan {
                 p.undo(&self.inner.memories, &self.inner.tables);
             }
-            return Err(PatchError::Vetoed(why));
+            return Err(err);
         }
         // ---- publish from here on ----
         let s = &mut *self.inner;
