@@ -21,12 +21,14 @@ use wasm_patch_runtime::{Config, Engine, Linker, Module, Store, Val};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, path, build, runs] = args.as_slice() else {
-        bail!("usage: kernel FILE.wasm patchable|baseline RUNS");
+        bail!("usage: kernel FILE.wasm patchable|inline|baseline RUNS");
     };
-    let patchable = match build.as_str() {
-        "patchable" => true,
-        "baseline" => false,
-        other => bail!("build must be `patchable` or `baseline`, not `{other}`"),
+    // `inline`: the patchable build with `Config::inline`.
+    let (patchable, inline) = match build.as_str() {
+        "patchable" => (true, false),
+        "inline" => (true, true),
+        "baseline" => (false, false),
+        other => bail!("build must be `patchable`, `inline` or `baseline`, not `{other}`"),
     };
     let runs: u32 = match runs.parse() {
         Ok(n) if n > 0 => n,
@@ -34,6 +36,7 @@ fn main() -> Result<()> {
     };
     let engine = Engine::new(Config {
         patchable,
+        inline,
         ..Config::default()
     })?;
     let module = Module::from_file(&engine, path)?;

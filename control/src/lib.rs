@@ -102,7 +102,8 @@ pub fn exit_for_kind(kind: Option<&str>) -> i32 {
         Some("already_applied") => EXIT_ALREADY_APPLIED,
         Some(
             "format" | "wrong_target" | "incompatible" | "missing_state" | "vetoed" | "compile"
-            | "revert_refused" | "forced" | "policy" | "unknown_patch" | "no_transition",
+            | "revert_refused" | "forced" | "policy" | "unknown_patch" | "no_transition"
+            | "inlined_on_stack",
         ) => EXIT_REFUSED,
         _ => EXIT_ERROR,
     }
@@ -243,6 +244,7 @@ pub fn error_kind(e: &PatchError) -> &'static str {
         PatchError::RevertRefused(..) => "revert_refused",
         PatchError::Forced(_) => "forced",
         PatchError::AlreadyApplied { .. } => "already_applied",
+        PatchError::InlinedOnStack { .. } => "inlined_on_stack",
         PatchError::FromGuest => "from_guest",
     }
 }

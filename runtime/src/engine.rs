@@ -48,6 +48,14 @@ pub struct Config {
     /// (every local is kept for the header's cold path), and frames of code
     /// compiled without it never move (their threads wait, as always).
     pub frame_transfer: bool,
+    /// Inline small leaf functions (no loop, no call, no builtin: no safe
+    /// point) into their callers in the patchable build
+    /// (`compile/inline.rs`). A bundle that changes an inlined function
+    /// also replaces every function that inlined it (docs/consistency.md
+    /// rule 18). Ignored by the baseline build and with `frame_transfer`
+    /// (whose loop maps describe un-inlined code). `false` compiles the
+    /// same code as before inlining existed.
+    pub inline: bool,
 }
 
 impl Default for Config {
@@ -60,6 +68,7 @@ impl Default for Config {
             patchable: true,
             guest_stack_size: 128 << 10,
             frame_transfer: false,
+            inline: false,
         }
     }
 }

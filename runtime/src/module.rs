@@ -506,6 +506,18 @@ impl Module {
         &self.inner.info
     }
 
+    /// The functions whose bodies the compiled code of function `func`
+    /// contains (`Config::inline`), by index, sorted; empty for imports,
+    /// out-of-range indices and functions that inlined nothing. A bundle
+    /// that changes one of them also replaces `func` (docs/consistency.md
+    /// rule 18).
+    pub fn inlined_callees(&self, func: u32) -> Vec<u32> {
+        let Some(i) = func.checked_sub(self.inner.info.num_imported_funcs) else {
+            return Vec::new();
+        };
+        (self.inner.compiled.inlined.get(i as usize)).map_or_else(Vec::new, |c| c.clone())
+    }
+
     /// The element type of the table exported as `name`, if there is one.
     pub fn export_table_type(&self, name: &str) -> Option<RefType> {
         match self.inner.info.export(name)? {

@@ -15,6 +15,7 @@ mod fleet;
 mod fleet_rollout;
 mod frame_scan;
 mod guest_stacks;
+mod inline;
 mod lifecycle;
 mod patch_equivalence;
 mod real_rust;

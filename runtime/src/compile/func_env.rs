@@ -118,6 +118,9 @@ pub(crate) struct FuncEnv<'a> {
     transfer_slot: Option<(ir::StackSlot, usize)>,
     /// The engine's transfer stub (0: none, plain polls only).
     transfer_stub: usize,
+    /// Callees to inline (`inline.rs`): calls to them are direct, and
+    /// Cranelift's inliner replaces each with the callee's body.
+    inline: Option<&'a std::collections::HashSet<u32>>,
 }
 
 impl<'a> FuncEnv<'a> {
@@ -143,7 +146,14 @@ impl<'a> FuncEnv<'a> {
             poll_sig: None,
             transfer_slot: None,
             transfer_stub: 0,
+            inline: None,
         }
+    }
+
+    /// Inline calls to the functions of `set` (`inline.rs`): they are
+    /// emitted as direct calls, which the inliner then replaces.
+    pub(crate) fn set_inline(&mut self, set: &'a std::collections::HashSet<u32>) {
+        self.inline = Some(set);
     }
 
     fn vmctx(&self) -> Value {
@@ -505,9 +515,13 @@ impl FuncEnvironment for FuncEnv<'_> {
         let type_index = self.info.func_types[func as usize];
         let sig = self.sig_for_type(builder, type_index);
         let vmctx = self.vmctx();
-        if !self.patchable && func >= self.info.num_imported_funcs {
+        let inlined = self.inline.is_some_and(|set| set.contains(&func));
+        if (!self.patchable || inlined) && func >= self.info.num_imported_funcs {
             // Baseline build: a direct `call rel32` to the callee in the same
-            // code unit, resolved when the unit is placed.
+            // code unit, resolved when the unit is placed. Patchable build,
+            // a callee to inline: the same direct call, which the inliner
+            // replaces with the callee's body (`inline.rs`) before code is
+            // emitted.
             let name = builder
                 .func
                 .declare_imported_user_function(ir::UserExternalName::new(0, func));

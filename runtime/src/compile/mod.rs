@@ -8,6 +8,7 @@
 
 pub(crate) mod environ;
 pub(crate) mod func_env;
+pub(crate) mod inline;
 pub(crate) mod loop_bounds;
 pub(crate) mod osr;
 pub(crate) mod polls;
@@ -36,6 +37,9 @@ pub(crate) struct CompiledModule {
     pub(crate) unit: Arc<CodeUnit>,
     /// Entry and host trampolines, two per type index.
     pub(crate) trampolines: Arc<CodeUnit>,
+    /// For each defined function (placed index), the functions whose
+    /// bodies it contains (`inline.rs`), sorted; empty without inlining.
+    pub(crate) inlined: Vec<Vec<u32>>,
 }
 
 impl CompiledModule {
@@ -61,27 +65,40 @@ pub(crate) fn compile_module(engine: &Engine, info: &ModuleInfo) -> Result<Compi
     check_function_count(info.func_types.len(), "module")?;
     let defined: Vec<u32> = (info.num_imported_funcs..info.func_types.len() as u32).collect();
     let polls = polls::entry_polls(info)?;
-    let job = UnitJob {
+    let mut job = UnitJob {
         engine,
         info,
         own_funcs: info.func_types.len() as u32,
+        inline: None,
     };
-    let artifacts = compile_functions(
-        &job,
-        &defined,
-        |f| {
-            let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
-            FunctionBody::new(wasmparser::BinaryReader::new(
-                &info.bytes[range.clone()],
-                range.start as u64,
-            ))
-        },
-        |f| polls[(f - info.num_imported_funcs) as usize],
-    )?;
+    let body = |f: u32| {
+        let range = info.bodies[(f - info.num_imported_funcs) as usize].clone();
+        FunctionBody::new(wasmparser::BinaryReader::new(
+            &info.bytes[range.clone()],
+            range.start as u64,
+        ))
+    };
+    let config = engine.config();
+    let callees = if config.inline && config.patchable && !config.frame_transfer {
+        inline::Inlinables::prepare(&job, &defined, body)?
+    } else {
+        inline::Inlinables::default()
+    };
+    if !callees.is_empty() {
+        job.inline = Some(&callees);
+    }
+    let compiled = compile_functions(&job, &defined, body, |f| {
+        polls[(f - info.num_imported_funcs) as usize]
+    })?;
+    let (artifacts, inlined): (Vec<FuncArtifact>, Vec<Vec<u32>>) = compiled.into_iter().unzip();
     let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)
         .map_err(|e| Error::Compile(e.to_string()))?;
     let trampolines = trampolines::compile_for_types(engine, &info.types)?;
-    Ok(CompiledModule { unit, trampolines })
+    Ok(CompiledModule {
+        unit,
+        trampolines,
+        inlined,
+    })
 }
 
 /// Refuse more functions than an instance's slot tables hold (their slot
@@ -96,6 +113,9 @@ fn check_function_count(n: usize, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A compiled function and the functions whose bodies it inlined.
+pub(crate) type Compiled = (FuncArtifact, Vec<u32>);
+
 /// What the functions of one code unit are compiled against.
 pub(crate) struct UnitJob<'a> {
     /// The engine (ISA and `Config::patchable`).
@@ -106,18 +126,21 @@ pub(crate) struct UnitJob<'a> {
     /// The target module's function count (imports included): the slots of
     /// its defined functions always hold the instance's own vmctx.
     pub own_funcs: u32,
+    /// Callees to inline into the functions compiled (`inline.rs`); `None`
+    /// for bundles, whose code calls everything through slots.
+    pub inline: Option<&'a inline::Inlinables>,
 }
 
 /// Compile functions `funcs` of `job.info`, their bodies given by `body`,
-/// into artifacts for one code unit. `entry_poll(f)` false means that `f`
-/// need not poll at entry even if it calls or loops (`polls.rs`). Uses up
-/// to two OS threads.
+/// into artifacts for one code unit, each with the functions it inlined.
+/// `entry_poll(f)` false means that `f` need not poll at entry even if it
+/// calls or loops (`polls.rs`). Uses up to two OS threads.
 pub(crate) fn compile_functions<'b>(
     job: &UnitJob<'_>,
     funcs: &[u32],
     body: impl Fn(u32) -> FunctionBody<'b> + Sync,
     entry_poll: impl Fn(u32) -> bool + Sync,
-) -> Result<Vec<FuncArtifact>, Error> {
+) -> Result<Vec<Compiled>, Error> {
     let workers = if funcs.len() >= 16 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -126,7 +149,7 @@ pub(crate) fn compile_functions<'b>(
     } else {
         1
     };
-    let compile_part = |part: &[u32]| -> Result<Vec<FuncArtifact>, Error> {
+    let compile_part = |part: &[u32]| -> Result<Vec<Compiled>, Error> {
         let mut ctx = Context::new();
         let mut fctx = FunctionBuilderContext::new();
         part.iter()
@@ -137,7 +160,7 @@ pub(crate) fn compile_functions<'b>(
         return compile_part(funcs);
     }
     let chunk = funcs.len().div_ceil(workers);
-    let results: Vec<Result<Vec<FuncArtifact>, Error>> = std::thread::scope(|s| {
+    let results: Vec<Result<Vec<Compiled>, Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = funcs
             .chunks(chunk)
             .map(|part| {
@@ -167,7 +190,7 @@ fn compile_one(
     entry_poll: bool,
     ctx: &mut Context,
     fctx: &mut FunctionBuilderContext,
-) -> Result<FuncArtifact, Error> {
+) -> Result<Compiled, Error> {
     let (engine, info) = (job.engine, job.info);
     let isa = engine.isa();
     let ty = info.func_type(func_index).clone();
@@ -181,14 +204,24 @@ fn compile_one(
     if engine.config().frame_transfer {
         env.set_transfer_stub(job.engine.transfer_stub());
     }
+    if let Some(callees) = job.inline {
+        env.set_inline(callees.set());
+    }
     ctx.clear();
     ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
     ctx.func.name = UserFuncName::user(0, func_index);
     let name = || info.func_name(func_index);
     translate::translate_function(&mut env, &ty, &body, &mut ctx.func, fctx)
         .map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))?;
-    finish(isa, ctx, func_index)
-        .map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))
+    let inlined = match job.inline {
+        Some(callees) => inline::run(ctx, callees).map_err(|e| {
+            Error::Compile(format!("function {} (index {func_index}): {e}", name()))
+        })?,
+        None => Vec::new(),
+    };
+    let artifact = finish(isa, ctx, func_index)
+        .map_err(|e| Error::Compile(format!("function {} (index {func_index}): {e}", name())))?;
+    Ok((artifact, inlined))
 }
 
 /// Run Cranelift on `ctx.func` and turn the result into an artifact.
@@ -311,6 +344,10 @@ pub(crate) struct CompiledBundle {
     /// Frame transfers by function (`docs/transfer.md`); their OSR entries
     /// are placed after the callbacks.
     pub(crate) transfer: std::collections::HashMap<u32, osr::FuncTransfer>,
+    /// Functions of the target recompiled because they inlined a function
+    /// the bundle changes (docs/consistency.md rule 18): (function, placed
+    /// index), placed after the OSR entries.
+    pub(crate) dependents: Vec<(u32, usize)>,
 }
 
 impl CompiledBundle {
@@ -325,11 +362,15 @@ impl CompiledBundle {
     }
 }
 
-/// Compile every entry and callback of `bundle` against `target`.
+/// Compile every entry and callback of `bundle` against `target`, and the
+/// `dependents`: defined functions of `target` that inlined a function the
+/// bundle changes, recompiled from their original bodies with every call
+/// through a slot (`inline.rs`).
 pub(crate) fn compile_bundle(
     engine: &Engine,
     target: &ModuleInfo,
     bundle: &patch_format::Bundle,
+    dependents: &[u32],
 ) -> Result<CompiledBundle, Error> {
     let mut info = ModuleInfo {
         types: target.types.clone(),
@@ -420,15 +461,42 @@ pub(crate) fn compile_bundle(
         engine,
         info: &info,
         own_funcs: target.func_types.len() as u32,
+        inline: None,
     };
-    let mut artifacts = compile_functions(
+    let mut artifacts: Vec<FuncArtifact> = compile_functions(
         &job,
         &funcs,
         |f| FunctionBody::new(wasmparser::BinaryReader::new(by_index[&f], 0)),
         |_| true,
-    )?;
+    )?
+    .into_iter()
+    .map(|(a, _)| a)
+    .collect();
     let (osr_entries, transfer) = osr::compile_transfers(&job, target, bundle, artifacts.len())?;
     artifacts.extend(osr_entries);
+    // Dependents (rule 18): functions of the target that inlined a function
+    // this bundle changes, recompiled from their original bodies without
+    // inlining, so that they call it through the slot of their world.
+    // They poll at entry whenever they call or loop, as bundle code does.
+    let first_dependent = artifacts.len();
+    let dependent_artifacts = compile_functions(
+        &job,
+        dependents,
+        |g| {
+            let range = target.bodies[(g - target.num_imported_funcs) as usize].clone();
+            FunctionBody::new(wasmparser::BinaryReader::new(
+                &target.bytes[range.clone()],
+                range.start as u64,
+            ))
+        },
+        |_| true,
+    )?;
+    artifacts.extend(dependent_artifacts.into_iter().map(|(a, _)| a));
+    let dependents = dependents
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| (g, first_dependent + i))
+        .collect();
     let unit = CodeUnit::publish(unit_id, UnitKind::Wasm, artifacts)
         .map_err(|e| Error::Compile(e.to_string()))?;
     let trampolines = trampolines::compile_for_types(engine, &info.types)?;
@@ -438,5 +506,6 @@ pub(crate) fn compile_bundle(
         trampolines,
         callbacks,
         transfer,
+        dependents,
     })
 }

@@ -139,6 +139,8 @@ pub(crate) fn compile_transfers(
             engine: job.engine,
             info: target,
             own_funcs: job.own_funcs,
+            // Inlining is off wherever frame transfer is on (`inline.rs`).
+            inline: None,
         };
         let mut back_artifacts = Vec::new();
         let back = back_locals(map, nparams, &old_body, &new_body).and_then(|locals| {

@@ -90,6 +90,22 @@ pub enum PatchError {
     /// The transition in progress was forced: it can only complete.
     #[error("{0} was forced: its transition can no longer be reversed")]
     Forced(PatchId),
+    /// An immediate function is inlined into a function that a thread is
+    /// executing: that activation would go on running the old inlined body
+    /// after the transition starts, against rule 4 (docs/consistency.md,
+    /// rule 18).
+    #[error(
+        "immediate function {func} is inlined into {caller}, which {thread} is executing: \
+         apply refused (rule 4); apply again once it has left {caller}, or not immediate"
+    )]
+    InlinedOnStack {
+        /// The immediate function.
+        func: String,
+        /// The function that inlined it.
+        caller: String,
+        /// A thread with a frame of `caller`'s original code.
+        thread: ThreadId,
+    },
     /// Called from inside a guest thread.
     #[error("patch operations must be made from the host, not from a guest thread")]
     FromGuest,
@@ -365,6 +381,10 @@ pub struct AppliedInfo {
     /// How long compiling its code took at apply (Cranelift and placing
     /// the code; not the checks, the data or the callbacks).
     pub compile_time: std::time::Duration,
+    /// Functions of the module recompiled with the bundle because their
+    /// original code inlined a function it changes (docs/consistency.md
+    /// rule 18), by index.
+    pub recompiled: Vec<u32>,
     /// The functions whose live frames it moves at loop headers
     /// (`docs/transfer.md`), by function index.
     pub transfers: Vec<TransferInfo>,

@@ -89,6 +89,7 @@ impl<T: 'static> Store<T> {
                     in_transition: s.patch.transition.as_ref().is_some_and(|t| t.patch == b.id),
                     data: b.data.clone(),
                     compile_time: b.compile_time,
+                    recompiled: b.dependents.iter().map(|d| d.0).collect(),
                     transfers: transfers(b),
                 });
             }

@@ -16,7 +16,8 @@ use crate::compile::{self, CompiledBundle};
 use crate::errors::Error;
 use crate::instance::Instance;
 use crate::store::{self, store_mut, Store, StoreInner};
-use crate::thread::ThreadId;
+use crate::thread::{RunState, ThreadId};
+use crate::vm::stack_walk::{CodeRange, CodeRanges, ScanCache};
 use crate::vm::vmctx::{VMContext, VMSlot};
 use crate::vm::vmctx_block::{other_world, world_index};
 use patch_format::{Bundle, CallbackKind, EntryKind};
@@ -71,6 +72,7 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
             trampolines,
             callbacks,
             transfer: Default::default(),
+            dependents: Vec::new(),
         };
         if let Err(e) = run_callback(inner, instance, &compiled, kind) {
             // SAFETY: as above.
@@ -99,6 +101,25 @@ pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {
     }
     live.extend(s.patch.zombies.iter().map(|u| u.id()));
     s.units.retain(|u, _| live.contains(u));
+}
+
+/// The defined functions of the target whose original code inlined a
+/// function that `bundle` replaces, less those it replaces itself (their
+/// new bodies are compiled without inlining already; with a signature
+/// change they are in the bundle as callers). `record` is the module's
+/// per-function inlining record (`CompiledModule::inlined`).
+fn dependents(record: &[Vec<u32>], info: &crate::module::ModuleInfo, bundle: &Bundle) -> Vec<u32> {
+    let replaced: HashSet<u32> = (bundle.entries().iter())
+        .filter_map(|e| match e.kind {
+            EntryKind::Replace { target_index } => Some(target_index),
+            EntryKind::Add { .. } => None,
+        })
+        .collect();
+    (record.iter().enumerate())
+        .filter(|(_, callees)| callees.iter().any(|f| replaced.contains(f)))
+        .map(|(i, _)| info.num_imported_funcs + i as u32)
+        .filter(|g| !replaced.contains(g))
+        .collect()
 }
 
 /// When the scheduler must wake up to apply the timeout policy.
@@ -158,6 +179,11 @@ impl<T: 'static> Store<T> {
             &bundle,
             opts.immediate,
         )?;
+        // Inlined code is changed code (rule 18): the functions whose
+        // original code inlined a function this bundle replaces are
+        // recompiled with it, unless the bundle replaces them too.
+        let dependents = dependents(&module.inner.compiled.inlined, info, &bundle);
+        self.check_inlined_immediate(inst_index, &bundle, opts.immediate)?;
         // Bundle data: placed now, put in memory after compiling, before the
         // pre-patch callback (which may use it); taken back out on a veto.
         let plan = {
@@ -181,8 +207,8 @@ impl<T: 'static> Store<T> {
         };
         let engine = self.inner.engine.clone();
         let compile_start = std::time::Instant::now();
-        let compiled =
-            compile::compile_bundle(&engine, info, to_compile).map_err(PatchError::Compile)?;
+        let compiled = compile::compile_bundle(&engine, info, to_compile, &dependents)
+            .map_err(PatchError::Compile)?;
         let compile_time = compile_start.elapsed();
         if let Some(p) = &plan {
             p.put(&self.inner.memories, &self.inner.tables, &bundle)?;
@@ -199,10 +225,18 @@ impl<T: 'static> Store<T> {
         let first_spawned = self.inner.next_thread;
         let veto = match run_callback(inner, inst_index, &compiled, CallbackKind::PrePatch) {
             Ok(None) | Ok(Some(0)) => None,
-            Ok(Some(v)) => Some(format!("returned {v}")),
-            Err(e) => Some(e.to_string()),
+            Ok(Some(v)) => Some(PatchError::Vetoed(format!("returned {v}"))),
+            Err(e) => Some(PatchError::Vetoed(e.to_string())),
         };
-        if let Some(why) = veto {
+        // Threads the callback spawned may have run into a function that
+        // inlined an immediate one (rule 4 with inlining): refused as a
+        // veto is, with everything the callback did undone.
+        let veto = veto.or_else(|| {
+            (self.inner.next_thread != first_spawned)
+                .then(|| self.check_inlined_immediate(inst_index, &bundle, opts.immediate))
+                .and_then(Result::err)
+        });
+        if let Some(err) = veto {
             // Threads the callback spawned never ran (it ran alone): they
             // go with the veto, before their code's memory is restored.
             let spawned: Vec<u32> = (self.inner.threads.keys().copied())
@@ -218,7 +252,7 @@ impl<T: 'static> Store<T> {
             if let Some(p) = &plan {
                 p.undo(&self.inner.memories, &self.inner.tables);
             }
-            return Err(PatchError::Vetoed(why));
+            return Err(err);
         }
         // ---- publish from here on ----
         let s = &mut *self.inner;
@@ -253,6 +287,10 @@ impl<T: 'static> Store<T> {
                 units: [module.inner.compiled.unit.id()].into_iter().collect(),
                 stubs: Vec::new(),
                 added: HashMap::new(),
+                inlined: (module.inner.compiled.inlined.iter().enumerate())
+                    .filter(|(_, c)| !c.is_empty())
+                    .map(|(i, c)| (info.num_imported_funcs + i as u32, c.clone()))
+                    .collect(),
             });
         pi.units.insert(compiled.unit.id());
         let mut slots = Vec::new();
@@ -292,6 +330,12 @@ impl<T: 'static> Store<T> {
                 }
             }
         }
+        let dependent_slots = (compiled.dependents.iter())
+            .map(|&(g, placed)| {
+                let code = compiled.unit.entry(placed);
+                (g, VMSlot { code, vmctx })
+            })
+            .collect();
         // A fresh added index holds its removed-function stub in both worlds
         // until the transition maps it (rule 6): a reversed apply leaves the
         // stub behind, never an empty slot.
@@ -330,6 +374,7 @@ impl<T: 'static> Store<T> {
             forced: false,
             data: plan.map(|p| p.placement),
             compile_time,
+            dependents: dependent_slots,
         });
         // Free the checks' scratch data now: with many threads the
         // allocator's frees are not free, and they are no part of a switch.
@@ -344,6 +389,73 @@ impl<T: 'static> Store<T> {
             names,
         );
         Ok(id)
+    }
+
+    /// Rule 4 with inlining (rule 18): an immediate function inlined into
+    /// `g` makes `g`'s recompiled copy immediate too, so every call made
+    /// after the start reaches the new version, but an activation of `g`'s
+    /// original code already on a stack would still run the old inlined
+    /// body, whether the bundle recompiles `g` or replaces it. Refuse the
+    /// apply while some thread has such a frame (stacks are exact; no
+    /// thread runs during an apply).
+    fn check_inlined_immediate(
+        &self,
+        inst_index: usize,
+        bundle: &Bundle,
+        all_immediate: bool,
+    ) -> Result<(), PatchError> {
+        let s = &*self.inner;
+        let module = &s.instances[inst_index].module;
+        let info = module.info();
+        let nimp = info.num_imported_funcs;
+        let immediate: HashSet<u32> = (bundle.entries().iter())
+            .filter(|e| all_immediate || bundle.is_immediate(e))
+            .map(|e| e.kind.func_index())
+            .collect();
+        let record = &module.inner.compiled.inlined;
+        // (caller, the immediate function it inlined)
+        let pairs: HashMap<u32, u32> = (record.iter().enumerate())
+            .filter_map(|(i, callees)| {
+                let f = callees.iter().find(|f| immediate.contains(f))?;
+                Some((nimp + i as u32, *f))
+            })
+            .collect();
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let unit = module.inner.compiled.unit.clone();
+        let ranges = CodeRanges::new(vec![unit], |u| {
+            (u.funcs().iter().enumerate())
+                .filter(|(_, f)| pairs.contains_key(&f.func_index))
+                .map(|(i, f)| CodeRange {
+                    range: u.func_range(i),
+                    unit: u.id(),
+                    func: Some(f.func_index),
+                })
+                .collect()
+        });
+        let mut cache = ScanCache::default();
+        let mut ids: Vec<&u32> = s.threads.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let ts = &s.threads[id];
+            if ts.state == RunState::Done {
+                continue;
+            }
+            let mut found = None;
+            ts.scan(&ranges, &mut cache, &mut |r, _| {
+                found = r.func;
+                false
+            });
+            if let Some(g) = found {
+                return Err(PatchError::InlinedOnStack {
+                    func: info.func_name(pairs[&g]),
+                    caller: info.func_name(g),
+                    thread: ts.id,
+                });
+            }
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -383,7 +495,7 @@ impl<T: 'static> Store<T> {
             .iter()
             .find(|b| b.id == id)
             .expect("moving bundle");
-        let mut immediate = Vec::new();
+        let mut immediate: Vec<(u32, VMSlot, VMSlot)> = Vec::new();
         let mut check = HashSet::new();
         for f in 0..len {
             let (a, b) = (from_slots[f], to_slots[f]);
@@ -401,6 +513,25 @@ impl<T: 'static> Store<T> {
             } else {
                 check.insert(f32_);
             }
+        }
+        // A function whose change is due to inlining alone (rule 18) and
+        // that inlined an immediate function changes with it at once: both
+        // worlds then call the immediate function through its slot. The
+        // apply made sure that no thread runs the old inlined code
+        // (`check_inlined_immediate`).
+        let now: HashSet<u32> = immediate.iter().map(|i| i.0).collect();
+        let mut with_immediate: Vec<u32> = (check.iter().copied())
+            .filter(|&g| {
+                let inlined = pi.inlined.get(&g);
+                inlined.is_some_and(|c| c.iter().any(|f| now.contains(f)))
+                    && pi.same_body(g, from_slots[g as usize])
+                    && pi.same_body(g, to_slots[g as usize])
+            })
+            .collect();
+        with_immediate.sort_unstable();
+        for g in with_immediate {
+            check.remove(&g);
+            immediate.push((g, from_slots[g as usize], to_slots[g as usize]));
         }
         let t = Transition {
             patch: id,
@@ -488,6 +619,7 @@ impl<T: 'static> Store<T> {
             info: held.2,
             callbacks: held.3,
             transfer: Default::default(),
+            dependents: Vec::new(),
         };
         let inner: *mut StoreInner<T> = &mut *self.inner;
         if let Err(e) = run_callback(inner, inst_index, &compiled, CallbackKind::PreUnpatch) {

@@ -31,6 +31,12 @@ pub(crate) struct AppliedBundle {
     pub(crate) data: Option<super::DataPlacement>,
     /// How long compiling its code took, at apply.
     pub(crate) compile_time: std::time::Duration,
+    /// Functions of the module that inlined a function this bundle changes,
+    /// recompiled without inlining into this bundle's unit (rule 18), with
+    /// their slots. A world uses one where it keeps the original code of
+    /// such a function but changes a function it inlined
+    /// ([`PatchedInstance::world`]).
+    pub(crate) dependents: Vec<(u32, VMSlot)>,
 }
 
 /// A function index that a bundle added to the instance. It keeps its
@@ -65,22 +71,63 @@ pub(crate) struct PatchedInstance {
     pub(crate) stubs: Vec<Arc<CodeUnit>>,
     /// Every index a bundle ever added, with its function and type.
     pub(crate) added: HashMap<u32, Box<AddedFunction>>,
+    /// For each function of the module whose original code inlined others
+    /// (`compile/inline.rs`), the functions it inlined. Bundle code and
+    /// dependents inline nothing.
+    pub(crate) inlined: HashMap<u32, Vec<u32>>,
 }
 
 impl PatchedInstance {
     /// The world that `list` (applied bundles, in order) defines, over
     /// `len` functions.
+    ///
+    /// Inlined code is changed code (rule 18): where the world keeps the
+    /// original code of a function `g` but maps a function that `g`'s
+    /// original code inlined to another version, `g` gets the recompiled
+    /// copy (which calls through slots) of the oldest bundle of `list`
+    /// that has one. Every bundle that changes a function inlined into `g`
+    /// carries such a copy unless it replaces `g` itself, so one exists.
     pub(crate) fn world(&self, list: &[&AppliedBundle], len: usize) -> Vec<VMSlot> {
         let mut slots = self.reset(len);
+        let mut copies: HashMap<u32, VMSlot> = HashMap::new();
         for b in list {
             if b.bundle.replace() {
                 slots = self.reset(len);
+                copies.clear();
             }
             for &(f, s) in &b.slots {
                 slots[f as usize] = s;
             }
+            for &(g, s) in &b.dependents {
+                copies.entry(g).or_insert(s);
+            }
+        }
+        for (&g, callees) in &self.inlined {
+            let g_ = g as usize;
+            let original = slots[g_] == self.base[g_];
+            if original
+                && callees
+                    .iter()
+                    .any(|&f| slots[f as usize] != self.base[f as usize])
+            {
+                debug_assert!(copies.contains_key(&g), "no recompiled copy of {g}");
+                if let Some(&s) = copies.get(&g) {
+                    slots[g_] = s;
+                }
+            }
         }
         slots
+    }
+
+    /// Whether `slot` holds function `g`'s original code or one of its
+    /// recompiled copies: a change of `g` between two such slots is due to
+    /// inlining alone (rule 18), not to a new version of `g`'s body.
+    pub(crate) fn same_body(&self, g: u32, slot: VMSlot) -> bool {
+        slot == self.base[g as usize]
+            || self
+                .applied
+                .iter()
+                .any(|b| b.dependents.iter().any(|&(d, s)| d == g && s == slot))
     }
 
     fn reset(&self, len: usize) -> Vec<VMSlot> {
