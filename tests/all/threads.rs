@@ -1059,7 +1059,7 @@ fn a_loop_of_loads_after_heap_and_global_stores_is_preempted_at_its_own_header()
     assert_eq!(got, want);
     assert!(
         turns >= 10,
-        "40 million loads in two inner-loop runs gave only {} preemptions",
+        "40 million iterations of two inner-loop runs gave only {} preemptions",
         turns - 1
     );
 }
