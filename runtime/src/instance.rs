@@ -366,9 +366,9 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     data.tables = tables;
     data.globals = globals;
 
-    data.vmctx.memories = data.memory_ptrs.as_ptr();
+    // SAFETY: the memories are the store's, alive as long as the instance.
+    unsafe { data.vmctx.set_arrays(&data.memory_ptrs, &data.global_ptrs) };
     data.vmctx.tables = data.table_ptrs.as_ptr();
-    data.vmctx.globals = data.global_ptrs.as_ptr();
     data.vmctx.funcrefs = data.funcref_ptrs.as_ptr();
     data.vmctx.type_ids = data.type_ids.as_ptr();
 

@@ -1016,6 +1016,55 @@ fn a_counted_loop_too_long_to_run_without_polls_is_still_preempted() {
 }
 
 #[test]
+fn a_loop_of_loads_after_heap_and_global_stores_is_preempted_at_its_own_header() {
+    // The compiler tags heap, global and table accesses with alias regions
+    // (compile/func_env.rs, `Region`), so a heap store or `global.set` no
+    // longer acts as a store to everything: nothing but the poll's own
+    // slow-path call may tell Cranelift that the poll hint changed. The
+    // inner loop only loads (it walks a cyclic list for `$n` steps) after
+    // a heap store and a `global.set` in the outer loop, which runs twice:
+    // if its header poll were merged with an earlier read of the hint or
+    // hoisted, the thread would be preempted at most at the outer header.
+    let wat = format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (memory 1)
+          (global $g (mut i32) (i32.const 0))
+          (func (export "walk") (param $n i32) (result i32)
+            (local $p i32) (local $k i32) (local $o i32) (local $acc i32)
+            (local.set $p (i32.const 64))
+            (loop $build
+              (i32.store (local.get $p) (i32.add (local.get $p) (i32.const 4)))
+              (br_if $build (i32.lt_u (local.tee $p (i32.add (local.get $p) (i32.const 4)))
+                                      (i32.const 4064))))
+            (i32.store (i32.const 4064) (i32.const 64))
+            (loop $outer
+              (i32.store (i32.const 8) (local.get $o))
+              (global.set $g (i32.add (global.get $g) (local.get $o)))
+              (local.set $p (i32.const 64))
+              (local.set $k (local.get $n))
+              (loop $inner
+                (local.set $acc (i32.add (local.get $acc) (i32.load (local.get $p))))
+                (local.set $p (i32.load (local.get $p)))
+                (br_if $inner (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))
+              (br_if $outer (i32.lt_u (local.tee $o (i32.add (local.get $o) (i32.const 1)))
+                                      (i32.const 2))))
+            (i32.store (i32.const 4) (i32.const 1))
+            (i32.add (local.get $acc) (global.get $g)))
+          {TURN_COUNTER})"#
+    );
+    let n = 20_000_000;
+    let want = baseline_result(&wat, "walk", &[Val::I32(n)]);
+    let (got, turns) = run_beside_turn_counter(wat, "walk", vec![Val::I32(n)]);
+    assert_eq!(got, want);
+    assert!(
+        turns >= 10,
+        "40 million iterations of two inner-loop runs gave only {} preemptions",
+        turns - 1
+    );
+}
+
+#[test]
 fn short_counted_loops_inside_a_long_loop_are_preempted_through_it() {
     // The inner 64-round loop has no header poll; the outer loop's header
     // polls once per 64 rounds, and the results match the baseline build.

@@ -91,6 +91,48 @@ fn mutable() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
+/// The alias regions of the memory wasm code names (`ir::AliasRegion`):
+/// Cranelift's alias analysis treats a store without a region as a store
+/// to everything, so a heap store would otherwise make it reload a global
+/// it had just read, and a `global.set` every heap value (wasmtime tags
+/// the same way). Each location is reached through one region only: the
+/// heap by wasm loads and stores, a global's cell by `global.get/set`, a
+/// table's elements by `table.get/set` and `call_indirect`. Everything
+/// else the runtime changes under running code (slots, the world
+/// selector, the poll word and hints, and these three too: guest-stack
+/// switching writes the `__stack_pointer` cell, bundles write table 0 and
+/// memory 0) changes only during a call, which Cranelift treats as a
+/// fence for every region. The ids are fixed so that regions of inlined
+/// functions merge by meaning (`AliasRegionData::user_id`).
+#[derive(Clone, Copy)]
+enum Region {
+    /// Linear memories.
+    Heap = 1,
+    /// Global cells.
+    Globals = 2,
+    /// Table elements.
+    Tables = 3,
+}
+
+impl Region {
+    fn get(self, builder: &mut FunctionBuilder) -> ir::AliasRegion {
+        let description = match self {
+            Region::Heap => "heap",
+            Region::Globals => "globals",
+            Region::Tables => "table elements",
+        };
+        builder.func.dfg.alias_regions.insert(ir::AliasRegionData {
+            user_id: self as u32,
+            description: description.into(),
+        })
+    }
+
+    /// `flags` in this region.
+    fn tag(self, builder: &mut FunctionBuilder, flags: MemFlagsData) -> MemFlagsData {
+        flags.with_alias_region(Some(self.get(builder)))
+    }
+}
+
 fn readonly() -> MemFlagsData {
     MemFlagsData::trusted().with_readonly().with_can_move()
 }
@@ -227,13 +269,19 @@ impl<'a> FuncEnv<'a> {
         slot: SlotIndex,
         own_ctx: bool,
     ) -> (Value, Value) {
-        let world = builder
-            .ins()
-            .load(types::I64, mutable(), self.vmthread(), THREAD_WORLD);
         // This world's table sits at `vmctx + world + VMCTX_SLOTS`
         // (`vm/vmctx_block.rs`); slot indices are below MAX_SLOTS, so the
-        // displacement fits in 32 bits.
-        let table = builder.ins().iadd(instance_vmctx, world);
+        // displacement fits in 32 bits. The baseline build does not patch
+        // (`Config::patchable`): its calls through tables use world 0's,
+        // as its direct calls use version 0.
+        let table = if self.patchable {
+            let world = builder
+                .ins()
+                .load(types::I64, mutable(), self.vmthread(), THREAD_WORLD);
+            builder.ins().iadd(instance_vmctx, world)
+        } else {
+            instance_vmctx
+        };
         let (entry, off) = match slot {
             SlotIndex::Const(i) => (table, VMCTX_SLOTS + (i as i64 * SLOT_SIZE) as i32),
             SlotIndex::Dynamic(v) => {
@@ -267,8 +315,7 @@ impl<'a> FuncEnv<'a> {
                 .ins()
                 .load(types::I64, mutable(), vmthread, THREAD_POLL)
         } else {
-            let def = self.memory_def(builder, 0);
-            let base = builder.ins().load(types::I64, readonly(), def, MEMORY_BASE);
+            let base = self.memory_base(builder, 0);
             builder
                 .ins()
                 .load(types::I64, mutable(), base, MEMORY_POLL_HINT)
@@ -310,6 +357,12 @@ impl<'a> FuncEnv<'a> {
     }
 
     fn global_cell(&mut self, builder: &mut FunctionBuilder, global: u32) -> Value {
+        if global < VMCTX_INLINE_GLOBALS {
+            let off = VMCTX_GLOBAL_CELLS + 8 * global as i32;
+            return builder
+                .ins()
+                .load(types::I64, readonly(), self.vmctx(), off);
+        }
         let arr = builder
             .ins()
             .load(types::I64, readonly(), self.vmctx(), VMCTX_GLOBALS);
@@ -325,6 +378,19 @@ impl<'a> FuncEnv<'a> {
         builder
             .ins()
             .load(types::I64, readonly(), arr, (memory as i32) * 8)
+    }
+
+    /// The base of `memory`, which never moves; memory 0's is held inline
+    /// in the vmctx.
+    fn memory_base(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
+        if memory == 0 {
+            let vmctx = self.vmctx();
+            return builder
+                .ins()
+                .load(types::I64, readonly(), vmctx, VMCTX_MEMORY0_BASE);
+        }
+        let def = self.memory_def(builder, memory);
+        builder.ins().load(types::I64, readonly(), def, MEMORY_BASE)
     }
 
     fn table_def(&mut self, builder: &mut FunctionBuilder, table: u32) -> Value {
@@ -345,12 +411,28 @@ impl<'a> FuncEnv<'a> {
         kind: TrapKind,
     ) -> Value {
         let def = self.table_def(builder, table);
-        let len = builder.ins().load(types::I32, mutable(), def, TABLE_LENGTH);
-        let oob = builder
-            .ins()
-            .icmp(ir::condcodes::IntCC::UnsignedGreaterThanOrEqual, index, len);
+        let ge = ir::condcodes::IntCC::UnsignedGreaterThanOrEqual;
+        // A table whose limits are equal never grows (`Table::grow` keeps to
+        // the maximum; an import of it has the same length, as the link
+        // check demands `len >= min` and `max <= declared max`), so its
+        // length is a constant and its element array never moves: the
+        // base may then be hoisted out of loops (wasmtime does the same).
+        let fixed = {
+            let t = &self.info.tables[table as usize];
+            (Some(t.minimum) == t.maximum).then_some(t.minimum)
+        };
+        let (oob, base_flags) = match fixed {
+            Some(len) => (
+                builder.ins().icmp_imm_u(ge, index, i64::from(len)),
+                readonly(),
+            ),
+            None => {
+                let len = builder.ins().load(types::I32, mutable(), def, TABLE_LENGTH);
+                (builder.ins().icmp(ge, index, len), mutable())
+            }
+        };
         builder.ins().trapnz(oob, kind.code());
-        let base = builder.ins().load(types::I64, mutable(), def, TABLE_BASE);
+        let base = builder.ins().load(types::I64, base_flags, def, TABLE_BASE);
         let idx = builder.ins().uextend(types::I64, index);
         let scaled = builder.ins().ishl_imm_u(idx, 3);
         builder.ins().iadd(base, scaled)
@@ -556,7 +638,8 @@ impl FuncEnvironment for FuncEnv<'_> {
         args: &[Value],
     ) -> Vec<Value> {
         let addr = self.table_elem_addr(builder, table, callee, TrapKind::TableOutOfBounds);
-        let funcref = builder.ins().load(types::I64, mutable(), addr, 0);
+        let flags = Region::Tables.tag(builder, mutable());
+        let funcref = builder.ins().load(types::I64, flags, addr, 0);
         builder.ins().trapz(funcref, TrapKind::NullReference.code());
         let actual = builder
             .ins()
@@ -595,15 +678,14 @@ impl FuncEnvironment for FuncEnv<'_> {
         // Guard-page mode: the memory reserves 8 GiB, more than any i32 index
         // plus u32 offset plus access size, so no explicit check is needed;
         // a fault is attributed to this access by its trap code.
-        let def = self.memory_def(builder, memory);
-        let base = builder.ins().load(types::I64, readonly(), def, MEMORY_BASE);
+        let base = self.memory_base(builder, memory);
         let idx = builder.ins().uextend(types::I64, index);
         let mut addr = builder.ins().iadd(base, idx);
         if offset != 0 {
             addr = builder.ins().iadd_imm_s(addr, offset as i64);
         }
         let flags = MemFlagsData::new().with_trap_code(Some(TrapKind::MemoryOutOfBounds.code()));
-        (addr, flags)
+        (addr, Region::Heap.tag(builder, flags))
     }
 
     fn memory_size(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
@@ -680,22 +762,26 @@ impl FuncEnvironment for FuncEnv<'_> {
         let (ty, is_mut) = (clif_type(g.ty), g.mutable);
         let cell = self.global_cell(builder, global);
         let flags = if is_mut { mutable() } else { readonly() };
+        let flags = Region::Globals.tag(builder, flags);
         builder.ins().load(ty, flags, cell, 0)
     }
 
     fn global_set(&mut self, builder: &mut FunctionBuilder, global: u32, value: Value) {
         let cell = self.global_cell(builder, global);
-        builder.ins().store(mutable(), value, cell, 0);
+        let flags = Region::Globals.tag(builder, mutable());
+        builder.ins().store(flags, value, cell, 0);
     }
 
     fn table_get(&mut self, builder: &mut FunctionBuilder, table: u32, index: Value) -> Value {
         let addr = self.table_elem_addr(builder, table, index, TrapKind::TableAccessOutOfBounds);
-        builder.ins().load(types::I64, mutable(), addr, 0)
+        let flags = Region::Tables.tag(builder, mutable());
+        builder.ins().load(types::I64, flags, addr, 0)
     }
 
     fn table_set(&mut self, builder: &mut FunctionBuilder, table: u32, index: Value, value: Value) {
         let addr = self.table_elem_addr(builder, table, index, TrapKind::TableAccessOutOfBounds);
-        builder.ins().store(mutable(), value, addr, 0);
+        let flags = Region::Tables.tag(builder, mutable());
+        builder.ins().store(flags, value, addr, 0);
     }
 
     fn table_size(&mut self, builder: &mut FunctionBuilder, table: u32) -> Value {

@@ -237,9 +237,14 @@ pub(crate) fn finish(
         .values()
         .map(|n| n.index)
         .collect();
-    let code = ctx
-        .compile(isa, &mut ControlPlane::default())
+    let dump = dump_dir();
+    ctx.set_disasm(dump.is_some());
+    ctx.compile(isa, &mut ControlPlane::default())
         .map_err(|e| format!("{:?}", e.inner))?;
+    if let Some(dir) = dump {
+        write_dump(dir, ctx);
+    }
+    let code = ctx.compiled_code().expect("compiled above");
     let buffer = &code.buffer;
     let traps = buffer
         .traps()
@@ -283,6 +288,42 @@ pub(crate) fn finish(
         call_relocs,
         base: false,
     })
+}
+
+/// The directory named by `WASM_PATCH_DUMP_DIR`, if any: `finish` writes
+/// each function's optimised CLIF (`f0_<index>.clif`) and disassembly
+/// (`f0_<index>.s`, and the machine code: `objdump -D -b binary -m
+/// i386:x86-64 f0_<index>.bin`) there, for comparing code with wasmtime's
+/// (`benches/README.md`, "Against wasmtime"). Read once per process.
+fn dump_dir() -> Option<&'static std::path::Path> {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("WASM_PATCH_DUMP_DIR").filter(|d| !d.is_empty())?;
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(dir)
+    })
+    .as_deref()
+}
+
+/// Write `ctx`'s optimised CLIF, disassembly and machine code into `dir`,
+/// named by namespace (0 wasm, 1 trampolines, 2 transfer stubs) and index:
+/// `f0_12.clif` is wasm function 12. Best effort: a dump that cannot be
+/// written is not a compile error.
+fn write_dump(dir: &std::path::Path, ctx: &Context) {
+    let stem = match &ctx.func.name {
+        UserFuncName::User(n) => format!("f{}_{}", n.namespace, n.index),
+        other => format!("f_{other}"),
+    };
+    let _ = std::fs::write(
+        dir.join(format!("{stem}.clif")),
+        ctx.func.display().to_string(),
+    );
+    if let Some(code) = ctx.compiled_code() {
+        let asm = code.vcode.as_deref().unwrap_or_default();
+        let _ = std::fs::write(dir.join(format!("{stem}.s")), asm);
+        let _ = std::fs::write(dir.join(format!("{stem}.bin")), code.buffer.data());
+    }
 }
 
 extern "C" fn floor_f32(x: f32) -> f32 {

@@ -15,6 +15,8 @@
 //! +32 type_ids  → [u32]                 +32 host      (ThreadState)
 //! +40 builtins  → [fn ptr]              +40 trap_arg
 //! +48 instance  (host InstanceData)     +48 poll_stub (code address)
+//! +56 memory0_base (copy)
+//! +64 global_cells[7] (copies)
 //! +128                 world 0 slot table ─┐ vm/vmctx_block.rs: one mapping,
 //! +128 + WORLD_STRIDE  world 1 slot table ─┘ MAX_SLOTS slots each
 //!
@@ -38,9 +40,16 @@ pub const VMCTX_FUNCREFS: i32 = 24;
 pub const VMCTX_TYPE_IDS: i32 = 32;
 /// `VMContext.builtins`.
 pub const VMCTX_BUILTINS: i32 = 40;
+/// `VMContext.memory0_base`: memory 0's base, inline.
+pub const VMCTX_MEMORY0_BASE: i32 = 56;
+/// `VMContext.global_cells`: the cells of the first
+/// [`VMCTX_INLINE_GLOBALS`] globals, inline.
+pub const VMCTX_GLOBAL_CELLS: i32 = 64;
+/// Globals whose cells the `VMContext` holds inline.
+pub const VMCTX_INLINE_GLOBALS: u32 = 7;
 /// Size of `VMContext`.
 #[cfg_attr(not(test), allow(dead_code))] // checked by the layout test
-pub const VMCTX_SIZE: usize = 56;
+pub const VMCTX_SIZE: usize = 120;
 /// Distance from a `VMContext` to its world-0 slot table.
 pub const VMCTX_SLOTS: i32 = 128;
 /// Distance between the world-0 and world-1 slot tables, and the value of

@@ -89,7 +89,19 @@ pub struct VMContext {
     pub builtins: *const usize,
     /// Back pointer to the host-side instance data.
     pub instance: *mut u8,
+    /// Memory 0's base (null without a memory), copied from `memories`:
+    /// a base never moves, and one load from here replaces three in every
+    /// function that touches memory (`compile/func_env.rs`).
+    pub memory0_base: *mut u8,
+    /// The cells of the first [`INLINE_GLOBALS`] globals (null past the
+    /// module's count), copied from `globals`: one load less per
+    /// `global.get`/`global.set` of them (rustc's `__stack_pointer` is
+    /// global 0).
+    pub global_cells: [*mut VMGlobal; INLINE_GLOBALS],
 }
+
+/// How many global cells a `VMContext` holds inline.
+pub const INLINE_GLOBALS: usize = 7;
 
 impl VMContext {
     /// A context whose arrays are all still null, with `builtins` set.
@@ -102,6 +114,26 @@ impl VMContext {
             type_ids: std::ptr::null(),
             builtins,
             instance: std::ptr::null_mut(),
+            memory0_base: std::ptr::null_mut(),
+            global_cells: [std::ptr::null_mut(); INLINE_GLOBALS],
+        }
+    }
+
+    /// Point `memories` and `globals` at the instance's arrays (final for
+    /// the instance's life) and fill the inline copies from them.
+    ///
+    /// # Safety
+    /// Every pointer in `memories` points to a live `VMMemory`.
+    pub unsafe fn set_arrays(&mut self, memories: &[*mut VMMemory], globals: &[*mut VMGlobal]) {
+        self.memories = memories.as_ptr();
+        self.globals = globals.as_ptr();
+        self.memory0_base = match memories.first() {
+            // SAFETY: the caller's contract.
+            Some(&m) => unsafe { (*m).base },
+            None => std::ptr::null_mut(),
+        };
+        for (cell, &g) in self.global_cells.iter_mut().zip(globals) {
+            *cell = g;
         }
     }
 }
@@ -164,7 +196,20 @@ mod tests {
         assert_eq!(offset_of!(VMContext, funcrefs) as i32, VMCTX_FUNCREFS);
         assert_eq!(offset_of!(VMContext, type_ids) as i32, VMCTX_TYPE_IDS);
         assert_eq!(offset_of!(VMContext, builtins) as i32, VMCTX_BUILTINS);
+        assert_eq!(
+            offset_of!(VMContext, memory0_base) as i32,
+            VMCTX_MEMORY0_BASE
+        );
+        assert_eq!(
+            offset_of!(VMContext, global_cells) as i32,
+            VMCTX_GLOBAL_CELLS
+        );
+        assert_eq!(INLINE_GLOBALS, VMCTX_INLINE_GLOBALS as usize);
         assert_eq!(size_of::<VMContext>(), VMCTX_SIZE);
+        assert!(
+            VMCTX_SIZE <= VMCTX_SLOTS as usize,
+            "the context overlaps the slots"
+        );
 
         assert_eq!(offset_of!(VMThread, poll) as i32, THREAD_POLL);
         assert_eq!(offset_of!(VMThread, world) as i32, THREAD_WORLD);
