@@ -119,6 +119,23 @@ pub enum BenchError {
         /// The runtime's error.
         why: String,
     },
+    /// Every try of a revert was reversed by the timeout: some threads
+    /// cannot leave the bundle's code (e.g. a loop whose frames have no
+    /// map back, docs/transfer.md). The bundle stays applied.
+    #[error(
+        "{threads} thread(s), run {run}: the revert was reversed by --timeout {tries} times in a row \
+         (threads blocked in {blockers}); the bundle stays applied"
+    )]
+    RevertBlocked {
+        /// The case's thread count.
+        threads: usize,
+        /// The run (1-based).
+        run: usize,
+        /// How many reverts were tried.
+        tries: usize,
+        /// The blocking functions of the last try.
+        blockers: String,
+    },
 }
 
 /// The figures of one transition (an apply or a revert).
@@ -331,6 +348,10 @@ fn transition(
     ))
 }
 
+/// How many times a revert reversed by the timeout is tried before the
+/// case gives up.
+const REVERT_TRIES: usize = 3;
+
 /// Runs one case: `threads` threads of `settings.entry` in a fresh store
 /// of `module` (binary), `settings.runs` apply/revert pairs of `bundle`.
 /// `progress` is called before each apply and each revert.
@@ -428,7 +449,17 @@ pub fn run_case(
         warm(&mut store, settings.warmup, threads);
         report("revert");
         let mut revert = None;
-        for timeout in [settings.timeout, None] {
+        // With a timeout, a reversed revert is tried again with the same
+        // timeout, a bounded number of times: a thread that can never
+        // leave the bundle's code (a loop whose frames have no map back,
+        // docs/transfer.md) would otherwise keep the harness waiting for
+        // ever. Without one, the second try waits as long as it takes.
+        let tries: Vec<Option<Duration>> = match settings.timeout {
+            Some(t) => vec![Some(t); REVERT_TRIES],
+            None => vec![None],
+        };
+        let mut last_blockers = String::new();
+        for timeout in tries {
             let r = transition(&mut store, &rec, false, |s| {
                 s.revert(p, timeout).map(|()| p)
             });
@@ -438,10 +469,23 @@ pub fn run_case(
                     // A reversed revert leaves the bundle applied: revert
                     // again, waiting as long as it takes, so the next
                     // apply starts from the same state.
+                    if !done {
+                        last_blockers = store
+                            .last_transition()
+                            .map(|o| {
+                                let mut b: Vec<String> =
+                                    o.blockers.iter().map(|b| b.frame.name.clone()).collect();
+                                b.sort();
+                                b.dedup();
+                                b.join(", ")
+                            })
+                            .unwrap_or_default();
+                    }
                     if revert.is_none() {
                         revert = Some(ph);
                     }
                     if done {
+                        last_blockers.clear();
                         break;
                     }
                 }
@@ -454,6 +498,14 @@ pub fn run_case(
                 }
                 Err(Err(e)) => return Err(stalled("revert", e)),
             }
+        }
+        if !last_blockers.is_empty() {
+            return Err(BenchError::RevertBlocked {
+                threads,
+                run,
+                tries: REVERT_TRIES,
+                blockers: last_blockers,
+            });
         }
         runs.push(Run { apply, revert });
     }

@@ -73,7 +73,9 @@ pub struct TransitionArgs {
     #[arg(long, value_name = "MS", default_value_t = 10.0)]
     pub warmup: f64,
     /// Reverse a transition not complete after this many seconds (counted
-    /// as reversed; default: wait as long as it takes).
+    /// as reversed; default: wait as long as it takes). A reversed revert
+    /// is tried again, up to 3 times, before the run fails (the bundle
+    /// then stays applied).
     #[arg(long, value_name = "S")]
     pub timeout: Option<f64>,
     /// Write the results, raw samples included, as JSON to FILE.

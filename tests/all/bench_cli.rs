@@ -408,3 +408,84 @@ fn bench_transition_counts_runs_reversed_by_the_timeout() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Threads living in a loop whose old frame reads a local the new version
+/// dropped: the bundle moves them forward (`--frame-transfer`, a map made
+/// by `diff --transfer`), but nothing moves them back, so every revert is
+/// reversed by the timeout. The harness gives up after a few tries and
+/// says why, instead of waiting for ever.
+#[test]
+fn bench_transition_gives_up_on_a_revert_that_can_never_complete() {
+    let dir = scratch("no-way-back");
+    let loop_wat = |body: &str, locals: &str| {
+        format!(
+            r#"(module
+              (import "wasm-patch" "yield" (func $yield))
+              (global $sink (mut i32) (i32.const 0))
+              (func $pause (call $yield))
+              (func (export "worker") (param $id i32) {locals}
+                (loop $l {body} (br $l))))"#
+        )
+    };
+    let old = dir.join("old.wat");
+    let new = dir.join("new.wat");
+    std::fs::write(
+        &old,
+        loop_wat(
+            "(local.set $t (i32.add (local.get $t) (i32.const 1)))
+             (local.set $x (i32.add (local.get $x) (i32.const 3)))
+             (call $pause)
+             (global.set $sink (i32.add (local.get $x) (local.get $t)))",
+            "(local $x i32) (local $t i32)",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &new,
+        loop_wat(
+            "(local.set $x (i32.add (local.get $x) (i32.const 3)))
+             (call $pause)
+             (global.set $sink (i32.mul (local.get $x) (i32.const 2)))",
+            "(local $x i32)",
+        ),
+    )
+    .unwrap();
+    let b = dir.join("b.wpatch");
+    let (o, n, bs) = (
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        b.to_str().unwrap(),
+    );
+    ok(&run(
+        &dir,
+        &["diff", o, n, "-o", bs, "--transfer", "worker"],
+    ));
+    let out = run(
+        &dir,
+        &[
+            "bench",
+            "transition",
+            o,
+            bs,
+            "--entry",
+            "worker",
+            "--threads",
+            "2",
+            "--runs",
+            "1",
+            "--warmup",
+            "5",
+            "--timeout",
+            "0.2",
+            "--frame-transfer",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the revert was reversed by --timeout 3 times in a row")
+            && err.contains("blocked in worker"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
