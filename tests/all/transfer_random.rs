@@ -98,9 +98,18 @@ fn check_turns(rec: &[(ThreadId, i32)]) -> Result<(), String> {
     Ok(())
 }
 
-fn run(ops: &[Op]) -> Result<(), String> {
-    let old = worker(OLD, "(local $i i32) (local $acc i32)");
-    let new = worker(NEW, "(local $acc i32) (local $i i32)");
+/// Run `ops`; with `memory`, the module has a memory, so its polls read
+/// the memory's poll hint instead of the thread's poll word.
+fn run(ops: &[Op], memory: bool) -> Result<(), String> {
+    let with = |src: String| {
+        if memory {
+            src.replacen("(global $stop", "(memory 1) (global $stop", 1)
+        } else {
+            src
+        }
+    };
+    let old = with(worker(OLD, "(local $i i32) (local $acc i32)"));
+    let new = with(worker(NEW, "(local $acc i32) (local $i i32)"));
     let opts = DiffOptions {
         transfer: vec!["worker".into()],
         ..Default::default()
@@ -231,9 +240,10 @@ proptest! {
     })]
     #[test]
     fn random_applies_reverts_and_reverses_keep_turns_whole_and_state_intact(
-        ops in proptest::collection::vec(op(), 1..40)
+        ops in proptest::collection::vec(op(), 1..40),
+        memory in any::<bool>(),
     ) {
-        run(&ops).map_err(TestCaseError::fail)?;
+        run(&ops, memory).map_err(TestCaseError::fail)?;
     }
 }
 
@@ -249,7 +259,9 @@ fn a_fixed_sequence_moves_a_worker_forward_and_back() {
         Op::Revert { timeout0: false },
         Op::Steps(12),
     ];
-    run(&ops).unwrap();
-    let runs = LAST_RUNS.with(|r| r.borrow().clone());
-    assert_eq!(runs, vec![vec![OLD, NEW, OLD]]);
+    for memory in [false, true] {
+        run(&ops, memory).unwrap();
+        let runs = LAST_RUNS.with(|r| r.borrow().clone());
+        assert_eq!(runs, vec![vec![OLD, NEW, OLD]], "memory: {memory}");
+    }
 }
