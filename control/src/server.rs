@@ -464,7 +464,7 @@ impl Server {
     /// transition that has ended.
     pub fn after_steps<T: 'static>(&mut self, store: &Store<T>) {
         self.audit_events(store);
-        if self.waiters.is_empty() || store.transition_status().is_some() {
+        if self.waiters.is_empty() || store.transition_patch().is_some() {
             return;
         }
         let outcome = store.last_transition().cloned();
@@ -612,8 +612,7 @@ impl Server {
                 Ok(()) => {
                     self.reverse_requested = true;
                     let id = store
-                        .transition_status()
-                        .map(|t| t.patch)
+                        .transition_patch()
                         .or_else(|| store.last_transition().map(|o| o.patch))?;
                     self.started(conn, "reverse", id, wait, store)
                 }

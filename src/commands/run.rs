@@ -520,7 +520,7 @@ fn serve(
             }
         } else {
             let live = store.threads();
-            if store.transition_status().is_none()
+            if store.transition_patch().is_none()
                 && !wasi.has_waiters()
                 && !live.is_empty()
                 && live

@@ -166,6 +166,14 @@ fn run(ops: &[Op], memory: bool) -> Result<(), String> {
                 }
             }
         }
+        // The cheap query agrees with the full one.
+        let status = store.transition_status().map(|t| t.patch);
+        if store.transition_patch() != status {
+            return Err(format!(
+                "after op {at} ({op:?}): transition_patch {:?}, status {status:?}",
+                store.transition_patch()
+            ));
+        }
         // Which bundle is applied now: the store's answer, once no
         // transition runs (a reversed apply or revert changes it).
         if store.transition_status().is_none() {

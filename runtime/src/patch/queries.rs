@@ -19,7 +19,16 @@ pub(crate) fn describe<T>(
 }
 
 impl<T: 'static> Store<T> {
-    /// The transition in progress, with its blockers.
+    /// The bundle whose transition is in progress, if one is: a constant-
+    /// time check, where [`Store::transition_status`] walks every pending
+    /// thread's stack to name its blockers.
+    pub fn transition_patch(&self) -> Option<super::PatchId> {
+        self.inner.patch.transition.as_ref().map(|t| t.patch)
+    }
+
+    /// The transition in progress, with its blockers (every pending
+    /// thread's stack is walked: see [`Store::transition_patch`] for a
+    /// cheap "is one running").
     pub fn transition_status(&self) -> Option<TransitionStatus> {
         let s = &*self.inner;
         let t = s.patch.transition.as_ref()?;
