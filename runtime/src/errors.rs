@@ -14,6 +14,10 @@ pub struct FrameInfo {
     pub unit: u32,
     /// Wasm byte offset in the module.
     pub offset: u32,
+    /// The frame runs the target module's own code from a bundle's unit
+    /// (an OSR entry of a map back, `docs/transfer.md`), so `unit` names
+    /// the bundle although the code is version 0.
+    pub base: bool,
 }
 
 /// A trap: its kind and the wasm backtrace, innermost frame first.

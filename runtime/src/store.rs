@@ -423,6 +423,7 @@ impl<T> StoreInner<T> {
             name,
             unit: f.unit,
             offset: f.offset,
+            base: f.base,
         }
     }
 

@@ -90,6 +90,11 @@ fn moved_back_code_still_blocks_a_later_bundle_without_a_map() {
         .expect("the worker lives in `worker`: the transition cannot complete");
     assert_eq!(st.pending, 1);
     assert_eq!(st.blockers[0].frame.name, "worker");
+    // And status says it lives in that loop, with the advice a thread in
+    // the module's own code would get.
+    let lb = st.blockers[0].in_loop.as_ref().expect("blocked in a loop");
+    assert!(!lb.mapped && lb.stuck.is_none(), "{lb}");
+    assert!(lb.to_string().contains("diff --transfer worker"), "{lb}");
     // Reversed: the worker never ran the third version.
     store.reverse().expect("reverse");
     store.run_steps(4);

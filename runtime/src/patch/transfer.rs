@@ -233,47 +233,48 @@ pub(crate) fn loop_block_of(
     b: &super::Blocker,
     memo: &mut InLoopMemo,
 ) -> Option<LoopBlock> {
-    {
-        let t = core.transition.as_ref()?;
-        let pi = core.instances.get(&t.instance)?;
-        let moving = pi.applied.iter().find(|a| a.id == t.patch)?;
-        let f = b.frame.func_index;
-        let info = inst.module.info();
-        // The body the frame runs: the target's own, or a bundle's.
-        let owner = pi
-            .applied
-            .iter()
-            .find(|a| a.compiled.unit.id() == b.frame.unit);
-        let key = (b.frame.unit, f, b.frame.offset);
-        let looped = match memo.get(&key) {
-            Some(&v) => v,
-            None => {
-                let body = if b.frame.unit == inst.module.inner.compiled.unit.id() {
-                    let range = info
-                        .bodies
-                        .get(f.checked_sub(info.num_imported_funcs)? as usize)?
-                        .clone();
-                    wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
-                        &info.bytes[range.clone()],
-                        range.start as u64,
-                    ))
-                } else {
-                    let entry = owner?.bundle.entries().iter().find(|e| {
+    let t = core.transition.as_ref()?;
+    let pi = core.instances.get(&t.instance)?;
+    let moving = pi.applied.iter().find(|a| a.id == t.patch)?;
+    let f = b.frame.func_index;
+    let info = inst.module.info();
+    // The body the frame runs: the target's own (in the module's unit,
+    // or an OSR entry of a map back in a bundle's), or a bundle's.
+    let target_code = b.frame.base || b.frame.unit == inst.module.inner.compiled.unit.id();
+    let owner = pi
+        .applied
+        .iter()
+        .find(|a| !target_code && a.compiled.unit.id() == b.frame.unit);
+    let key = (b.frame.unit, f, b.frame.offset);
+    let looped = match memo.get(&key) {
+        Some(&v) => v,
+        None => {
+            let body = if target_code {
+                let range = info
+                    .bodies
+                    .get(f.checked_sub(info.num_imported_funcs)? as usize)?
+                    .clone();
+                wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(
+                    &info.bytes[range.clone()],
+                    range.start as u64,
+                ))
+            } else {
+                let entry = owner?.bundle.entries().iter().find(|e| {
                 matches!(e.kind, patch_format::EntryKind::Replace { target_index } if target_index == f)
             })?;
-                    wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(&entry.body, 0))
-                };
-                let v = in_loop(&body, b.frame.offset as usize);
-                memo.insert(key, v);
-                v
-            }
-        };
-        if !looped {
-            return None;
+                wasmparser::FunctionBody::new(wasmparser::BinaryReader::new(&entry.body, 0))
+            };
+            let v = in_loop(&body, b.frame.offset as usize);
+            memo.insert(key, v);
+            v
         }
-        let plan = moving.compiled.transfer.get(&f);
-        let to = to_version(t, pi, f);
-        let stuck = match (plan, owner) {
+    };
+    if !looped {
+        return None;
+    }
+    let plan = moving.compiled.transfer.get(&f);
+    let to = to_version(t, pi, f);
+    let stuck = match (plan, owner) {
             (None, _) => None,
             (Some(_), Some(o)) if o.id != t.patch => Some(format!(
                 "it runs {}'s version of the function, not the target's own code that the map was made against (maps do not chain)",
@@ -290,15 +291,15 @@ pub(crate) fn loop_block_of(
             }
             (Some(_), _) => None,
         };
-        // Only the innermost blocking frame moves (docs/transfer.md,
-        // "Several frames on one stack"): a blocking frame below it keeps
-        // the thread pending whatever the maps.
-        let below = b
-            .backtrace
-            .iter()
-            .filter(|fr| t.check.contains(&fr.func_index) && t.check_code.has_unit(fr.unit))
-            .nth(1);
-        let stuck = stuck.or_else(|| {
+    // Only the innermost blocking frame moves (docs/transfer.md,
+    // "Several frames on one stack"): a blocking frame below it keeps
+    // the thread pending whatever the maps.
+    let below = b
+        .backtrace
+        .iter()
+        .filter(|fr| t.check.contains(&fr.func_index) && t.check_code.has_unit(fr.unit))
+        .nth(1);
+    let stuck = stuck.or_else(|| {
             let g = below?;
             plan.map(|_| {
                 format!(
@@ -307,10 +308,9 @@ pub(crate) fn loop_block_of(
                 )
             })
         });
-        Some(LoopBlock {
-            function: b.frame.name.clone(),
-            mapped: plan.is_some(),
-            stuck,
-        })
-    }
+    Some(LoopBlock {
+        function: b.frame.name.clone(),
+        mapped: plan.is_some(),
+        stuck,
+    })
 }

@@ -198,6 +198,7 @@ fn blocking_frame(
             unit: r.unit,
             func: r.func.unwrap_or(0),
             offset: 0,
+            base: false,
         });
         false
     });
@@ -246,6 +247,7 @@ fn frame_info(names: &ModuleInfo, f: &crate::vm::stack_walk::RawFrame) -> FrameI
         name: names.func_name(f.func),
         unit: f.unit,
         offset: f.offset,
+        base: f.base,
     }
 }
 

@@ -39,6 +39,10 @@ pub struct RawFrame {
     pub func: u32,
     /// Wasm byte offset of the current instruction or call.
     pub offset: u32,
+    /// The code is the target module's own function compiled into a
+    /// bundle's unit (an OSR entry of a map back, docs/transfer.md): the
+    /// frame runs version 0 although its unit is the bundle's.
+    pub base: bool,
 }
 
 impl RawFrame {
@@ -47,6 +51,7 @@ impl RawFrame {
         unit: 0,
         func: 0,
         offset: 0,
+        base: false,
     };
 }
 
@@ -96,6 +101,7 @@ fn frame_at(unit: &CodeUnit, pc: usize, is_return_address: bool) -> Option<RawFr
         unit: unit.id(),
         func: f.func_index,
         offset: unit.wasm_offset(at).unwrap_or(0),
+        base: f.base,
     })
 }
 
