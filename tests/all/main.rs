@@ -16,6 +16,7 @@ mod fleet_rollout;
 mod frame_scan;
 mod guest_stacks;
 mod inline;
+mod inline_random;
 mod lifecycle;
 mod patch_equivalence;
 mod real_rust;
