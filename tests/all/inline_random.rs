@@ -111,10 +111,12 @@ fn check_steps(rec: &[(ThreadId, i32)]) -> Result<(), String> {
             let (direct, table) = (-v / 100, -v % 100);
             match open.remove(&t) {
                 Some(_) if direct == table => {}
-                Some(b) => return Err(format!(
+                Some(b) => {
+                    return Err(format!(
                     "{t}: a step that began reading {b} ended reading {direct} through its calls \
                          but {table} through the table"
-                )),
+                ))
+                }
                 None => return Err(format!("{t}: a step ended that never began")),
             }
         }

@@ -28,6 +28,7 @@ mod transfer;
 mod transfer_random;
 mod transfer_reentry;
 mod transfer_rust;
+mod transfer_stacked;
 mod transitions;
 mod traps;
 

@@ -21,7 +21,7 @@ use wasm_patch_runtime::*;
 /// `$acc`, counts in `$i`, yields twice inside `$helper` and records `-k`
 /// as it ends. `decl` orders the two locals (the versions differ in it,
 /// so the map renumbers them).
-fn worker(k: i32, decl: &str) -> String {
+pub(crate) fn worker(k: i32, decl: &str) -> String {
     format!(
         r#"(module
           (import "wasm-patch" "yield" (func $yield))
