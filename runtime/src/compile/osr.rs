@@ -17,7 +17,7 @@ use cranelift_frontend::FunctionBuilderContext;
 use patch_format::dataflow::Flow;
 use patch_format::transfer::{body_locals, loop_offsets, TransferMap, FRESH};
 use std::collections::HashMap;
-use wasmparser::{BinaryReader, FunctionBody};
+use wasmparser::{BinaryReader, FunctionBody, ValType};
 
 /// How frames of one function move to the bundle's version.
 #[derive(Debug, Clone)]
@@ -27,9 +27,16 @@ pub(crate) struct FuncTransfer {
     /// Mapped headers: old loop ordinal and the placed index of the OSR
     /// entry (in the bundle's unit) for its new header.
     pub(crate) headers: Vec<(u32, usize)>,
+    /// Per mapped header (the order of `headers`): for each parameter of
+    /// the new loop, the old loop's parameter it takes (checked at apply:
+    /// a permutation of parameters of equal types).
+    pub(crate) params: Vec<Vec<u32>>,
     /// Module byte offset of each `loop` of the old version, by ordinal:
     /// the offset a frame stopped at that header reports.
     pub(crate) old_loop_offsets: Vec<usize>,
+    /// The old version's local count (its loop parameters' spill slots
+    /// follow its locals).
+    pub(crate) old_nlocals: usize,
     /// 8-byte words a local takes in a transfer poll's spill area and an
     /// OSR entry's buffer, in the target's version and the bundle's: 2 in
     /// a function with a `v128` local, else 1.
@@ -52,6 +59,9 @@ pub(crate) struct BackTransfer {
     /// the bundle's unit) of the OSR entry into the target's body at the
     /// matching header (its code is marked `base`: version 0).
     pub(crate) headers: Vec<(u32, usize)>,
+    /// Per mapped header: for each parameter of the target's loop, the
+    /// bundle loop's parameter it takes (the forward pairing inverted).
+    pub(crate) params: Vec<Vec<u32>>,
     /// Byte offset (in the bundle's body) of each `loop` of the bundle's
     /// version, by ordinal.
     pub(crate) new_loop_offsets: Vec<usize>,
@@ -120,6 +130,8 @@ pub(crate) fn compile_transfers(
         let new_loops = new_loop_offsets.len();
         let nparams = old_ty.params().len();
         check_locals(map, nparams, &old_body, &new_body).map_err(bad)?;
+        let back_params =
+            check_params(map, (target, &old_body), (job.info, &new_body)).map_err(bad)?;
         let mut headers = Vec::new();
         for &(old, new) in &map.headers {
             if old as usize >= old_loops.len() || new as usize >= new_loops {
@@ -156,6 +168,7 @@ pub(crate) fn compile_transfers(
             Ok(BackTransfer {
                 locals,
                 headers: back_headers,
+                params: back_params,
                 new_loop_offsets,
             })
         });
@@ -167,7 +180,9 @@ pub(crate) fn compile_transfers(
             FuncTransfer {
                 locals: map.locals.clone(),
                 headers,
+                params: map.params.clone(),
                 old_loop_offsets: old_loops,
+                old_nlocals: map.old_locals.len(),
                 old_words: words(&map.old_locals),
                 new_words: words(&map.new_locals),
                 back,
@@ -238,6 +253,93 @@ fn check_locals(
         }
     }
     Ok(())
+}
+
+/// The parameter types of each `loop` of `body` (in `info`'s type space),
+/// by ordinal.
+fn loop_params(info: &ModuleInfo, body: &FunctionBody<'_>) -> Result<Vec<Vec<ValType>>, String> {
+    let mut out = Vec::new();
+    let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
+    while !r.eof() {
+        if let wasmparser::Operator::Loop { blockty } = r.read().map_err(|e| e.to_string())? {
+            out.push(match blockty {
+                wasmparser::BlockType::FuncType(i) => info
+                    .types
+                    .get(i as usize)
+                    .ok_or_else(|| format!("loop {} has unknown type {i}", out.len()))?
+                    .params()
+                    .to_vec(),
+                _ => Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The map's loop parameter pairing, checked against the live code: at
+/// each mapped header, one entry per parameter of the new loop (a
+/// parameter has no "fresh" option: every one is fed), each naming a
+/// parameter of the old loop (which takes as many) of the same type, none
+/// twice; a `v128` parameter only in functions with `v128` locals (their
+/// 16-byte slots). Returns the pairing inverted, per header: for each
+/// parameter of the old loop, the new loop's parameter it takes back.
+fn check_params(
+    map: &TransferMap,
+    (old_info, old): (&ModuleInfo, &FunctionBody<'_>),
+    (new_info, new): (&ModuleInfo, &FunctionBody<'_>),
+) -> Result<Vec<Vec<u32>>, String> {
+    if map.params.len() != map.headers.len() {
+        return Err(format!(
+            "{} loop parameter pairings for {} headers",
+            map.params.len(),
+            map.headers.len()
+        ));
+    }
+    let (old_loops, new_loops) = (loop_params(old_info, old)?, loop_params(new_info, new)?);
+    let wide = words(&map.old_locals) == 2 && words(&map.new_locals) == 2;
+    let mut back = Vec::new();
+    for (&(ho, hn), pairing) in map.headers.iter().zip(&map.params) {
+        let (Some(ot), Some(nt)) = (old_loops.get(ho as usize), new_loops.get(hn as usize)) else {
+            // `compile_transfers` names the missing loop.
+            back.push(Vec::new());
+            continue;
+        };
+        if pairing.len() != nt.len() || ot.len() != nt.len() {
+            return Err(format!(
+                "loop {hn}: {} loop parameter(s) paired, but the new loop takes {} and the old loop {ho} takes {} (every parameter must be fed, one to one)",
+                pairing.len(),
+                nt.len(),
+                ot.len()
+            ));
+        }
+        let mut inv = vec![u32::MAX; ot.len()];
+        for (p, &q) in pairing.iter().enumerate() {
+            let Some(&t) = ot.get(q as usize) else {
+                return Err(format!(
+                    "loop {hn}: new loop parameter {p} takes old loop parameter {q}, which does not exist (old loop {ho} takes {})",
+                    ot.len()
+                ));
+            };
+            if t != nt[p] {
+                return Err(format!(
+                    "loop {hn}: new loop parameter {p} ({}) takes old loop parameter {q} ({t})",
+                    nt[p]
+                ));
+            }
+            if t == ValType::V128 && !wide {
+                return Err(format!(
+                    "loop {hn}: loop parameter {p} is a v128 in a function without v128 locals"
+                ));
+            }
+            if std::mem::replace(&mut inv[q as usize], p as u32) != u32::MAX {
+                return Err(format!(
+                    "loop {hn}: old loop parameter {q} is carried twice"
+                ));
+            }
+        }
+        back.push(inv);
+    }
+    Ok(back)
 }
 
 /// The words a local takes in a spill area or buffer (`thread/poll.rs`),

@@ -522,37 +522,36 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         let ordinal = self.loops_seen;
         self.loops_seen += 1;
         let height = self.stack.height_below(num_params, offset)?;
-        // A frame moves only where the locals are the whole state: no
-        // operand below the header, no loop parameter, at most one result
+        let header = self.block_with_params(bt, true, offset)?;
+        // A frame moves only where the locals and the loop's parameters are
+        // the whole state: no operand below the header, at most one result
         // (no return area to forward in the tail call).
-        let transferable = num_params == 0
-            && height == 0
+        let transferable = height == 0
             && self.num_results <= 1
-            && self.locals.len() <= MAX_TRANSFER_LOCALS;
-        let header = match self.osr {
-            Some((o, Some(h))) if o == ordinal => {
-                if !transferable {
-                    return Err(TranslateError::malformed(
-                        "the OSR entry's loop has operands or parameters at its header",
-                        offset,
-                    ));
-                }
-                self.osr = Some((o, None));
-                h
-            }
-            _ => self.block_with_params(bt, true, offset)?,
-        };
+            && self.locals.len() + num_params <= MAX_TRANSFER_LOCALS
+            && self.params_fit(header);
         self.jump_with_top(header, num_params, offset)?;
         self.stack.truncate(height);
+        if let Some((o, Some(h))) = self.osr.filter(|&(o, _)| o == ordinal) {
+            if !transferable {
+                return Err(TranslateError::malformed(
+                    "the OSR entry's loop has operands below its header",
+                    offset,
+                ));
+            }
+            self.osr = Some((o, None));
+            self.osr_enter(h, header);
+        }
         self.b.switch_to_block(header);
         self.stack.extend(self.b.block_params(header));
         if self.self_bounded_loops.binary_search(&offset).is_err() {
             if transferable {
                 let live = self.transfer_live.as_ref();
                 let live = live.and_then(|l| l.get(ordinal as usize));
-                let locals: Vec<_> = (self.locals.iter().enumerate())
+                let mut locals: Vec<_> = (self.locals.iter().enumerate())
                     .map(|(i, &v)| live.is_none_or(|l| l[i]).then_some(v))
                     .collect();
+                locals.extend(self.header_param_vars(header));
                 let wide = self.v128_locals;
                 self.env.transfer_poll(&mut self.b, ordinal, &locals, wide);
             } else {

@@ -4,16 +4,17 @@
 
 use super::{clif_type, translate_with, FuncTranslator, TranslateError};
 use crate::compile::environ::{FuncEnvironment, HIDDEN_PARAMS};
-use cranelift_codegen::ir::{self, InstBuilder, MemFlagsData, Value};
-use cranelift_frontend::FunctionBuilderContext;
+use cranelift_codegen::ir::{self, Block, BlockArg, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::{FunctionBuilderContext, Variable};
 use wasmparser::{FuncType, FunctionBody};
 
 /// Translate the OSR entry of `body` for its loop number `ordinal`
 /// (`docs/transfer.md`): `func.signature` must be
 /// `func_env::osr_signature`; the entry block loads every local from the
 /// buffer (third parameter, 8 bytes a local, 16 in a function with a
-/// `v128` local) and jumps to that loop's
-/// header. The code before it is unreachable and dropped by Cranelift.
+/// `v128` local), then the loop's parameters after them (same stride), and
+/// jumps to that loop's header. The code before it is unreachable and
+/// dropped by Cranelift.
 pub(crate) fn translate_osr_entry<E: FuncEnvironment>(
     env: &mut E,
     ty: &FuncType,
@@ -92,5 +93,51 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the parameters of the loop whose header is `header` fit the
+    /// function's spill slots: a `v128` parameter needs 16-byte slots,
+    /// which only a function with a `v128` local has.
+    pub(super) fn params_fit(&self, header: Block) -> bool {
+        let dfg = &self.b.func.dfg;
+        self.v128_locals
+            || !(self.b.block_params(header).iter()).any(|&v| dfg.value_type(v).is_vector())
+    }
+
+    /// The parameters of the loop whose header is `header`, as variables
+    /// for its transfer poll to spill after the locals (they are always
+    /// live: every iteration takes them).
+    pub(super) fn header_param_vars(&mut self, header: Block) -> Vec<Option<Variable>> {
+        let params = self.b.block_params(header).to_vec();
+        params
+            .into_iter()
+            .map(|v| {
+                let var = self.b.declare_var(self.b.func.dfg.value_type(v));
+                self.b.def_var(var, v);
+                Some(var)
+            })
+            .collect()
+    }
+
+    /// Fill `h`, the block the OSR entry jumped to: load the loop's
+    /// parameters from the buffer (after the locals, same stride) and
+    /// enter its header `header` with them.
+    pub(super) fn osr_enter(&mut self, h: Block, header: Block) {
+        let entry = self.b.func.layout.entry_block();
+        let buf = entry.map(|e| self.b.func.dfg.block_params(e)[HIDDEN_PARAMS]);
+        let stride = if self.v128_locals { 16 } else { 8 };
+        self.b.switch_to_block(h);
+        self.b.seal_block(h);
+        let types: Vec<ir::Type> = (self.b.block_params(header).iter())
+            .map(|&v| self.b.func.dfg.value_type(v))
+            .collect();
+        let mut args = Vec::with_capacity(types.len());
+        for (p, t) in types.into_iter().enumerate() {
+            let Some(buf) = buf else { break };
+            let at = stride * (self.locals.len() + p) as i32;
+            let v = (self.b.ins()).load(t, MemFlagsData::new().with_notrap(), buf, at);
+            args.push(BlockArg::Value(v));
+        }
+        self.b.ins().jump(header, &args);
     }
 }

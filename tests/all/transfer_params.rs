@@ -1,0 +1,219 @@
+//! Frame transfer of loops that take parameters (issue 14, item 1:
+//! "the wasm locals (and the loop's parameters, if any) carried over";
+//! `docs/transfer.md`, "Loop parameters"): the worker's loop carries its
+//! turn count and its accumulator as loop parameters, which the back edge
+//! passes and the header keeps in locals.
+
+use crate::transfer::{bundle, finish, start, transfer_opts, with_transfers};
+use crate::transitions::apply;
+use patch_format::transfer::{Transfers, FRESH};
+use wasm_patch_runtime::*;
+
+/// Index of `worker` (two imports, then `helper`).
+const WORKER: u32 = 3;
+
+/// A worker that never leaves its loop until `stop`: the loop takes
+/// `(i, acc)` (or `(acc, i)` with `swap`) as parameters; each turn yields
+/// inside `helper`, then adds 1 to `i` and `k` to `acc` and passes both
+/// back to the header. On `stop` it records `i` and returns `acc`.
+fn worker(k: i32, swap: bool) -> String {
+    let (first, second) = if swap { ("$acc", "$i") } else { ("$i", "$acc") };
+    let next = |l: &str| {
+        if l == "$i" {
+            "(i32.add (local.get $i) (i32.const 1))".to_string()
+        } else {
+            format!("(i32.add (local.get $acc) (i32.const {k}))")
+        }
+    };
+    format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (import "env" "record" (func $record (param i32)))
+          (global $stop (mut i32) (i32.const 0))
+          (func $helper (local $j i32)
+            (loop $h
+              (call $yield)
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if $h (i32.lt_u (local.get $j) (i32.const 2)))))
+          (func $worker (export "worker") (result i32) (local $i i32) (local $acc i32)
+            (i32.const 0) (i32.const 0)
+            (loop $l (param i32 i32)
+              (local.set {second}) (local.set {first})
+              (call $helper)
+              (if (global.get $stop)
+                (then (call $record (local.get $i)) (return (local.get $acc))))
+              {} {}
+              (br $l))
+            (unreachable))
+          (func (export "stop") (global.set $stop (i32.const 1))))"#,
+        next(first),
+        next(second)
+    )
+}
+
+/// Old turns add 7 to `acc`, new turns 1000: `acc` splits into both
+/// counts; they must add up to the turns `i` counted.
+#[track_caller]
+fn split(acc: i32) -> (i32, i32) {
+    assert_eq!(acc % 1000 % 7, 0, "acc {acc} is no sum of turns");
+    (acc % 1000 / 7, acc / 1000)
+}
+
+#[track_caller]
+fn assert_carried(acc: i32, turns: i32) {
+    let (before, after) = split(acc);
+    assert!(
+        before >= 1 && after >= 1,
+        "acc {acc}: turns of both versions"
+    );
+    assert_eq!(before + after, turns, "acc {acc}, turns {turns}");
+}
+
+/// (a) The loop's parameters cross with the frame, forward, back on a
+/// revert, and forward again: the worker never leaves its loop, every
+/// transition completes, and the count and the sum stay in step.
+#[test]
+fn loop_parameters_cross_forward_back_and_forward_again() {
+    let (old, new) = (worker(7, false), worker(1000, false));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(
+        (&map.headers, &map.params),
+        (&vec![(0, 0)], &vec![vec![0, 1]])
+    );
+    let (mut store, inst, ts) = start(&old, 1);
+    let p = apply(&mut store, inst, &b.to_bytes());
+    assert_eq!(store.applied()[0].transfers[0].no_way_back, None);
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred");
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(6);
+    assert!(
+        store.transition_status().is_none(),
+        "the revert completed while the worker lives in its loop"
+    );
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred again");
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+}
+
+/// (b) The two same-typed parameters trade places in the new build: diff
+/// pairs them by their roles (the lives of the locals the header keeps
+/// them in), not by position, and the worker's count and sum stay right.
+#[test]
+fn loop_parameters_that_trade_places_are_paired_by_role() {
+    let (old, new) = (worker(7, false), worker(1000, true));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(map.params, vec![vec![1, 0]], "paired by role: {map:?}");
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred");
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0, r[0].1);
+}
+
+/// [`worker`] whose accumulator (the second loop parameter) is an `i64`.
+fn worker_i64(k: i32) -> String {
+    worker(k, false)
+        .replace("(local $acc i32)", "(local $acc i64)")
+        .replace("(param i32 i32)", "(param i32 i64)")
+        .replace("(i32.const 0) (i32.const 0)", "(i32.const 0) (i64.const 0)")
+        .replace(
+            &format!("(i32.add (local.get $acc) (i32.const {k}))"),
+            &format!("(i64.add (local.get $acc) (i64.const {k}))"),
+        )
+        .replace(
+            "(return (local.get $acc))",
+            "(return (i32.wrap_i64 (local.get $acc)))",
+        )
+}
+
+/// (c) A loop parameter whose type changes: refused, the reason names the
+/// loop; the bundle still applies without a transfer (the worker waits).
+#[test]
+fn a_loop_parameter_whose_type_changes_is_refused() {
+    let (old, new) = (worker(7, false), worker_i64(1000));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let t = b.transfers();
+    assert!(t.map(WORKER).is_none(), "no map: {t:?}");
+    let reason = &t.refused[0].reason;
+    assert!(
+        reason.contains("loop 0: its block type changes"),
+        "{reason}"
+    );
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert_eq!(store.transition_status().map(|s| s.pending), Some(1));
+    let r = finish(&mut store, inst, &ts);
+    assert_eq!(split(r[0].0), (r[0].1, 0), "every turn ran the old code");
+}
+
+/// (d) Forged parameter pairings are refused at apply, naming the
+/// function, the loop and the parameter; nothing is applied and the worker
+/// runs on in the old code.
+#[test]
+fn forged_loop_parameter_pairings_are_refused_at_apply() {
+    let (old, new) = (worker(7, false), worker(1000, false));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let good = b.transfers().clone();
+    let forged = |params: Vec<u32>| {
+        let mut t = good.clone();
+        t.maps[0].params = vec![params];
+        t
+    };
+    // A type mismatch needs a loop of other types: the i64 worker's, with
+    // a map diff refused (its locals dead at the header start fresh).
+    let b64 = bundle(&old, &worker_i64(1000), &transfer_opts(&["worker"]));
+    let mut typed = good.clone();
+    typed.refused.clear();
+    typed.maps[0].new_locals[1] = ValType::I64;
+    typed.maps[0].locals = vec![FRESH, FRESH];
+    let cases: Vec<(&patch_format::Bundle, Transfers, &str)> = vec![
+        (
+            &b,
+            forged(vec![0, 0]),
+            "loop 0: old loop parameter 0 is carried twice",
+        ),
+        (
+            &b,
+            forged(vec![0, 5]),
+            "loop 0: new loop parameter 1 takes old loop parameter 5, which does not exist",
+        ),
+        (
+            &b,
+            forged(vec![1]),
+            "loop 0: 1 loop parameter(s) paired, but the new loop takes 2",
+        ),
+        (&b, forged(Vec::new()), "loop 0: 0 loop parameter(s) paired"),
+        (
+            &b64,
+            typed,
+            "loop 0: new loop parameter 1 (i64) takes old loop parameter 1 (i32)",
+        ),
+    ];
+    for (bundle, t, want) in cases {
+        let (mut store, inst, ts) = start(&old, 1);
+        let err = store
+            .apply(inst, &with_transfers(bundle, &t), &ApplyOptions::default())
+            .expect_err("the forged map is refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("transfer map of function worker") && msg.contains(want),
+            "{msg}"
+        );
+        assert!(store.applied().is_empty(), "nothing applied");
+        assert!(store.transition_status().is_none(), "no transition");
+        let r = finish(&mut store, inst, &ts);
+        assert_eq!(split(r[0].0), (r[0].1, 0), "the old code ran on");
+    }
+    // The diff's own map applies.
+    let (mut store, inst, _) = start(&old, 1);
+    store
+        .apply(inst, &with_transfers(&b, &good), &ApplyOptions::default())
+        .expect("the diff's own map applies");
+}
