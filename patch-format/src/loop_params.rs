@@ -141,11 +141,12 @@ enum Owner {
     Local(u32),
 }
 
-/// The owners, on the other side, of the operators that `mine` lines up
-/// with under both alignments. `other`/`other_flow`: the other side's
-/// parameters and flow; `to_other`: the alignment's map from this side;
-/// `value_same(a, mine_pos, other_pos)`: whether a producer's expression
-/// is the same.
+/// The owners, on the other side, of the operators that `mine` (one
+/// parameter's evidence; `my_producers`: this side's back-edge producers)
+/// lines up with under both alignments. `other`/`other_flow`: the other
+/// side's parameters and flow; `pairs(a, pos)`: alignment `a`'s partner
+/// of a position of this side; `same(a, mine, theirs)`: whether a
+/// producer's expression is computed by aligned, equal operators.
 fn owners(
     mine: &BTreeSet<usize>,
     my_producers: &BTreeSet<usize>,
@@ -163,9 +164,19 @@ fn owners(
             if producer && !same(a, q, p) {
                 continue;
             }
-            if let Some(r) = other.evidence.iter().position(|e| e.contains(&p)) {
-                out.insert(Owner::Param(r as u32));
-            } else if let Some(l) = other_flow.def_at(p).or(other_flow.use_at(p)) {
+            // Every parameter of the other side whose evidence holds it
+            // (two are ambiguous), else the local it reads or writes.
+            let mut hit = false;
+            for (r, e) in other.evidence.iter().enumerate() {
+                if e.contains(&p) {
+                    out.insert(Owner::Param(r as u32));
+                    hit = true;
+                }
+            }
+            if hit {
+                continue;
+            }
+            if let Some(l) = other_flow.def_at(p).or(other_flow.use_at(p)) {
                 out.insert(Owner::Local(l));
             }
         }
@@ -287,6 +298,55 @@ pub(super) fn pair(
         out.push(q);
     }
     Ok(out)
+}
+
+/// The operand stack height (loop parameters included) and the parameter
+/// types of each `loop` (in pre-order) of defined function `defined` of
+/// `module`, from validation.
+///
+/// # Errors
+/// The module does not validate, or has no such function.
+pub(crate) fn loop_heights(
+    module: &[u8],
+    defined: usize,
+) -> Result<Vec<(u32, Vec<ValType>)>, String> {
+    use wasmparser::{Parser, ValidPayload, Validator, WasmModuleResources};
+    let mut v = Validator::new();
+    let mut seen = 0;
+    for payload in Parser::new(0).parse_all(module) {
+        let payload = payload.map_err(|e| e.to_string())?;
+        if let ValidPayload::Func(f, body) = v.payload(&payload).map_err(|e| e.to_string())? {
+            if seen == defined {
+                let mut fv = f.into_validator(Default::default());
+                let mut out = Vec::new();
+                let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
+                let mut locals = body.get_locals_reader().map_err(|e| e.to_string())?;
+                for _ in 0..locals.get_count() {
+                    let off = locals.original_position();
+                    let (n, t) = locals.read().map_err(|e| e.to_string())?;
+                    fv.define_locals(off, n, t).map_err(|e| e.to_string())?;
+                }
+                while !r.eof() {
+                    let (op, off) = r.read_with_offset().map_err(|e| e.to_string())?;
+                    if let Operator::Loop { blockty } = op {
+                        let params = match blockty {
+                            wasmparser::BlockType::FuncType(i) => fv
+                                .resources()
+                                .sub_type_at(i)
+                                .map(|s| s.unwrap_func().params().to_vec())
+                                .ok_or_else(|| format!("a loop of unknown type {i}"))?,
+                            _ => Vec::new(),
+                        };
+                        out.push((fv.operand_stack_height(), params));
+                    }
+                    fv.op(off, &op).map_err(|e| e.to_string())?;
+                }
+                return Ok(out);
+            }
+            seen += 1;
+        }
+    }
+    Err(format!("no defined function {defined}"))
 }
 
 #[cfg(test)]

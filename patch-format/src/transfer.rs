@@ -12,6 +12,7 @@ use crate::dataflow::{Def, Flow};
 #[path = "loop_params.rs"]
 mod loop_params;
 use crate::error::FormatError;
+pub(crate) use loop_params::loop_heights;
 use std::collections::HashMap;
 use wasmparser::{BinaryReader, FunctionBody, Operator, RefType, ValType};
 
@@ -975,54 +976,6 @@ fn align_with(
     Ok(out)
 }
 
-/// The operand stack height and parameter count at each `loop` (in
-/// pre-order) of defined function `defined` of `module`, from validation.
-///
-/// # Errors
-/// The module does not validate, or has no such function.
-pub(crate) fn loop_heights(
-    module: &[u8],
-    defined: usize,
-) -> Result<Vec<(u32, Vec<ValType>)>, String> {
-    use wasmparser::{Parser, ValidPayload, Validator, WasmModuleResources};
-    let mut v = Validator::new();
-    let mut seen = 0;
-    for payload in Parser::new(0).parse_all(module) {
-        let payload = payload.map_err(|e| e.to_string())?;
-        if let ValidPayload::Func(f, body) = v.payload(&payload).map_err(|e| e.to_string())? {
-            if seen == defined {
-                let mut fv = f.into_validator(Default::default());
-                let mut out = Vec::new();
-                let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
-                let mut locals = body.get_locals_reader().map_err(|e| e.to_string())?;
-                for _ in 0..locals.get_count() {
-                    let off = locals.original_position();
-                    let (n, t) = locals.read().map_err(|e| e.to_string())?;
-                    fv.define_locals(off, n, t).map_err(|e| e.to_string())?;
-                }
-                while !r.eof() {
-                    let (op, off) = r.read_with_offset().map_err(|e| e.to_string())?;
-                    if let Operator::Loop { blockty } = op {
-                        let params = match blockty {
-                            wasmparser::BlockType::FuncType(i) => fv
-                                .resources()
-                                .sub_type_at(i)
-                                .map(|s| s.unwrap_func().params().to_vec())
-                                .ok_or_else(|| format!("a loop of unknown type {i}"))?,
-                            _ => Vec::new(),
-                        };
-                        out.push((fv.operand_stack_height(), params));
-                    }
-                    fv.op(off, &op).map_err(|e| e.to_string())?;
-                }
-                return Ok(out);
-            }
-            seen += 1;
-        }
-    }
-    Err(format!("no defined function {defined}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1051,6 +1004,17 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(decode(&extra, 0).is_err());
+        assert_eq!(bytes[4], VERSION_PARAMS as u8, "a header has parameters");
+        // Without loop parameters the section is version 1, as before.
+        let mut plain = t.clone();
+        plain.maps[0].params = vec![vec![]; 2];
+        let bytes = plain.encode();
+        assert_eq!(bytes[4], VERSION as u8);
+        assert_eq!(decode(&bytes, 0).unwrap(), plain);
+        let mut future = bytes.clone();
+        future[4] = 3;
+        let e = decode(&future, 0).unwrap_err().to_string();
+        assert!(e.contains("unknown version 3"), "{e}");
     }
 
     /// Evidence that hangs on how a tie is broken is refused. Old loop:

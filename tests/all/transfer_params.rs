@@ -217,3 +217,46 @@ fn forged_loop_parameter_pairings_are_refused_at_apply() {
         .apply(inst, &with_transfers(&b, &good), &ApplyOptions::default())
         .expect("the diff's own map applies");
 }
+
+/// `inspect` shows the parameter pairing of a header (text and JSON), as
+/// `diff` does.
+#[test]
+fn inspect_shows_the_parameter_pairing() {
+    let bin = env!("CARGO_BIN_EXE_wasm-patch");
+    let d = std::env::temp_dir().join(format!("wp-transfer-params-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let (old, new, out) = (d.join("old.wat"), d.join("new.wat"), d.join("b.wpb"));
+    std::fs::write(&old, worker(7, false)).unwrap();
+    std::fs::write(&new, worker(1000, true)).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        (
+            o.status.success(),
+            text,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&[
+        "diff".as_ref(),
+        old.as_os_str(),
+        new.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--transfer".as_ref(),
+        "worker".as_ref(),
+    ]);
+    assert!(ok, "{stderr}");
+    let line = "map      worker  loop headers 0→0 (params 0←1 1←0)";
+    assert!(stdout.contains(line), "{stdout}");
+    let (ok, text, _) = run(&["inspect".as_ref(), out.as_os_str()]);
+    assert!(ok && text.contains(line), "{text}");
+    let (ok, json, _) = run(&["inspect".as_ref(), out.as_os_str(), "--json".as_ref()]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["transfer"]["maps"][0]["params"],
+        serde_json::json!([[1, 0]])
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

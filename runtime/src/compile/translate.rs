@@ -535,7 +535,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         if let Some((o, Some(h))) = self.osr.filter(|&(o, _)| o == ordinal) {
             if !transferable {
                 return Err(TranslateError::malformed(
-                    "the OSR entry's loop has operands below its header",
+                    "the OSR entry's loop cannot transfer (operands below its header, too many locals and parameters, or a v128 parameter without v128 locals)",
                     offset,
                 ));
             }
