@@ -17,13 +17,37 @@ const WORKER: u32 = 3;
 /// inside `helper`, then adds 1 to `i` and `k` to `acc` and passes both
 /// back to the header. On `stop` it records `i` and returns `acc`.
 fn worker(k: i32, swap: bool) -> String {
-    let (first, second) = if swap { ("$acc", "$i") } else { ("$i", "$acc") };
-    let next = |l: &str| {
-        if l == "$i" {
-            "(i32.add (local.get $i) (i32.const 1))".to_string()
+    worker_of(
+        k,
+        if swap {
+            &["$acc", "$i"]
         } else {
-            format!("(i32.add (local.get $acc) (i32.const {k}))")
-        }
+            &["$i", "$acc"]
+        },
+    )
+}
+
+/// [`worker`] whose loop takes the parameters named by `order`, any of
+/// `$i`, `$acc` and `$n` (which adds 3 a turn; on `stop` the worker traps
+/// unless it is three times `$i`).
+fn worker_of(k: i32, order: &[&str]) -> String {
+    let next = |l: &str| match l {
+        "$i" => "(i32.add (local.get $i) (i32.const 1))".to_string(),
+        "$n" => "(i32.add (local.get $n) (i32.const 3))".to_string(),
+        _ => format!("(i32.add (local.get $acc) (i32.const {k}))"),
+    };
+    let zeros = vec!["(i32.const 0)"; order.len()].join(" ");
+    let types = vec!["i32"; order.len()].join(" ");
+    let sets: Vec<String> = order
+        .iter()
+        .rev()
+        .map(|l| format!("(local.set {l})"))
+        .collect();
+    let nexts: Vec<String> = order.iter().map(|l| next(l)).collect();
+    let check = if order.contains(&"$n") {
+        "(if (i32.ne (local.get $n) (i32.mul (local.get $i) (i32.const 3))) (then unreachable))"
+    } else {
+        ""
     };
     format!(
         r#"(module
@@ -35,19 +59,19 @@ fn worker(k: i32, swap: bool) -> String {
               (call $yield)
               (local.set $j (i32.add (local.get $j) (i32.const 1)))
               (br_if $h (i32.lt_u (local.get $j) (i32.const 2)))))
-          (func $worker (export "worker") (result i32) (local $i i32) (local $acc i32)
-            (i32.const 0) (i32.const 0)
-            (loop $l (param i32 i32)
-              (local.set {second}) (local.set {first})
+          (func $worker (export "worker") (result i32) (local $i i32) (local $acc i32) (local $n i32)
+            {zeros}
+            (loop $l (param {types})
+              {}
               (call $helper)
               (if (global.get $stop)
-                (then (call $record (local.get $i)) (return (local.get $acc))))
-              {} {}
+                (then {check} (call $record (local.get $i)) (return (local.get $acc))))
+              {}
               (br $l))
             (unreachable))
           (func (export "stop") (global.set $stop (i32.const 1))))"#,
-        next(first),
-        next(second)
+        sets.join(" "),
+        nexts.join(" ")
     )
 }
 
@@ -101,17 +125,50 @@ fn loop_parameters_cross_forward_back_and_forward_again() {
 
 /// (b) The two same-typed parameters trade places in the new build: diff
 /// pairs them by their roles (the lives of the locals the header keeps
-/// them in), not by position, and the worker's count and sum stay right.
+/// them in), not by position, and the worker's count and sum stay right,
+/// forward and back through the inverted pairing of the map back.
 #[test]
 fn loop_parameters_that_trade_places_are_paired_by_role() {
     let (old, new) = (worker(7, false), worker(1000, true));
     let b = bundle(&old, &new, &transfer_opts(&["worker"]));
     let map = b.transfers().map(WORKER).expect("a map for worker");
     assert_eq!(map.params, vec![vec![1, 0]], "paired by role: {map:?}");
+    for revert in [false, true] {
+        let (mut store, inst, ts) = start(&old, 1);
+        let p = apply(&mut store, inst, &b.to_bytes());
+        store.run_steps(6);
+        assert!(store.transition_status().is_none(), "transferred");
+        if revert {
+            store.revert(p, None).expect("revert starts");
+            store.run_steps(6);
+            assert!(store.transition_status().is_none(), "moved back");
+        }
+        let r = finish(&mut store, inst, &ts);
+        assert_carried(r[0].0, r[0].1);
+        // After the revert, old turns again: the sum has more old turns
+        // than the new version saw before it (a crossed pairing back would
+        // have swapped count and sum, which `split` rejects).
+    }
+}
+
+/// Three parameters rotated in the new build, `(i, acc, n)` to
+/// `(acc, n, i)`: the pairing is a cycle, `[1, 2, 0]`, whose map back is
+/// its inverse, `[2, 0, 1]`; forward then back, each value lands in its
+/// own role (a crossed one breaks the sum, or `n = 3 i`, which traps).
+#[test]
+fn rotated_loop_parameters_move_forward_and_back() {
+    let old = worker_of(7, &["$i", "$acc", "$n"]);
+    let new = worker_of(1000, &["$acc", "$n", "$i"]);
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(map.params, vec![vec![1, 2, 0]], "paired by role: {map:?}");
     let (mut store, inst, ts) = start(&old, 1);
-    apply(&mut store, inst, &b.to_bytes());
+    let p = apply(&mut store, inst, &b.to_bytes());
     store.run_steps(6);
     assert!(store.transition_status().is_none(), "transferred");
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "moved back");
     let r = finish(&mut store, inst, &ts);
     assert_carried(r[0].0, r[0].1);
 }
@@ -172,7 +229,7 @@ fn forged_loop_parameter_pairings_are_refused_at_apply() {
     let mut typed = good.clone();
     typed.refused.clear();
     typed.maps[0].new_locals[1] = ValType::I64;
-    typed.maps[0].locals = vec![FRESH, FRESH];
+    typed.maps[0].locals = vec![FRESH; 3];
     let cases: Vec<(&patch_format::Bundle, Transfers, &str)> = vec![
         (
             &b,
