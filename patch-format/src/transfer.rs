@@ -56,10 +56,13 @@ pub struct TransferMap {
     pub locals: Vec<u32>,
     /// Mapped loop headers: (old ordinal, new ordinal).
     pub headers: Vec<(u32, u32)>,
-    /// For each mapped header (in the order of `headers`), for each
-    /// parameter `p` of the new loop, the parameter of the old loop whose
-    /// value it takes (a permutation: every parameter is fed, none twice).
-    /// Empty for a loop without parameters.
+    /// For each mapped header (in the order of `headers`), for each value
+    /// on the operand stack at the new header (the operands below the
+    /// loop, bottom first, then the loop's parameters), the old header's
+    /// value it takes: an operand below takes its own place (the code
+    /// before the header is the same), a parameter the old parameter of
+    /// its role. Every value is fed, none twice. Empty for a header with
+    /// an empty operand stack.
     pub params: Vec<Vec<u32>>,
 }
 
@@ -419,8 +422,8 @@ fn decode_body(
 
 /// Compute the transfer map of one function from its old and new bodies
 /// (both in the target's index spaces, so that equal code is equal bytes),
-/// its parameter types, and the operand stack height and parameter count of
-/// each `loop` of the new body (from validation). Returns the map's locals
+/// its parameter types, and the types of the operands below and the
+/// parameters of each `loop` of the new body (from validation). Returns the map's locals
 /// and headers, or why no map can be shown to keep the meaning.
 pub(crate) fn analyze(
     func: u32,
@@ -428,7 +431,7 @@ pub(crate) fn analyze(
     results: usize,
     old: &[u8],
     new: &[u8],
-    new_loop_heights: &[(u32, Vec<ValType>)],
+    new_loop_heights: &[loop_params::HeaderStack],
 ) -> Result<TransferMap, String> {
     // Offsets of the two sides differ; only the operators matter. The type
     // names in the operators' `Debug` forms are the same index spaces.
@@ -482,16 +485,11 @@ pub(crate) fn analyze(
     let mut header_params = Vec::new();
     let mut why = Vec::new();
     for (k, live) in live.iter().enumerate() {
-        let (height, ptypes) = new_loop_heights
-            .get(k)
-            .cloned()
-            .unwrap_or((u32::MAX, Vec::new()));
         // The header's shape first (its reasons name what a transfer
         // cannot carry), then the locals and the code before it.
-        let pairs = if height as usize != ptypes.len() {
-            Err("values on the operand stack below its header".to_string())
-        } else {
-            loop_params::pair(&sides, k, &ptypes, &aligns)
+        let pairs = match new_loop_heights.get(k) {
+            Some((below, ptypes)) => loop_params::pair(&sides, k, (below, ptypes), &aligns),
+            None => Err("its operand stack is unknown".to_string()),
         };
         let pairs = pairs.and_then(|pp| {
             let p = header_slots(&sides, k, (&live_old[k], live), &aligns)?;
@@ -1032,10 +1030,10 @@ mod tests {
         let inc = |l: u8| [0x20, l, 0x41, 1, 0x6a, 0x21, l];
         let old = body(&inc(0));
         let new = body(&[inc(0), inc(1)].concat());
-        let e = analyze(0, &[], 0, &old, &new, &[(0, vec![])]).unwrap_err();
+        let e = analyze(0, &[], 0, &old, &new, &[(vec![], vec![])]).unwrap_err();
         assert!(e.contains("ambiguous"), "{e}");
         // The same code on both sides pairs every local with itself.
-        let m = analyze(0, &[], 0, &new, &new, &[(0, vec![])]).unwrap();
+        let m = analyze(0, &[], 0, &new, &new, &[(vec![], vec![])]).unwrap();
         assert_eq!(m.locals, vec![0, 1]);
         assert_eq!(m.headers, vec![(0, 0)]);
     }
@@ -1072,7 +1070,7 @@ mod tests {
     fn map_of(old: &str, new: &str) -> Result<TransferMap, String> {
         let (o, params) = first_body(old);
         let (n, _) = first_body(new);
-        analyze(0, &params, 0, &o, &n, &vec![(0, vec![]); 4])
+        analyze(0, &params, 0, &o, &n, &vec![(vec![], vec![]); 4])
     }
 
     fn func(locals: &str, code: &str) -> String {
@@ -1170,7 +1168,7 @@ mod tests {
             0,
             &second(&old),
             &second(&new),
-            &[(0, vec![])],
+            &[(vec![], vec![])],
         );
         match r {
             Ok(map) => assert_eq!(&map.locals[1..], &[1, 2], "crossed: {map:?}"),

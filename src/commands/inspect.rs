@@ -247,7 +247,8 @@ pub fn transfer_lines(b: &Bundle) -> Vec<String> {
         t.refused.len()
     )];
     for m in &t.maps {
-        // A loop with parameters: "0→0 (params 0←1 1←0)", new ← old.
+        // A header with operands (below the loop, then its parameters):
+        // "0→0 (stack 0←1 1←0)", new ← old.
         let headers: Vec<String> = (m.headers.iter().enumerate())
             .map(
                 |(k, (a, b))| match m.params.get(k).filter(|p| !p.is_empty()) {
@@ -255,7 +256,7 @@ pub fn transfer_lines(b: &Bundle) -> Vec<String> {
                         let p: Vec<String> = (p.iter().enumerate())
                             .map(|(j, i)| format!("{j}←{i}"))
                             .collect();
-                        format!("{a}→{b} (params {})", p.join(" "))
+                        format!("{a}→{b} (stack {})", p.join(" "))
                     }
                     None => format!("{a}→{b}"),
                 },

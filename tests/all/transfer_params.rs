@@ -244,9 +244,15 @@ fn forged_loop_parameter_pairings_are_refused_at_apply() {
         (
             &b,
             forged(vec![1]),
-            "loop 0: 1 loop parameter(s) paired, but the new loop takes 2",
+            "loop 0: 1 operand(s) paired, but the new loop takes 2 parameter(s)",
         ),
-        (&b, forged(Vec::new()), "loop 0: 0 loop parameter(s) paired"),
+        (&b, forged(Vec::new()), "loop 0: 0 operand(s) paired"),
+        // One operand below the header that the loop does not have.
+        (
+            &b,
+            forged(vec![0, 1, 2]),
+            "not the operands below its header the map carries",
+        ),
         (
             &b64,
             typed,
@@ -304,7 +310,7 @@ fn inspect_shows_the_parameter_pairing() {
         "worker".as_ref(),
     ]);
     assert!(ok, "{stderr}");
-    let line = "map      worker  loop headers 0→0 (params 0←1 1←0)";
+    let line = "map      worker  loop headers 0→0 (stack 0←1 1←0)";
     assert!(stdout.contains(line), "{stdout}");
     let (ok, text, _) = run(&["inspect".as_ref(), out.as_os_str()]);
     assert!(ok && text.contains(line), "{text}");
@@ -316,4 +322,111 @@ fn inspect_shows_the_parameter_pairing() {
         serde_json::json!([[1, 0]])
     );
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A worker whose loop runs above two operands that the code after it
+/// uses (`base - 3`, added to the sum it returns).
+fn worker_above(k: i32) -> String {
+    format!(
+        r#"(module
+          (import "wasm-patch" "yield" (func $yield))
+          (import "env" "record" (func $record (param i32)))
+          (global $stop (mut i32) (i32.const 0))
+          (global $base (mut i32) (i32.const 100000))
+          (func $helper (local $j i32)
+            (loop $h
+              (call $yield)
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if $h (i32.lt_u (local.get $j) (i32.const 2)))))
+          (func $worker (export "worker") (result i32) (local $i i32) (local $acc i32)
+            (global.get $base) (i32.const 3)
+            (loop $l
+              (local.set $acc (i32.add (local.get $acc) (i32.const {k})))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (call $helper)
+              (br_if $l (i32.eqz (global.get $stop))))
+            (i32.sub)
+            (call $record (local.get $i))
+            (local.get $acc)
+            (i32.add))
+          (func (export "stop") (global.set $stop (i32.const 1))))"#
+    )
+}
+
+/// Operands below a header keep their places (the code that pushed them
+/// is the same): the map pairs them in place, and they cross with the
+/// frame forward, back on a revert and forward again (lost or swapped,
+/// `base - 3` comes out wrong).
+#[test]
+fn operands_below_a_header_cross_forward_and_back() {
+    let (old, new) = (worker_above(7), worker_above(1000));
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(map.params, vec![vec![0, 1]]);
+    let (mut store, inst, ts) = start(&old, 1);
+    let p = apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred");
+    store.revert(p, None).expect("revert starts");
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "moved back");
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert!(store.transition_status().is_none(), "transferred again");
+    let r = finish(&mut store, inst, &ts);
+    assert_carried(r[0].0 - (100000 - 3), r[0].1);
+}
+
+/// Forged pairings of operands below a header are refused at apply: the
+/// operands swapped, or carried into a build whose code before the header
+/// pushes something else (diff refuses that one: the code before differs);
+/// nothing is applied and the worker runs on in the old code.
+#[test]
+fn forged_operands_below_a_header_are_refused_at_apply() {
+    let old = worker_above(7);
+    let other = worker_above(1000).replace("(i32.const 3)", "(i32.const 4)");
+    let b = bundle(&old, &other, &transfer_opts(&["worker"]));
+    let reason = &b.transfers().refused[0].reason;
+    assert!(
+        reason.contains("the code from the function entry to it differs"),
+        "{reason}"
+    );
+    let map = |params: Vec<u32>| Transfers {
+        maps: vec![patch_format::transfer::TransferMap {
+            func: WORKER,
+            old_locals: vec![ValType::I32; 2],
+            new_locals: vec![ValType::I32; 2],
+            locals: vec![0, 1],
+            headers: vec![(0, 0)],
+            params: vec![params],
+        }],
+        refused: Vec::new(),
+    };
+    let same = bundle(&old, &worker_above(1000), &transfer_opts(&["worker"]));
+    let cases = [
+        (&same, map(vec![1, 0]), "loop 0: operand 0 below the header takes old operand 1"),
+        (
+            &b,
+            map(vec![0, 1]),
+            "loop 0: 2 operand(s) below the header, but the code before it differs from the target's",
+        ),
+    ];
+    for (bundle, t, want) in cases {
+        let (mut store, inst, ts) = start(&old, 1);
+        let err = store
+            .apply(inst, &with_transfers(bundle, &t), &ApplyOptions::default())
+            .expect_err("the forged map is refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("transfer map of function worker") && msg.contains(want),
+            "{msg}"
+        );
+        assert!(store.applied().is_empty(), "nothing applied");
+        let r = finish(&mut store, inst, &ts);
+        assert_eq!(
+            split(r[0].0 - (100000 - 3)),
+            (r[0].1, 0),
+            "the old code ran on"
+        );
+    }
 }
