@@ -408,7 +408,7 @@ fn forged_operands_below_a_header_are_refused_at_apply() {
         (
             &b,
             map(vec![0, 1]),
-            "loop 0: 2 operand(s) below the header, but the code before it differs from the target's",
+            "loop 0: 2 operand(s) on the stack at the header, but the code before it differs from the target's",
         ),
     ];
     for (bundle, t, want) in cases {

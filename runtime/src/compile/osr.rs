@@ -288,15 +288,16 @@ fn loop_params(info: &ModuleInfo, body: &FunctionBody<'_>) -> Result<Vec<Vec<Val
 /// The map's operand pairing at each mapped header, checked against the
 /// live code. Each list covers the operand stack at the new header: first
 /// the operands below the loop (its length less the new loop's parameter
-/// count), which must keep their places and be pushed by the same code
-/// (the code from the function entry to both headers is the same up to a
-/// one-to-one renaming of locals of equal types, parameters in place: so
-/// the operands are of the same types), then one entry per parameter of
+/// count), which must keep their places, then one entry per parameter of
 /// the new loop (a value has no "fresh" option: every one is fed), each
 /// naming a parameter of the old loop (which takes as many) of the same
 /// type, none twice; a `v128` only in functions with `v128` locals (their
-/// 16-byte slots). The OSR entries check that the operands below are the
-/// headers' own (their count). Returns, per header, the number of operands
+/// 16-byte slots). A header with a non-empty list must be reached by the
+/// same code in both bodies (from the function entry, up to a one-to-one
+/// renaming of locals of equal types, parameters in place), so that both
+/// headers have operand stacks of the same types, and the OSR entries
+/// check that the operands below are the header's own (their count).
+/// Returns, per header, the number of operands
 /// below and the pairing inverted (for each old value, the new one it
 /// takes back).
 fn check_params(
@@ -336,10 +337,6 @@ fn check_params(
                 pairing[i]
             ));
         }
-        if below > 0 {
-            same_code_before(map, nparams, (old, ho), (new, hn))
-                .map_err(|e| format!("loop {hn}: {below} operand(s) below the header, but {e}"))?;
-        }
         let mut inv = vec![u32::MAX; pairing.len()];
         for (i, slot) in inv.iter_mut().enumerate().take(below) {
             *slot = i as u32;
@@ -370,6 +367,18 @@ fn check_params(
                     q as usize - below
                 ));
             }
+        }
+        // The same code before both headers pushes operands of the same
+        // types: the OSR entry's check of its own count then holds for the
+        // old header too, so the old spill area holds these operands where
+        // the copy reads them.
+        if !pairing.is_empty() {
+            same_code_before(map, nparams, (old, ho), (new, hn)).map_err(|e| {
+                format!(
+                    "loop {hn}: {} operand(s) on the stack at the header, but {e}",
+                    pairing.len()
+                )
+            })?;
         }
         back.push((below, inv));
     }
