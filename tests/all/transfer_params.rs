@@ -430,3 +430,43 @@ fn forged_operands_below_a_header_are_refused_at_apply() {
         );
     }
 }
+
+/// A forged map over a target header with an operand below its loop that
+/// the new header lacks: its pairing of the parameters alone passes every
+/// check of the pairing itself, but it would read the operand below as a
+/// parameter (the old spill area holds it first); refused at apply because
+/// the code before the two headers differs.
+#[test]
+fn a_forged_map_over_a_header_with_other_operands_is_refused() {
+    let old = worker(7, false).replace(
+        "(i32.const 0) (i32.const 0)",
+        "(global.get $stop) (i32.const 0) (i32.const 0)",
+    );
+    let b = bundle(&old, &worker(1000, false), &transfer_opts(&["worker"]));
+    assert!(b.transfers().map(WORKER).is_none(), "diff refuses it");
+    let t = Transfers {
+        maps: vec![patch_format::transfer::TransferMap {
+            func: WORKER,
+            old_locals: vec![ValType::I32; 3],
+            new_locals: vec![ValType::I32; 3],
+            locals: vec![FRESH; 3],
+            headers: vec![(0, 0)],
+            params: vec![vec![0, 1]],
+        }],
+        refused: Vec::new(),
+    };
+    let (mut store, inst, ts) = start(&old, 1);
+    let err = store
+        .apply(inst, &with_transfers(&b, &t), &ApplyOptions::default())
+        .expect_err("the forged map is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            "loop 0: 2 operand(s) on the stack at the header, but the code before it differs"
+        ),
+        "{msg}"
+    );
+    assert!(store.applied().is_empty(), "nothing applied");
+    let r = finish(&mut store, inst, &ts);
+    assert_eq!(split(r[0].0), (r[0].1, 0), "the old code ran on");
+}
