@@ -27,9 +27,11 @@ pub(crate) struct FuncTransfer {
     /// Mapped headers: old loop ordinal and the placed index of the OSR
     /// entry (in the bundle's unit) for its new header.
     pub(crate) headers: Vec<(u32, usize)>,
-    /// Per mapped header (the order of `headers`): for each parameter of
-    /// the new loop, the old loop's parameter it takes (checked at apply:
-    /// a permutation of parameters of equal types).
+    /// Per mapped header (the order of `headers`): for each operand on the
+    /// stack at the new header (the operands below the loop, then its
+    /// parameters), the old header's operand it takes, numbered the same
+    /// way (checked at apply: the operands below in place, a permutation
+    /// of parameters of equal types).
     pub(crate) params: Vec<Vec<u32>>,
     /// Module byte offset of each `loop` of the old version, by ordinal:
     /// the offset a frame stopped at that header reports.
@@ -59,8 +61,9 @@ pub(crate) struct BackTransfer {
     /// the bundle's unit) of the OSR entry into the target's body at the
     /// matching header (its code is marked `base`: version 0).
     pub(crate) headers: Vec<(u32, usize)>,
-    /// Per mapped header: for each parameter of the target's loop, the
-    /// bundle loop's parameter it takes (the forward pairing inverted).
+    /// Per mapped header: for each operand on the stack at the target's
+    /// header, the bundle header's operand it takes (the forward pairing
+    /// inverted).
     pub(crate) params: Vec<Vec<u32>>,
     /// Byte offset (in the bundle's body) of each `loop` of the bundle's
     /// version, by ordinal.

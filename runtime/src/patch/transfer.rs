@@ -119,8 +119,9 @@ pub(crate) fn try_transfer(
                 return None;
             }
             let k = plan.headers.iter().position(|h| h.0 == ordinal)?;
-            // The loop's parameters follow the locals in the spill area
-            // and the buffer.
+            // The header's operands (those below the loop, then its
+            // parameters) follow the locals in the spill area and the
+            // buffer.
             let params = plan.params.get(k)?.iter();
             let locals = (plan.locals.iter().copied())
                 .chain(params.map(|&q| (plan.old_nlocals + q as usize) as u32));
