@@ -194,9 +194,14 @@ fn owners(
 pub(super) fn pair(
     s: &Sides<'_>,
     k: usize,
-    (below, types): (&[ValType], &[ValType]),
+    (below, types, around): (&[ValType], &[ValType], bool),
     aligns: &[Alignment; 2],
 ) -> Result<Vec<u32>, String> {
+    if around {
+        // The OSR entry would need them on the enclosing loop's back edge,
+        // which the unreachable code before the header does not reach.
+        return Err("operands below an enclosing loop too: a transfer carries operands below a header only when no enclosing loop has any below it".into());
+    }
     let mut out: Vec<u32> = (0..below.len() as u32).collect();
     if s.n.locals.len() + below.len() + types.len() > MAX_LOCALS {
         return Err(format!(
@@ -327,8 +332,9 @@ fn params_pairing(
 }
 
 /// The operand stack at a loop header: the types of the operands below the
-/// loop (bottom first) and of its parameters.
-pub(crate) type HeaderStack = (Vec<ValType>, Vec<ValType>);
+/// loop (bottom first) and of its parameters, and whether some of those
+/// operands lie below an enclosing loop too.
+pub(crate) type HeaderStack = (Vec<ValType>, Vec<ValType>, bool);
 
 /// The types of the operands below each `loop` (in pre-order; bottom
 /// first) and of its parameters, in defined function `defined` of
@@ -346,6 +352,8 @@ pub(crate) fn loop_heights(module: &[u8], defined: usize) -> Result<Vec<HeaderSt
             if seen == defined {
                 let mut fv = f.into_validator(Default::default());
                 let mut out = Vec::new();
+                // Open constructs: for a loop, whether operands lie below it.
+                let mut open: Vec<Option<bool>> = Vec::new();
                 let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
                 let mut locals = body.get_locals_reader().map_err(|e| e.to_string())?;
                 for _ in 0..locals.get_count() {
@@ -374,7 +382,16 @@ pub(crate) fn loop_heights(module: &[u8], defined: usize) -> Result<Vec<HeaderSt
                             .map(|d| fv.get_operand_type(d + params.len()).flatten())
                             .collect::<Option<Vec<ValType>>>()
                             .ok_or("an operand of unknown type below a loop")?;
-                        out.push((below, params));
+                        let around = open.contains(&Some(true));
+                        open.push(Some(!below.is_empty()));
+                        out.push((below, params, around));
+                    } else if matches!(
+                        op,
+                        Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. }
+                    ) {
+                        open.push(None);
+                    } else if matches!(op, Operator::End) {
+                        open.pop();
                     }
                     fv.op(off, &op).map_err(|e| e.to_string())?;
                 }

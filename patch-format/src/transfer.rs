@@ -488,7 +488,9 @@ pub(crate) fn analyze(
         // The header's shape first (its reasons name what a transfer
         // cannot carry), then the locals and the code before it.
         let pairs = match new_loop_heights.get(k) {
-            Some((below, ptypes)) => loop_params::pair(&sides, k, (below, ptypes), &aligns),
+            Some((below, ptypes, around)) => {
+                loop_params::pair(&sides, k, (below, ptypes, *around), &aligns)
+            }
             None => Err("its operand stack is unknown".to_string()),
         };
         let pairs = pairs.and_then(|pp| {
@@ -1030,10 +1032,10 @@ mod tests {
         let inc = |l: u8| [0x20, l, 0x41, 1, 0x6a, 0x21, l];
         let old = body(&inc(0));
         let new = body(&[inc(0), inc(1)].concat());
-        let e = analyze(0, &[], 0, &old, &new, &[(vec![], vec![])]).unwrap_err();
+        let e = analyze(0, &[], 0, &old, &new, &[(vec![], vec![], false)]).unwrap_err();
         assert!(e.contains("ambiguous"), "{e}");
         // The same code on both sides pairs every local with itself.
-        let m = analyze(0, &[], 0, &new, &new, &[(vec![], vec![])]).unwrap();
+        let m = analyze(0, &[], 0, &new, &new, &[(vec![], vec![], false)]).unwrap();
         assert_eq!(m.locals, vec![0, 1]);
         assert_eq!(m.headers, vec![(0, 0)]);
     }
@@ -1070,7 +1072,7 @@ mod tests {
     fn map_of(old: &str, new: &str) -> Result<TransferMap, String> {
         let (o, params) = first_body(old);
         let (n, _) = first_body(new);
-        analyze(0, &params, 0, &o, &n, &vec![(vec![], vec![]); 4])
+        analyze(0, &params, 0, &o, &n, &vec![(vec![], vec![], false); 4])
     }
 
     fn func(locals: &str, code: &str) -> String {
@@ -1168,7 +1170,7 @@ mod tests {
             0,
             &second(&old),
             &second(&new),
-            &[(vec![], vec![])],
+            &[(vec![], vec![], false)],
         );
         match r {
             Ok(map) => assert_eq!(&map.locals[1..], &[1, 2], "crossed: {map:?}"),

@@ -470,3 +470,52 @@ fn a_forged_map_over_a_header_with_other_operands_is_refused() {
     let r = finish(&mut store, inst, &ts);
     assert_eq!(split(r[0].0), (r[0].1, 0), "the old code ran on");
 }
+
+/// [`worker_above`] whose loop is nested in another loop, with the two
+/// operands below both.
+fn worker_nested(k: i32) -> String {
+    worker_above(k)
+        .replace("(loop $l\n", "(loop $outer (loop $l\n")
+        .replace(
+            "(br_if $l (i32.eqz (global.get $stop))))",
+            "(br_if $l (i32.eqz (global.get $stop)))) (br_if $outer (i32.eqz (global.get $stop))))",
+        )
+}
+
+/// Operands below an enclosing loop: the OSR entry of the inner loop
+/// cannot carry them around the outer loop's back edge, so diff maps only
+/// the outer header, and the worker, which lives in the inner loop, waits
+/// (it is never moved with its operands lost).
+#[test]
+fn operands_below_an_enclosing_loop_are_not_carried() {
+    let (old, new) = (worker_nested(7), worker_nested(1000));
+    assert!(old.contains("(loop $outer (loop $l"), "{old}");
+    let b = bundle(&old, &new, &transfer_opts(&["worker"]));
+    let map = b.transfers().map(WORKER).expect("a map for worker");
+    assert_eq!(map.headers, vec![(0, 0)], "only the outer header: {map:?}");
+    let (mut store, inst, ts) = start(&old, 1);
+    apply(&mut store, inst, &b.to_bytes());
+    store.run_steps(6);
+    assert_eq!(store.transition_status().map(|s| s.pending), Some(1));
+    let r = finish(&mut store, inst, &ts);
+    assert_eq!(
+        split(r[0].0 - (100000 - 3)),
+        (r[0].1, 0),
+        "the old code ran on"
+    );
+    // A forged map of the inner header too is refused at apply (its OSR
+    // entry cannot be built; it used to panic inside Cranelift).
+    let mut t = b.transfers().clone();
+    t.maps[0].headers.push((1, 1));
+    t.maps[0].params.push(vec![0, 1]);
+    let (mut store, inst, _) = start(&old, 1);
+    let err = store
+        .apply(inst, &with_transfers(&b, &t), &ApplyOptions::default())
+        .expect_err("the forged map is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("loop 1: ") && msg.contains("the OSR entry's loop cannot transfer"),
+        "{msg}"
+    );
+    assert!(store.applied().is_empty(), "nothing applied");
+}

@@ -537,7 +537,7 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         if let Some((o, Some(h))) = osr {
             if !transferable || height != self.osr_below {
                 return Err(TranslateError::malformed(
-                    "the OSR entry's loop cannot transfer (not the operands below its header the map carries, too many locals and operands, or a v128 operand without v128 locals)",
+                    "the OSR entry's loop cannot transfer (not the operands below its header the map carries, operands below an enclosing loop, too many locals and operands, or a v128 operand without v128 locals)",
                     offset,
                 ));
             }

@@ -107,8 +107,13 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         let Ok(values) = self.stack.peek_n(n, 0) else {
             return false;
         };
+        // Operands below an enclosing loop too would have to reach the OSR
+        // entry's header around that loop's back edge: not carried.
+        let around = (self.control.iter())
+            .any(|c| matches!(c.kind, super::FrameKind::Loop { .. }) && c.height > 0);
         let dfg = &self.b.func.dfg;
-        self.locals.len() + n <= super::MAX_TRANSFER_LOCALS
+        !(around && height > 0)
+            && self.locals.len() + n <= super::MAX_TRANSFER_LOCALS
             && (self.v128_locals || !values.iter().any(|&v| dfg.value_type(v).is_vector()))
     }
 
@@ -159,6 +164,9 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         header: Block,
         height: usize,
     ) -> Vec<Option<Variable>> {
+        if !self.env.transfer_polls() {
+            return Vec::new();
+        }
         let n = height + self.b.block_params(header).len();
         let values = self
             .stack
