@@ -12,9 +12,10 @@
 //!   them), not the copy itself, whose place says nothing; otherwise the
 //!   consumer itself;
 //! - its *producers on the back edges*: the operator that computes the
-//!   value each `br` / `br_if` to the loop passes for it, when that is a
-//!   computed value (not a plain read of a local), counted only when the
-//!   whole expression is computed by aligned, equal operators.
+//!   value each `br` / `br_if` to the loop passes for it, counted only
+//!   when the whole expression is computed by aligned, equal operators;
+//!   when the value passed is a local's (`local.get`, `local.tee`), the
+//!   web of that local's value there instead of the read.
 //!
 //! A new parameter takes an old one when, under both alignments, its
 //! evidence lines up with the evidence of that old parameter only (and
@@ -112,17 +113,36 @@ fn param_flow(d: &Decoded, f: &Flow, k: usize, n: usize) -> ParamFlow {
         stack.extend(std::iter::repeat_n(None, pushes as usize));
         q += 1;
     }
-    // Back-edge producers of computed values.
+    // Back-edge producers: a computed value's operator; a local's value
+    // (`local.get`, `local.tee`) passed on is shown by its web there, not
+    // by the read, whose place among the values passed says nothing.
     for (b, to) in d.br_to.iter().enumerate() {
         let Some((target, above)) = *to else { continue };
         if target != k {
             continue;
         }
         for (p, ev) in evidence.iter_mut().enumerate() {
-            let at = producer(d, b, h, n - 1 - p + above);
-            if let Some(a) = at.filter(|&a| d.ops[a].1.is_none()) {
-                ev.insert(a);
-                producers.insert(a);
+            let Some(a) = producer(d, b, h, n - 1 - p + above) else {
+                continue;
+            };
+            let local = match (f.use_at(a), f.def_at(a)) {
+                (Some(x), _) => Some((a, x)),
+                (None, Some(x)) => Some((a + 1, x)),
+                (None, None) => None,
+            };
+            match local {
+                Some((at, x)) => {
+                    let (defs, uses) = f.web(at, x);
+                    let defs = defs.into_iter().filter_map(|d| match d {
+                        Def::At(w) => Some(w),
+                        Def::Entry => None,
+                    });
+                    ev.extend(defs.chain(uses).filter(|&w| w != a));
+                }
+                None => {
+                    ev.insert(a);
+                    producers.insert(a);
+                }
             }
         }
     }
