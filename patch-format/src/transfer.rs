@@ -9,7 +9,10 @@
 //! *ordinal*: the pre-order index of the `loop` operator in the body.
 
 use crate::dataflow::{Def, Flow};
+#[path = "loop_params.rs"]
+mod loop_params;
 use crate::error::FormatError;
+pub(crate) use loop_params::loop_heights;
 use std::collections::HashMap;
 use wasmparser::{BinaryReader, FunctionBody, Operator, RefType, ValType};
 
@@ -17,7 +20,12 @@ use wasmparser::{BinaryReader, FunctionBody, Operator, RefType, ValType};
 pub const TRANSFER_SECTION: &str = "wasm-patch.transfer";
 
 const MAGIC: &[u8; 4] = b"WPTR";
+/// Version 1: no loop parameters. Version 2 adds, after each map's
+/// headers, the loop parameter pairing of each header (FORMAT.md §10);
+/// written only when some header has loop parameters, so a bundle without
+/// them is byte for byte what it was.
 const VERSION: u32 = 1;
+const VERSION_PARAMS: u32 = 2;
 
 /// In [`TransferMap::locals`]: the new local takes no old value and starts
 /// at zero; only for a local that is dead at every mapped header
@@ -48,6 +56,14 @@ pub struct TransferMap {
     pub locals: Vec<u32>,
     /// Mapped loop headers: (old ordinal, new ordinal).
     pub headers: Vec<(u32, u32)>,
+    /// For each mapped header (in the order of `headers`), for each value
+    /// on the operand stack at the new header (the operands below the
+    /// loop, bottom first, then the loop's parameters), the old header's
+    /// value it takes: an operand below takes its own place (the code
+    /// before the header is the same), a parameter the old parameter of
+    /// its role. Every value is fed, none twice. Empty for a header with
+    /// an empty operand stack.
+    pub params: Vec<Vec<u32>>,
 }
 
 /// A function named for transfer for which diff could not show that a map
@@ -140,7 +156,12 @@ fn code_type(c: u8) -> Option<ValType> {
 pub(crate) fn encode(t: &Transfers) -> Vec<u8> {
     use crate::write::leb;
     let mut out = MAGIC.to_vec();
-    leb(VERSION as u64, &mut out);
+    let with_params = t
+        .maps
+        .iter()
+        .any(|m| m.params.iter().any(|p| !p.is_empty()));
+    let version = if with_params { VERSION_PARAMS } else { VERSION };
+    leb(version as u64, &mut out);
     leb(t.maps.len() as u64, &mut out);
     for m in &t.maps {
         leb(m.func as u64, &mut out);
@@ -157,6 +178,15 @@ pub(crate) fn encode(t: &Transfers) -> Vec<u8> {
         for &(a, b) in &m.headers {
             leb(a as u64, &mut out);
             leb(b as u64, &mut out);
+        }
+        if with_params {
+            for k in 0..m.headers.len() {
+                let p = m.params.get(k).map(Vec::as_slice).unwrap_or(&[]);
+                leb(p.len() as u64, &mut out);
+                for &q in p {
+                    leb(q as u64, &mut out);
+                }
+            }
         }
     }
     leb(t.refused.len() as u64, &mut out);
@@ -179,8 +209,11 @@ pub(crate) fn decode(data: &[u8], base: u64) -> Result<Transfers, FormatError> {
         return Err(err(&r, "bad magic"));
     }
     let version = r.read_var_u32().map_err(|_| err(&r, "bad version"))?;
-    if version != VERSION {
-        return Err(err(&r, &format!("unknown version {version}")));
+    if version != VERSION && version != VERSION_PARAMS {
+        return Err(err(
+            &r,
+            &format!("unknown version {version} (this reader knows 1 and 2)"),
+        ));
     }
     // Every count is bounded by the bytes left (each item takes a byte).
     let count = |r: &mut BinaryReader<'_>| -> Result<usize, FormatError> {
@@ -207,9 +240,16 @@ pub(crate) fn decode(data: &[u8], base: u64) -> Result<Transfers, FormatError> {
         let n = count(&mut r)?;
         let locals = (0..n).map(|_| u32_(&mut r)).collect::<Result<_, _>>()?;
         let n = count(&mut r)?;
-        let headers = (0..n)
+        let headers: Vec<(u32, u32)> = (0..n)
             .map(|_| Ok((u32_(&mut r)?, u32_(&mut r)?)))
             .collect::<Result<_, FormatError>>()?;
+        let mut params = vec![Vec::new(); headers.len()];
+        if version == VERSION_PARAMS {
+            for p in &mut params {
+                let n = count(&mut r)?;
+                *p = (0..n).map(|_| u32_(&mut r)).collect::<Result<_, _>>()?;
+            }
+        }
         let new_locals = lists.pop().unwrap_or_default();
         let old_locals = lists.pop().unwrap_or_default();
         t.maps.push(TransferMap {
@@ -218,6 +258,7 @@ pub(crate) fn decode(data: &[u8], base: u64) -> Result<Transfers, FormatError> {
             new_locals,
             locals,
             headers,
+            params,
         });
     }
     for _ in 0..count(&mut r)? {
@@ -286,6 +327,17 @@ struct Decoded {
     /// value operator ([`stack_effect`]).
     defs: Vec<bool>,
     effects: Vec<Option<(u8, u8)>>,
+    /// Per operator: its operand stack effect for following loop
+    /// parameters ([`loop_params`]): `effects`, plus writes and drops.
+    sim: Vec<Option<(u8, u8)>>,
+    /// Per operator: whether it is a numeric constant.
+    consts: Vec<bool>,
+    /// Per operator: the loop ordinal a `br` or `br_if` branches to, and
+    /// how many operands (the condition) lie above the values it passes.
+    br_to: Vec<Option<(usize, usize)>>,
+    /// Per loop ordinal: whether its block type is a type index (it may
+    /// take parameters).
+    typed_loops: Vec<bool>,
     /// Per loop ordinal: the operator position of the `loop`, and the
     /// control path to it (the enclosing constructs' keys, outermost first).
     loops: Vec<(usize, Vec<u64>)>,
@@ -304,6 +356,10 @@ fn decode_body(
     let (mut defs, mut effects) = (Vec::new(), Vec::new());
     let mut loops = Vec::new();
     let mut path: Vec<u64> = Vec::new();
+    let (mut sim, mut consts, mut br_to) = (Vec::new(), Vec::new(), Vec::new());
+    let mut typed_loops = Vec::new();
+    // The open constructs: the loop ordinal of each that is a loop.
+    let mut open: Vec<Option<usize>> = Vec::new();
     let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
     while !r.eof() {
         let op = r.read().map_err(|e| e.to_string())?;
@@ -311,16 +367,39 @@ fn decode_body(
         let n = ids.len() as u64;
         let id = *ids.entry(key).or_insert(n);
         match op {
-            Operator::Loop { .. } => {
+            Operator::Loop { blockty } => {
+                typed_loops.push(matches!(blockty, wasmparser::BlockType::FuncType(_)));
+                open.push(Some(loops.len()));
                 loops.push((ops.len(), path.clone()));
                 path.push(id);
             }
-            Operator::Block { .. } | Operator::If { .. } => path.push(id),
+            Operator::Block { .. } | Operator::If { .. } => {
+                open.push(None);
+                path.push(id)
+            }
             Operator::End => {
+                open.pop();
                 path.pop();
             }
             _ => {}
         }
+        let branch = |d: u32| {
+            let at = open.len().checked_sub(1 + d as usize)?;
+            open.get(at).copied().flatten()
+        };
+        br_to.push(match op {
+            Operator::Br { relative_depth } => branch(relative_depth).map(|k| (k, 0)),
+            Operator::BrIf { relative_depth } => branch(relative_depth).map(|k| (k, 1)),
+            _ => None,
+        });
+        consts.push(matches!(
+            op,
+            Operator::I32Const { .. }
+                | Operator::I64Const { .. }
+                | Operator::F32Const { .. }
+                | Operator::F64Const { .. }
+        ));
+        sim.push(loop_params::sim_effect(&op));
         defs.push(matches!(
             op,
             Operator::LocalSet { .. } | Operator::LocalTee { .. }
@@ -333,14 +412,18 @@ fn decode_body(
         ops,
         defs,
         effects,
+        sim,
+        consts,
+        br_to,
+        typed_loops,
         loops,
     })
 }
 
 /// Compute the transfer map of one function from its old and new bodies
 /// (both in the target's index spaces, so that equal code is equal bytes),
-/// its parameter types, and the operand stack height and parameter count of
-/// each `loop` of the new body (from validation). Returns the map's locals
+/// its parameter types, and the types of the operands below and the
+/// parameters of each `loop` of the new body (from validation). Returns the map's locals
 /// and headers, or why no map can be shown to keep the meaning.
 pub(crate) fn analyze(
     func: u32,
@@ -348,7 +431,7 @@ pub(crate) fn analyze(
     results: usize,
     old: &[u8],
     new: &[u8],
-    new_loop_heights: &[(u32, u32)],
+    new_loop_heights: &[loop_params::HeaderStack],
 ) -> Result<TransferMap, String> {
     // Offsets of the two sides differ; only the operators matter. The type
     // names in the operators' `Debug` forms are the same index spaces.
@@ -399,24 +482,23 @@ pub(crate) fn analyze(
     // New local → what it takes, merged over the mapped headers.
     let mut merged: Vec<Option<Slot>> = vec![None; n.locals.len()];
     let mut headers = Vec::new();
+    let mut header_params = Vec::new();
     let mut why = Vec::new();
     for (k, live) in live.iter().enumerate() {
-        let (height, lparams) = new_loop_heights.get(k).copied().unwrap_or((1, 0));
-        let pairs = header_slots(&sides, k, (&live_old[k], live), &aligns)
-            .and_then(|p| same_prefix(&sides, k, &p).map(|()| p));
-        let pairs = match pairs {
-            Ok(_) if lparams != 0 => {
-                why.push(format!(
-                    "loop {k}: it takes {lparams} loop parameter(s), which a transfer does not carry (only locals are carried)"
-                ));
-                continue;
+        // The header's shape first (its reasons name what a transfer
+        // cannot carry), then the locals and the code before it.
+        let pairs = match new_loop_heights.get(k) {
+            Some((below, ptypes, around)) => {
+                loop_params::pair(&sides, k, (below, ptypes, *around), &aligns)
             }
-            Ok(_) if height != 0 => {
-                why.push(format!(
-                    "loop {k}: values on the operand stack below its header"
-                ));
-                continue;
-            }
+            None => Err("its operand stack is unknown".to_string()),
+        };
+        let pairs = pairs.and_then(|pp| {
+            let p = header_slots(&sides, k, (&live_old[k], live), &aligns)?;
+            same_prefix(&sides, k, &p)?;
+            Ok((p, pp))
+        });
+        let (pairs, pp) = match pairs {
             Ok(p) => p,
             Err(e) => {
                 why.push(format!("loop {k}: {e}"));
@@ -449,6 +531,7 @@ pub(crate) fn analyze(
             merged[j as usize] = Some(slot);
         }
         headers.push((k as u32, k as u32));
+        header_params.push(pp);
     }
     if headers.is_empty() {
         if why.is_empty() {
@@ -471,6 +554,7 @@ pub(crate) fn analyze(
         new_locals: n.locals,
         locals,
         headers,
+        params: header_params,
     })
 }
 
@@ -506,6 +590,8 @@ struct Sides<'a> {
 struct Alignment {
     o2n: Vec<Option<usize>>,
     n2o: Vec<Option<usize>>,
+    /// Every aligned pair (old, new), in runs or not.
+    pairs: std::collections::HashSet<(usize, usize)>,
 }
 
 /// Two alignments that break ties in opposite directions (the second
@@ -517,8 +603,9 @@ fn alignments(o: &Decoded, n: &Decoded) -> Result<[Alignment; 2], String> {
         let mut a = Alignment {
             o2n: vec![None; o.ops.len()],
             n2o: vec![None; n.ops.len()],
+            pairs: pairs.iter().copied().collect(),
         };
-        let set: std::collections::HashSet<(usize, usize)> = pairs.iter().copied().collect();
+        let set = a.pairs.clone();
         for (i, j) in pairs {
             // Only a pair inside a run of aligned code counts as evidence:
             // an isolated match in changed code is what the alignment
@@ -889,51 +976,6 @@ fn align_with(
     Ok(out)
 }
 
-/// The operand stack height and parameter count at each `loop` (in
-/// pre-order) of defined function `defined` of `module`, from validation.
-///
-/// # Errors
-/// The module does not validate, or has no such function.
-pub(crate) fn loop_heights(module: &[u8], defined: usize) -> Result<Vec<(u32, u32)>, String> {
-    use wasmparser::{Parser, ValidPayload, Validator, WasmModuleResources};
-    let mut v = Validator::new();
-    let mut seen = 0;
-    for payload in Parser::new(0).parse_all(module) {
-        let payload = payload.map_err(|e| e.to_string())?;
-        if let ValidPayload::Func(f, body) = v.payload(&payload).map_err(|e| e.to_string())? {
-            if seen == defined {
-                let mut fv = f.into_validator(Default::default());
-                let mut out = Vec::new();
-                let mut r = body.get_operators_reader().map_err(|e| e.to_string())?;
-                let mut locals = body.get_locals_reader().map_err(|e| e.to_string())?;
-                for _ in 0..locals.get_count() {
-                    let off = locals.original_position();
-                    let (n, t) = locals.read().map_err(|e| e.to_string())?;
-                    fv.define_locals(off, n, t).map_err(|e| e.to_string())?;
-                }
-                while !r.eof() {
-                    let (op, off) = r.read_with_offset().map_err(|e| e.to_string())?;
-                    if let Operator::Loop { blockty } = op {
-                        let params = match blockty {
-                            wasmparser::BlockType::FuncType(i) => fv
-                                .resources()
-                                .sub_type_at(i)
-                                .map(|s| s.unwrap_func().params().len() as u32)
-                                .unwrap_or(u32::MAX),
-                            _ => 0,
-                        };
-                        out.push((fv.operand_stack_height(), params));
-                    }
-                    fv.op(off, &op).map_err(|e| e.to_string())?;
-                }
-                return Ok(out);
-            }
-            seen += 1;
-        }
-    }
-    Err(format!("no defined function {defined}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -947,6 +989,7 @@ mod tests {
                 new_locals: vec![ValType::F64, ValType::I32],
                 locals: vec![1, 0],
                 headers: vec![(0, 0), (2, 1)],
+                params: vec![vec![], vec![1, 0]],
             }],
             refused: vec![TransferRefusal {
                 func: 4,
@@ -961,6 +1004,17 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(decode(&extra, 0).is_err());
+        assert_eq!(bytes[4], VERSION_PARAMS as u8, "a header has parameters");
+        // Without loop parameters the section is version 1, as before.
+        let mut plain = t.clone();
+        plain.maps[0].params = vec![vec![]; 2];
+        let bytes = plain.encode();
+        assert_eq!(bytes[4], VERSION as u8);
+        assert_eq!(decode(&bytes, 0).unwrap(), plain);
+        let mut future = bytes.clone();
+        future[4] = 3;
+        let e = decode(&future, 0).unwrap_err().to_string();
+        assert!(e.contains("unknown version 3"), "{e}");
     }
 
     /// Evidence that hangs on how a tie is broken is refused. Old loop:
@@ -978,10 +1032,10 @@ mod tests {
         let inc = |l: u8| [0x20, l, 0x41, 1, 0x6a, 0x21, l];
         let old = body(&inc(0));
         let new = body(&[inc(0), inc(1)].concat());
-        let e = analyze(0, &[], 0, &old, &new, &[(0, 0)]).unwrap_err();
+        let e = analyze(0, &[], 0, &old, &new, &[(vec![], vec![], false)]).unwrap_err();
         assert!(e.contains("ambiguous"), "{e}");
         // The same code on both sides pairs every local with itself.
-        let m = analyze(0, &[], 0, &new, &new, &[(0, 0)]).unwrap();
+        let m = analyze(0, &[], 0, &new, &new, &[(vec![], vec![], false)]).unwrap();
         assert_eq!(m.locals, vec![0, 1]);
         assert_eq!(m.headers, vec![(0, 0)]);
     }
@@ -1018,7 +1072,7 @@ mod tests {
     fn map_of(old: &str, new: &str) -> Result<TransferMap, String> {
         let (o, params) = first_body(old);
         let (n, _) = first_body(new);
-        analyze(0, &params, 0, &o, &n, &[(0, 0); 4])
+        analyze(0, &params, 0, &o, &n, &vec![(vec![], vec![], false); 4])
     }
 
     fn func(locals: &str, code: &str) -> String {
@@ -1116,7 +1170,7 @@ mod tests {
             0,
             &second(&old),
             &second(&new),
-            &[(0, 0)],
+            &[(vec![], vec![], false)],
         );
         match r {
             Ok(map) => assert_eq!(&map.locals[1..], &[1, 2], "crossed: {map:?}"),

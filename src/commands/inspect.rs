@@ -247,7 +247,21 @@ pub fn transfer_lines(b: &Bundle) -> Vec<String> {
         t.refused.len()
     )];
     for m in &t.maps {
-        let headers: Vec<String> = m.headers.iter().map(|(a, b)| format!("{a}→{b}")).collect();
+        // A header with operands (below the loop, then its parameters):
+        // "0→0 (stack 0←1 1←0)", new ← old.
+        let headers: Vec<String> = (m.headers.iter().enumerate())
+            .map(
+                |(k, (a, b))| match m.params.get(k).filter(|p| !p.is_empty()) {
+                    Some(p) => {
+                        let p: Vec<String> = (p.iter().enumerate())
+                            .map(|(j, i)| format!("{j}←{i}"))
+                            .collect();
+                        format!("{a}→{b} (stack {})", p.join(" "))
+                    }
+                    None => format!("{a}→{b}"),
+                },
+            )
+            .collect();
         let moved: Vec<String> = m
             .locals
             .iter()
@@ -288,6 +302,7 @@ fn transfer_json(b: &Bundle) -> serde_json::Value {
             "func_index": m.func,
             "name": replaced_name(b, m.func),
             "headers": m.headers,
+            "params": m.params,
             "locals": m.locals,
             "old_locals": types(&m.old_locals),
             "new_locals": types(&m.new_locals),

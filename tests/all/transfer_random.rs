@@ -10,6 +10,9 @@
 //!   has applied (both maps exist, so no worker is ever left behind);
 //! - at the end, each worker's carried sum equals what its own turns
 //!   added: the state crossed every move intact, forward and back.
+//!
+//! Half the cases carry the sum and the count as loop parameters, in the
+//! other order in the new version ([`with_loop_params`]).
 
 use crate::transitions::{func, setup_host_with};
 use patch_format::{diff, DiffOptions};
@@ -44,6 +47,25 @@ pub(crate) fn worker(k: i32, decl: &str) -> String {
             (local.get $acc))
           (func (export "stop") (global.set $stop (i32.const 1))))"#
     )
+}
+
+/// `src` ([`worker`]) whose loop carries `$acc` and `$i` as loop
+/// parameters, in the order `first`, `second`: kept in the locals at the
+/// header, passed back by the `br_if`.
+fn with_loop_params(src: &str, first: &str, second: &str) -> String {
+    let head = format!(
+        "(i32.const 0) (i32.const 0) (loop $l (param i32 i32) (local.set {second}) (local.set {first})"
+    );
+    let tail = format!(
+        "(local.get {first}) (local.get {second}) (br_if $l (i32.eqz (global.get $stop))) (drop) (drop))"
+    );
+    let out = src.replacen("(loop $l", &head, 1).replacen(
+        "(br_if $l (i32.eqz (global.get $stop))))",
+        &tail,
+        1,
+    );
+    assert!(out.contains("(param i32 i32)") && out.contains("(drop) (drop))"));
+    out
 }
 
 const OLD: i32 = 1;
@@ -99,17 +121,30 @@ fn check_turns(rec: &[(ThreadId, i32)]) -> Result<(), String> {
 }
 
 /// Run `ops`; with `memory`, the module has a memory, so its polls read
-/// the memory's poll hint instead of the thread's poll word.
-fn run(ops: &[Op], memory: bool) -> Result<(), String> {
-    let with = |src: String| {
-        if memory {
+/// the memory's poll hint instead of the thread's poll word; with
+/// `params`, the loop carries its state as loop parameters (swapped in the
+/// new version).
+fn run(ops: &[Op], memory: bool, params: bool) -> Result<(), String> {
+    let with = |src: String, order: [&str; 2]| {
+        let src = if memory {
             src.replacen("(global $stop", "(memory 1) (global $stop", 1)
+        } else {
+            src
+        };
+        if params {
+            with_loop_params(&src, order[0], order[1])
         } else {
             src
         }
     };
-    let old = with(worker(OLD, "(local $i i32) (local $acc i32)"));
-    let new = with(worker(NEW, "(local $acc i32) (local $i i32)"));
+    let old = with(
+        worker(OLD, "(local $i i32) (local $acc i32)"),
+        ["$acc", "$i"],
+    );
+    let new = with(
+        worker(NEW, "(local $acc i32) (local $i i32)"),
+        ["$i", "$acc"],
+    );
     let opts = DiffOptions {
         transfer: vec!["worker".into()],
         ..Default::default()
@@ -250,8 +285,9 @@ proptest! {
     fn random_applies_reverts_and_reverses_keep_turns_whole_and_state_intact(
         ops in proptest::collection::vec(op(), 1..40),
         memory in any::<bool>(),
+        params in any::<bool>(),
     ) {
-        run(&ops, memory).map_err(TestCaseError::fail)?;
+        run(&ops, memory, params).map_err(TestCaseError::fail)?;
     }
 }
 
@@ -267,9 +303,13 @@ fn a_fixed_sequence_moves_a_worker_forward_and_back() {
         Op::Revert { timeout0: false },
         Op::Steps(12),
     ];
-    for memory in [false, true] {
-        run(&ops, memory).unwrap();
+    for (memory, params) in [(false, false), (true, false), (false, true)] {
+        run(&ops, memory, params).unwrap();
         let runs = LAST_RUNS.with(|r| r.borrow().clone());
-        assert_eq!(runs, vec![vec![OLD, NEW, OLD]], "memory: {memory}");
+        assert_eq!(
+            runs,
+            vec![vec![OLD, NEW, OLD]],
+            "memory: {memory}, params: {params}"
+        );
     }
 }

@@ -94,7 +94,7 @@ fn translate_with<E: FuncEnvironment>(
     body: &FunctionBody<'_>,
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
-    osr: Option<u32>,
+    osr: Option<(u32, usize)>,
 ) -> Result<(), TranslateError> {
     let ptr = env.pointer_type();
     let frontend_config = env.target_config();
@@ -111,7 +111,8 @@ fn translate_with<E: FuncEnvironment>(
         self_bounded_loops: Vec::new(),
         transfer_live: None,
         loops_seen: 0,
-        osr: osr.map(|o| (o, None)),
+        osr: osr.map(|o| (o.0, None)),
+        osr_below: osr.map_or(0, |o| o.1),
         v128_locals: false,
     };
     match t.translate(ty, body) {
@@ -161,6 +162,8 @@ struct FuncTranslator<'e, 'f, E> {
     /// OSR entry: the ordinal of the loop entered, and its header once
     /// created (by the entry block).
     osr: Option<(u32, Option<Block>)>,
+    /// OSR entry: the operands below its loop the map carries.
+    osr_below: usize,
     /// Whether a local is a `v128`: transfer polls then spill 16 bytes a
     /// local (`docs/transfer.md`).
     v128_locals: bool,
@@ -522,37 +525,36 @@ impl<E: FuncEnvironment> FuncTranslator<'_, '_, E> {
         let ordinal = self.loops_seen;
         self.loops_seen += 1;
         let height = self.stack.height_below(num_params, offset)?;
-        // A frame moves only where the locals are the whole state: no
-        // operand below the header, no loop parameter, at most one result
-        // (no return area to forward in the tail call).
-        let transferable = num_params == 0
-            && height == 0
-            && self.num_results <= 1
-            && self.locals.len() <= MAX_TRANSFER_LOCALS;
-        let header = match self.osr {
-            Some((o, Some(h))) if o == ordinal => {
-                if !transferable {
-                    return Err(TranslateError::malformed(
-                        "the OSR entry's loop has operands or parameters at its header",
-                        offset,
-                    ));
-                }
-                self.osr = Some((o, None));
-                h
-            }
-            _ => self.block_with_params(bt, true, offset)?,
-        };
+        let header = self.block_with_params(bt, true, offset)?;
+        // A frame moves with its locals and its operand stack at the header
+        // (the operands below the loop, its parameters), with at most one
+        // result (no return area to forward in the tail call).
+        let transferable = self.num_results <= 1 && self.header_fits(header, height);
+        let osr = self.osr.filter(|&(o, _)| o == ordinal);
+        let below = self.keep_below(osr.is_some(), header, height);
         self.jump_with_top(header, num_params, offset)?;
         self.stack.truncate(height);
+        if let Some((o, Some(h))) = osr {
+            if !transferable || height != self.osr_below {
+                return Err(TranslateError::malformed(
+                    "the OSR entry's loop cannot transfer (not the operands below its header the map carries, operands below an enclosing loop, too many locals and operands, or a v128 operand without v128 locals)",
+                    offset,
+                ));
+            }
+            self.osr = Some((o, None));
+            self.osr_enter(h, header, &below);
+        }
         self.b.switch_to_block(header);
+        self.reload_below(&below);
         self.stack.extend(self.b.block_params(header));
         if self.self_bounded_loops.binary_search(&offset).is_err() {
             if transferable {
                 let live = self.transfer_live.as_ref();
                 let live = live.and_then(|l| l.get(ordinal as usize));
-                let locals: Vec<_> = (self.locals.iter().enumerate())
+                let mut locals: Vec<_> = (self.locals.iter().enumerate())
                     .map(|(i, &v)| live.is_none_or(|l| l[i]).then_some(v))
                     .collect();
+                locals.extend(self.header_stack_vars(header, height));
                 let wide = self.v128_locals;
                 self.env.transfer_poll(&mut self.b, ordinal, &locals, wide);
             } else {

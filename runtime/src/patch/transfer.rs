@@ -118,16 +118,35 @@ pub(crate) fn try_transfer(
             if plan.old_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
                 return None;
             }
-            let &(_, placed) = plan.headers.iter().find(|h| h.0 == ordinal)?;
-            (placed, plan.locals.clone(), plan.old_words, plan.new_words)
+            let k = plan.headers.iter().position(|h| h.0 == ordinal)?;
+            // The header's operands (those below the loop, then its
+            // parameters) follow the locals in the spill area and the
+            // buffer.
+            let params = plan.params.get(k)?.iter();
+            let locals = (plan.locals.iter().copied())
+                .chain(params.map(|&q| (plan.old_nlocals + q as usize) as u32));
+            (
+                plan.headers[k].1,
+                locals.collect(),
+                plan.old_words,
+                plan.new_words,
+            )
         }
         Side::Unpatched if this_bundle => {
             let back = plan.back.as_ref().ok()?;
             if back.new_loop_offsets.get(ordinal as usize).copied() != Some(top.offset as usize) {
                 return None;
             }
-            let &(_, placed) = back.headers.iter().find(|h| h.0 == ordinal)?;
-            (placed, back.locals.clone(), plan.new_words, plan.old_words)
+            let k = back.headers.iter().position(|h| h.0 == ordinal)?;
+            let params = back.params.get(k)?.iter();
+            let locals = (back.locals.iter().copied())
+                .chain(params.map(|&p| (plan.locals.len() + p as usize) as u32));
+            (
+                back.headers[k].1,
+                locals.collect(),
+                plan.new_words,
+                plan.old_words,
+            )
         }
         _ => return None,
     };
