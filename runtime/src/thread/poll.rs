@@ -182,13 +182,15 @@ pub fn unregister(t: &Arc<PreemptTarget>) {
 }
 
 /// A frame transfer granted at a loop header (`docs/transfer.md`): the new
-/// version's entry for that header, and for each of its locals the old
-/// local whose value it takes.
+/// version's entry for that header, and for each slot of its buffer (its
+/// locals, then the header's operands: those below the loop, then the
+/// loop's parameters) the slot of the old code's spill area it takes.
 pub(crate) struct Transfer {
     /// Address of the OSR entry, `(vmctx, vmthread, buffer)`.
     pub(crate) entry: usize,
-    /// For each new local, the old local's index, or `u32::MAX`: the local
-    /// starts at zero (it is dead at the header).
+    /// For each new slot, the old slot's index, or `u32::MAX`: a local
+    /// that starts at zero (it is dead at the header). Operands are always
+    /// fed.
     pub(crate) locals: Vec<u32>,
     /// 8-byte words a local takes in the spill area (the old code's) and in
     /// the buffer (the new code's): 1, or 2 in a function with a `v128`
