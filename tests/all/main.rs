@@ -25,6 +25,7 @@ mod slots;
 mod stacks;
 mod threads;
 mod transfer;
+mod transfer_forged;
 mod transfer_params;
 mod transfer_random;
 mod transfer_reentry;

@@ -30,7 +30,7 @@ fn worker(k: i32, swap: bool) -> String {
 /// [`worker`] whose loop takes the parameters named by `order`, any of
 /// `$i`, `$acc` and `$n` (which adds 3 a turn; on `stop` the worker traps
 /// unless it is three times `$i`).
-fn worker_of(k: i32, order: &[&str]) -> String {
+pub(crate) fn worker_of(k: i32, order: &[&str]) -> String {
     let next = |l: &str| match l {
         "$i" => "(i32.add (local.get $i) (i32.const 1))".to_string(),
         "$n" => "(i32.add (local.get $n) (i32.const 3))".to_string(),
@@ -326,7 +326,7 @@ fn inspect_shows_the_parameter_pairing() {
 
 /// A worker whose loop runs above two operands that the code after it
 /// uses (`base - 3`, added to the sum it returns).
-fn worker_above(k: i32) -> String {
+pub(crate) fn worker_above(k: i32) -> String {
     format!(
         r#"(module
           (import "wasm-patch" "yield" (func $yield))
