@@ -246,14 +246,14 @@ impl<T: 'static> Store<T> {
         let inner: *mut StoreInner<T> = &mut *self.inner;
         let mut ran = 0;
         while ran < n {
-            crate::patch::verbs::drive(inner);
+            crate::patch::verbs::drive_if_any(inner);
             // SAFETY: `inner` is the live boxed store; we hold `&mut self`.
             if !unsafe { step(inner) } {
                 break;
             }
             ran += 1;
         }
-        crate::patch::verbs::drive(inner);
+        crate::patch::verbs::drive_if_any(inner);
         ran
     }
 

@@ -24,6 +24,17 @@ use patch_format::{Bundle, CallbackKind, EntryKind};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+/// [`drive`] when a transition is in progress (without one it has nothing
+/// to do): the test stays inline in the scheduler's loops, which then skip
+/// the call and its register saves on every step (about 60 instructions).
+#[inline]
+pub(crate) fn drive_if_any<T: 'static>(inner: *mut StoreInner<T>) {
+    // SAFETY: as in `drive`: the live store, between threads.
+    if unsafe { store_mut(inner) }.patch.transition.is_some() {
+        drive(inner);
+    }
+}
+
 /// Complete a transition that is due, run its callbacks, reclaim code; and
 /// apply the timeout policy. Called by the scheduler between threads.
 pub(crate) fn drive<T: 'static>(inner: *mut StoreInner<T>) {

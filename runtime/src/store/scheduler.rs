@@ -405,12 +405,9 @@ pub(crate) unsafe fn run_until<T: 'static>(
         return r;
     }
     loop {
-        // SAFETY: forwarded; re-borrowed each iteration, never held across resume.
-        let s = unsafe { store_mut(inner) };
-        if s.patch.transition.is_some() {
-            crate::patch::verbs::drive(inner);
-        }
-        // SAFETY: forwarded; `drive` may have run callbacks on new threads.
+        crate::patch::verbs::drive_if_any(inner);
+        // SAFETY: forwarded; re-borrowed each iteration, never held across
+        // resume; `drive` may have run callbacks on new threads.
         let s = unsafe { store_mut(inner) };
         wake_sleepers(s);
         if let Some(r) = s.ready.pop_front() {
