@@ -20,10 +20,10 @@
 //! - at the end every worker returns, and the leaves called from the host
 //!   agree with the applied bundles.
 
+use crate::random_ops::{patch_op, PatchOp};
 use crate::transitions::{func, host_linker, Host};
 use patch_format::DiffOptions;
 use proptest::prelude::*;
-use std::time::Duration;
 use wasm_patch_runtime::*;
 
 /// `f(x) = x + F` and `h(x) = x + H` are leaves; `step` inlines both.
@@ -69,20 +69,14 @@ const BUNDLES: [(i32, i32); 3] = [(2, 10), (3, 10), (1, 20)];
 
 #[derive(Clone, Debug)]
 enum Op {
+    /// Apply, revert or reverse (`random_ops.rs`).
+    Patch(PatchOp),
     /// Run this many scheduler steps.
     Steps(u8),
     /// Start a worker that parks (`true`) or yields inside `step`.
     Spawn(bool),
     /// Unpark the parked worker with this index (modulo their number).
     Wake(u8),
-    /// Apply bundle `k` (when quiet and it is not applied), maybe with a
-    /// zero timeout.
-    Apply(u8, bool),
-    /// Revert the applied bundle with this index (when quiet), maybe with
-    /// a zero timeout.
-    Revert(u8, bool),
-    /// Reverse the transition in progress.
-    Reverse,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -90,9 +84,9 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (1u8..24).prop_map(Op::Steps),
         1 => any::<bool>().prop_map(Op::Spawn),
         2 => any::<u8>().prop_map(Op::Wake),
-        3 => (0u8..3, any::<bool>()).prop_map(|(k, t)| Op::Apply(k, t)),
-        2 => (any::<u8>(), any::<bool>()).prop_map(|(k, t)| Op::Revert(k, t)),
-        1 => Just(Op::Reverse),
+        3 => (0u8..3, any::<bool>()).prop_map(|(k, t)| Op::Patch(PatchOp::Apply(k, t))),
+        2 => (any::<u8>(), any::<bool>()).prop_map(|(k, t)| Op::Patch(PatchOp::Revert(k, t))),
+        1 => Just(Op::Patch(PatchOp::Reverse)),
     ]
 }
 
@@ -161,10 +155,8 @@ fn run(ops: &[Op]) -> Result<Vec<(ThreadId, i32)>, String> {
     let mut workers: Vec<(ThreadId, bool)> = Vec::new();
     // Which bundle each live patch id is.
     let mut kinds: std::collections::HashMap<PatchId, usize> = Default::default();
-    let timeout = |zero: bool| zero.then_some(Duration::ZERO);
     for (at, op) in ops.iter().enumerate() {
         let quiet_before = store.transition_patch().is_none();
-        let applied: Vec<PatchId> = store.applied().iter().map(|a| a.id).collect();
         let seen = store.data().rec_by.len();
         let ctx = |e: String| format!("after op {at} ({op:?}): {e}");
         match *op {
@@ -187,32 +179,7 @@ fn run(ops: &[Op]) -> Result<Vec<(ThreadId, i32)>, String> {
                     store.unpark(parked[i as usize % parked.len()]);
                 }
             }
-            Op::Apply(k, zero) => {
-                let k = k as usize;
-                if quiet_before && !applied.iter().any(|p| kinds.get(p) == Some(&k)) {
-                    let opts = ApplyOptions {
-                        timeout: timeout(zero),
-                        ..ApplyOptions::default()
-                    };
-                    let p = store
-                        .apply(inst, &bytes[k], &opts)
-                        .map_err(|e| ctx(e.to_string()))?;
-                    kinds.insert(p, k);
-                }
-            }
-            Op::Revert(i, zero) => {
-                if quiet_before && !applied.is_empty() {
-                    let p = applied[i as usize % applied.len()];
-                    store
-                        .revert(p, timeout(zero))
-                        .map_err(|e| ctx(e.to_string()))?;
-                }
-            }
-            Op::Reverse => {
-                if !quiet_before {
-                    store.reverse().map_err(|e| ctx(e.to_string()))?;
-                }
-            }
+            Op::Patch(p) => patch_op(&mut store, inst, &bytes, &mut kinds, p).map_err(ctx)?,
         }
         let rec = &store.data().rec_by;
         check_steps(rec).map_err(ctx)?;
@@ -286,17 +253,17 @@ fn a_parked_step_finishes_old_and_the_next_one_reads_the_bundle() {
     let ops = [
         Op::Spawn(true),
         Op::Steps(4),
-        Op::Apply(0, false),
+        Op::Patch(PatchOp::Apply(0, false)),
         Op::Wake(0),
         Op::Steps(8),
         Op::Wake(0),
-        Op::Apply(1, false),
+        Op::Patch(PatchOp::Apply(1, false)),
         Op::Wake(0),
         Op::Steps(8),
-        Op::Revert(0, false),
+        Op::Patch(PatchOp::Revert(0, false)),
         Op::Wake(0),
         Op::Steps(8),
-        Op::Apply(2, false),
+        Op::Patch(PatchOp::Apply(2, false)),
         Op::Wake(0),
         Op::Steps(8),
     ];

@@ -19,6 +19,7 @@ mod inline;
 mod inline_random;
 mod lifecycle;
 mod patch_equivalence;
+mod random_ops;
 mod real_rust;
 mod simd;
 mod slots;

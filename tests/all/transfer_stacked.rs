@@ -16,11 +16,11 @@
 //! - at the end, each worker's carried sum is exactly what its own turns
 //!   added.
 
+use crate::random_ops::{patch_op, PatchOp};
 use crate::transfer_random::worker;
 use crate::transitions::{func, setup_host_with};
 use patch_format::{diff, DiffOptions};
 use proptest::prelude::*;
-use std::time::Duration;
 use wasm_patch_runtime::*;
 
 /// The versions: the target's and the two bundles'.
@@ -29,24 +29,19 @@ const VERSIONS: [i32; 2] = [1000, 20000];
 
 #[derive(Clone, Debug)]
 enum Op {
+    /// Apply, revert or reverse (`random_ops.rs`).
+    Patch(PatchOp),
     Steps(u8),
     Spawn,
-    /// Apply bundle `k` when quiet and not applied, maybe with a zero
-    /// timeout.
-    Apply(u8, bool),
-    /// Revert the applied bundle with this index when quiet, maybe with a
-    /// zero timeout.
-    Revert(u8, bool),
-    Reverse,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1u8..24).prop_map(Op::Steps),
         1 => Just(Op::Spawn),
-        3 => (0u8..2, any::<bool>()).prop_map(|(k, t)| Op::Apply(k, t)),
-        2 => (any::<u8>(), any::<bool>()).prop_map(|(k, t)| Op::Revert(k, t)),
-        1 => Just(Op::Reverse),
+        3 => (0u8..2, any::<bool>()).prop_map(|(k, t)| Op::Patch(PatchOp::Apply(k, t))),
+        2 => (any::<u8>(), any::<bool>()).prop_map(|(k, t)| Op::Patch(PatchOp::Revert(k, t))),
+        1 => Just(Op::Patch(PatchOp::Reverse)),
     ]
 }
 
@@ -113,10 +108,8 @@ fn run(ops: &[Op]) -> Result<Vec<Vec<i32>>, String> {
     let (mut store, inst) = setup_host_with(engine, &old);
     let mut workers = vec![store.spawn(func(&store, inst, "worker"), &[]).unwrap()];
     let mut kinds: std::collections::HashMap<PatchId, usize> = Default::default();
-    let timeout = |zero: bool| zero.then_some(Duration::ZERO);
     for (at, op) in ops.iter().enumerate() {
         let quiet_before = store.transition_patch().is_none();
-        let applied: Vec<PatchId> = store.applied().iter().map(|a| a.id).collect();
         let seen = store.data().rec_by.len();
         let ctx = |e: String| format!("after op {at} ({op:?}): {e}");
         match *op {
@@ -124,32 +117,7 @@ fn run(ops: &[Op]) -> Result<Vec<Vec<i32>>, String> {
                 store.run_steps(n as usize);
             }
             Op::Spawn => workers.push(store.spawn(func(&store, inst, "worker"), &[]).unwrap()),
-            Op::Apply(k, zero) => {
-                let k = k as usize;
-                if quiet_before && !applied.iter().any(|p| kinds.get(p) == Some(&k)) {
-                    let opts = ApplyOptions {
-                        timeout: timeout(zero),
-                        ..ApplyOptions::default()
-                    };
-                    let p = store
-                        .apply(inst, &bytes[k], &opts)
-                        .map_err(|e| ctx(e.to_string()))?;
-                    kinds.insert(p, k);
-                }
-            }
-            Op::Revert(i, zero) => {
-                if quiet_before && !applied.is_empty() {
-                    let p = applied[i as usize % applied.len()];
-                    store
-                        .revert(p, timeout(zero))
-                        .map_err(|e| ctx(e.to_string()))?;
-                }
-            }
-            Op::Reverse => {
-                if !quiet_before {
-                    store.reverse().map_err(|e| ctx(e.to_string()))?;
-                }
-            }
+            Op::Patch(p) => patch_op(&mut store, inst, &bytes, &mut kinds, p).map_err(ctx)?,
         }
         let rec = &store.data().rec_by;
         check_turns(rec).map_err(ctx)?;
@@ -225,15 +193,15 @@ proptest! {
 fn a_worker_in_one_bundles_loop_waits_for_the_next_until_it_is_back_home() {
     let ops = [
         Op::Steps(6),
-        Op::Apply(0, false),
+        Op::Patch(PatchOp::Apply(0, false)),
         Op::Steps(12),
-        Op::Apply(1, false),
+        Op::Patch(PatchOp::Apply(1, false)),
         Op::Steps(40),
-        Op::Reverse,
+        Op::Patch(PatchOp::Reverse),
         Op::Steps(12),
-        Op::Revert(0, false),
+        Op::Patch(PatchOp::Revert(0, false)),
         Op::Steps(12),
-        Op::Apply(1, false),
+        Op::Patch(PatchOp::Apply(1, false)),
         Op::Steps(12),
     ];
     let runs = run(&ops).unwrap();
