@@ -904,6 +904,7 @@ fn applied_json<T: 'static>(store: &Store<T>) -> Value {
                         "function": t.function,
                         "back": t.no_way_back.is_none(),
                         "no_way_back": t.no_way_back,
+                        "never_moves": t.never_moves,
                     })).collect::<Vec<_>>(),
                 })
             })

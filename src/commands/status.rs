@@ -81,6 +81,10 @@ fn print_applied(applied: &Value) {
         }
         for t in a["transfers"].as_array().into_iter().flatten() {
             let f = readable(t["function"].as_str().unwrap_or("?"));
+            if let Some(why) = t["never_moves"].as_str() {
+                println!("               carries a map for `{f}`, but {why}");
+                continue;
+            }
             match t["no_way_back"].as_str() {
                 None => println!(
                     "               moves frames of `{f}` at loop headers, and back on a revert"

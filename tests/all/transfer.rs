@@ -238,7 +238,24 @@ fn without_frame_transfer_compiled_in_the_worker_waits() {
     store.run_steps(3);
     apply(&mut store, inst, &b.to_bytes());
     store.run_steps(6);
-    assert_eq!(store.transition_status().map(|s| s.pending), Some(1));
+    let status = store.transition_status().unwrap();
+    assert_eq!(status.pending, 1);
+    // Nobody is told it will move: the applied bundle and the blocker
+    // both say the map is unused here, and why.
+    let why = store.applied()[0].transfers[0].never_moves.clone();
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("frame_transfer")),
+        "{why:?}"
+    );
+    let lb = store
+        .loop_block(&status.blockers[0])
+        .expect("blocked in its loop");
+    assert!(lb.mapped);
+    assert_eq!(lb.stuck, why, "{lb}");
+    assert!(
+        !lb.to_string().contains("moves at its next loop header"),
+        "{lb}"
+    );
     let r = finish(&mut store, inst, &[t]);
     assert_eq!(split(r[0].0), (r[0].1, 0), "every turn ran the old code");
 }

@@ -401,7 +401,17 @@ pub struct TransferInfo {
     /// target's own code; else why it cannot, in which case a revert waits
     /// for every thread living in that loop.
     pub no_way_back: Option<String>,
+    /// `Some(why)` when no frame moves at all under this engine: it
+    /// compiled no transfer polls ([`crate::Config::frame_transfer`] is
+    /// off), so the map is carried but unused and threads living in the
+    /// loop block the transition as without one.
+    pub never_moves: Option<String>,
 }
+
+/// Why a bundle's transfer maps move nothing under an engine without
+/// transfer polls ([`TransferInfo::never_moves`], [`transfer::LoopBlock`]).
+pub(crate) const NO_TRANSFER_POLLS: &str = "this runtime compiled no transfer polls \
+     (Config::frame_transfer is off; `wasm-patch run --frame-transfer`), so no frame moves";
 
 /// One version of a function.
 #[derive(Clone, Debug, PartialEq, Eq)]

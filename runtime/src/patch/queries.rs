@@ -99,7 +99,7 @@ impl<T: 'static> Store<T> {
                     data: b.data.clone(),
                     compile_time: b.compile_time,
                     recompiled: b.dependents.iter().map(|d| d.0).collect(),
-                    transfers: transfers(b),
+                    transfers: transfers(b, s.engine.config().frame_transfer),
                 });
             }
         }
@@ -197,8 +197,9 @@ impl<T: 'static> Store<T> {
     }
 }
 
-/// What `b` moves at loop headers, by function index.
-fn transfers(b: &super::versions::AppliedBundle) -> Vec<super::TransferInfo> {
+/// What `b` moves at loop headers, by function index, under an engine
+/// that compiled transfer polls (`polls`) or not.
+fn transfers(b: &super::versions::AppliedBundle, polls: bool) -> Vec<super::TransferInfo> {
     let mut fs: Vec<_> = b.compiled.transfer.iter().collect();
     fs.sort_by_key(|(f, _)| **f);
     fs.into_iter()
@@ -210,6 +211,7 @@ fn transfers(b: &super::versions::AppliedBundle) -> Vec<super::TransferInfo> {
                 .find(|e| matches!(e.kind, patch_format::EntryKind::Replace { target_index } if target_index == f))
                 .map_or_else(|| format!("func {f}"), |e| e.name.clone()),
             no_way_back: t.back.as_ref().err().cloned(),
+            never_moves: (!polls).then(|| super::NO_TRANSFER_POLLS.to_string()),
         })
         .collect()
 }

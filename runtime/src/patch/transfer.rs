@@ -293,8 +293,10 @@ pub(crate) fn loop_block_of(
     }
     let plan = moving.compiled.transfer.get(&f);
     let to = to_version(t, pi, f);
+    let polls = inst.module.inner.engine.config().frame_transfer;
     let stuck = match (plan, owner) {
             (None, _) => None,
+            (Some(_), _) if !polls => Some(super::NO_TRANSFER_POLLS.to_string()),
             (Some(_), Some(o)) if o.id != t.patch => Some(format!(
                 "it runs {}'s version of the function, not the target's own code that the map was made against (maps do not chain)",
                 o.id
