@@ -213,6 +213,13 @@ fn only_the_patched_instances_frames_move() {
         .loop_block(&st.blockers[0])
         .expect("blocked in a loop");
     assert!(lb.mapped, "{lb}");
+    // Status says why it never moves (the scan alone cannot tell).
+    assert!(
+        lb.stuck
+            .as_deref()
+            .is_some_and(|w| w.contains("another instance")),
+        "{lb}"
+    );
     func(&store, a, "stop").call(&mut store, &[]).unwrap();
     func(&store, other, "stop").call(&mut store, &[]).unwrap();
     let (acc_a, acc_b) = (crate::i32_of(store.join(ta)), crate::i32_of(store.join(tb)));

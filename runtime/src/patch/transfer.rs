@@ -79,6 +79,8 @@ pub(crate) fn try_transfer(
     // Instances of one module share its code: only a frame of the instance
     // being patched moves (its own functions run with its vmctx).
     if base.vmctx as usize != vmctx {
+        // Status says so (`loop_block_of`): the stack scan cannot tell.
+        ts.transfer_declined = Some(t.patch.0);
         return None;
     }
     // The function's code in the world the thread moves to must be the
@@ -236,7 +238,11 @@ impl<T: 'static> crate::Store<T> {
         let s = &*self.inner;
         let t = s.patch.transition.as_ref()?;
         let inst = s.instances.get(t.instance)?;
-        loop_block_of(&s.patch, inst, b, &mut InLoopMemo::default())
+        let declined = s
+            .threads
+            .get(&b.thread.0)
+            .and_then(|ts| ts.transfer_declined);
+        loop_block_of(&s.patch, inst, b, declined, &mut InLoopMemo::default())
     }
 }
 
@@ -245,11 +251,13 @@ impl<T: 'static> crate::Store<T> {
 pub(crate) type InLoopMemo = std::collections::HashMap<(u32, u32, u32), bool>;
 
 /// [`crate::Store::loop_block`] for the transition of `core`, whose
-/// instance is `inst`.
+/// instance is `inst`; `declined` is the blocker's thread's
+/// `transfer_declined` note.
 pub(crate) fn loop_block_of(
     core: &Core,
     inst: &crate::instance::InstanceData,
     b: &super::Blocker,
+    declined: Option<u32>,
     memo: &mut InLoopMemo,
 ) -> Option<LoopBlock> {
     let t = core.transition.as_ref()?;
@@ -297,6 +305,11 @@ pub(crate) fn loop_block_of(
     let stuck = match (plan, owner) {
             (None, _) => None,
             (Some(_), _) if !polls => Some(super::NO_TRANSFER_POLLS.to_string()),
+            (Some(_), _) if declined == Some(t.patch.0) => Some(
+                "the frame runs another instance of the same module (instances share code, so it \
+                 delays the switch while it lives in the loop; only the patched instance's frames move)"
+                    .into(),
+            ),
             (Some(_), Some(o)) if o.id != t.patch => Some(format!(
                 "it runs {}'s version of the function, not the target's own code that the map was made against (maps do not chain)",
                 o.id

@@ -149,6 +149,7 @@ pub(crate) unsafe fn spawn_raw<T: 'static>(
         switch_requested: false,
         summary: 0,
         world: 0,
+        transfer_declined: None,
         safe_point: &mut *s.patch as &mut dyn crate::thread::SafePoint,
         preempt: Arc::as_ptr(&s.preempt),
     });

@@ -209,6 +209,11 @@ pub(crate) struct ThreadState {
     /// The thread's linear-memory stacks, one per instance with a
     /// `__stack_pointer` (`store/guest_stacks.rs`).
     pub(crate) guest_stacks: Vec<crate::store::ThreadStack>,
+    /// Set by the layer above at a transfer poll whose frame it declined
+    /// because it runs another instance of the same module: a token of
+    /// that transition (its patch id), so that status can say why the
+    /// frame never moves (`patch/transfer.rs`).
+    pub(crate) transfer_declined: Option<u32>,
 }
 
 /// The one thing the thread layer asks of the layer above it: at a running
