@@ -196,6 +196,7 @@ pub(crate) fn blockers_json(bs: &[Blocker]) -> Value {
                         "function": l.function,
                         "mapped": l.mapped,
                         "stuck": l.stuck,
+                        "parked": l.parked,
                         "text": l.to_string(),
                     });
                 }

@@ -991,7 +991,15 @@ fn a_parked_worker_transfers_after_it_wakes() {
     let t = park(&mut store, inst, "worker", &[]);
     wake(&mut store, t);
     apply(&mut store, inst, &b.to_bytes());
-    assert_eq!(store.transition_status().map(|s| s.pending), Some(1));
+    let status = store.transition_status().unwrap();
+    assert_eq!(status.pending, 1);
+    // Status says why a mapped frame has not moved yet: it waits in a call.
+    let lb = store.loop_block(&status.blockers[0]).expect("in its loop");
+    assert!(lb.parked && lb.stuck.is_none(), "{lb}");
+    assert!(
+        lb.to_string().contains("parked in a call the loop made"),
+        "{lb}"
+    );
     wake(&mut store, t);
     assert!(store.transition_status().is_none(), "moved at its header");
     wake(&mut store, t);

@@ -28,7 +28,7 @@ use super::transition::{self, Side};
 use super::versions::PatchedInstance;
 use super::{Core, PatchId};
 use crate::thread::poll::Transfer;
-use crate::thread::ThreadState;
+use crate::thread::{RunState, ThreadState};
 use crate::vm::stack_walk::ScanCache;
 
 /// The bundle whose version of `func` the world a transition leads to
@@ -178,6 +178,10 @@ pub struct LoopBlock {
     /// lead from or to (stacked bundles: maps do not chain). `None` when
     /// it moves at its next loop header, or when nothing is mapped.
     pub stuck: Option<String>,
+    /// Whether the thread is parked or asleep in a call its loop made (a
+    /// server waiting for input): a mapped frame moves only once that call
+    /// returns and the loop reaches its header.
+    pub parked: bool,
 }
 
 impl std::fmt::Display for LoopBlock {
@@ -185,6 +189,12 @@ impl std::fmt::Display for LoopBlock {
         write!(f, "blocked by a loop it lives in ({})", self.function)?;
         match (&self.stuck, self.mapped) {
             (Some(why), _) => write!(f, "; the bundle maps it, but this frame cannot move: {why}"),
+            (None, true) if self.parked => write!(
+                f,
+                "; the bundle maps it, and a frame of the patched instance moves at its next loop \
+                 header, but the thread is parked in a call the loop made: it moves once that call \
+                 returns (a thread waiting for input moves when input comes)"
+            ),
             (None, true) => write!(
                 f,
                 "; the bundle maps it: a frame of the patched instance moves at its next loop header"
@@ -238,11 +248,8 @@ impl<T: 'static> crate::Store<T> {
         let s = &*self.inner;
         let t = s.patch.transition.as_ref()?;
         let inst = s.instances.get(t.instance)?;
-        let declined = s
-            .threads
-            .get(&b.thread.0)
-            .and_then(|ts| ts.transfer_declined);
-        loop_block_of(&s.patch, inst, b, declined, &mut InLoopMemo::default())
+        let ts = s.threads.get(&b.thread.0).map(|ts| &**ts);
+        loop_block_of(&s.patch, inst, b, ts, &mut InLoopMemo::default())
     }
 }
 
@@ -251,15 +258,17 @@ impl<T: 'static> crate::Store<T> {
 pub(crate) type InLoopMemo = std::collections::HashMap<(u32, u32, u32), bool>;
 
 /// [`crate::Store::loop_block`] for the transition of `core`, whose
-/// instance is `inst`; `declined` is the blocker's thread's
-/// `transfer_declined` note.
+/// instance is `inst`; `ts` is the blocker's thread (its state and its
+/// `transfer_declined` note), if it still exists.
 pub(crate) fn loop_block_of(
     core: &Core,
     inst: &crate::instance::InstanceData,
     b: &super::Blocker,
-    declined: Option<u32>,
+    ts: Option<&ThreadState>,
     memo: &mut InLoopMemo,
 ) -> Option<LoopBlock> {
+    let declined = ts.and_then(|ts| ts.transfer_declined);
+    let parked = ts.is_some_and(|ts| matches!(ts.state, RunState::Parked | RunState::Sleeping));
     let t = core.transition.as_ref()?;
     let pi = core.instances.get(&t.instance)?;
     let moving = pi.applied.iter().find(|a| a.id == t.patch)?;
@@ -346,5 +355,6 @@ pub(crate) fn loop_block_of(
         function: b.frame.name.clone(),
         mapped: plan.is_some(),
         stuck,
+        parked,
     })
 }

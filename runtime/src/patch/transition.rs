@@ -582,8 +582,7 @@ pub(crate) fn blockers(
                 frame: frame_info(&t.names, f),
                 in_loop: None,
             };
-            b.in_loop =
-                super::transfer::loop_block_of(core, inst, &b, ts.transfer_declined, &mut memo);
+            b.in_loop = super::transfer::loop_block_of(core, inst, &b, Some(ts), &mut memo);
             out.push(b);
         }
     }
