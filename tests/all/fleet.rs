@@ -694,7 +694,10 @@ fn partial_requests_are_bounded_per_connection_and_overall() {
     let dir = scratch("bounds");
     let (old, _, _) = write_three(&dir);
     let sock = dir.join("ctl.sock");
-    let g = Guest::start(&sock, &old, "main", &["2", "8000", "0"]);
+    // The guest runs for 20 s: long enough to outlast the floods below on
+    // a loaded 2-core machine (with 8 s it once ended before the final
+    // status call, which then found no socket).
+    let g = Guest::start(&sock, &old, "main", &["2", "20000", "0"]);
     wait_threads(&sock, 3);
     let base = rss(g.child.id());
     // One connection: 24 MiB without a newline is refused, then closed.
