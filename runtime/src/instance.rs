@@ -80,11 +80,7 @@ impl InstanceData {
                 .expect("bundle function count checked at compile time");
             let start = self.funcref_ptrs.len() as u32;
             let records: Box<[VMFuncRef]> = (start..n as u32)
-                .map(|f| VMFuncRef {
-                    slot: f,
-                    type_id: self.type_ids[func_types[f as usize] as usize],
-                    vmctx,
-                })
+                .map(|f| VMFuncRef::new(f, self.type_ids[func_types[f as usize] as usize], vmctx))
                 .collect();
             let mut ptrs = self.funcref_ptrs.to_vec();
             ptrs.extend(records.iter().map(|r| r as *const VMFuncRef));
@@ -203,10 +199,12 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     // Own funcref records, one per function (imports included: an imported
     // function is called through this instance's slot, which forwards).
     data.funcref_records = (0..nfuncs as u32)
-        .map(|f| VMFuncRef {
-            slot: f,
-            type_id: data.type_ids[info.func_types[f as usize] as usize],
-            vmctx: vmctx_ptr,
+        .map(|f| {
+            VMFuncRef::new(
+                f,
+                data.type_ids[info.func_types[f as usize] as usize],
+                vmctx_ptr,
+            )
         })
         .collect();
     let mut funcref_ptrs: Vec<*const VMFuncRef> = data

@@ -260,13 +260,13 @@ impl<'a> FuncEnv<'a> {
     }
 
     /// Load (code, ctx) from `instance_vmctx`'s slot table of this thread's
-    /// world, at `slot` (a value or a constant). With `own_ctx`, the slot's
+    /// world, at `slot`. With `own_ctx`, the slot's
     /// context is known to be `instance_vmctx` and is not loaded.
     fn slot_lookup(
         &mut self,
         builder: &mut FunctionBuilder,
         instance_vmctx: Value,
-        slot: SlotIndex,
+        slot: u32,
         own_ctx: bool,
     ) -> (Value, Value) {
         // This world's table sits at `vmctx + world + VMCTX_SLOTS`
@@ -275,21 +275,12 @@ impl<'a> FuncEnv<'a> {
         // (`Config::patchable`): its calls through tables use world 0's,
         // as its direct calls use version 0.
         let table = if self.patchable {
-            let world = builder
-                .ins()
-                .load(types::I64, mutable(), self.vmthread(), THREAD_WORLD);
+            let world = self.world(builder);
             builder.ins().iadd(instance_vmctx, world)
         } else {
             instance_vmctx
         };
-        let (entry, off) = match slot {
-            SlotIndex::Const(i) => (table, VMCTX_SLOTS + (i as i64 * SLOT_SIZE) as i32),
-            SlotIndex::Dynamic(v) => {
-                let v64 = builder.ins().uextend(types::I64, v);
-                let scaled = builder.ins().imul_imm_s(v64, SLOT_SIZE);
-                (builder.ins().iadd(table, scaled), VMCTX_SLOTS)
-            }
-        };
+        let (entry, off) = (table, VMCTX_SLOTS + (slot as i64 * SLOT_SIZE) as i32);
         let code = builder
             .ins()
             .load(types::I64, mutable(), entry, off + SLOT_CODE);
@@ -300,6 +291,14 @@ impl<'a> FuncEnv<'a> {
             .ins()
             .load(types::I64, mutable(), entry, off + SLOT_VMCTX);
         (code, ctx)
+    }
+
+    /// The running thread's world (`VMThread.world`: 0 or `WORLD_STRIDE`,
+    /// the distance of its slot table from world 0's).
+    fn world(&mut self, builder: &mut FunctionBuilder) -> Value {
+        builder
+            .ins()
+            .load(types::I64, mutable(), self.vmthread(), THREAD_WORLD)
     }
 
     /// `brif poll_word, slow, cont`, leaving the builder in the (cold,
@@ -453,11 +452,6 @@ impl<'a> FuncEnv<'a> {
         let call = builder.ins().call_indirect(sig, code, &all);
         builder.inst_results(call).to_vec()
     }
-}
-
-enum SlotIndex {
-    Const(u32),
-    Dynamic(Value),
 }
 
 impl FuncEnvironment for FuncEnv<'_> {
@@ -625,7 +619,7 @@ impl FuncEnvironment for FuncEnv<'_> {
         // a bundle (whose slot holds a "removed" stub and its context once
         // the bundle is reverted) need the slot's context.
         let own = func >= self.info.num_imported_funcs && func < self.own_funcs;
-        let (code, ctx) = self.slot_lookup(builder, vmctx, SlotIndex::Const(func), own);
+        let (code, ctx) = self.slot_lookup(builder, vmctx, func, own);
         self.call_through(builder, sig, code, ctx, args)
     }
 
@@ -640,10 +634,16 @@ impl FuncEnvironment for FuncEnv<'_> {
         let addr = self.table_elem_addr(builder, table, callee, TrapKind::TableOutOfBounds);
         let flags = Region::Tables.tag(builder, mutable());
         let funcref = builder.ins().load(types::I64, flags, addr, 0);
-        builder.ins().trapz(funcref, TrapKind::NullReference.code());
+        // A null element has no record: the type-id load then reads
+        // address 4, in the unmapped page 0, and the fault at this load is
+        // a null-reference trap (its trap code; `vm/traps.rs` names a fault
+        // at any PC of the trap table by its code). No compare and branch.
+        let null_traps = MemFlagsData::new()
+            .with_aligned()
+            .with_trap_code(Some(TrapKind::NullReference.code()));
         let actual = builder
             .ins()
-            .load(types::I32, mutable(), funcref, FUNCREF_TYPE_ID);
+            .load(types::I32, null_traps, funcref, FUNCREF_TYPE_ID);
         let ids = builder
             .ins()
             .load(types::I64, readonly(), self.vmctx(), VMCTX_TYPE_IDS);
@@ -656,13 +656,19 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder
             .ins()
             .trapnz(bad, TrapKind::IndirectCallTypeMismatch.code());
-        let slot = builder
+        // The record holds world 0's slot address: add the world (none in
+        // the baseline build, which never patches) and load the slot.
+        let entry0 = builder
             .ins()
-            .load(types::I32, mutable(), funcref, FUNCREF_SLOT);
-        let inst = builder
-            .ins()
-            .load(types::I64, mutable(), funcref, FUNCREF_VMCTX);
-        let (code, ctx) = self.slot_lookup(builder, inst, SlotIndex::Dynamic(slot), false);
+            .load(types::I64, mutable(), funcref, FUNCREF_ENTRY);
+        let entry = if self.patchable {
+            let world = self.world(builder);
+            builder.ins().iadd(entry0, world)
+        } else {
+            entry0
+        };
+        let code = builder.ins().load(types::I64, mutable(), entry, SLOT_CODE);
+        let ctx = builder.ins().load(types::I64, mutable(), entry, SLOT_VMCTX);
         let sig = self.sig_for_type(builder, type_index);
         self.call_through(builder, sig, code, ctx, args)
     }

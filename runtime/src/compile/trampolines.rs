@@ -185,19 +185,12 @@ fn build_entry(
     b.seal_block(block);
     let p = b.block_params(block).to_vec();
     let (funcref, vmthread, values) = (p[0], p[1], p[2]);
-    let slot = b.ins().load(types::I32, flags(), funcref, FUNCREF_SLOT);
-    let inst = b.ins().load(types::I64, flags(), funcref, FUNCREF_VMCTX);
+    // World 0's slot of the function, plus the thread's world.
+    let entry0 = b.ins().load(types::I64, flags(), funcref, FUNCREF_ENTRY);
     let world = b.ins().load(types::I64, flags(), vmthread, THREAD_WORLD);
-    let table = b.ins().iadd(inst, world);
-    let slot64 = b.ins().uextend(types::I64, slot);
-    let scaled = b.ins().imul_imm_s(slot64, SLOT_SIZE);
-    let entry = b.ins().iadd(table, scaled);
-    let code = b
-        .ins()
-        .load(types::I64, flags(), entry, VMCTX_SLOTS + SLOT_CODE);
-    let ctx = b
-        .ins()
-        .load(types::I64, flags(), entry, VMCTX_SLOTS + SLOT_VMCTX);
+    let entry = b.ins().iadd(entry0, world);
+    let code = b.ins().load(types::I64, flags(), entry, SLOT_CODE);
+    let ctx = b.ins().load(types::I64, flags(), entry, SLOT_VMCTX);
     let mut args = vec![ctx, vmthread];
     for (i, t) in ty.params().iter().enumerate() {
         args.push(

@@ -39,11 +39,7 @@ fn private_call(
     for w in 0..2 {
         vmctx.table_mut(w)[func as usize] = slot;
     }
-    let record = Box::new(VMFuncRef {
-        slot: func,
-        type_id: 0,
-        vmctx: vmctx.as_ptr(),
-    });
+    let record = Box::new(VMFuncRef::new(func, 0, vmctx.as_ptr()));
     Ok(PrivateCall {
         _vmctx: vmctx,
         record,

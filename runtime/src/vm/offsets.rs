@@ -87,12 +87,10 @@ pub const SLOT_CODE: i32 = 0;
 /// `VMSlot.vmctx`.
 pub const SLOT_VMCTX: i32 = 8;
 
-/// `VMFuncRef.slot` (u32).
-pub const FUNCREF_SLOT: i32 = 0;
 /// `VMFuncRef.type_id` (u32).
 pub const FUNCREF_TYPE_ID: i32 = 4;
-/// `VMFuncRef.vmctx`.
-pub const FUNCREF_VMCTX: i32 = 8;
+/// `VMFuncRef.entry` (world 0's slot of the function).
+pub const FUNCREF_ENTRY: i32 = 16;
 
 /// `VMMemory.base`.
 pub const MEMORY_BASE: i32 = 0;

@@ -39,6 +39,29 @@ pub struct VMFuncRef {
     pub type_id: u32,
     /// The owning instance's `VMContext`.
     pub vmctx: *mut VMContext,
+    /// The address of the function's slot in world 0's table
+    /// (`vmctx + VMCTX_SLOTS + 16*slot`, `vm/vmctx_block.rs`): a call
+    /// through the funcref adds the caller's world to it and loads the
+    /// slot, with no index arithmetic.
+    pub entry: *const VMSlot,
+}
+
+impl VMFuncRef {
+    /// The record of function `slot` of the instance whose context is at
+    /// `vmctx`.
+    pub fn new(slot: u32, type_id: u32, vmctx: *mut VMContext) -> VMFuncRef {
+        // Plain arithmetic: the slot tables sit at fixed distances from the
+        // context and never move (`vm/vmctx_block.rs`).
+        let entry = (vmctx as usize)
+            .wrapping_add(super::offsets::VMCTX_SLOTS as usize)
+            .wrapping_add(slot as usize * super::offsets::SLOT_SIZE as usize);
+        VMFuncRef {
+            slot,
+            type_id,
+            vmctx,
+            entry: entry as *const VMSlot,
+        }
+    }
 }
 
 /// A linear memory as JIT code sees it. The base never moves: each 32-bit
@@ -222,9 +245,8 @@ mod tests {
         assert_eq!(size_of::<VMSlot>() as i64, SLOT_SIZE);
         assert_eq!(offset_of!(VMSlot, code) as i32, SLOT_CODE);
         assert_eq!(offset_of!(VMSlot, vmctx) as i32, SLOT_VMCTX);
-        assert_eq!(offset_of!(VMFuncRef, slot) as i32, FUNCREF_SLOT);
         assert_eq!(offset_of!(VMFuncRef, type_id) as i32, FUNCREF_TYPE_ID);
-        assert_eq!(offset_of!(VMFuncRef, vmctx) as i32, FUNCREF_VMCTX);
+        assert_eq!(offset_of!(VMFuncRef, entry) as i32, FUNCREF_ENTRY);
         assert_eq!(offset_of!(VMMemory, base) as i32, MEMORY_BASE);
         assert_eq!(offset_of!(VMMemory, length) as i32, MEMORY_LENGTH);
         assert_eq!(offset_of!(VMTable, base) as i32, TABLE_BASE);
