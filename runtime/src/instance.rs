@@ -367,6 +367,13 @@ pub(crate) fn instantiate_with_host<T: 'static>(
     // SAFETY: the memories are the store's, alive as long as the instance.
     unsafe { data.vmctx.set_arrays(&data.memory_ptrs, &data.global_ptrs) };
     data.vmctx.tables = data.table_ptrs.as_ptr();
+    data.vmctx.table0_elems = match data.table_ptrs.first() {
+        // SAFETY: the tables are the store's, alive as long as the
+        // instance; JIT code reads the copy only for a table that never
+        // grows (`VMContext::table0_elems`).
+        Some(&t) => unsafe { (*t).base },
+        None => std::ptr::null_mut(),
+    };
     data.vmctx.funcrefs = data.funcref_ptrs.as_ptr();
     data.vmctx.type_ids = data.type_ids.as_ptr();
 

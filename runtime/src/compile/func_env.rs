@@ -409,7 +409,6 @@ impl<'a> FuncEnv<'a> {
         index: Value,
         kind: TrapKind,
     ) -> Value {
-        let def = self.table_def(builder, table);
         let ge = ir::condcodes::IntCC::UnsignedGreaterThanOrEqual;
         // A table whose limits are equal never grows (`Table::grow` keeps to
         // the maximum; an import of it has the same length, as the link
@@ -420,18 +419,29 @@ impl<'a> FuncEnv<'a> {
             let t = &self.info.tables[table as usize];
             (Some(t.minimum) == t.maximum).then_some(t.minimum)
         };
-        let (oob, base_flags) = match fixed {
-            Some(len) => (
-                builder.ins().icmp_imm_u(ge, index, i64::from(len)),
-                readonly(),
-            ),
+        // Table 0's array, when it never moves, is held inline in the vmctx.
+        let (oob, base) = match fixed {
+            Some(len) => {
+                let oob = builder.ins().icmp_imm_u(ge, index, i64::from(len));
+                let base = if table == 0 {
+                    let vmctx = self.vmctx();
+                    builder
+                        .ins()
+                        .load(types::I64, readonly(), vmctx, VMCTX_TABLE0_ELEMS)
+                } else {
+                    let def = self.table_def(builder, table);
+                    builder.ins().load(types::I64, readonly(), def, TABLE_BASE)
+                };
+                (oob, base)
+            }
             None => {
+                let def = self.table_def(builder, table);
                 let len = builder.ins().load(types::I32, mutable(), def, TABLE_LENGTH);
-                (builder.ins().icmp(ge, index, len), mutable())
+                let base = builder.ins().load(types::I64, mutable(), def, TABLE_BASE);
+                (builder.ins().icmp(ge, index, len), base)
             }
         };
         builder.ins().trapnz(oob, kind.code());
-        let base = builder.ins().load(types::I64, base_flags, def, TABLE_BASE);
         let idx = builder.ins().uextend(types::I64, index);
         let scaled = builder.ins().ishl_imm_u(idx, 3);
         builder.ins().iadd(base, scaled)

@@ -17,10 +17,12 @@
 //! +48 instance  (host InstanceData)     +48 poll_stub (code address)
 //! +56 memory0_base (copy)
 //! +64 global_cells[7] (copies)
+//! +120 table0_elems (copy)
 //! +128                 world 0 slot table ─┐ vm/vmctx_block.rs: one mapping,
 //! +128 + WORLD_STRIDE  world 1 slot table ─┘ MAX_SLOTS slots each
 //!
-//! VMSlot (16 bytes): code, vmctx        VMFuncRef (16 bytes): slot u32, type_id u32, vmctx
+//! VMSlot (16 bytes): code, vmctx        VMFuncRef (24 bytes): slot u32, type_id u32,
+//!                                       vmctx, entry (world 0's slot)
 //! ```
 //!
 //! A call reads `world` from the thread, then `code` (and, for imports and
@@ -47,9 +49,12 @@ pub const VMCTX_MEMORY0_BASE: i32 = 56;
 pub const VMCTX_GLOBAL_CELLS: i32 = 64;
 /// Globals whose cells the `VMContext` holds inline.
 pub const VMCTX_INLINE_GLOBALS: u32 = 7;
+/// `VMContext.table0_elems`: table 0's element array, inline (read only
+/// for a table whose limits are equal, whose array never moves).
+pub const VMCTX_TABLE0_ELEMS: i32 = 120;
 /// Size of `VMContext`.
 #[cfg_attr(not(test), allow(dead_code))] // checked by the layout test
-pub const VMCTX_SIZE: usize = 120;
+pub const VMCTX_SIZE: usize = 128;
 /// Distance from a `VMContext` to its world-0 slot table.
 pub const VMCTX_SLOTS: i32 = 128;
 /// Distance between the world-0 and world-1 slot tables, and the value of

@@ -121,6 +121,11 @@ pub struct VMContext {
     /// `global.get`/`global.set` of them (rustc's `__stack_pointer` is
     /// global 0).
     pub global_cells: [*mut VMGlobal; INLINE_GLOBALS],
+    /// Table 0's element array (null without a table), copied from
+    /// `tables`. JIT code reads it only when table 0's limits are equal:
+    /// such a table never grows, so its array never moves, and one load
+    /// from here replaces three in every `call_indirect`.
+    pub table0_elems: *mut usize,
 }
 
 /// How many global cells a `VMContext` holds inline.
@@ -138,6 +143,7 @@ impl VMContext {
             builtins,
             instance: std::ptr::null_mut(),
             memory0_base: std::ptr::null_mut(),
+            table0_elems: std::ptr::null_mut(),
             global_cells: [std::ptr::null_mut(); INLINE_GLOBALS],
         }
     }
@@ -226,6 +232,10 @@ mod tests {
         assert_eq!(
             offset_of!(VMContext, global_cells) as i32,
             VMCTX_GLOBAL_CELLS
+        );
+        assert_eq!(
+            offset_of!(VMContext, table0_elems) as i32,
+            VMCTX_TABLE0_ELEMS
         );
         assert_eq!(INLINE_GLOBALS, VMCTX_INLINE_GLOBALS as usize);
         assert_eq!(size_of::<VMContext>(), VMCTX_SIZE);
