@@ -20,7 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ws="$here/rust"
 out="$here/built"
 target_dir="${CARGO_TARGET_DIR:-$ws/target}"
-kernels=(json deflate regex hash nbody sort interp)
+kernels=(json deflate regex hash nbody sort interp matmul)
 
 expected=0
 check=0

@@ -15,6 +15,7 @@ pub mod deflate;
 pub mod hash;
 pub mod interp;
 pub mod json;
+pub mod matmul;
 pub mod nbody;
 pub mod regex;
 pub mod sort;

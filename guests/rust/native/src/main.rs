@@ -8,7 +8,7 @@ use std::time::Instant;
 type Run = fn(i32) -> i64;
 
 /// Kernel name, its `run`, and the recommended argument.
-pub const KERNELS: [(&str, Run, i32); 7] = [
+pub const KERNELS: [(&str, Run, i32); 8] = [
     ("json", kernels::json::run, 1),
     ("deflate", kernels::deflate::run, 1),
     ("regex", kernels::regex::run, 1),
@@ -16,6 +16,7 @@ pub const KERNELS: [(&str, Run, i32); 7] = [
     ("nbody", kernels::nbody::run, 1),
     ("sort", kernels::sort::run, 1),
     ("interp", kernels::interp::run, 1),
+    ("matmul", kernels::matmul::run, 1),
 ];
 
 fn main() {
