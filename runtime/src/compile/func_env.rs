@@ -112,6 +112,11 @@ enum Region {
     Globals = 2,
     /// Table elements.
     Tables = 3,
+    /// Fields of the vmctx that never change while code runs (memory 0's
+    /// base, global cell addresses, the builtin table): loads of them in
+    /// this region are merged only between calls, so that no value of
+    /// them lives across a call (`FuncEnv::base_var`).
+    Vmctx = 4,
 }
 
 impl Region {
@@ -120,6 +125,7 @@ impl Region {
             Region::Heap => "heap",
             Region::Globals => "globals",
             Region::Tables => "table elements",
+            Region::Vmctx => "vmctx",
         };
         builder.func.dfg.alias_regions.insert(ir::AliasRegionData {
             user_id: self as u32,
@@ -152,6 +158,16 @@ pub(crate) struct FuncEnv<'a> {
     own_funcs: u32,
     vmctx: Option<Value>,
     vmthread: Option<Value>,
+    /// Memory 0's base, which never moves, as a frontend variable defined
+    /// in the prologue and again after every call, so that no value of it
+    /// lives across a call. One `readonly can_move` load for the whole
+    /// function (as wasmtime does) lives across all of them: in a function
+    /// that calls, it needs one of the five callee-saved registers, and when
+    /// it loses that contest, every use in a hot loop reloads it from the
+    /// stack (matmul's i-k-j loop, inlined by rustc into a function that
+    /// allocates, did three times an iteration: `benches/README.md`,
+    /// "Against wasmtime"). A reload after a call costs one load.
+    base_var: Option<cranelift_frontend::Variable>,
     sigs: HashMap<u32, ir::SigRef>,
     builtin_sigs: HashMap<Builtin, ir::SigRef>,
     poll_sig: Option<ir::SigRef>,
@@ -183,6 +199,7 @@ impl<'a> FuncEnv<'a> {
             own_funcs,
             vmctx: None,
             vmthread: None,
+            base_var: None,
             sigs: HashMap::new(),
             builtin_sigs: HashMap::new(),
             poll_sig: None,
@@ -204,6 +221,22 @@ impl<'a> FuncEnv<'a> {
 
     fn vmthread(&self) -> Value {
         self.vmthread.expect("prologue sets vmthread")
+    }
+
+    /// Define memory 0's base anew: in the prologue and after every call
+    /// (see `base_var`). The load is in the `vmctx` region, which only
+    /// calls change, so alias analysis merges it with nothing from before
+    /// the last call; its address never changes, so what the code computes
+    /// is the same whichever definition a use sees.
+    fn define_base(&mut self, builder: &mut FunctionBuilder) {
+        let Some(var) = self.base_var else {
+            return;
+        };
+        let flags = Region::Vmctx.tag(builder, mutable());
+        let base = builder
+            .ins()
+            .load(types::I64, flags, self.vmctx(), VMCTX_MEMORY0_BASE);
+        builder.def_var(var, base);
     }
 
     fn sig_for_type(&mut self, builder: &mut FunctionBuilder, type_index: u32) -> ir::SigRef {
@@ -242,16 +275,18 @@ impl<'a> FuncEnv<'a> {
         };
         let vmctx = self.vmctx();
         let vmthread = self.vmthread();
-        let table = builder
-            .ins()
-            .load(types::I64, readonly(), vmctx, VMCTX_BUILTINS);
-        let f = builder
-            .ins()
-            .load(types::I64, readonly(), table, (b as i32) * 8);
+        // Reloaded at each call (merged only between calls): a builtin's
+        // address kept from the function's entry would take a callee-saved
+        // register, or a stack slot, for the whole function.
+        let flags = Region::Vmctx.tag(builder, mutable());
+        let table = builder.ins().load(types::I64, flags, vmctx, VMCTX_BUILTINS);
+        let f = builder.ins().load(types::I64, flags, table, (b as i32) * 8);
         let mut all = vec![vmctx, vmthread];
         all.extend_from_slice(args);
         let call = builder.ins().call_indirect(sig, f, &all);
-        builder.inst_results(call).first().copied()
+        let result = builder.inst_results(call).first().copied();
+        self.define_base(builder);
+        result
     }
 
     /// Trap with `kind` when `status` is nonzero.
@@ -358,9 +393,13 @@ impl<'a> FuncEnv<'a> {
     fn global_cell(&mut self, builder: &mut FunctionBuilder, global: u32) -> Value {
         if global < VMCTX_INLINE_GLOBALS {
             let off = VMCTX_GLOBAL_CELLS + 8 * global as i32;
-            return builder
-                .ins()
-                .load(types::I64, readonly(), self.vmctx(), off);
+            // The cell's address never changes, but a `readonly can_move`
+            // load of it would be one value for the whole function, alive
+            // across every call (`__stack_pointer`'s, read in rustc's
+            // prologues and epilogues, took a callee-saved register in
+            // SHA-256's round function): reloaded after calls instead.
+            let flags = Region::Vmctx.tag(builder, mutable());
+            return builder.ins().load(types::I64, flags, self.vmctx(), off);
         }
         let arr = builder
             .ins()
@@ -383,10 +422,10 @@ impl<'a> FuncEnv<'a> {
     /// in the vmctx.
     fn memory_base(&mut self, builder: &mut FunctionBuilder, memory: u32) -> Value {
         if memory == 0 {
-            let vmctx = self.vmctx();
-            return builder
-                .ins()
-                .load(types::I64, readonly(), vmctx, VMCTX_MEMORY0_BASE);
+            let var = self
+                .base_var
+                .expect("a module with a memory defines its base");
+            return builder.use_var(var);
         }
         let def = self.memory_def(builder, memory);
         builder.ins().load(types::I64, readonly(), def, MEMORY_BASE)
@@ -460,7 +499,9 @@ impl<'a> FuncEnv<'a> {
         all.push(self.vmthread());
         all.extend_from_slice(args);
         let call = builder.ins().call_indirect(sig, code, &all);
-        builder.inst_results(call).to_vec()
+        let results = builder.inst_results(call).to_vec();
+        self.define_base(builder);
+        results
     }
 }
 
@@ -490,6 +531,10 @@ impl FuncEnvironment for FuncEnv<'_> {
     ) {
         self.vmctx = Some(vmctx);
         self.vmthread = Some(vmthread);
+        if !self.info.memories.is_empty() {
+            self.base_var = Some(builder.declare_var(types::I64));
+            self.define_base(builder);
+        }
         // Stack limit: Cranelift adds the frame size and traps with
         // STACK_OVERFLOW before the frame is used.
         let thread_gv = builder.create_global_value(ir::GlobalValueData::VMContext);
@@ -622,7 +667,9 @@ impl FuncEnvironment for FuncEnv<'_> {
             all.push(self.vmthread());
             all.extend_from_slice(args);
             let call = builder.ins().call(fref, &all);
-            return builder.inst_results(call).to_vec();
+            let results = builder.inst_results(call).to_vec();
+            self.define_base(builder);
+            return results;
         }
         // The module's own functions always run with this instance's vmctx
         // (a bundle's replacement too); only imports and functions added by
