@@ -66,10 +66,7 @@ impl InstanceData {
     ) {
         let vmctx: *mut VMContext = &mut *self.vmctx;
         if type_ids.len() > self.type_ids.len() {
-            let new: Box<[u32]> = type_ids.into();
-            let old = std::mem::replace(&mut self.type_ids, new);
-            retired.push(Box::new(old));
-            self.vmctx.type_ids = self.type_ids.as_ptr();
+            self.type_ids = type_ids.into();
         }
         let n = func_types.len();
         if n > self.vmctx.table(0).len() {
@@ -375,7 +372,6 @@ pub(crate) fn instantiate_with_host<T: 'static>(
         None => std::ptr::null_mut(),
     };
     data.vmctx.funcrefs = data.funcref_ptrs.as_ptr();
-    data.vmctx.type_ids = data.type_ids.as_ptr();
 
     // Element segments, in order; an out-of-bounds active segment stops
     // instantiation (earlier segments stay written, as the spec says).

@@ -146,6 +146,9 @@ fn readonly() -> MemFlagsData {
 /// Environment for one function of one module.
 pub(crate) struct FuncEnv<'a> {
     info: &'a ModuleInfo,
+    /// The engine the code is for: its signature ids are the type ids
+    /// `call_indirect` checks, constants for the engine's life.
+    engine: &'a crate::engine::Engine,
     call_conv: CallConv,
     frontend: cranelift_codegen::isa::TargetFrontendConfig,
     /// False only for the baseline build: direct calls, no polls.
@@ -185,6 +188,7 @@ impl<'a> FuncEnv<'a> {
     /// Environment for compiling a function of `info`.
     pub(crate) fn new(
         info: &'a ModuleInfo,
+        engine: &'a crate::engine::Engine,
         frontend: cranelift_codegen::isa::TargetFrontendConfig,
         patchable: bool,
         entry_poll: bool,
@@ -192,6 +196,7 @@ impl<'a> FuncEnv<'a> {
     ) -> Self {
         FuncEnv {
             info,
+            engine,
             call_conv: frontend.default_call_conv,
             frontend,
             patchable,
@@ -701,15 +706,17 @@ impl FuncEnvironment for FuncEnv<'_> {
         let actual = builder
             .ins()
             .load(types::I32, null_traps, funcref, FUNCREF_TYPE_ID);
-        let ids = builder
-            .ins()
-            .load(types::I64, readonly(), self.vmctx(), VMCTX_TYPE_IDS);
-        let expected = builder
-            .ins()
-            .load(types::I32, readonly(), ids, (type_index as i32) * 4);
-        let bad = builder
-            .ins()
-            .icmp(ir::condcodes::IntCC::NotEqual, actual, expected);
+        // The expected id is the engine's for this type (what an
+        // instance's `type_ids` holds and every record carries): code runs
+        // only in instances of its own engine (`instance.rs` refuses
+        // another's), so it is a constant here.
+        let expected = self
+            .engine
+            .signature_id(&self.info.types[type_index as usize]);
+        let bad =
+            builder
+                .ins()
+                .icmp_imm_u(ir::condcodes::IntCC::NotEqual, actual, i64::from(expected));
         builder
             .ins()
             .trapnz(bad, TrapKind::IndirectCallTypeMismatch.code());

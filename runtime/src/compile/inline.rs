@@ -110,7 +110,14 @@ impl Inlinables {
             }
             let ty = job.info.func_type(f).clone();
             // No safe point in the body: the entry poll is never emitted.
-            let mut env = FuncEnv::new(job.info, isa.frontend_config(), true, false, job.own_funcs);
+            let mut env = FuncEnv::new(
+                job.info,
+                job.engine,
+                isa.frontend_config(),
+                true,
+                false,
+                job.own_funcs,
+            );
             ctx.clear();
             ctx.func.signature = func_env::wasm_signature(&ty, isa.default_call_conv());
             ctx.func.name = ir::UserFuncName::user(0, f);

@@ -196,6 +196,7 @@ fn compile_one(
     let ty = info.func_type(func_index).clone();
     let mut env = FuncEnv::new(
         info,
+        engine,
         isa.frontend_config(),
         engine.config().patchable,
         entry_poll,

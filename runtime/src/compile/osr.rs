@@ -515,6 +515,7 @@ fn compile_entry(
     let ty = job.info.func_type(func).clone();
     let mut env = FuncEnv::new(
         job.info,
+        job.engine,
         isa.frontend_config(),
         job.engine.config().patchable,
         false,

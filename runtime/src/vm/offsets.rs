@@ -12,7 +12,7 @@
 //! +8  globals   → [*VMGlobal]           +8  world     (0 or WORLD_STRIDE)
 //! +16 tables    → [*VMTable]            +16 stack_limit
 //! +24 funcrefs  → [*VMFuncRef]          +24 exit_fp   (trampoline or poll stub frame)
-//! +32 type_ids  → [u32]                 +32 host      (ThreadState)
+//! +32 (reserved)                         +32 host      (ThreadState)
 //! +40 builtins  → [fn ptr]              +40 trap_arg
 //! +48 instance  (host InstanceData)     +48 poll_stub (code address)
 //! +56 memory0_base (copy)
@@ -38,8 +38,6 @@ pub const VMCTX_GLOBALS: i32 = 8;
 pub const VMCTX_TABLES: i32 = 16;
 /// `VMContext.funcrefs`.
 pub const VMCTX_FUNCREFS: i32 = 24;
-/// `VMContext.type_ids`.
-pub const VMCTX_TYPE_IDS: i32 = 32;
 /// `VMContext.builtins`.
 pub const VMCTX_BUILTINS: i32 = 40;
 /// `VMContext.memory0_base`: memory 0's base, inline.

@@ -106,8 +106,10 @@ pub struct VMContext {
     pub tables: *const *mut VMTable,
     /// One funcref record pointer per function index.
     pub funcrefs: *const *const VMFuncRef,
-    /// Engine-wide signature id per type index.
-    pub type_ids: *const u32,
+    /// Unused: it held the engine's signature id per type index, which
+    /// `call_indirect` now embeds as constants. Keeps the offsets below,
+    /// and the slot tables after the vmctx 16-byte aligned.
+    pub _reserved: usize,
     /// Runtime functions callable from JIT code (see `libcalls.rs`).
     pub builtins: *const usize,
     /// Back pointer to the host-side instance data.
@@ -139,7 +141,7 @@ impl VMContext {
             globals: std::ptr::null(),
             tables: std::ptr::null(),
             funcrefs: std::ptr::null(),
-            type_ids: std::ptr::null(),
+            _reserved: 0,
             builtins,
             instance: std::ptr::null_mut(),
             memory0_base: std::ptr::null_mut(),
@@ -223,7 +225,6 @@ mod tests {
         assert_eq!(offset_of!(VMContext, globals) as i32, VMCTX_GLOBALS);
         assert_eq!(offset_of!(VMContext, tables) as i32, VMCTX_TABLES);
         assert_eq!(offset_of!(VMContext, funcrefs) as i32, VMCTX_FUNCREFS);
-        assert_eq!(offset_of!(VMContext, type_ids) as i32, VMCTX_TYPE_IDS);
         assert_eq!(offset_of!(VMContext, builtins) as i32, VMCTX_BUILTINS);
         assert_eq!(
             offset_of!(VMContext, memory0_base) as i32,
