@@ -1,0 +1,447 @@
+//! A rustc `dyn Trait` call target replaced live: the `bank` trait-object
+//! variant (`guests/service/revisions/d0.rs`, `d1.rs`), whose workers
+//! charge every transfer through a fee policy picked at run time from a
+//! table of `&dyn Fee`, so rustc reaches `<Percent as Fee>::charge` through
+//! `call_indirect` (the funcref record's world-0 slot address plus the
+//! thread's world). `charge` stamps the revision that began a step, yields
+//! inside (so the workers sit in the indirect callee when a bundle comes),
+//! and ends the step in `close`, a direct call that stamps its own
+//! revision: a step begun by one revision and ended by the other is mixed.
+//! Built by `guests/service/build.sh d0 d1` into
+//! `guests/built/service/d{0,1}.wasm` (committed: no toolchain needed).
+//!
+//! Per-thread consistency (docs/consistency.md rules 1, 5, 8) is checked
+//! after every scheduler turn of every transition: a worker inside a step
+//! began it in the revision of its thread's world (patched: revision 2,
+//! unpatched: revision 1), read from guest memory while every thread is
+//! suspended.
+
+use crate::real_rust::built;
+use patch_format::{diff, DiffOptions};
+use std::time::Duration;
+use wasm_patch_runtime::{
+    ApplyOptions, Engine, Instance, Linker, Module, Store, ThreadId, ThreadPatchState,
+    TransitionOutcome, Val,
+};
+use wasmparser::{ElementItems, KnownCustom, Name, Operator, Parser, Payload, TypeRef};
+
+/// Accounts × opening balance: what the balances add up to once every
+/// worker has stopped.
+const TOTAL: i64 = 8 * 1000;
+
+/// Workers in the service.
+const WORKERS: i32 = 6;
+
+/// The replaced method's readable name.
+const CHARGE: &str = "<bank::Percent as bank::Fee>::charge";
+
+/// Bound on scheduler turns for any wait (the workers never stop by
+/// themselves, so a wait that exceeds it is a hang).
+const MAX_TURNS: usize = 200_000;
+
+struct Service {
+    store: Store<()>,
+    inst: Instance,
+    /// Each worker's thread.
+    threads: Vec<ThreadId>,
+    /// Where `BEGUN` (one `u32` a worker) lies in memory 0.
+    begun_at: usize,
+    /// Scheduler turns after which the threads were checked.
+    checks: usize,
+}
+
+impl Service {
+    /// Revision `d0` with its workers started (calling the percent policy
+    /// directly too, every other turn, when `direct`).
+    fn start(direct: bool) -> Service {
+        let engine = Engine::default();
+        let module = Module::new(&engine, built("d0")).unwrap();
+        let mut store = Store::new(&engine, ());
+        let mut linker: Linker<()> = Linker::new(&engine);
+        linker.add_thread_abi();
+        let inst = linker.instantiate(&mut store, &module).unwrap();
+        let mut s = Service {
+            store,
+            inst,
+            threads: Vec::new(),
+            begun_at: 0,
+            checks: 0,
+        };
+        s.call("start", &[Val::I32(WORKERS), Val::I32(direct as i32)]);
+        for i in 0..WORKERS {
+            let t = s.call("thread_of", &[Val::I32(i)]).unwrap().i32().unwrap();
+            assert!(t >= 0, "worker {i} did not start");
+            s.threads.push(ThreadId(t as u32));
+        }
+        s.begun_at = s.call("begun_at", &[]).unwrap().i32().unwrap() as usize;
+        s
+    }
+
+    fn call(&mut self, name: &str, args: &[Val]) -> Option<Val> {
+        let f = self.inst.get_func(&self.store, name).unwrap();
+        f.call(&mut self.store, args).unwrap().first().cloned()
+    }
+
+    fn i64(&mut self, name: &str, args: &[Val]) -> i64 {
+        self.call(name, args).unwrap().i64().unwrap()
+    }
+
+    /// Percent steps completed by revision `v`'s code.
+    fn steps(&mut self, v: i32) -> i64 {
+        self.i64("steps", &[Val::I32(v)])
+    }
+
+    /// The revision that began each worker's step in progress (0: between
+    /// steps), read from memory: no guest thread runs to answer.
+    fn begun(&self) -> Vec<u32> {
+        let mem = self.inst.get_memory(&self.store, "memory").unwrap();
+        let data = mem.data(&self.store);
+        (0..WORKERS as usize)
+            .map(|i| {
+                let at = self.begun_at + 4 * i;
+                u32::from_le_bytes(data[at..at + 4].try_into().unwrap())
+            })
+            .collect()
+    }
+
+    /// Workers inside a percent step (each a blocker of a transition that
+    /// changes `charge`).
+    fn inside(&self) -> usize {
+        self.begun().iter().filter(|&&v| v != 0).count()
+    }
+
+    /// The switch rule seen from the guest, at a moment when every thread
+    /// is suspended: a worker inside a step began it in its thread's world
+    /// (`charge` is on its stack from the step's start, so the thread
+    /// cannot have switched since), revision 2 when patched, 1 when not;
+    /// outside a transition, 2 exactly when the bundle is applied.
+    fn check_threads(&mut self) {
+        self.checks += 1;
+        let settled = if self.store.applied().is_empty() {
+            1
+        } else {
+            2
+        };
+        let begun = self.begun();
+        for (i, (&b, &t)) in begun.iter().zip(&self.threads).enumerate() {
+            if b == 0 {
+                continue;
+            }
+            let state = self.store.thread_patch_state(t);
+            let want = match state {
+                Some(ThreadPatchState::Patched) => 2,
+                Some(ThreadPatchState::Unpatched) => 1,
+                Some(ThreadPatchState::None) => settled,
+                None => panic!("worker {i}'s thread {t:?} is gone"),
+            };
+            assert_eq!(
+                b, want,
+                "worker {i} (thread {t:?}, {state:?}) is inside a step begun by revision {b}"
+            );
+        }
+    }
+
+    /// Runs `n` scheduler turns one at a time, checking the threads after
+    /// each.
+    fn turns(&mut self, n: usize) {
+        for _ in 0..n {
+            self.store.run_steps(1);
+            self.check_threads();
+        }
+    }
+
+    /// Runs, checking after every turn, until the transition in progress
+    /// ended. Returns how it ended.
+    fn settle(&mut self, what: &str) -> TransitionOutcome {
+        let mut turns = 0;
+        while self.store.transition_status().is_some() {
+            self.turns(1);
+            turns += 1;
+            assert!(turns < MAX_TURNS, "the {what} never ended");
+        }
+        self.store
+            .last_transition()
+            .expect("a transition ended")
+            .clone()
+    }
+
+    /// Runs the workers until revision `v` completed at least `n` more
+    /// steps, and checks that the other revision completed none: every
+    /// step begun after the transition ran the revision it promised.
+    fn fresh(&mut self, v: i32, n: i64) {
+        let other = 3 - v;
+        let (before, stale) = (self.steps(v), self.steps(other));
+        let mut rounds = 0;
+        while self.steps(v) < before + n {
+            self.store.run_steps(16);
+            self.check_threads();
+            rounds += 1;
+            assert!(
+                rounds < MAX_TURNS / 16,
+                "the workers stopped (revision {v})"
+            );
+        }
+        assert_eq!(
+            self.steps(other),
+            stale,
+            "revision {other} completed steps while revision {v} was settled"
+        );
+    }
+
+    /// Stops the workers (each ends its step and leaves its loop) and
+    /// checks that no step was mixed and the money is all there.
+    fn stop(&mut self) {
+        self.call("stop", &[]);
+        self.store.run().unwrap();
+        assert_eq!(self.call("stop", &[]).unwrap().i32(), Some(0));
+        assert_eq!(self.i64("mixed", &[]), 0, "steps that mixed two revisions");
+        assert_eq!(self.i64("total", &[]), TOTAL, "money was lost or made");
+        assert_eq!(self.inside(), 0);
+    }
+}
+
+/// The bundle `diff d0 d1`.
+fn bundle() -> Vec<u8> {
+    let outcome = diff(&built("d0"), &built("d1"), &DiffOptions::default()).unwrap();
+    outcome.bundle.to_bytes()
+}
+
+fn no_timeout() -> ApplyOptions {
+    ApplyOptions::default()
+}
+
+fn zero_timeout() -> ApplyOptions {
+    ApplyOptions {
+        timeout: Some(Duration::ZERO),
+        ..Default::default()
+    }
+}
+
+/// Function names (readable) by index, table 0's function elements, and
+/// each defined function's direct callees and `call_indirect` count.
+struct Shape {
+    names: Vec<(u32, String)>,
+    elements: Vec<u32>,
+    /// By function index: (direct callees, `call_indirect`s).
+    bodies: Vec<(u32, Vec<u32>, usize)>,
+}
+
+fn shape(bytes: &[u8]) -> Shape {
+    let mut s = Shape {
+        names: Vec::new(),
+        elements: Vec::new(),
+        bodies: Vec::new(),
+    };
+    let mut next = 0u32;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.unwrap() {
+            Payload::ImportSection(r) => {
+                for i in r.into_imports() {
+                    if let TypeRef::Func(_) | TypeRef::FuncExact(_) = i.unwrap().ty {
+                        next += 1;
+                    }
+                }
+            }
+            Payload::ElementSection(r) => {
+                for e in r {
+                    if let ElementItems::Functions(fs) = e.unwrap().items {
+                        s.elements.extend(fs.into_iter().map(|f| f.unwrap()));
+                    }
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let (mut callees, mut indirect) = (Vec::new(), 0);
+                for op in body.get_operators_reader().unwrap() {
+                    match op.unwrap() {
+                        Operator::Call { function_index } => callees.push(function_index),
+                        Operator::CallIndirect { .. } => indirect += 1,
+                        _ => {}
+                    }
+                }
+                s.bodies.push((next, callees, indirect));
+                next += 1;
+            }
+            Payload::CustomSection(c) => {
+                if let KnownCustom::Name(r) = c.as_known() {
+                    for n in r {
+                        if let Name::Function(map) = n.unwrap() {
+                            for naming in map {
+                                let naming = naming.unwrap();
+                                let name = patch_format::names::readable(naming.name);
+                                s.names.push((naming.index, name));
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+impl Shape {
+    fn index(&self, name: &str) -> u32 {
+        let found = self.names.iter().find(|(_, n)| n == name);
+        found
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.names))
+            .0
+    }
+
+    fn body(&self, f: u32) -> (&[u32], usize) {
+        let (_, callees, indirect) = self.bodies.iter().find(|b| b.0 == f).unwrap();
+        (callees, *indirect)
+    }
+}
+
+/// What the tests stand on: rustc really dispatches through the trait
+/// object (`charge` is a table element and the worker calls through the
+/// table), the worker also calls `charge` directly, and `diff d0 d1`
+/// replaces `charge` and `close` (the two that stamp `VERSION`) and
+/// nothing the workers loop in.
+#[test]
+fn rustc_calls_the_policy_through_the_table_and_diff_replaces_it() {
+    for rev in ["d0", "d1"] {
+        let s = shape(&built(rev));
+        let charge = s.index(CHARGE);
+        assert!(s.elements.contains(&charge), "{rev}: charge not in table 0");
+        let (callees, indirect) = s.body(s.index("bank::worker"));
+        assert!(indirect >= 1, "{rev}: the worker has no call_indirect");
+        assert!(
+            callees.contains(&charge),
+            "{rev}: the worker never calls charge directly: {callees:?}"
+        );
+    }
+    let outcome = diff(&built("d0"), &built("d1"), &DiffOptions::default()).unwrap();
+    let mut carried: Vec<String> = (outcome.bundle.entries().iter())
+        .map(|e| patch_format::names::readable(&e.name))
+        .collect();
+    carried.sort();
+    assert_eq!(carried, [CHARGE, "bank::close"]);
+}
+
+/// A bundle replacing the method behind the trait object, applied while
+/// the workers sit inside it (each blocks until its step ends): the
+/// transition completes with every thread checked after every turn;
+/// afterwards every step runs revision 2 (through the table), none is
+/// mixed, and the money is all there.
+#[test]
+fn the_method_behind_the_trait_object_is_replaced_while_workers_sit_in_it() {
+    let mut s = Service::start(false);
+    s.fresh(1, 200);
+    let inside = s.inside();
+    assert!(inside > 0, "no worker is inside charge");
+    s.store.apply(s.inst, &bundle(), &no_timeout()).unwrap();
+    let status = s.store.transition_status().expect("a transition");
+    assert_eq!(
+        status.blockers.len(),
+        inside,
+        "every worker inside charge blocks"
+    );
+    for b in &status.blockers {
+        assert_eq!(patch_format::names::readable(&b.frame.name), CHARGE);
+    }
+    let o = s.settle("apply");
+    assert!(!o.reversed, "rolled back: {} blockers", o.blockers.len());
+    s.fresh(2, 300);
+    s.stop();
+    eprintln!(
+        "{WORKERS} workers, {inside} inside charge at apply: {} steps of revision 1, {} of 2, \
+         0 mixed, {} thread checks, total {TOTAL}",
+        s.steps(1),
+        s.steps(2),
+        s.checks
+    );
+}
+
+/// Apply, reverse, apply at zero timeout (rolled back by the policy),
+/// apply, revert at zero timeout (rolled back), revert, apply: one burst
+/// with the workers running a few turns between the verbs and every
+/// thread checked after every turn. After each transition, new steps run
+/// the revision it promises; no step is ever mixed; the money is there.
+fn burst(direct: bool) {
+    let mut s = Service::start(direct);
+    s.fresh(1, 100);
+    let b = bundle();
+
+    // Apply, let a worker switch (it ends its step and calls the new
+    // `charge`), reverse while the others still wait: it comes back.
+    s.store.apply(s.inst, &b, &no_timeout()).unwrap();
+    let mut turns = 0;
+    while s.store.transition_status().unwrap().switched == 0 {
+        s.turns(1);
+        turns += 1;
+        assert!(turns < MAX_TURNS, "no worker switched");
+    }
+    assert!(s.store.transition_status().unwrap().pending > 0);
+    s.store.reverse().unwrap();
+    let o = s.settle("reversed apply");
+    assert!(o.reversed);
+    assert!(s.store.applied().is_empty());
+    s.fresh(1, 50);
+
+    // At zero timeout, with workers inside charge: rolled back at once.
+    assert!(s.inside() > 0);
+    s.store.apply(s.inst, &b, &zero_timeout()).unwrap();
+    let o = s.settle("apply at zero timeout");
+    assert!(o.reversed && !o.blockers.is_empty(), "{o:?}");
+    assert!(s.store.applied().is_empty());
+    s.turns(3);
+
+    // Applied for good.
+    let p = s.store.apply(s.inst, &b, &no_timeout()).unwrap();
+    let o = s.settle("apply");
+    assert!(!o.reversed, "{o:?}");
+    s.fresh(2, 50);
+
+    // A revert at zero timeout rolls back and the bundle stays.
+    assert!(s.inside() > 0);
+    s.store.revert(p, Some(Duration::ZERO)).unwrap();
+    let o = s.settle("revert at zero timeout");
+    assert!(o.reversed && !o.blockers.is_empty(), "{o:?}");
+    assert_eq!(s.store.applied().len(), 1);
+    s.fresh(2, 50);
+
+    // Reverted for good, then applied again.
+    s.store.revert(p, None).unwrap();
+    let o = s.settle("revert");
+    assert!(!o.reversed, "{o:?}");
+    assert!(s.store.applied().is_empty());
+    s.fresh(1, 50);
+    s.store.apply(s.inst, &b, &no_timeout()).unwrap();
+    s.turns(2);
+    let o = s.settle("second apply");
+    assert!(!o.reversed, "{o:?}");
+    s.fresh(2, 100);
+
+    eprintln!(
+        "burst (direct: {direct}): {} steps of revision 1, {} of 2, 0 mixed, {} thread checks",
+        s.steps(1),
+        s.steps(2),
+        s.checks
+    );
+    if direct {
+        let (through_table, direct_calls) = (
+            s.i64("calls", &[Val::I32(0)]),
+            s.i64("calls", &[Val::I32(1)]),
+        );
+        assert!(
+            through_table > 0 && direct_calls > 0,
+            "{through_table} {direct_calls}"
+        );
+    }
+    s.stop();
+}
+
+#[test]
+fn a_burst_of_apply_reverse_revert_keeps_every_worker_in_one_revision() {
+    burst(false);
+}
+
+/// The same burst with the workers calling `charge` both through the trait
+/// object and directly (every other turn): the slot is reached by `call`
+/// and by `call_indirect`, in both worlds.
+#[test]
+fn a_burst_with_direct_and_indirect_calls_of_the_method_stays_consistent() {
+    burst(true);
+}
