@@ -20,7 +20,7 @@ use crate::real_rust::built;
 use patch_format::{diff, DiffOptions};
 use std::time::Duration;
 use wasm_patch_runtime::{
-    ApplyOptions, Engine, Instance, Linker, Module, Store, ThreadId, ThreadPatchState,
+    ApplyOptions, Config, Engine, Instance, Linker, Module, Store, ThreadId, ThreadPatchState,
     TransitionOutcome, Val,
 };
 use wasmparser::{ElementItems, KnownCustom, Name, Operator, Parser, Payload, TypeRef};
@@ -50,12 +50,106 @@ struct Service {
     checks: usize,
 }
 
+/// How a service is built and run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Setup {
+    /// Workers call the percent policy directly too, every other turn.
+    direct: bool,
+    /// Table 0 fixed at its size, as wasm-ld emits it without
+    /// `--growable-table`: `call_indirect` then reads its element array
+    /// inline from the vmctx.
+    fixed_table: bool,
+    /// `Config::inline`.
+    inline: bool,
+}
+
+impl Setup {
+    /// Revision `name` (`d0`, `d1`) as this setup builds it.
+    fn build(&self, name: &str) -> Vec<u8> {
+        let bytes = built(name);
+        if self.fixed_table {
+            fixed_table(&bytes)
+        } else {
+            bytes
+        }
+    }
+
+    /// The bundle `diff d0 d1`.
+    fn bundle(&self) -> Vec<u8> {
+        let opts = DiffOptions::default();
+        let outcome = diff(&self.build("d0"), &self.build("d1"), &opts).unwrap();
+        outcome.bundle.to_bytes()
+    }
+}
+
+/// `bytes` with table 0 (growable, by `--growable-table`) fixed at its
+/// minimum: `limits` 0x01 with the maximum equal to the minimum, what
+/// wasm-ld writes by default. Only the table section changes; the reloc
+/// sections' offsets are relative to the sections they patch.
+fn fixed_table(bytes: &[u8]) -> Vec<u8> {
+    fn leb(b: &[u8], at: &mut usize) -> u32 {
+        let (mut v, mut shift) = (0u32, 0);
+        loop {
+            let x = b[*at];
+            *at += 1;
+            v |= u32::from(x & 0x7f) << shift;
+            shift += 7;
+            if x < 0x80 {
+                return v;
+            }
+        }
+    }
+    fn put(out: &mut Vec<u8>, mut v: u32) {
+        loop {
+            let x = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(x);
+                return;
+            }
+            out.push(x | 0x80);
+        }
+    }
+    let mut out = bytes[..8].to_vec();
+    let mut at = 8;
+    let mut done = false;
+    while at < bytes.len() {
+        let id = bytes[at];
+        at += 1;
+        let size = leb(bytes, &mut at) as usize;
+        let payload = &bytes[at..at + size];
+        at += size;
+        out.push(id);
+        if id != 4 {
+            put(&mut out, size as u32);
+            out.extend_from_slice(payload);
+            continue;
+        }
+        // One funcref table, limits without a maximum.
+        assert_eq!(&payload[..3], &[1, 0x70, 0], "{payload:?}");
+        let mut p = 3;
+        let min = leb(payload, &mut p);
+        assert_eq!(p, payload.len());
+        let mut section = vec![1, 0x70, 1];
+        put(&mut section, min);
+        put(&mut section, min);
+        put(&mut out, section.len() as u32);
+        out.extend_from_slice(&section);
+        done = true;
+    }
+    assert!(done, "no table section");
+    out
+}
+
 impl Service {
-    /// Revision `d0` with its workers started (calling the percent policy
-    /// directly too, every other turn, when `direct`).
-    fn start(direct: bool) -> Service {
-        let engine = Engine::default();
-        let module = Module::new(&engine, built("d0")).unwrap();
+    /// Revision `d0` with its workers started.
+    fn start(setup: Setup) -> Service {
+        let engine = Engine::new(Config {
+            inline: setup.inline,
+            ..Default::default()
+        })
+        .unwrap();
+        let module = Module::new(&engine, setup.build("d0")).unwrap();
         let mut store = Store::new(&engine, ());
         let mut linker: Linker<()> = Linker::new(&engine);
         linker.add_thread_abi();
@@ -67,7 +161,7 @@ impl Service {
             begun_at: 0,
             checks: 0,
         };
-        s.call("start", &[Val::I32(WORKERS), Val::I32(direct as i32)]);
+        s.call("start", &[Val::I32(WORKERS), Val::I32(setup.direct as i32)]);
         for i in 0..WORKERS {
             let t = s.call("thread_of", &[Val::I32(i)]).unwrap().i32().unwrap();
             assert!(t >= 0, "worker {i} did not start");
@@ -200,12 +294,6 @@ impl Service {
     }
 }
 
-/// The bundle `diff d0 d1`.
-fn bundle() -> Vec<u8> {
-    let outcome = diff(&built("d0"), &built("d1"), &DiffOptions::default()).unwrap();
-    outcome.bundle.to_bytes()
-}
-
 fn no_timeout() -> ApplyOptions {
     ApplyOptions::default()
 }
@@ -327,11 +415,13 @@ fn rustc_calls_the_policy_through_the_table_and_diff_replaces_it() {
 /// mixed, and the money is all there.
 #[test]
 fn the_method_behind_the_trait_object_is_replaced_while_workers_sit_in_it() {
-    let mut s = Service::start(false);
+    let mut s = Service::start(Setup::default());
     s.fresh(1, 200);
     let inside = s.inside();
     assert!(inside > 0, "no worker is inside charge");
-    s.store.apply(s.inst, &bundle(), &no_timeout()).unwrap();
+    s.store
+        .apply(s.inst, &Setup::default().bundle(), &no_timeout())
+        .unwrap();
     let status = s.store.transition_status().expect("a transition");
     assert_eq!(
         status.blockers.len(),
@@ -359,10 +449,10 @@ fn the_method_behind_the_trait_object_is_replaced_while_workers_sit_in_it() {
 /// with the workers running a few turns between the verbs and every
 /// thread checked after every turn. After each transition, new steps run
 /// the revision it promises; no step is ever mixed; the money is there.
-fn burst(direct: bool) {
-    let mut s = Service::start(direct);
+fn burst(setup: Setup) {
+    let mut s = Service::start(setup);
     s.fresh(1, 100);
-    let b = bundle();
+    let b = setup.bundle();
 
     // Apply, let a worker switch (it ends its step and calls the new
     // `charge`), reverse while the others still wait: it comes back.
@@ -415,12 +505,12 @@ fn burst(direct: bool) {
     s.fresh(2, 100);
 
     eprintln!(
-        "burst (direct: {direct}): {} steps of revision 1, {} of 2, 0 mixed, {} thread checks",
+        "burst ({setup:?}): {} steps of revision 1, {} of 2, 0 mixed, {} thread checks",
         s.steps(1),
         s.steps(2),
         s.checks
     );
-    if direct {
+    if setup.direct {
         let (through_table, direct_calls) = (
             s.i64("calls", &[Val::I32(0)]),
             s.i64("calls", &[Val::I32(1)]),
@@ -435,7 +525,7 @@ fn burst(direct: bool) {
 
 #[test]
 fn a_burst_of_apply_reverse_revert_keeps_every_worker_in_one_revision() {
-    burst(false);
+    burst(Setup::default());
 }
 
 /// The same burst with the workers calling `charge` both through the trait
@@ -443,5 +533,43 @@ fn a_burst_of_apply_reverse_revert_keeps_every_worker_in_one_revision() {
 /// and by `call_indirect`, in both worlds.
 #[test]
 fn a_burst_with_direct_and_indirect_calls_of_the_method_stays_consistent() {
-    burst(true);
+    burst(Setup {
+        direct: true,
+        ..Default::default()
+    });
+}
+
+/// The same burst on the build with table 0 fixed at its size (what
+/// wasm-ld emits without `--growable-table`): `call_indirect` reads the
+/// table's element array inline from the vmctx.
+#[test]
+fn a_burst_on_a_fixed_table_build_stays_consistent() {
+    let d0 = fixed_table(&built("d0"));
+    let tables: Vec<_> = (Parser::new(0).parse_all(&d0))
+        .filter_map(|p| match p.unwrap() {
+            Payload::TableSection(r) => {
+                Some(r.into_iter().map(|t| t.unwrap().ty).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(tables.len(), 1);
+    assert_eq!(Some(tables[0].initial), tables[0].maximum, "{tables:?}");
+    burst(Setup {
+        direct: true,
+        fixed_table: true,
+        ..Default::default()
+    });
+}
+
+/// The same burst with `Config::inline` (`close`, a small leaf, may be
+/// inlined into `charge`; the bundle replaces both).
+#[test]
+fn a_burst_with_inlining_stays_consistent() {
+    burst(Setup {
+        direct: true,
+        inline: true,
+        ..Default::default()
+    });
 }
