@@ -32,9 +32,9 @@ static ACCOUNT_POLICY: [AtomicU32; ACCOUNTS] = {
 /// Whether workers call the percent policy directly on odd turns (as well
 /// as through the trait object on even ones).
 static DIRECT: AtomicU32 = AtomicU32::new(0);
-/// Percent steps completed by revision 1 and 2 (by `VERSION`); steps that
+/// Percent steps completed by revision 1, 2 and 3 (by `VERSION`); steps that
 /// began in one revision and ended in the other.
-static STEPS: [AtomicI64; 3] = [const { AtomicI64::new(0) }; 3];
+static STEPS: [AtomicI64; 4] = [const { AtomicI64::new(0) }; 4];
 static MIXED: AtomicI64 = AtomicI64::new(0);
 /// Transfers a worker made through the trait object and by a direct call.
 static CALLS: [AtomicI64; 2] = [const { AtomicI64::new(0) }; 2];
@@ -159,10 +159,10 @@ pub extern "C" fn total() -> i64 {
     BALANCES.iter().map(|b| b.load(Relaxed)).sum()
 }
 
-/// Percent steps completed by revision `v`'s code (1 or 2).
+/// Percent steps completed by revision `v`'s code (1, 2 or 3).
 #[no_mangle]
 pub extern "C" fn steps(v: i32) -> i64 {
-    STEPS[v as usize % 3].load(Relaxed)
+    STEPS[v as usize % 4].load(Relaxed)
 }
 
 /// Steps that began in one revision and ended in the other.
