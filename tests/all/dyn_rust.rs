@@ -48,6 +48,8 @@ struct Service {
     begun_at: usize,
     /// Scheduler turns after which the threads were checked.
     checks: usize,
+    /// The `VERSION` the bundle's code stamps.
+    patched: u32,
 }
 
 /// How a service is built and run.
@@ -61,10 +63,23 @@ struct Setup {
     fixed_table: bool,
     /// `Config::inline`.
     inline: bool,
+    /// The bundle goes to `d2` (a new `dyn Rate` table that `charge`
+    /// dispatches through: new vtables as bundle data, two added functions
+    /// in two new table entries) instead of `d1`.
+    adds_impl: bool,
 }
 
 impl Setup {
-    /// Revision `name` (`d0`, `d1`) as this setup builds it.
+    /// The revision the bundle goes to, and the `VERSION` it stamps.
+    fn target(&self) -> (&'static str, u32) {
+        if self.adds_impl {
+            ("d2", 3)
+        } else {
+            ("d1", 2)
+        }
+    }
+
+    /// Revision `name` (`d0`, `d1`, `d2`) as this setup builds it.
     fn build(&self, name: &str) -> Vec<u8> {
         let bytes = built(name);
         if self.fixed_table {
@@ -74,10 +89,11 @@ impl Setup {
         }
     }
 
-    /// The bundle `diff d0 d1`.
+    /// The bundle `diff d0 d1` (or `d2`).
     fn bundle(&self) -> Vec<u8> {
         let opts = DiffOptions::default();
-        let outcome = diff(&self.build("d0"), &self.build("d1"), &opts).unwrap();
+        let to = self.build(self.target().0);
+        let outcome = diff(&self.build("d0"), &to, &opts).unwrap();
         outcome.bundle.to_bytes()
     }
 }
@@ -160,6 +176,7 @@ impl Service {
             threads: Vec::new(),
             begun_at: 0,
             checks: 0,
+            patched: setup.target().1,
         };
         s.call("start", &[Val::I32(WORKERS), Val::I32(setup.direct as i32)]);
         for i in 0..WORKERS {
@@ -207,14 +224,15 @@ impl Service {
     /// The switch rule seen from the guest, at a moment when every thread
     /// is suspended: a worker inside a step began it in its thread's world
     /// (`charge` is on its stack from the step's start, so the thread
-    /// cannot have switched since), revision 2 when patched, 1 when not;
-    /// outside a transition, 2 exactly when the bundle is applied.
+    /// cannot have switched since), the bundle's revision when patched, 1
+    /// when not; outside a transition, the bundle's exactly when it is
+    /// applied.
     fn check_threads(&mut self) {
         self.checks += 1;
         let settled = if self.store.applied().is_empty() {
             1
         } else {
-            2
+            self.patched
         };
         let begun = self.begun();
         for (i, (&b, &t)) in begun.iter().zip(&self.threads).enumerate() {
@@ -223,7 +241,7 @@ impl Service {
             }
             let state = self.store.thread_patch_state(t);
             let want = match state {
-                Some(ThreadPatchState::Patched) => 2,
+                Some(ThreadPatchState::Patched) => self.patched,
                 Some(ThreadPatchState::Unpatched) => 1,
                 Some(ThreadPatchState::None) => settled,
                 None => panic!("worker {i}'s thread {t:?} is gone"),
@@ -260,11 +278,12 @@ impl Service {
     }
 
     /// Runs the workers until revision `v` completed at least `n` more
-    /// steps, and checks that the other revision completed none: every
+    /// steps, and checks that the other revisions completed none: every
     /// step begun after the transition ran the revision it promised.
     fn fresh(&mut self, v: i32, n: i64) {
-        let other = 3 - v;
-        let (before, stale) = (self.steps(v), self.steps(other));
+        let others: Vec<i32> = (1..=3).filter(|&o| o != v).collect();
+        let stale: Vec<i64> = others.iter().map(|&o| self.steps(o)).collect();
+        let before = self.steps(v);
         let mut rounds = 0;
         while self.steps(v) < before + n {
             self.store.run_steps(16);
@@ -275,10 +294,10 @@ impl Service {
                 "the workers stopped (revision {v})"
             );
         }
+        let now: Vec<i64> = others.iter().map(|&o| self.steps(o)).collect();
         assert_eq!(
-            self.steps(other),
-            stale,
-            "revision {other} completed steps while revision {v} was settled"
+            now, stale,
+            "revisions {others:?} completed steps while revision {v} was settled"
         );
     }
 
@@ -451,6 +470,7 @@ fn the_method_behind_the_trait_object_is_replaced_while_workers_sit_in_it() {
 /// the revision it promises; no step is ever mixed; the money is there.
 fn burst(setup: Setup) {
     let mut s = Service::start(setup);
+    let p = setup.target().1 as i32;
     s.fresh(1, 100);
     let b = setup.bundle();
 
@@ -479,21 +499,21 @@ fn burst(setup: Setup) {
     s.turns(3);
 
     // Applied for good.
-    let p = s.store.apply(s.inst, &b, &no_timeout()).unwrap();
+    let id = s.store.apply(s.inst, &b, &no_timeout()).unwrap();
     let o = s.settle("apply");
     assert!(!o.reversed, "{o:?}");
-    s.fresh(2, 50);
+    s.fresh(p, 50);
 
     // A revert at zero timeout rolls back and the bundle stays.
     assert!(s.inside() > 0);
-    s.store.revert(p, Some(Duration::ZERO)).unwrap();
+    s.store.revert(id, Some(Duration::ZERO)).unwrap();
     let o = s.settle("revert at zero timeout");
     assert!(o.reversed && !o.blockers.is_empty(), "{o:?}");
     assert_eq!(s.store.applied().len(), 1);
-    s.fresh(2, 50);
+    s.fresh(p, 50);
 
     // Reverted for good, then applied again.
-    s.store.revert(p, None).unwrap();
+    s.store.revert(id, None).unwrap();
     let o = s.settle("revert");
     assert!(!o.reversed, "{o:?}");
     assert!(s.store.applied().is_empty());
@@ -502,12 +522,12 @@ fn burst(setup: Setup) {
     s.turns(2);
     let o = s.settle("second apply");
     assert!(!o.reversed, "{o:?}");
-    s.fresh(2, 100);
+    s.fresh(p, 100);
 
     eprintln!(
-        "burst ({setup:?}): {} steps of revision 1, {} of 2, 0 mixed, {} thread checks",
+        "burst ({setup:?}): {} steps of revision 1, {} of {p}, 0 mixed, {} thread checks",
         s.steps(1),
-        s.steps(2),
+        s.steps(p),
         s.checks
     );
     if setup.direct {
@@ -570,6 +590,35 @@ fn a_burst_with_inlining_stays_consistent() {
     burst(Setup {
         direct: true,
         inline: true,
+        ..Default::default()
+    });
+}
+
+/// A bundle that adds a trait impl: `d2`'s `charge` asks a new
+/// `static RATES: [&dyn Rate; 2]` for the fee, so the bundle carries the
+/// new vtables and `RATES` as data, adds the two `fee` methods, and
+/// appends them to table 0, and the replaced method dispatches through
+/// those new entries (`call_indirect` to an added function, mapped in both
+/// worlds) while the burst runs.
+#[test]
+fn a_burst_with_a_bundle_that_adds_a_trait_impl_stays_consistent() {
+    let d2 = shape(&built("d2"));
+    let (_, indirect) = d2.body(d2.index(CHARGE));
+    assert!(indirect >= 1, "d2's charge has no call_indirect");
+    for rate in ["Small", "Large"] {
+        let f = d2.index(&format!("<bank::{rate} as bank::Rate>::fee"));
+        assert!(d2.elements.contains(&f), "{rate}::fee not in table 0");
+    }
+    let outcome = diff(&built("d0"), &built("d2"), &DiffOptions::default()).unwrap();
+    let b = &outcome.bundle;
+    let added = (b.entries().iter())
+        .filter(|e| matches!(e.kind, patch_format::EntryKind::Add { .. }))
+        .count();
+    assert_eq!((b.entries().len(), added), (4, 2));
+    assert_eq!(b.data().table_entries.len(), 2);
+    burst(Setup {
+        direct: true,
+        adds_impl: true,
         ..Default::default()
     });
 }
