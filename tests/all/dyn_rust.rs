@@ -20,8 +20,8 @@ use crate::real_rust::built;
 use patch_format::{diff, DiffOptions};
 use std::time::Duration;
 use wasm_patch_runtime::{
-    ApplyOptions, Config, Engine, Instance, Linker, Module, Store, ThreadId, ThreadPatchState,
-    TransitionOutcome, Val,
+    ApplyOptions, Config, Engine, Instance, Linker, Module, PatchId, Store, ThreadId,
+    ThreadPatchState, TransitionOutcome, Val,
 };
 use wasmparser::{ElementItems, KnownCustom, Name, Operator, Parser, Payload, TypeRef};
 
@@ -39,13 +39,25 @@ const CHARGE: &str = "<bank::Percent as bank::Fee>::charge";
 /// themselves, so a wait that exceeds it is a hang).
 const MAX_TURNS: usize = 200_000;
 
-struct Service {
-    store: Store<()>,
+/// One instance of the service, with its workers.
+struct Tenant {
     inst: Instance,
     /// Each worker's thread.
     threads: Vec<ThreadId>,
-    /// Where `BEGUN` (one `u32` a worker) lies in memory 0.
+    /// Where `BEGUN` (one `u32` a worker) lies in its memory 0.
     begun_at: usize,
+}
+
+struct Service {
+    store: Store<()>,
+    linker: Linker<()>,
+    module: Module,
+    setup: Setup,
+    /// The first tenant's instance.
+    inst: Instance,
+    tenants: Vec<Tenant>,
+    /// Which instance each bundle applied through `Service::apply` went to.
+    owners: Vec<(PatchId, Instance)>,
     /// Scheduler turns after which the threads were checked.
     checks: usize,
     /// The `VERSION` the bundle's code stamps.
@@ -172,25 +184,61 @@ impl Service {
         let inst = linker.instantiate(&mut store, &module).unwrap();
         let mut s = Service {
             store,
+            linker,
+            module,
+            setup,
             inst,
-            threads: Vec::new(),
-            begun_at: 0,
+            tenants: Vec::new(),
+            owners: Vec::new(),
             checks: 0,
             patched: setup.target().1,
         };
-        s.call("start", &[Val::I32(WORKERS), Val::I32(setup.direct as i32)]);
-        for i in 0..WORKERS {
-            let t = s.call("thread_of", &[Val::I32(i)]).unwrap().i32().unwrap();
-            assert!(t >= 0, "worker {i} did not start");
-            s.threads.push(ThreadId(t as u32));
-        }
-        s.begun_at = s.call("begun_at", &[]).unwrap().i32().unwrap() as usize;
+        s.start_tenant(inst);
         s
     }
 
-    fn call(&mut self, name: &str, args: &[Val]) -> Option<Val> {
-        let f = self.inst.get_func(&self.store, name).unwrap();
+    /// Another instance of `d0` in the same store, its workers started;
+    /// returns it.
+    fn add_tenant(&mut self) -> Instance {
+        let inst = (self.linker)
+            .instantiate(&mut self.store, &self.module)
+            .unwrap();
+        self.start_tenant(inst);
+        inst
+    }
+
+    fn start_tenant(&mut self, inst: Instance) {
+        let direct = Val::I32(self.setup.direct as i32);
+        self.call_on(inst, "start", &[Val::I32(WORKERS), direct]);
+        let mut threads = Vec::new();
+        for i in 0..WORKERS {
+            let t = self.call_on(inst, "thread_of", &[Val::I32(i)]);
+            let t = t.unwrap().i32().unwrap();
+            assert!(t >= 0, "worker {i} did not start");
+            threads.push(ThreadId(t as u32));
+        }
+        let begun_at = self.call_on(inst, "begun_at", &[]).unwrap().i32().unwrap() as usize;
+        self.tenants.push(Tenant {
+            inst,
+            threads,
+            begun_at,
+        });
+    }
+
+    /// Applies `bundle` to `inst`, remembering whose it is.
+    fn apply(&mut self, inst: Instance, bundle: &[u8], opts: &ApplyOptions) -> PatchId {
+        let id = self.store.apply(inst, bundle, opts).unwrap();
+        self.owners.push((id, inst));
+        id
+    }
+
+    fn call_on(&mut self, inst: Instance, name: &str, args: &[Val]) -> Option<Val> {
+        let f = inst.get_func(&self.store, name).unwrap();
         f.call(&mut self.store, args).unwrap().first().cloned()
+    }
+
+    fn call(&mut self, name: &str, args: &[Val]) -> Option<Val> {
+        self.call_on(self.inst, name, args)
     }
 
     fn i64(&mut self, name: &str, args: &[Val]) -> i64 {
@@ -202,14 +250,16 @@ impl Service {
         self.i64("steps", &[Val::I32(v)])
     }
 
-    /// The revision that began each worker's step in progress (0: between
-    /// steps), read from memory: no guest thread runs to answer.
-    fn begun(&self) -> Vec<u32> {
-        let mem = self.inst.get_memory(&self.store, "memory").unwrap();
+    /// The revision that began each of tenant `k`'s workers' step in
+    /// progress (0: between steps), read from memory: no guest thread runs
+    /// to answer.
+    fn begun(&self, k: usize) -> Vec<u32> {
+        let t = &self.tenants[k];
+        let mem = t.inst.get_memory(&self.store, "memory").unwrap();
         let data = mem.data(&self.store);
         (0..WORKERS as usize)
             .map(|i| {
-                let at = self.begun_at + 4 * i;
+                let at = t.begun_at + 4 * i;
                 u32::from_le_bytes(data[at..at + 4].try_into().unwrap())
             })
             .collect()
@@ -218,7 +268,7 @@ impl Service {
     /// Workers inside a percent step (each a blocker of a transition that
     /// changes `charge`).
     fn inside(&self) -> usize {
-        self.begun().iter().filter(|&&v| v != 0).count()
+        self.begun(0).iter().filter(|&&v| v != 0).count()
     }
 
     /// The switch rule seen from the guest, at a moment when every thread
@@ -226,30 +276,39 @@ impl Service {
     /// (`charge` is on its stack from the step's start, so the thread
     /// cannot have switched since), the bundle's revision when patched, 1
     /// when not; outside a transition, the bundle's exactly when it is
-    /// applied.
+    /// applied. The patch state names the side of the store's one
+    /// transition: for a tenant whose instance it does not patch, the
+    /// tenant's own settled revision stands whatever its threads' world.
     fn check_threads(&mut self) {
         self.checks += 1;
-        let settled = if self.store.applied().is_empty() {
-            1
-        } else {
-            self.patched
-        };
-        let begun = self.begun();
-        for (i, (&b, &t)) in begun.iter().zip(&self.threads).enumerate() {
-            if b == 0 {
-                continue;
-            }
-            let state = self.store.thread_patch_state(t);
-            let want = match state {
-                Some(ThreadPatchState::Patched) => self.patched,
-                Some(ThreadPatchState::Unpatched) => 1,
-                Some(ThreadPatchState::None) => settled,
-                None => panic!("worker {i}'s thread {t:?} is gone"),
+        let applied = self.store.applied();
+        let moving = self.store.transition_patch();
+        for k in 0..self.tenants.len() {
+            let inst = self.tenants[k].inst;
+            let settled = if applied.iter().any(|a| a.instance == inst) {
+                self.patched
+            } else {
+                1
             };
-            assert_eq!(
-                b, want,
-                "worker {i} (thread {t:?}, {state:?}) is inside a step begun by revision {b}"
-            );
+            let here = moving.is_some_and(|p| self.owners.contains(&(p, inst)));
+            let begun = self.begun(k);
+            for (i, (&b, &t)) in begun.iter().zip(&self.tenants[k].threads).enumerate() {
+                if b == 0 {
+                    continue;
+                }
+                let state = self.store.thread_patch_state(t);
+                let want = match state {
+                    Some(ThreadPatchState::Patched) if here => self.patched,
+                    Some(ThreadPatchState::Unpatched) if here => 1,
+                    Some(_) => settled,
+                    None => panic!("tenant {k}'s worker {i}'s thread {t:?} is gone"),
+                };
+                assert_eq!(
+                    b, want,
+                    "tenant {k}'s worker {i} (thread {t:?}, {state:?}, its instance in \
+                     transition: {here}) is inside a step begun by revision {b}"
+                );
+            }
         }
     }
 
@@ -304,12 +363,20 @@ impl Service {
     /// Stops the workers (each ends its step and leaves its loop) and
     /// checks that no step was mixed and the money is all there.
     fn stop(&mut self) {
-        self.call("stop", &[]);
+        let insts: Vec<Instance> = self.tenants.iter().map(|t| t.inst).collect();
+        for &inst in &insts {
+            self.call_on(inst, "stop", &[]);
+        }
         self.store.run().unwrap();
-        assert_eq!(self.call("stop", &[]).unwrap().i32(), Some(0));
-        assert_eq!(self.i64("mixed", &[]), 0, "steps that mixed two revisions");
-        assert_eq!(self.i64("total", &[]), TOTAL, "money was lost or made");
-        assert_eq!(self.inside(), 0);
+        for (k, &inst) in insts.iter().enumerate() {
+            let running = self.call_on(inst, "stop", &[]).unwrap().i32();
+            assert_eq!(running, Some(0), "tenant {k}");
+            let mixed = self.call_on(inst, "mixed", &[]).unwrap().i64();
+            assert_eq!(mixed, Some(0), "tenant {k}: steps that mixed two revisions");
+            let total = self.call_on(inst, "total", &[]).unwrap().i64();
+            assert_eq!(total, Some(TOTAL), "tenant {k}: money was lost or made");
+            assert!(self.begun(k).iter().all(|&b| b == 0), "tenant {k}");
+        }
     }
 }
 
@@ -438,9 +505,7 @@ fn the_method_behind_the_trait_object_is_replaced_while_workers_sit_in_it() {
     s.fresh(1, 200);
     let inside = s.inside();
     assert!(inside > 0, "no worker is inside charge");
-    s.store
-        .apply(s.inst, &Setup::default().bundle(), &no_timeout())
-        .unwrap();
+    s.apply(s.inst, &Setup::default().bundle(), &no_timeout());
     let status = s.store.transition_status().expect("a transition");
     assert_eq!(
         status.blockers.len(),
@@ -476,7 +541,7 @@ fn burst(setup: Setup) {
 
     // Apply, let a worker switch (it ends its step and calls the new
     // `charge`), reverse while the others still wait: it comes back.
-    s.store.apply(s.inst, &b, &no_timeout()).unwrap();
+    s.apply(s.inst, &b, &no_timeout());
     let mut turns = 0;
     while s.store.transition_status().unwrap().switched == 0 {
         s.turns(1);
@@ -492,14 +557,14 @@ fn burst(setup: Setup) {
 
     // At zero timeout, with workers inside charge: rolled back at once.
     assert!(s.inside() > 0);
-    s.store.apply(s.inst, &b, &zero_timeout()).unwrap();
+    s.apply(s.inst, &b, &zero_timeout());
     let o = s.settle("apply at zero timeout");
     assert!(o.reversed && !o.blockers.is_empty(), "{o:?}");
     assert!(s.store.applied().is_empty());
     s.turns(3);
 
     // Applied for good.
-    let id = s.store.apply(s.inst, &b, &no_timeout()).unwrap();
+    let id = s.apply(s.inst, &b, &no_timeout());
     let o = s.settle("apply");
     assert!(!o.reversed, "{o:?}");
     s.fresh(p, 50);
@@ -518,7 +583,7 @@ fn burst(setup: Setup) {
     assert!(!o.reversed, "{o:?}");
     assert!(s.store.applied().is_empty());
     s.fresh(1, 50);
-    s.store.apply(s.inst, &b, &no_timeout()).unwrap();
+    s.apply(s.inst, &b, &no_timeout());
     s.turns(2);
     let o = s.settle("second apply");
     assert!(!o.reversed, "{o:?}");
@@ -621,4 +686,56 @@ fn a_burst_with_a_bundle_that_adds_a_trait_impl_stays_consistent() {
         adds_impl: true,
         ..Default::default()
     });
+}
+
+/// Two instances of the service in one store, each with its workers. The
+/// world selector is per thread and shared by every instance, so each
+/// transition of one instance flips the threads of the other too, whose
+/// calls through its table must keep reaching its own settled revision:
+/// the first instance is patched, the second goes through an apply that
+/// is reversed, an apply and a revert, the first is reverted while the
+/// second is patched, and the second is reverted; every worker of both is
+/// checked after every turn.
+#[test]
+fn a_second_instance_in_the_store_keeps_its_revision_while_the_first_moves() {
+    let setup = Setup {
+        direct: true,
+        ..Default::default()
+    };
+    let mut s = Service::start(setup);
+    let (one, two) = (s.inst, s.add_tenant());
+    s.fresh(1, 100);
+    let b = setup.bundle();
+
+    let first = s.apply(one, &b, &no_timeout());
+    assert!(!s.settle("apply to the first").reversed);
+    s.fresh(2, 50);
+
+    s.apply(two, &b, &no_timeout());
+    let mut turns = 0;
+    while s.store.transition_status().unwrap().switched == 0 {
+        s.turns(1);
+        turns += 1;
+        assert!(turns < MAX_TURNS, "no worker switched");
+    }
+    s.store.reverse().unwrap();
+    assert!(s.settle("reversed apply to the second").reversed);
+    s.turns(8);
+
+    let second = s.apply(two, &b, &no_timeout());
+    assert!(!s.settle("apply to the second").reversed);
+    s.turns(8);
+    s.store.revert(first, None).unwrap();
+    assert!(!s.settle("revert of the first").reversed);
+    s.fresh(1, 50);
+    s.store.revert(second, None).unwrap();
+    assert!(!s.settle("revert of the second").reversed);
+    s.turns(8);
+    assert!(s.store.applied().is_empty());
+    eprintln!(
+        "two instances: {} thread checks of {} workers",
+        s.checks,
+        2 * WORKERS
+    );
+    s.stop();
 }
