@@ -739,3 +739,66 @@ fn a_second_instance_in_the_store_keeps_its_revision_while_the_first_moves() {
     );
     s.stop();
 }
+
+/// Rule 4 through the trait object: applied as immediate while the workers
+/// sit inside `charge`, the bundle changes both worlds at once (the check
+/// set is empty, so the transition completes without waiting): each frame
+/// already in the old `charge` finishes in it and ends its step in the new
+/// `close` (exactly one mixed step per worker that was inside), and every
+/// step begun afterwards, by a call through the table or a direct one, is
+/// revision 2's.
+#[test]
+fn an_immediate_bundle_changes_the_method_behind_the_trait_object_at_once() {
+    let mut s = Service::start(Setup {
+        direct: true,
+        ..Default::default()
+    });
+    s.fresh(1, 100);
+    let inside = s.inside();
+    assert!(inside > 0, "no worker is inside charge");
+    let opts = ApplyOptions {
+        immediate: true,
+        ..Default::default()
+    };
+    let b = s.setup.bundle();
+    s.apply(s.inst, &b, &opts);
+    // Until each worker that was inside ended that step: the old steps
+    // go on in the old code (no check of the switch rule: immediate), and
+    // a worker that left its old step never begins another in it.
+    let mut left = [false; WORKERS as usize];
+    let mut turns = 0;
+    loop {
+        let begun = s.begun(0);
+        for (i, &b) in begun.iter().enumerate() {
+            if left[i] {
+                assert_ne!(b, 1, "worker {i} began a step in the old charge");
+            }
+            left[i] |= b != 1;
+        }
+        if left.iter().all(|&l| l) {
+            break;
+        }
+        s.store.run_steps(1);
+        turns += 1;
+        assert!(turns < MAX_TURNS, "an old step never ended");
+    }
+    assert!(
+        s.store.transition_status().is_none(),
+        "immediate: nothing to wait for"
+    );
+    let o = s.store.last_transition().unwrap();
+    assert!(!o.reversed, "{o:?}");
+    let ones = s.steps(1);
+    s.fresh(2, 200);
+    assert_eq!(s.steps(1), ones);
+    assert_eq!(
+        s.i64("mixed", &[]),
+        inside as i64,
+        "one mixed step per worker inside"
+    );
+    // `stop` demands no mixed step: end as it does, less that check.
+    s.call("stop", &[]);
+    s.store.run().unwrap();
+    assert_eq!(s.call("stop", &[]).unwrap().i32(), Some(0));
+    assert_eq!(s.i64("total", &[]), TOTAL);
+}
