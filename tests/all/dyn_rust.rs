@@ -7,8 +7,9 @@
 //! inside (so the workers sit in the indirect callee when a bundle comes),
 //! and ends the step in `close`, a direct call that stamps its own
 //! revision: a step begun by one revision and ended by the other is mixed.
-//! Built by `guests/service/build.sh d0 d1` into
-//! `guests/built/service/d{0,1}.wasm` (committed: no toolchain needed).
+//! `d2` instead dispatches the fee through a new `dyn Rate` table (a bundle
+//! that adds impls). Built by `guests/service/build.sh d0 d1 d2` into
+//! `guests/built/service/d{0,1,2}.wasm` (committed: no toolchain needed).
 //!
 //! Per-thread consistency (docs/consistency.md rules 1, 5, 8) is checked
 //! after every scheduler turn of every transition: a worker inside a step
