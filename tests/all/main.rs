@@ -10,6 +10,7 @@ mod callbacks;
 mod cli_control;
 mod concurrency;
 mod differential;
+mod dyn_rust;
 mod embedding;
 mod fleet;
 mod fleet_rollout;
