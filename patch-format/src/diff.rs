@@ -4,8 +4,11 @@
 //! function-level patch can carry:
 //!
 //! 1. Functions are matched by key (see `module_view`): name-section name,
-//!    else export name. Unkeyed functions are matched by index only when the
-//!    number of defined functions is unchanged.
+//!    else export name; then a function left unmatched on each side whose
+//!    names differ only by rustc's symbol hash, when no other unmatched
+//!    function bears that name (`pair_renamed`). Unkeyed functions are
+//!    matched by index only when the number of defined functions is
+//!    unchanged.
 //! 2. Every new body is rewritten into the target's index spaces (matched
 //!    functions → their old index, new functions → `target_func_count + k`,
 //!    types → the first old type with the same signature, or an extra type),
@@ -124,8 +127,7 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
             message: format!("malformed linking or relocation section: {message}"),
         })
     };
-    let (lo, ln) = (linked(old, Side::Old)?, linked(new, Side::New)?);
-    let relocs = lo.as_ref().zip(ln.as_ref());
+    let (lo, mut ln) = (linked(old, Side::Old)?, linked(new, Side::New)?);
     let mut refused = Vec::new();
     let mut line_only = Vec::new();
 
@@ -142,6 +144,18 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions) -> Result<DiffOutcome, D
     if !refused.is_empty() {
         return Err(DiffError::Unpatchable(refused));
     }
+    // A function paired under another symbol name (its hash changed) keys
+    // the objects that point at it (vtables) by its old name.
+    if let (Some(lo), Some(ln)) = (&lo, &mut ln) {
+        for (j, m) in new_to_old.iter().enumerate() {
+            if let (Some(i), Some(new_name)) = (m, ln.func_symbol(j as u32)) {
+                if let Some(old_name) = lo.func_symbol(*i).filter(|&on| on != new_name) {
+                    ln.alias_func(j as u32, old_name);
+                }
+            }
+        }
+    }
+    let relocs = lo.as_ref().zip(ln.as_ref());
 
     // Callback functions of the new build.
     let mut callbacks = Vec::new();
@@ -533,6 +547,7 @@ fn match_functions(
             ))),
         }
     }
+    pair_renamed(o, n, &mut out);
     if !same_count {
         for i in o.imported_funcs..o.func_types.len() as u32 {
             if o.keys[i as usize].is_none() {
@@ -544,6 +559,48 @@ fn match_functions(
         }
     }
     out
+}
+
+/// Pairs the functions whose only difference is rustc's symbol hash: a new
+/// function left unmatched by key and an old one that no new function
+/// matched, whose readable names (the Rust path without the hash,
+/// `names::readable`) are equal and belong to no other unmatched function
+/// on either side. rustc's legacy hash covers the item's definition path,
+/// whose disambiguators shift when an `impl` is declared above another: a
+/// new impl written first renames `<bank::Waived as bank::Fee>::charge`,
+/// and the old one would otherwise read as removed while the table still
+/// holds it. A name shared by several unmatched functions (instances of
+/// one generic function differ only by the hash) pairs nothing.
+fn pair_renamed(o: &ModuleView<'_>, n: &ModuleView<'_>, new_to_old: &mut [Option<u32>]) {
+    let mut taken = vec![false; o.func_types.len()];
+    for m in new_to_old.iter().flatten() {
+        taken[*m as usize] = true;
+    }
+    // Readable name → the unmatched functions bearing it (at most two kept:
+    // more than one means ambiguous).
+    fn bucket(map: &mut HashMap<String, Vec<u32>>, key: &str, i: u32) {
+        let v = map.entry(names::readable(key)).or_default();
+        if v.len() < 2 {
+            v.push(i);
+        }
+    }
+    let mut olds: HashMap<String, Vec<u32>> = HashMap::new();
+    for i in o.imported_funcs..o.func_types.len() as u32 {
+        if let (Some(k), false) = (&o.keys[i as usize], taken[i as usize]) {
+            bucket(&mut olds, k, i);
+        }
+    }
+    let mut news: HashMap<String, Vec<u32>> = HashMap::new();
+    for j in n.imported_funcs..n.func_types.len() as u32 {
+        if let (Some(k), None) = (&n.keys[j as usize], new_to_old[j as usize]) {
+            bucket(&mut news, k, j);
+        }
+    }
+    for (name, js) in &news {
+        if let ([j], Some([i])) = (js.as_slice(), olds.get(name).map(Vec::as_slice)) {
+            new_to_old[*j as usize] = Some(*i);
+        }
+    }
 }
 
 fn compare_imports(

@@ -82,6 +82,11 @@ pub(crate) struct Linked<'a> {
     anon_by_key: HashMap<String, u32>,
     /// Named data symbol → symbol index.
     data_by_name: HashMap<&'a str, u32>,
+    /// New build only: function index → the old build's symbol name of the
+    /// function it was paired with when the names differ (rustc's hash
+    /// alone changed: `diff::pair_renamed`), so that objects pointing at
+    /// it (vtables) key as the old ones do.
+    func_alias: HashMap<u32, &'a str>,
 }
 
 /// Names the linker gives the layout globals: live state, whose initial
@@ -253,6 +258,7 @@ impl<'a> Linked<'a> {
             table_slots,
             anon_by_key: HashMap::new(),
             data_by_name: HashMap::new(),
+            func_alias: HashMap::new(),
         };
         for i in 0..l.syms.len() as u32 {
             let s = &l.syms[i as usize];
@@ -267,6 +273,19 @@ impl<'a> Linked<'a> {
             }
         }
         Ok(Some(l))
+    }
+
+    /// The name of the symbol of function `f`, if it has one.
+    pub(crate) fn func_symbol(&self, f: u32) -> Option<&'a str> {
+        self.syms
+            .iter()
+            .find(|s| s.kind == SymKind::Func(f))
+            .and_then(|s| s.name)
+    }
+
+    /// Key the new build's function `f` by `old_name` (see `func_alias`).
+    pub(crate) fn alias_func(&mut self, f: u32, old_name: &'a str) {
+        self.func_alias.insert(f, old_name);
     }
 
     /// Load address of data symbol `i`.
@@ -326,6 +345,9 @@ impl<'a> Linked<'a> {
             return format!("?{i}");
         };
         match (s.kind, s.name) {
+            (SymKind::Func(f), _) if self.func_alias.contains_key(&f) => {
+                self.func_alias[&f].to_string()
+            }
             (SymKind::Data { .. }, Some(n)) if is_anon(n) => self
                 .content_key(i, depth + 1)
                 .unwrap_or_else(|| format!("?{n}")),

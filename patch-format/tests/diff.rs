@@ -308,6 +308,66 @@ fn a_removed_function_still_in_a_table_is_refused() {
     );
 }
 
+/// rustc's legacy mangling of `bank::Waived::charge` with symbol hash `h`
+/// (16 hex digits).
+fn charge(h: &str) -> String {
+    format!("_ZN4bank6Waived6charge17h{h}E")
+}
+
+#[test]
+fn a_function_renamed_only_by_rustcs_hash_is_the_same_function() {
+    // An impl declared above another shifts rustc's disambiguators, so the
+    // symbol hash of an unchanged method changes: it is still the function
+    // the table holds, replaced when its body changed, left alone if not.
+    let module = |h: &str, k: i32| {
+        format!(
+            r#"(module (table 1 funcref) (elem (i32.const 0) ${c})
+            (func ${c} (result i32) i32.const {k})
+            (func $run (export "run") (result i32) (call_indirect (result i32) (i32.const 0))))"#,
+            c = charge(h)
+        )
+    };
+    let (a, b) = ("1111111111111111", "2222222222222222");
+    let bundle = diff_wat(&module(a, 1), &module(b, 2), &opts()).unwrap();
+    assert_eq!(bundle.entries().len(), 1);
+    let e = &bundle.entries()[0];
+    assert_eq!(e.kind, EntryKind::Replace { target_index: 0 });
+    assert_eq!(e.name, charge(b));
+    // Unchanged apart from the hash: nothing to patch (and nothing refused).
+    assert_eq!(
+        diff_wat(&module(a, 1), &module(b, 1), &opts()).unwrap_err(),
+        DiffError::NoChange
+    );
+}
+
+#[test]
+fn functions_sharing_a_name_but_for_the_hash_are_not_guessed() {
+    // Two instances of one generic function differ only by the hash: when
+    // both change hash, which is which cannot be told, so neither pairs and
+    // the table's references to the old ones are refused as before.
+    let module = |h1: &str, h2: &str| {
+        format!(
+            r#"(module (table 2 funcref) (elem (i32.const 0) ${x} ${y})
+            (func ${x} (result i32) i32.const 1)
+            (func ${y} (result i32) i32.const 2)
+            (func $run (export "run") (result i32) (call_indirect (result i32) (i32.const 0))))"#,
+            x = charge(h1),
+            y = charge(h2)
+        )
+    };
+    let old = module("1111111111111111", "2222222222222222");
+    let new = module("3333333333333333", "4444444444444444");
+    let msgs: Vec<String> = refusals(diff_wat(&old, &new, &opts()))
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("was removed") && m.contains("element segment 0")),
+        "{msgs:?}"
+    );
+}
+
 #[test]
 fn a_removed_exported_function_is_refused() {
     let old = r#"(module (func $a (export "a") (result i32) i32.const 1)

@@ -338,3 +338,20 @@ fn each_fix_of_revision_6_carries_what_it_needs_and_nothing_more() {
         assert_eq!(o.line_only.len(), 1, "`balance` moved below the new lines");
     }
 }
+
+#[test]
+fn impls_declared_in_another_order_are_no_change() {
+    // `d3` is `d2` with its new trait and impls moved above the older
+    // impls: rustc renumbers the impls, so two methods get new symbol
+    // hashes (the vtables pointing at them too), and nothing else changes.
+    let built = |name: &str| {
+        let p = format!(
+            "{}/../guests/built/service/{name}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let (d2, d3) = (built("d2"), built("d3"));
+    assert_ne!(d2, d3);
+    assert_eq!(diff(&d2, &d3, &opts()).unwrap_err(), DiffError::NoChange);
+}

@@ -8,8 +8,9 @@
 //! and ends the step in `close`, a direct call that stamps its own
 //! revision: a step begun by one revision and ended by the other is mixed.
 //! `d2` instead dispatches the fee through a new `dyn Rate` table (a bundle
-//! that adds impls). Built by `guests/service/build.sh d0 d1 d2` into
-//! `guests/built/service/d{0,1,2}.wasm` (committed: no toolchain needed).
+//! that adds impls); `d3` is `d2` with those impls declared above the
+//! older ones, which changes the older methods' symbol hashes. Built by `guests/service/build.sh d0 d1 d2 d3` into
+//! `guests/built/service/d{0,1,2,3}.wasm` (committed: no toolchain needed).
 //!
 //! Per-thread consistency (docs/consistency.md rules 1, 5, 8) is checked
 //! after every scheduler turn of every transition: a worker inside a step
@@ -80,19 +81,24 @@ struct Setup {
     /// dispatches through: new vtables as bundle data, two added functions
     /// in two new table entries) instead of `d1`.
     adds_impl: bool,
+    /// With `adds_impl`: to `d3`, `d2` with the new items declared above
+    /// the older impls, which renames their methods' symbols (hash only).
+    impls_above: bool,
 }
 
 impl Setup {
     /// The revision the bundle goes to, and the `VERSION` it stamps.
     fn target(&self) -> (&'static str, u32) {
-        if self.adds_impl {
+        if self.adds_impl && self.impls_above {
+            ("d3", 3)
+        } else if self.adds_impl {
             ("d2", 3)
         } else {
             ("d1", 2)
         }
     }
 
-    /// Revision `name` (`d0`, `d1`, `d2`) as this setup builds it.
+    /// Revision `name` (`d0` to `d3`) as this setup builds it.
     fn build(&self, name: &str) -> Vec<u8> {
         let bytes = built(name);
         if self.fixed_table {
@@ -685,6 +691,70 @@ fn a_burst_with_a_bundle_that_adds_a_trait_impl_stays_consistent() {
     burst(Setup {
         direct: true,
         adds_impl: true,
+        ..Default::default()
+    });
+}
+
+/// The raw (mangled) name section name of the function whose readable
+/// name is `readable`.
+fn raw_name(bytes: &[u8], readable: &str) -> String {
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::CustomSection(c) = payload.unwrap() {
+            if let KnownCustom::Name(r) = c.as_known() {
+                for n in r {
+                    if let Name::Function(map) = n.unwrap() {
+                        for naming in map {
+                            let naming = naming.unwrap();
+                            if patch_format::names::readable(naming.name) == readable {
+                                return naming.name.to_string();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    panic!("no {readable}")
+}
+
+/// The same bundle when the new build declares the new trait and impls
+/// above the older impls (`d3`): rustc numbers impls in order, so both
+/// `charge` methods keep their paths but get new symbol hashes. `diff`
+/// pairs each with its old self (the only unmatched function of that
+/// path on each side), so `Waived::charge`, whose code is the same, is
+/// not in the bundle, the table's reference to it is no removal, and the
+/// bundle is the one `diff d0 d2` builds.
+#[test]
+fn a_burst_with_impls_declared_above_the_old_ones_stays_consistent() {
+    const WAIVED: &str = "<bank::Waived as bank::Fee>::charge";
+    let (d0, d3) = (built("d0"), built("d3"));
+    for f in [CHARGE, WAIVED] {
+        assert_ne!(raw_name(&d0, f), raw_name(&d3, f), "{f} kept its hash");
+    }
+    let outcome = diff(&d0, &d3, &DiffOptions::default()).unwrap();
+    let names: Vec<String> = (outcome.bundle.entries().iter())
+        .map(|e| patch_format::names::readable(&e.name))
+        .collect();
+    // Exactly what `diff d0 d2` carries: not `Waived::charge`, and not
+    // `worker`, whose call of the renamed `Percent::charge` and whose
+    // vtables (`POLICIES`' targets, keyed by the functions they point at)
+    // are the old ones.
+    let d2 = diff(&d0, &built("d2"), &DiffOptions::default()).unwrap();
+    let mut want: Vec<String> = (d2.bundle.entries().iter())
+        .map(|e| patch_format::names::readable(&e.name))
+        .collect();
+    let mut names = names;
+    names.sort();
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(
+        outcome.bundle.data().objects.len(),
+        d2.bundle.data().objects.len()
+    );
+    burst(Setup {
+        direct: true,
+        adds_impl: true,
+        impls_above: true,
         ..Default::default()
     });
 }
