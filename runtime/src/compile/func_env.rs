@@ -299,37 +299,34 @@ impl<'a> FuncEnv<'a> {
         builder.ins().trapnz(status, kind.code());
     }
 
-    /// Load (code, ctx) from `instance_vmctx`'s slot table of this thread's
-    /// world, at `slot`. With `own_ctx`, the slot's
-    /// context is known to be `instance_vmctx` and is not loaded.
+    /// Load (code, ctx) of the slot at `world0 + off` in this thread's
+    /// world: `world0 + off` is the slot's address in world 0 (a vmctx
+    /// plus `VMCTX_SLOTS` and the slot's offset, or a funcref record's
+    /// `entry`), and world 1's table lies `WORLD_STRIDE` further
+    /// (`vm/vmctx_block.rs`). With `ctx`, the slot's context is known and
+    /// not loaded. The baseline build does not patch (`Config::patchable`):
+    /// its calls use world 0's slots, as its direct calls use version 0.
     fn slot_lookup(
         &mut self,
         builder: &mut FunctionBuilder,
-        instance_vmctx: Value,
-        slot: u32,
-        own_ctx: bool,
+        world0: Value,
+        off: i32,
+        ctx: Option<Value>,
     ) -> (Value, Value) {
-        // This world's table sits at `vmctx + world + VMCTX_SLOTS`
-        // (`vm/vmctx_block.rs`); slot indices are below MAX_SLOTS, so the
-        // displacement fits in 32 bits. The baseline build does not patch
-        // (`Config::patchable`): its calls through tables use world 0's,
-        // as its direct calls use version 0.
-        let table = if self.patchable {
+        let at = if self.patchable {
             let world = self.world(builder);
-            builder.ins().iadd(instance_vmctx, world)
+            builder.ins().iadd(world0, world)
         } else {
-            instance_vmctx
+            world0
         };
-        let (entry, off) = (table, VMCTX_SLOTS + (slot as i64 * SLOT_SIZE) as i32);
         let code = builder
             .ins()
-            .load(types::I64, mutable(), entry, off + SLOT_CODE);
-        if own_ctx {
-            return (code, instance_vmctx);
-        }
-        let ctx = builder
-            .ins()
-            .load(types::I64, mutable(), entry, off + SLOT_VMCTX);
+            .load(types::I64, mutable(), at, off + SLOT_CODE);
+        let ctx = ctx.unwrap_or_else(|| {
+            builder
+                .ins()
+                .load(types::I64, mutable(), at, off + SLOT_VMCTX)
+        });
         (code, ctx)
     }
 
@@ -681,7 +678,9 @@ impl FuncEnvironment for FuncEnv<'_> {
         // a bundle (whose slot holds a "removed" stub and its context once
         // the bundle is reverted) need the slot's context.
         let own = func >= self.info.num_imported_funcs && func < self.own_funcs;
-        let (code, ctx) = self.slot_lookup(builder, vmctx, func, own);
+        // Slot indices are below MAX_SLOTS: the offset fits in 32 bits.
+        let off = VMCTX_SLOTS + (func as i64 * SLOT_SIZE) as i32;
+        let (code, ctx) = self.slot_lookup(builder, vmctx, off, own.then_some(vmctx));
         self.call_through(builder, sig, code, ctx, args)
     }
 
@@ -720,19 +719,11 @@ impl FuncEnvironment for FuncEnv<'_> {
         builder
             .ins()
             .trapnz(bad, TrapKind::IndirectCallTypeMismatch.code());
-        // The record holds world 0's slot address: add the world (none in
-        // the baseline build, which never patches) and load the slot.
+        // The record holds world 0's slot address.
         let entry0 = builder
             .ins()
             .load(types::I64, mutable(), funcref, FUNCREF_ENTRY);
-        let entry = if self.patchable {
-            let world = self.world(builder);
-            builder.ins().iadd(entry0, world)
-        } else {
-            entry0
-        };
-        let code = builder.ins().load(types::I64, mutable(), entry, SLOT_CODE);
-        let ctx = builder.ins().load(types::I64, mutable(), entry, SLOT_VMCTX);
+        let (code, ctx) = self.slot_lookup(builder, entry0, 0, None);
         let sig = self.sig_for_type(builder, type_index);
         self.call_through(builder, sig, code, ctx, args)
     }
