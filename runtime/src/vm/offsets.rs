@@ -12,12 +12,11 @@
 //! +8  globals   → [*VMGlobal]           +8  world     (0 or WORLD_STRIDE)
 //! +16 tables    → [*VMTable]            +16 stack_limit
 //! +24 funcrefs  → [*VMFuncRef]          +24 exit_fp   (trampoline or poll stub frame)
-//! +32 (reserved)                         +32 host      (ThreadState)
+//! +32 table0_elems (copy)               +32 host      (ThreadState)
 //! +40 builtins  → [fn ptr]              +40 trap_arg
 //! +48 instance  (host InstanceData)     +48 poll_stub (code address)
 //! +56 memory0_base (copy)
 //! +64 global_cells[7] (copies)
-//! +120 table0_elems (copy)
 //! +128                 world 0 slot table ─┐ vm/vmctx_block.rs: one mapping,
 //! +128 + WORLD_STRIDE  world 1 slot table ─┘ MAX_SLOTS slots each
 //!
@@ -38,6 +37,9 @@ pub const VMCTX_GLOBALS: i32 = 8;
 pub const VMCTX_TABLES: i32 = 16;
 /// `VMContext.funcrefs`.
 pub const VMCTX_FUNCREFS: i32 = 24;
+/// `VMContext.table0_elems`: table 0's element array, inline (read only
+/// for a table whose limits are equal, whose array never moves).
+pub const VMCTX_TABLE0_ELEMS: i32 = 32;
 /// `VMContext.builtins`.
 pub const VMCTX_BUILTINS: i32 = 40;
 /// `VMContext.memory0_base`: memory 0's base, inline.
@@ -47,12 +49,9 @@ pub const VMCTX_MEMORY0_BASE: i32 = 56;
 pub const VMCTX_GLOBAL_CELLS: i32 = 64;
 /// Globals whose cells the `VMContext` holds inline.
 pub const VMCTX_INLINE_GLOBALS: u32 = 7;
-/// `VMContext.table0_elems`: table 0's element array, inline (read only
-/// for a table whose limits are equal, whose array never moves).
-pub const VMCTX_TABLE0_ELEMS: i32 = 120;
 /// Size of `VMContext`.
 #[cfg_attr(not(test), allow(dead_code))] // checked by the layout test
-pub const VMCTX_SIZE: usize = 128;
+pub const VMCTX_SIZE: usize = 120;
 /// Distance from a `VMContext` to its world-0 slot table.
 pub const VMCTX_SLOTS: i32 = 128;
 /// Distance between the world-0 and world-1 slot tables, and the value of

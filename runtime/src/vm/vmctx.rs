@@ -106,10 +106,11 @@ pub struct VMContext {
     pub tables: *const *mut VMTable,
     /// One funcref record pointer per function index.
     pub funcrefs: *const *const VMFuncRef,
-    /// Unused: it held the engine's signature id per type index, which
-    /// `call_indirect` now embeds as constants. Keeps the offsets below,
-    /// and the slot tables after the vmctx 16-byte aligned.
-    pub _reserved: usize,
+    /// Table 0's element array (null without a table), copied from
+    /// `tables`. JIT code reads it only when table 0's limits are equal:
+    /// such a table never grows, so its array never moves, and one load
+    /// from here replaces three in every `call_indirect`.
+    pub table0_elems: *mut usize,
     /// Runtime functions callable from JIT code (see `libcalls.rs`).
     pub builtins: *const usize,
     /// Back pointer to the host-side instance data.
@@ -123,11 +124,6 @@ pub struct VMContext {
     /// `global.get`/`global.set` of them (rustc's `__stack_pointer` is
     /// global 0).
     pub global_cells: [*mut VMGlobal; INLINE_GLOBALS],
-    /// Table 0's element array (null without a table), copied from
-    /// `tables`. JIT code reads it only when table 0's limits are equal:
-    /// such a table never grows, so its array never moves, and one load
-    /// from here replaces three in every `call_indirect`.
-    pub table0_elems: *mut usize,
 }
 
 /// How many global cells a `VMContext` holds inline.
@@ -141,11 +137,10 @@ impl VMContext {
             globals: std::ptr::null(),
             tables: std::ptr::null(),
             funcrefs: std::ptr::null(),
-            _reserved: 0,
+            table0_elems: std::ptr::null_mut(),
             builtins,
             instance: std::ptr::null_mut(),
             memory0_base: std::ptr::null_mut(),
-            table0_elems: std::ptr::null_mut(),
             global_cells: [std::ptr::null_mut(); INLINE_GLOBALS],
         }
     }
