@@ -82,6 +82,8 @@ pub(crate) struct Linked<'a> {
     anon_by_key: HashMap<String, u32>,
     /// Named data symbol → symbol index.
     data_by_name: HashMap<&'a str, u32>,
+    /// Function index → the name of its symbol (the first, if several).
+    func_names: HashMap<u32, &'a str>,
     /// New build only: function index → the old build's symbol name of the
     /// function it was paired with when the names differ (rustc's hash
     /// alone changed: `diff::pair_renamed`), so that objects pointing at
@@ -258,10 +260,14 @@ impl<'a> Linked<'a> {
             table_slots,
             anon_by_key: HashMap::new(),
             data_by_name: HashMap::new(),
+            func_names: HashMap::new(),
             func_alias: HashMap::new(),
         };
         for i in 0..l.syms.len() as u32 {
             let s = &l.syms[i as usize];
+            if let (Some(name), SymKind::Func(f)) = (s.name, s.kind) {
+                l.func_names.entry(f).or_insert(name);
+            }
             if let (Some(name), SymKind::Data { .. }) = (s.name, s.kind) {
                 if is_anon(name) {
                     if let (Some(key), Some(addr)) = (l.content_key(i, 0), l.addr(i)) {
@@ -277,10 +283,7 @@ impl<'a> Linked<'a> {
 
     /// The name of the symbol of function `f`, if it has one.
     pub(crate) fn func_symbol(&self, f: u32) -> Option<&'a str> {
-        self.syms
-            .iter()
-            .find(|s| s.kind == SymKind::Func(f))
-            .and_then(|s| s.name)
+        self.func_names.get(&f).copied()
     }
 
     /// Key the new build's function `f` by `old_name` (see `func_alias`).
@@ -344,10 +347,13 @@ impl<'a> Linked<'a> {
         let Some(s) = self.syms.get(i as usize) else {
             return format!("?{i}");
         };
+        if let Some(alias) = match s.kind {
+            SymKind::Func(f) => self.func_alias.get(&f),
+            _ => None,
+        } {
+            return alias.to_string();
+        }
         match (s.kind, s.name) {
-            (SymKind::Func(f), _) if self.func_alias.contains_key(&f) => {
-                self.func_alias[&f].to_string()
-            }
             (SymKind::Data { .. }, Some(n)) if is_anon(n) => self
                 .content_key(i, depth + 1)
                 .unwrap_or_else(|| format!("?{n}")),
