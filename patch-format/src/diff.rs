@@ -570,7 +570,12 @@ fn match_functions(
 /// new impl written first renames `<bank::Waived as bank::Fee>::charge`,
 /// and the old one would otherwise read as removed while the table still
 /// holds it. A name shared by several unmatched functions (instances of
-/// one generic function differ only by the hash) pairs nothing.
+/// one generic function differ only by the hash) pairs nothing, nor does
+/// a compiler-generated item (`{{closure}}`, `{{constant}}`, v0's
+/// `{closure#0}`, shims): one function's closures share a path, so a
+/// closure removed and another added would read as one, and a live boxed
+/// `dyn Fn` of the old closure would run the new one on the old one's
+/// captures.
 fn pair_renamed(o: &ModuleView<'_>, n: &ModuleView<'_>, new_to_old: &mut [Option<u32>]) {
     let mut taken = vec![false; o.func_types.len()];
     for m in new_to_old.iter().flatten() {
@@ -579,7 +584,11 @@ fn pair_renamed(o: &ModuleView<'_>, n: &ModuleView<'_>, new_to_old: &mut [Option
     // Readable name → the unmatched functions bearing it (at most two kept:
     // more than one means ambiguous).
     fn bucket(map: &mut HashMap<String, Vec<u32>>, key: &str, i: u32) {
-        let v = map.entry(names::readable(key)).or_default();
+        let name = names::readable(key);
+        if name.contains('{') {
+            return;
+        }
+        let v = map.entry(name).or_default();
         if v.len() < 2 {
             v.push(i);
         }
